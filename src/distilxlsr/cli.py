@@ -1,0 +1,139 @@
+"""The `distilxlsr` command: subcommands only parse arguments and call library functions."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from distilxlsr.errors import UserError
+
+
+def _cmd_init_student(args: argparse.Namespace) -> None:
+    from distilxlsr.models.layers import parse_layer_map
+    from distilxlsr.models.presets import SHAPES, shape_config
+    from distilxlsr.models.student import save_student, student_config
+    from distilxlsr.models.teacher import count_parameters, load_config, load_teacher, model_class
+
+    if args.dry_run:
+        # Parameter counts from the config alone: build on the meta device (no memory, no weights).
+        import torch
+
+        config = shape_config(args.teacher) if args.teacher in SHAPES else load_config(args.teacher)
+        layer_map = parse_layer_map(args.layers, config.num_hidden_layers, args.targets)
+        cls = model_class(config.model_type)
+        with torch.device("meta"):
+            teacher_n = count_parameters(cls(config))
+            student_n = count_parameters(cls(student_config(config, layer_map.student_layers)))
+        _print_counts(args.teacher, layer_map, teacher_n, student_n)
+        return
+    if args.out is None:
+        raise UserError("init-student needs --out DIR (or --dry-run to print parameter counts).")
+    teacher = load_teacher(args.teacher)
+    from distilxlsr.models.student import init_student
+
+    student, layer_map = init_student(teacher, args.layers, args.targets, seed=args.seed)
+    save_student(student, layer_map, args.teacher, Path(args.out))
+    from distilxlsr.models.teacher import feature_extractor
+
+    feature_extractor(args.teacher, teacher.config).save_pretrained(args.out)
+    _print_counts(args.teacher, layer_map, count_parameters(teacher), count_parameters(student))
+    print(f"student written to {args.out}")
+
+
+def _print_counts(teacher: str, layer_map, teacher_n: int, student_n: int) -> None:
+    print(f"teacher {teacher}: {layer_map.teacher_layers} layers, {teacher_n:,} parameters")
+    print(
+        f"student {layer_map.spec}: {layer_map.student_layers} layers (from teacher layers "
+        f"{[i if i is not None else 'random' for i in layer_map.init]}), {student_n:,} parameters"
+    )
+    print(f"ratio student/teacher: {student_n / teacher_n:.3f}")
+
+
+def _cmd_distill(args: argparse.Namespace) -> None:
+    from distilxlsr.config import load_config
+    from distilxlsr.distill.train import distill
+
+    config = load_config(args.config, args.overrides)
+    distill(config)
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    from distilxlsr.export import export_hf
+
+    out = export_hf(args.source, args.out, args.results)
+    print(f"exported {args.source} to {out} (load it with transformers.AutoModel.from_pretrained)")
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from distilxlsr.demo import run_demo
+
+    run_demo(Path(args.out), quick=args.quick)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="distilxlsr",
+        description="Distil multilingual wav2vec 2.0-family speech models (DistilXLSR).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("init-student", help="build a layer-jumped student from a teacher")
+    p.add_argument(
+        "--teacher",
+        required=True,
+        help="HF model directory, hub id, or a shape name with --dry-run",
+    )
+    p.add_argument(
+        "--layers",
+        default="jump:2",
+        help="jump:K | first:N | random:N | list:i,j,... (default jump:2)",
+    )
+    p.add_argument(
+        "--targets", default="auto", help="teacher layers distilled towards (default auto)"
+    )
+    p.add_argument("--out", help="output directory (an HF model directory)")
+    p.add_argument("--seed", type=int, default=0, help="seed for random:N layers")
+    p.add_argument(
+        "--dry-run", action="store_true", help="only print parameter counts, from the config alone"
+    )
+    p.set_defaults(func=_cmd_init_student)
+
+    p = sub.add_parser("distill", help="distil a student (resumes an existing run directory)")
+    p.add_argument("--config", help="YAML config holding the differences from the defaults")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=100")
+    p.set_defaults(func=_cmd_distill)
+
+    p = sub.add_parser("export", help="write a student as a plain Hugging Face model directory")
+    p.add_argument("source", help="run directory (its newest checkpoint) or HF model directory")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--results", help="an evaluation results.json to include in the model card")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("demo", help="the whole pipeline offline, on generated data")
+    p.add_argument("--out", default="demo_out", help="output directory (default demo_out)")
+    p.add_argument("--quick", action="store_true", help="toy size, about a minute")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.logging.disable_progress_bar()  # "Loading weights" bars on every model load
+    start = time.perf_counter()
+    try:
+        args.func(args)
+    except UserError as err:
+        print(f"distilxlsr {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"distilxlsr {args.command}: interrupted", file=sys.stderr)
+        return 130
+    if args.command == "demo":
+        print(f"total time {time.perf_counter() - start:.0f} s")
+    return 0

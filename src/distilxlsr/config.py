@@ -1,0 +1,248 @@
+"""Typed run configuration: dataclasses, YAML files holding only differences, dotted overrides.
+
+A run is described by one `DistillConfig`. A YAML file sets only what differs from the defaults;
+`key=value` arguments on the command line override it (`train.lr=1e-4`, `student.layers=jump:2`).
+The resolved config is written to the run directory and into every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from distilxlsr.errors import UserError
+
+
+@dataclass
+class DataConfig:
+    train: str = ""
+    """Training cuts: a lhotse cut manifest (.jsonl.gz), a corpus directory ROOT (the train split
+    of every language under it) or ROOT/<lang> (one language)."""
+    max_seconds: float = 15.0
+    """Utterances longer than this are randomly cropped to it (seeded per cut and epoch)."""
+    min_seconds: float = 0.5
+    """Utterances shorter than this are skipped (counted and reported)."""
+    num_buckets: int = 20
+    """Duration buckets of the dynamic bucketing sampler (less padding with more buckets)."""
+    num_workers: int = 2
+    """Data-loader worker processes per training process (0 = load in the training process)."""
+    sample_rate: int = 16000
+    """Sampling rate the models expect; audio at another rate is resampled."""
+
+
+@dataclass
+class StudentConfig:
+    layers: str = "jump:2"
+    """Layer map: `jump:K`, `first:N`, `random:N` or `list:i,j,...` (teacher layers, 1-based)."""
+    targets: str = "auto"
+    """Teacher layers the student layers are distilled towards: `auto` (for `jump:K` and `list:`
+    the copied layers; for `first:N`/`random:N` every (L/N)-th layer, so the last student layer
+    predicts the last teacher layer) or an explicit `list:i,j,...`."""
+    representation: str = "auto"
+    """Layer representation: `auto` (pre-LN models: the next layer's first LayerNorm applied to
+    the layer output, the final LayerNorm for the last layer; post-LN models: the layer output)
+    or `residual` (the raw layer output, also for pre-LN models)."""
+    freeze_cnn: bool = True
+    """Keep the CNN feature encoder frozen (it is copied from the teacher)."""
+    seed: int = 0
+    """Seed for freshly initialised layers (`random:N`)."""
+
+
+@dataclass
+class ShuffleConfig:
+    mode: str = "none"
+    """Phoneme shuffling: `none`, `utterance`, `word` or `segment`."""
+    p: float = 1.0
+    """Probability that an utterance is shuffled."""
+
+
+@dataclass
+class LossConfig:
+    kind: str = "l1_cos"
+    """`l1_cos` (L1 + lambda * -log sigmoid(cos), DistilHuBERT's form) or `mse`."""
+    cos_weight: float = 1.0
+    """lambda, the weight of the cosine term in `l1_cos`."""
+    layer_weights: list[float] | None = None
+    """One weight per distilled layer (default: all 1); the loss is the weighted mean."""
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 200_000
+    """Optimizer steps (each of `grad_accum` micro-batches per process)."""
+    lr: float = 2e-4
+    """Peak learning rate of AdamW."""
+    warmup_steps: int = 0
+    """Linear warm-up steps; 0 means 5% of `max_steps`."""
+    decay: str = "linear"
+    """Decay after warm-up: `linear`, `cosine` or `constant`."""
+    min_lr_ratio: float = 0.0
+    """The learning rate decays to `lr * min_lr_ratio`."""
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    eps: float = 1e-6
+    grad_clip: float = 10.0
+    """Clip the global gradient norm to this (0 = no clipping)."""
+    batch_seconds: float = 200.0
+    """Audio seconds per micro-batch per process (before cropping)."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step."""
+    seed: int = 0
+    """Seed of the sampler, crops, shuffling and dropout: the same seed gives the same run."""
+    mixed_precision: str = "auto"
+    """`auto` (bf16 on GPU, fp32 on CPU), `bf16`, `fp16` or `no`."""
+    compile: bool = False
+    """torch.compile the student (GPU runs)."""
+    checkpoint_every: int = 1000
+    """Write a checkpoint every N steps (and at the end)."""
+    keep_checkpoints: int = 3
+    """Keep only the newest K checkpoints."""
+    log_every: int = 50
+    """Reduce and log metrics every N steps (no host-device sync in between)."""
+    max_bad_steps: int = 20
+    """Abort after this many consecutive steps with a non-finite loss or gradient."""
+
+
+@dataclass
+class DistillConfig:
+    teacher: str = ""
+    """The teacher: a local Hugging Face model directory or a hub id."""
+    out: str = "runs/distill"
+    """Run directory; running again with the same `out` resumes from its newest checkpoint."""
+    data: DataConfig = field(default_factory=DataConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
+    shuffle: ShuffleConfig = field(default_factory=ShuffleConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def to_dict(config: Any) -> dict:
+    """The config as plain dicts and lists (for YAML and checkpoints)."""
+    return dataclasses.asdict(config)
+
+
+def from_dict(cls: type, values: dict, where: str = "config") -> Any:
+    """Build dataclass `cls` from a (partial) dict; unknown keys and wrong types are user errors."""
+    label = where or "config"
+    if not isinstance(values, dict):
+        raise UserError(f"{label}: expected a mapping of keys to values, got {values!r}.")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in names:
+            raise UserError(
+                f"{label}: unknown key '{key}'; valid keys are: {', '.join(sorted(names))}."
+            )
+        kwargs[key] = _coerce(hints[key], value, f"{where}.{key}" if where else key)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value or {}, where)
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(option, value, where)
+            except UserError as err:
+                errors.append(str(err))
+        raise UserError(errors[0])
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if isinstance(value, str):  # `a,b,c` on the command line
+            value = [yaml.safe_load(v) for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise UserError(f"{where}: expected a list, got {value!r}.")
+        return [_coerce(item, v, where) for v in value]
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise UserError(f"{where}: expected true or false, got {value!r}.")
+    if hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise UserError(f"{where}: expected a number, got {value!r}.")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise UserError(f"{where}: expected an integer, got {value!r}.")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        raise UserError(f"{where}: expected a string, got {value!r}.")
+    return value
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    """`["train.lr=1e-4", "teacher=T"]` -> nested dict with YAML-typed values."""
+    nested: dict = {}
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(
+                f"override '{item}' is not of the form key=value (e.g. train.max_steps=100)."
+            )
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        # A bare `list:2,4` or path stays a string; numbers and booleans get their types.
+        if isinstance(value, dict | list) and not raw.lstrip().startswith(("[", "{")):
+            value = raw
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"override '{item}' conflicts with an earlier override.")
+        node[parts[-1]] = value
+    return nested
+
+
+def _merge(base: dict, update: dict) -> dict:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> DistillConfig:
+    """Defaults, then the YAML file's differences, then `key=value` overrides."""
+    values: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"config file '{path}' does not exist; pass an existing YAML file.")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise UserError(f"config file '{path}' is not valid YAML: {err}".strip()) from None
+        if not isinstance(values, dict):
+            raise UserError(f"config file '{path}' must hold a mapping of keys to values.")
+    values = _merge(values, parse_overrides(list(overrides)))
+    return from_dict(DistillConfig, values, where="")
+
+
+def save_config(config: DistillConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))

@@ -1,0 +1,116 @@
+"""Checkpoints: written atomically (a temporary directory, then one rename), the newest K kept,
+read back without unpickling anything but tensors and plain containers.
+
+Layout of `RUN/checkpoints/step-0001000/`:
+  config.json, model.safetensors   the student as a plain Hugging Face model directory
+  training_state.pt                optimizer and LR-scheduler state (loaded with weights_only=True)
+  rank-<r>.pt                      each process's RNG states and data position
+  trainer_state.json               step, counters, timings
+  run_config.yaml                  the resolved run config
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+CHECKPOINT_DIR = re.compile(r"^step-(\d+)$")
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:07d}"
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first (a temporary directory is never complete)."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [
+        d
+        for d in root.iterdir()
+        if d.is_dir() and CHECKPOINT_DIR.match(d.name) and (d / "trainer_state.json").is_file()
+    ]
+    return sorted(found, key=lambda d: int(CHECKPOINT_DIR.match(d.name).group(1)))
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def remove_stale_temporaries(run_dir: Path) -> None:
+    """Half-written checkpoints of a killed run."""
+    root = Path(run_dir) / "checkpoints"
+    if root.is_dir():
+        for d in root.iterdir():
+            if d.name.startswith(".tmp-"):
+                shutil.rmtree(d, ignore_errors=True)
+
+
+def temporary_dir(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / "checkpoints" / f".tmp-{checkpoint_name(step)}"
+
+
+def save_model(model: torch.nn.Module, config, directory: Path) -> None:
+    """A loadable HF model directory: `config` (the pristine config) + safetensors weights."""
+    config.save_pretrained(directory)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, directory / "model.safetensors", metadata={"format": "pt"})
+
+
+def load_model_state(model: torch.nn.Module, directory: Path) -> None:
+    state = load_file(Path(directory) / "model.safetensors")
+    model.load_state_dict(state, strict=True)
+
+
+def _fsync_tree(directory: Path) -> None:
+    for path in directory.iterdir():
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+
+
+def commit(tmp: Path, run_dir: Path, step: int, keep: int) -> Path:
+    """Make a fully written temporary directory the checkpoint of `step`; keep the newest `keep`."""
+    _fsync_tree(tmp)
+    final = Path(run_dir) / "checkpoints" / checkpoint_name(step)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)  # atomic on POSIX: a checkpoint is either complete or absent
+    found = list_checkpoints(run_dir)
+    for old in found[: max(0, len(found) - max(1, keep))]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def save_rank_state(directory: Path, rank: int, data_position: dict) -> None:
+    state = {
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "data_position": data_position,
+    }
+    torch.save(state, directory / f"rank-{rank}.pt")
+
+
+def load_rank_state(directory: Path, rank: int) -> dict | None:
+    path = Path(directory) / f"rank-{rank}.pt"
+    if not path.is_file():
+        return None
+    return torch.load(path, weights_only=True)
+
+
+def restore_rng(state: dict) -> None:
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def read_trainer_state(directory: Path) -> dict:
+    return json.loads((Path(directory) / "trainer_state.json").read_text())

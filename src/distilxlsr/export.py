@@ -1,0 +1,134 @@
+"""Export a distilled student as a plain Hugging Face model directory with a model card."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+
+from distilxlsr.distill import checkpoint as ckpt
+from distilxlsr.errors import UserError
+
+
+def find_student(source: Path) -> tuple[Path, Path | None]:
+    """(directory holding config.json + model.safetensors, run directory or None)."""
+    source = Path(source)
+    if not source.exists():
+        raise UserError(
+            f"'{source}' does not exist; pass a run directory or an HF model directory."
+        )
+    if (source / "checkpoints").is_dir() or (source / "config.yaml").is_file():
+        latest = ckpt.latest_checkpoint(source)
+        if latest is None:
+            raise UserError(
+                f"run directory '{source}' has no complete checkpoint yet; let `distill` run "
+                "until its first checkpoint (train.checkpoint_every)."
+            )
+        return latest, source
+    if (source / "config.json").is_file() and (source / "model.safetensors").is_file():
+        return source, None
+    raise UserError(
+        f"'{source}' is neither a run directory (with checkpoints/) nor a Hugging Face model "
+        "directory (config.json + model.safetensors)."
+    )
+
+
+def _last_metrics(run_dir: Path) -> dict | None:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    return json.loads(lines[-1]) if lines else None
+
+
+def model_card(model_dir: Path, run_dir: Path | None, results: dict | None) -> str:
+    config = json.loads((model_dir / "config.json").read_text())
+    lines = [
+        "---",
+        "library_name: transformers",
+        "tags: [speech, wav2vec2, distillation, distilxlsr]",
+    ]
+    lines += ["---", "", f"# DistilXLSR student ({config.get('model_type')})", ""]
+    lines.append(
+        "A student distilled with [distilxlsr](https://pypi.org/project/distilxlsr/) following "
+        "DistilXLSR (Interspeech 2023): half the teacher's transformer layers, initialised by layer "
+        "jumping, distilled on English speech with randomly shuffled phonemes."
+    )
+    lines += [
+        "",
+        "```python",
+        "from transformers import AutoModel",
+        f"model = AutoModel.from_pretrained('{model_dir.name}')",
+        "```",
+        "",
+    ]
+    lines += ["| | |", "| --- | --- |"]
+    lines.append(
+        f"| architecture | {config.get('architectures', ['?'])[0]}, {config['num_hidden_layers']} layers, hidden {config['hidden_size']} |"
+    )
+    info_file = None
+    if run_dir is not None:
+        info_file = run_dir / "student_init" / "distilxlsr.json"
+    info = json.loads(info_file.read_text()) if info_file and info_file.is_file() else {}
+    if info:
+        lines.append(
+            f"| teacher | `{info['teacher']}` ({info['teacher_layers']} layers, {info['teacher_parameters']:,} parameters) |"
+        )
+        lines.append(
+            f"| layer map | `{info['layer_map']}`: student layers copied from teacher layers {info['init']}, distilled towards {info['targets']} |"
+        )
+        ratio = info["student_parameters"] / info["teacher_parameters"]
+        lines.append(
+            f"| parameters | {info['student_parameters']:,} ({ratio:.1%} of the teacher) |"
+        )
+    if run_dir is not None and (run_dir / "config.yaml").is_file():
+        run = yaml.safe_load((run_dir / "config.yaml").read_text())
+        lines.append(f"| data | `{run['data']['train']}` |")
+        lines.append(
+            f"| phoneme shuffling | mode `{run['shuffle']['mode']}`, p = {run['shuffle']['p']} |"
+        )
+        loss = run["loss"]
+        loss_text = "L1 + λ·(−log σ(cos))" if loss["kind"] == "l1_cos" else "MSE"
+        lines.append(f"| loss | {loss_text}, λ = {loss['cos_weight']} |")
+        state = (
+            ckpt.read_trainer_state(model_dir)["run_state"]
+            if (model_dir / "trainer_state.json").is_file()
+            else None
+        )
+        if state:
+            lines.append(
+                f"| training | {state['step']} steps, {state['audio_seconds'] / 3600:.3f} h of audio, lr {run['train']['lr']}, {state['bad_steps']} skipped steps |"
+            )
+        metrics = _last_metrics(run_dir)
+        if metrics:
+            lines.append(f"| final loss | {metrics['loss']:.4f} (step {metrics['step']}) |")
+    if results:
+        lines += ["", "## Evaluation", "", "```json", json.dumps(results, indent=2)[:4000], "```"]
+    return "\n".join(lines) + "\n"
+
+
+def export_hf(source: str | Path, out: str | Path, results_file: str | Path | None = None) -> Path:
+    """Write `out/` with config.json, model.safetensors, preprocessor_config.json and README.md."""
+    model_dir, run_dir = find_student(Path(source))
+    out = Path(out)
+    if out.resolve() == model_dir.resolve():
+        raise UserError(f"--out '{out}' is the source itself; choose another directory.")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "model.safetensors"):
+        shutil.copyfile(model_dir / name, out / name)
+    extractor = None
+    for candidate in (model_dir, run_dir / "student_init" if run_dir else None):
+        if candidate is not None and (candidate / "preprocessor_config.json").is_file():
+            extractor = candidate / "preprocessor_config.json"
+            break
+    if extractor is not None:
+        shutil.copyfile(extractor, out / "preprocessor_config.json")
+    results = None
+    if results_file is None and run_dir is not None and (run_dir / "results.json").is_file():
+        results_file = run_dir / "results.json"
+    if results_file is not None:
+        results = json.loads(Path(results_file).read_text())
+    (out / "README.md").write_text(model_card(model_dir, run_dir, results))
+    return out

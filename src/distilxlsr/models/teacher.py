@@ -1,0 +1,131 @@
+"""Loading speech encoders of the wav2vec 2.0 family: the one way a model enters distilxlsr."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import torch
+import transformers
+from transformers import PretrainedConfig, PreTrainedModel
+
+from distilxlsr.errors import UserError
+
+# model_type in config.json -> the base model class (a *ForCTC / *ForPreTraining checkpoint
+# loads into its base model: transformers strips the head and the base-model prefix).
+MODEL_CLASSES: dict[str, str] = {
+    "wav2vec2": "Wav2Vec2Model",
+    "hubert": "HubertModel",
+    "wavlm": "WavLMModel",
+    "data2vec-audio": "Data2VecAudioModel",
+}
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def model_class(model_type: str) -> type[PreTrainedModel]:
+    """The transformers base-model class for a config's `model_type`."""
+    if model_type not in MODEL_CLASSES:
+        raise UserError(
+            f"model type '{model_type}' is not supported; supported types are "
+            f"{', '.join(MODEL_CLASSES)} (wav2vec 2.0-family speech encoders)."
+        )
+    return getattr(transformers, MODEL_CLASSES[model_type])
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    return bool(_HUB_ID.match(name)) and not name.startswith(".") and name.count("/") <= 1
+
+
+def load_config(name: str) -> PretrainedConfig:
+    """The model config of a local directory or hub id, without loading weights."""
+    path = Path(name)
+    if path.is_dir():
+        config_file = path / "config.json"
+        if not config_file.is_file():
+            raise UserError(
+                f"'{path}' has no config.json; pass a Hugging Face model directory "
+                "(config.json + model.safetensors)."
+            )
+        try:
+            model_type = json.loads(config_file.read_text()).get("model_type", "")
+        except json.JSONDecodeError as err:
+            raise UserError(f"'{config_file}' is not valid JSON ({err}).") from None
+        cls = model_class(model_type)
+        return cls.config_class.from_pretrained(path)
+    _check_hub_id(name)
+    try:
+        config = transformers.AutoConfig.from_pretrained(name)
+    except OSError as err:
+        raise _hub_error(name, err) from None
+    model_class(config.model_type)
+    return config
+
+
+def _check_hub_id(name: str) -> None:
+    if Path(name).exists():
+        raise UserError(f"'{name}' is a file, not a model directory; pass a directory.")
+    if not _looks_like_hub_id(name):
+        raise UserError(
+            f"model directory '{name}' does not exist; pass an existing Hugging Face model "
+            "directory or a hub id such as facebook/wav2vec2-xls-r-300m."
+        )
+
+
+def _hub_error(name: str, err: Exception) -> UserError:
+    return UserError(
+        f"'{name}' is neither a local directory nor a model that could be fetched from the "
+        f"Hugging Face hub ({type(err).__name__}); check the path, or the network and the hub id."
+    )
+
+
+def load_model(name: str, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
+    """Load a wav2vec 2.0-family base model from a local directory or a hub id."""
+    config = load_config(name)
+    cls = model_class(config.model_type)
+    # SDPA attention: the fused kernel on GPU, and no worse than eager on CPU.
+    kwargs = {"dtype": dtype, "attn_implementation": "sdpa"}
+    try:
+        model = cls.from_pretrained(name, config=config, **kwargs)
+    except OSError as err:
+        if Path(name).is_dir():
+            raise UserError(
+                f"could not load weights from '{name}' ({err}); the directory needs "
+                "model.safetensors (or pytorch_model.bin) next to config.json."
+            ) from None
+        raise _hub_error(name, err) from None
+    return model
+
+
+def load_teacher(name: str) -> PreTrainedModel:
+    """The frozen teacher: eval mode, no gradients."""
+    teacher = load_model(name)
+    teacher.eval()
+    teacher.requires_grad_(False)
+    return teacher
+
+
+def feature_extractor(name: str, config: PretrainedConfig) -> transformers.Wav2Vec2FeatureExtractor:
+    """The model's waveform preprocessing (normalisation, attention mask): its own
+    preprocessor_config.json where it has one, else the usual settings for its architecture."""
+    path = Path(name)
+    if (path / "preprocessor_config.json").is_file():
+        return transformers.Wav2Vec2FeatureExtractor.from_pretrained(path)
+    if not path.exists():
+        try:
+            return transformers.Wav2Vec2FeatureExtractor.from_pretrained(name)
+        except OSError:
+            pass  # hub checkpoints without a preprocessor config: use the defaults below
+    layer_norm_cnn = getattr(config, "feat_extract_norm", "layer") == "layer"
+    return transformers.Wav2Vec2FeatureExtractor(
+        feature_size=1,
+        sampling_rate=16000,
+        padding_value=0.0,
+        do_normalize=True,
+        return_attention_mask=layer_norm_cnn,
+    )
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
