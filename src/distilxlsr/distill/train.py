@@ -300,8 +300,9 @@ def distill(config: DistillConfig, transform: Transform | None = None) -> Path:
         t_params, s_params = count_parameters(teacher), count_parameters(student)
         say(
             f"teacher {config.teacher}: {layer_map.teacher_layers} layers; student "
-            f"{layer_map.spec}: {layer_map.student_layers} layers "
-            f"(init {list(layer_map.init)}, targets {list(layer_map.targets)})"
+            f"{layer_map.spec}: {layer_map.student_layers} layers, {s_params:,} parameters "
+            f"({s_params / t_params:.1%} of the teacher's {t_params:,}), "
+            f"init {list(layer_map.init)}, targets {list(layer_map.targets)}"
         )
     stop_requested = {"flag": False}
 
