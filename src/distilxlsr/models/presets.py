@@ -55,6 +55,7 @@ def tiny_config(
     heads: int = 2,
     ffn: int = 64,
     conv_channels: int = 32,
+    initializer_range: float = 0.1,
 ) -> PretrainedConfig:
     """A tiny config of any supported family: 3 CNN layers with a total stride of 80 samples
     (5 ms frames instead of the real models' 20 ms), so short test clips give enough frames."""
@@ -74,6 +75,9 @@ def tiny_config(
         conv_bias=True,
         layerdrop=0.0,
         mask_time_prob=0.0,
+        # Larger than transformers' 0.02, so that random layers change their input noticeably
+        # (as trained ones do) and distillation has something to learn in tests.
+        initializer_range=initializer_range,
     )
     if model_type == "data2vec-audio":
         kwargs["conv_pos_kernel_size"] = 5

@@ -1,0 +1,45 @@
+"""Shared fixtures: tiny random teachers and a tiny generated corpus, built by the tests."""
+
+from __future__ import annotations
+
+import os
+
+# No hub at test time: a hub id must fail at once instead of waiting for a network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from distilxlsr.data.toy import make_toy_corpus  # noqa: E402
+from distilxlsr.models.presets import tiny_config  # noqa: E402
+from distilxlsr.models.teacher import model_class  # noqa: E402
+
+
+def tiny_model(model_type: str = "wav2vec2", pre_ln: bool = True, layers: int = 4, seed: int = 0):
+    torch.manual_seed(seed)
+    model = model_class(model_type)(tiny_config(model_type, pre_ln=pre_ln, layers=layers))
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def teacher_dir(tmp_path_factory):
+    """A pre-LN (XLS-R-like) tiny teacher saved as an HF directory."""
+    path = tmp_path_factory.mktemp("teacher_preln")
+    tiny_model("wav2vec2", pre_ln=True).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def postln_teacher_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("teacher_postln")
+    tiny_model("wav2vec2", pre_ln=False).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def toy_corpus(tmp_path_factory):
+    """ROOT with en/cuts_train.jsonl.gz: 12 generated utterances of 1-3 s with alignments."""
+    root = tmp_path_factory.mktemp("toy")
+    make_toy_corpus(root, "en", "train", num_utterances=12, seed=0)
+    return root

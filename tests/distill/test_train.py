@@ -1,0 +1,242 @@
+"""The distillation loop end to end on tiny teachers and the toy corpus."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+from safetensors.torch import load_file
+
+from distilxlsr.cli import main
+from distilxlsr.config import load_config
+from distilxlsr.data.loader import collate
+from distilxlsr.distill.checkpoint import list_checkpoints
+from distilxlsr.distill.train import Distiller, distill
+from distilxlsr.models.layers import parse_layer_map
+from distilxlsr.models.student import build_student
+from distilxlsr.models.teacher import load_teacher
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = str(REPO / "configs" / "tiny-cpu.yaml")
+
+
+def _overrides(teacher, corpus, out, **extra):
+    values = {
+        "teacher": teacher,
+        "data.train": corpus / "en",
+        "out": out,
+        "data.num_workers": 0,
+        "data.max_seconds": 2.0,
+        "train.batch_seconds": 6.0,
+        "train.log_every": 2,
+    } | extra
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+@pytest.mark.parametrize("fixture", ["teacher_dir", "postln_teacher_dir"])
+def test_loss_falls_on_a_fixed_batch(fixture, request, toy_corpus):
+    teacher = load_teacher(str(request.getfixturevalue(fixture)))
+    layer_map = parse_layer_map("jump:2", 4)
+    student = build_student(teacher, layer_map)
+    student.config.layerdrop = 0.0
+    config = load_config(None, ["teacher=x"])
+    distiller = Distiller(teacher, student, layer_map, config)
+    import soundfile as sf
+
+    files = sorted((toy_corpus / "en" / "audio" / "train").glob("*.flac"))[:3]
+    batch = collate([sf.read(f, dtype="float32")[0] for f in files], normalize=True)
+    optimizer = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=1e-3)
+    torch.manual_seed(0)
+    losses = []
+    for _ in range(30):
+        loss, terms = distiller(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        assert terms.shape == (2,)
+    # -log sigmoid(cos) >= -log sigmoid(1): the part above that floor must fall by a third.
+    floor = -math.log(1 / (1 + math.exp(-1)))
+    assert losses[-1] - floor < 0.67 * (losses[0] - floor), losses
+
+
+def test_cli_distill_export_roundtrip(tmp_path, teacher_dir, toy_corpus, capsys):
+    out = tmp_path / "run"
+    args = _overrides(
+        teacher_dir, toy_corpus, out, **{"train.max_steps": 6, "train.checkpoint_every": 3}
+    )
+    assert main(["distill", "--config", TINY, *args]) == 0
+    assert [c.name for c in list_checkpoints(out)] == ["step-0000003", "step-0000006"]
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [2, 4, 6]
+    assert set(metrics[0]["layers"]) == {"s1_t2", "s2_t4"}
+    assert all(m["audio_s_per_s"] > 0 for m in metrics)
+    assert list((out / "logs").glob("events.out.tfevents.*"))
+    saved = (out / "config.yaml").read_text()
+    assert "max_steps: 6" in saved
+
+    assert main(["export", str(out), "--out", str(tmp_path / "student")]) == 0
+    student = transformers.AutoModel.from_pretrained(tmp_path / "student").eval()
+    assert student.config.num_hidden_layers == 2
+    card = (tmp_path / "student" / "README.md").read_text()
+    assert "jump:2" in card and "6 steps" in card
+    assert (tmp_path / "student" / "preprocessor_config.json").is_file()
+    # The exported weights are the last checkpoint's, and give the same outputs.
+    state = load_file(out / "checkpoints" / "step-0000006" / "model.safetensors")
+    reference = transformers.Wav2Vec2Model(student.config).eval()
+    reference.load_state_dict(state)
+    x = torch.randn(1, 3000)
+    with torch.no_grad():
+        torch.testing.assert_close(student(x).last_hidden_state, reference(x).last_hidden_state)
+    # Training changed the student away from its layer-jumped initialisation.
+    init = build_student(load_teacher(str(teacher_dir)), parse_layer_map("jump:2", 4)).state_dict()
+    key = "encoder.layers.0.attention.q_proj.weight"
+    assert not torch.equal(init[key], state[key])
+
+
+def _final_weights(run: Path) -> dict:
+    last = list_checkpoints(run)[-1]
+    return load_file(last / "model.safetensors")
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _command(teacher, corpus, out, workers, steps=40):
+    args = _overrides(
+        teacher,
+        corpus,
+        out,
+        **{"train.max_steps": steps, "train.checkpoint_every": 5, "data.num_workers": workers},
+    )
+    return [sys.executable, "-m", "distilxlsr", "distill", "--config", TINY, *args]
+
+
+def _run_until(cmd, out: Path, checkpoint: str, sig: int) -> None:
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (out / "checkpoints" / checkpoint).is_dir():
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.time() < deadline
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_interrupted_run_resumes_bit_identical(tmp_path, teacher_dir, toy_corpus, sig):
+    straight = tmp_path / "straight"
+    subprocess.run(_command(teacher_dir, toy_corpus, straight, 0), check=True, capture_output=True)
+    resumed = tmp_path / "resumed"
+    # Interrupted while loading with 2 workers, resumed with none: the data must not depend on it.
+    _run_until(_command(teacher_dir, toy_corpus, resumed, 2), resumed, "step-0000010", sig)
+    done = [c.name for c in list_checkpoints(resumed)]
+    assert "step-0000040" not in done, "the run finished before it could be interrupted"
+    result = subprocess.run(
+        _command(teacher_dir, toy_corpus, resumed, 0), check=True, capture_output=True, text=True
+    )
+    assert "resuming" in result.stdout
+    assert _same(_final_weights(straight), _final_weights(resumed))
+    assert (
+        list_checkpoints(straight)[-1].name == list_checkpoints(resumed)[-1].name == "step-0000040"
+    )
+
+
+def test_resume_refuses_a_changed_experiment(tmp_path, teacher_dir, toy_corpus):
+    out = tmp_path / "run"
+    args = _overrides(teacher_dir, toy_corpus, out, **{"train.max_steps": 2})
+    assert main(["distill", "--config", TINY, *args]) == 0
+    assert main(["distill", "--config", TINY, *args, "train.lr=0.1"]) == 2
+
+
+def test_nan_guard_skips_and_aborts(tmp_path, teacher_dir, toy_corpus, capsys):
+    out = tmp_path / "run"
+    args = _overrides(
+        teacher_dir,
+        toy_corpus,
+        out,
+        **{
+            "train.max_steps": 50,
+            "train.lr": 1e30,
+            "train.warmup_steps": 1,
+            "train.max_bad_steps": 3,
+            "train.grad_clip": 0,
+        },
+    )
+    assert main(["distill", "--config", TINY, *args]) == 2
+    err = capsys.readouterr().err
+    assert "3 consecutive steps had a non-finite loss or gradient" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("teacher=/no/such/teacher", "does not exist"),
+        ("data.train=/no/such/data", "does not exist"),
+        ("student.layers=jump:3", "does not divide"),
+        ("train.decay=sometimes", "train.decay"),
+    ],
+)
+def test_bad_runs_fail_with_one_clear_line(
+    tmp_path, teacher_dir, toy_corpus, capsys, override, message
+):
+    args = _overrides(teacher_dir, toy_corpus, tmp_path / "run", **{"train.max_steps": 2})
+    assert main(["distill", "--config", TINY, *args, override]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+def test_init_student_cli(tmp_path, teacher_dir, capsys):
+    out = tmp_path / "student0"
+    assert (
+        main(
+            ["init-student", "--teacher", str(teacher_dir), "--layers", "jump:2", "--out", str(out)]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "ratio student/teacher" in printed
+    model = transformers.AutoModel.from_pretrained(out)
+    assert model.config.num_hidden_layers == 2
+    assert (
+        main(
+            [
+                "init-student",
+                "--teacher",
+                str(teacher_dir),
+                "--layers",
+                "list:2,2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
+
+
+def test_dry_run_counts_xlsr_300m(capsys):
+    assert main(["init-student", "--teacher", "xls-r-300m", "--layers", "jump:2", "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # XLS-R 300M's base model has 315.4M parameters; 12 of its 24 layers keep 52%.
+    assert "24 layers, 315,438,720 parameters" in lines[0]
+    assert "12 layers" in lines[1] and "164,284,032 parameters" in lines[1]
+    assert lines[2] == "ratio student/teacher: 0.521"
+
+
+def test_distill_returns_run_dir(tmp_path, teacher_dir, toy_corpus):
+    config = load_config(
+        TINY, _overrides(teacher_dir, toy_corpus, tmp_path / "r", **{"train.max_steps": 1})
+    )
+    assert distill(config) == tmp_path / "r"

@@ -1,0 +1,47 @@
+import pytest
+
+from distilxlsr.config import load_config, parse_overrides
+from distilxlsr.errors import UserError
+
+
+def test_yaml_holds_differences_and_overrides_win(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("teacher: T\ntrain:\n  lr: 0.001\n  max_steps: 10\n")
+    config = load_config(path, ["train.max_steps=30", "student.layers=list:2,4", "shuffle.p=0.5"])
+    assert config.teacher == "T"
+    assert config.train.lr == 0.001
+    assert config.train.max_steps == 30
+    assert config.student.layers == "list:2,4"
+    assert config.shuffle.p == 0.5
+    assert config.train.batch_seconds == 200.0  # default untouched
+
+
+def test_int_accepted_for_float_and_list_from_commas(tmp_path):
+    config = load_config(None, ["train.lr=1", "loss.layer_weights=1,2"])
+    assert isinstance(config.train.lr, float) and config.train.lr == 1.0
+    assert load_config(None, ["train.lr=1e-4"]).train.lr == 1e-4  # YAML 1.1 reads a string
+    assert config.loss.layer_weights == [1.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.lrr=1", "unknown key 'lrr'"),
+        ("train.max_steps=many", "expected an integer"),
+        ("student.freeze_cnn=maybe", "expected true or false"),
+        ("nonsense", "key=value"),
+        ("bogus.x=1", "unknown key 'bogus'"),
+    ],
+)
+def test_bad_overrides_are_user_errors(override, message):
+    with pytest.raises(UserError, match=message):
+        load_config(None, [override])
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_parse_overrides_nesting():
+    assert parse_overrides(["a.b=1", "a.c=x", "d=true"]) == {"a": {"b": 1, "c": "x"}, "d": True}
