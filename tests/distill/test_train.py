@@ -240,3 +240,34 @@ def test_distill_returns_run_dir(tmp_path, teacher_dir, toy_corpus):
         TINY, _overrides(teacher_dir, toy_corpus, tmp_path / "r", **{"train.max_steps": 1})
     )
     assert distill(config) == tmp_path / "r"
+
+
+def test_two_process_gloo_run_keeps_ranks_identical(tmp_path, teacher_dir, toy_corpus):
+    out = tmp_path / "ddp"
+    args = _overrides(
+        teacher_dir, toy_corpus, out, **{"train.max_steps": 4, "train.checkpoint_every": 4}
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(29500 + os.getpid() % 1000),
+        "-m",
+        "distilxlsr",
+        "distill",
+        "--config",
+        TINY,
+        *args,
+    ]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    last = out / "checkpoints" / "step-0000004"
+    ranks = [torch.load(last / f"rank-{r}.pt", weights_only=True) for r in (0, 1)]
+    assert torch.equal(ranks[0]["parameter_fingerprint"], ranks[1]["parameter_fingerprint"])
+    init = build_student(load_teacher(str(teacher_dir)), parse_layer_map("jump:2", 4))
+    from distilxlsr.distill.checkpoint import parameter_fingerprint
+
+    assert not torch.equal(parameter_fingerprint(init), ranks[0]["parameter_fingerprint"])
+    assert json.loads((last / "trainer_state.json").read_text())["world_size"] == 2

@@ -90,8 +90,20 @@ def commit(tmp: Path, run_dir: Path, step: int, keep: int) -> Path:
     return final
 
 
-def save_rank_state(directory: Path, rank: int, data_position: dict) -> None:
+def parameter_fingerprint(model: torch.nn.Module) -> torch.Tensor:
+    """Per tensor (sum, sum of squares) in float64: equal on every rank unless DDP desynced."""
+    with torch.no_grad():
+        rows = [
+            torch.stack([p.double().sum(), p.double().square().sum()]) for p in model.parameters()
+        ]
+    return torch.stack(rows).cpu()
+
+
+def save_rank_state(
+    directory: Path, rank: int, data_position: dict, fingerprint: torch.Tensor | None = None
+) -> None:
     state = {
+        "parameter_fingerprint": fingerprint,
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "data_position": data_position,

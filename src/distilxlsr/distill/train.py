@@ -171,7 +171,11 @@ def _mixed_precision(setting: str) -> str:
 def distill(config: DistillConfig, transform: Transform | None = None) -> Path:
     """Run (or resume) a distillation; returns the run directory."""
     _validate(config)
-    accelerator = Accelerator(mixed_precision=_mixed_precision(config.train.mixed_precision))
+    # cpu=True when there is no GPU: several CPU processes (torchrun) then join one gloo group.
+    accelerator = Accelerator(
+        mixed_precision=_mixed_precision(config.train.mixed_precision),
+        cpu=not torch.cuda.is_available(),
+    )
     main = accelerator.is_main_process
     run_dir = Path(config.out)
     say = (lambda msg: tqdm.write(msg)) if main else (lambda msg: None)
@@ -279,9 +283,8 @@ def distill(config: DistillConfig, transform: Transform | None = None) -> Path:
         say(f"resuming {run_dir} from step {state.step} ({resume_from.name})")
     if config.train.compile:
         student = torch.compile(student)
-        distiller.student_tap.model = student
     student, optimizer = accelerator.prepare(student, optimizer)
-    distiller.student_tap.model = student
+    distiller.student_tap.forward_module = student
     plan.set_position(**state.data_position)
     loader = make_loader(
         plan,
@@ -470,7 +473,8 @@ def _save(accelerator, student, pristine_config, optimizer, scheduler, state, co
         )
         save_config(config, tmp / "run_config.yaml")
     accelerator.wait_for_everyone()
-    ckpt.save_rank_state(tmp, accelerator.process_index, state.data_position)
+    fingerprint = ckpt.parameter_fingerprint(accelerator.unwrap_model(student))
+    ckpt.save_rank_state(tmp, accelerator.process_index, state.data_position, fingerprint)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         trainer_state = {"run_state": state.__dict__, "world_size": accelerator.num_processes}

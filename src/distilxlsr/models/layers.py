@@ -126,6 +126,9 @@ class LayerTap:
         if mode not in ("auto", "residual"):
             raise UserError(f"student.representation '{mode}' must be 'auto' or 'residual'.")
         self.model = model
+        # What __call__ runs: the model itself, or a wrapper of it (DDP, torch.compile) that
+        # must see the forward pass for gradient synchronisation.
+        self.forward_module: nn.Module = model
         layers = model.encoder.layers
         self.num_layers = len(layers)
         self.normed = mode == "auto" and is_pre_ln(model)
@@ -176,7 +179,7 @@ class LayerTap:
         self._wanted = set(layers)
         self._captured = {}
         try:
-            self.model(input_values, attention_mask=attention_mask)
+            self.forward_module(input_values, attention_mask=attention_mask)
             hidden = [self._captured[l] for l in layers]
         finally:
             self._wanted = set()
