@@ -67,6 +67,13 @@ def _cmd_export(args: argparse.Namespace) -> None:
     print(f"exported {args.source} to {out} (load it with transformers.AutoModel.from_pretrained)")
 
 
+def _cmd_shuffle(args: argparse.Namespace) -> None:
+    from distilxlsr.data.shuffle import write_shuffled
+
+    written = write_shuffled(args.cuts, args.mode, args.out, seed=args.seed, limit=args.limit)
+    print(f"wrote {len(written)} shuffled utterances (and the originals) to {args.out}")
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
     from distilxlsr.demo import run_demo
 
@@ -111,6 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--results", help="an evaluation results.json to include in the model card")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("shuffle", help="write phoneme-shuffled audio to listen to")
+    p.add_argument("--cuts", required=True, help="cut manifest or corpus directory (train split)")
+    p.add_argument("--mode", default="utterance", help="utterance | word | segment | none")
+    p.add_argument("--out", required=True, help="output directory for .wav files")
+    p.add_argument("--limit", type=int, default=20, help="number of utterances (default 20)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_shuffle)
 
     p = sub.add_parser("demo", help="the whole pipeline offline, on generated data")
     p.add_argument("--out", default="demo_out", help="output directory (default demo_out)")

@@ -60,6 +60,8 @@ class ShuffleConfig:
     """Phoneme shuffling: `none`, `utterance`, `word` or `segment`."""
     p: float = 1.0
     """Probability that an utterance is shuffled."""
+    silence_labels: list[str] = field(default_factory=lambda: ["sil", "sp", "spn", ""])
+    """Alignment labels that count as silence (they keep their slots); gaps are silence too."""
 
 
 @dataclass

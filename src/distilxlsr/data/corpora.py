@@ -1,0 +1,57 @@
+"""Finding cut manifests in the corpus-directory layout of DESIGN.md.
+
+ROOT/<lang>/cuts_<split>.jsonl.gz, several languages side by side. A path may be a manifest file
+(taken as is), ROOT/<lang> (one language) or ROOT (that split of every language under it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lhotse import CutSet
+
+from distilxlsr.errors import UserError
+
+MANIFEST_SUFFIXES = (".jsonl.gz", ".jsonl")
+
+
+def cuts_file(lang_dir: Path, split: str) -> Path | None:
+    for suffix in MANIFEST_SUFFIXES:
+        candidate = lang_dir / f"cuts_{split}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def find_manifests(path: str | Path, split: str = "train") -> list[Path]:
+    """The cut manifests that `path` stands for (see the module docstring)."""
+    path = Path(path)
+    if not str(path) or str(path) == ".":
+        raise UserError("no training data given; set data.train=PATH (a manifest or directory).")
+    if path.is_file():
+        if not path.name.endswith(MANIFEST_SUFFIXES):
+            raise UserError(
+                f"'{path}' is not a lhotse cut manifest (.jsonl.gz or .jsonl); pass a manifest "
+                "or a directory written by `distilxlsr synth` / `distilxlsr prepare`."
+            )
+        return [path]
+    if not path.is_dir():
+        raise UserError(f"data path '{path}' does not exist; pass a cut manifest or a directory.")
+    own = cuts_file(path, split)
+    if own is not None:
+        return [own]
+    found = [f for d in sorted(path.iterdir()) if d.is_dir() and (f := cuts_file(d, split))]
+    if not found:
+        raise UserError(
+            f"'{path}' holds no cuts_{split}.jsonl.gz, neither directly nor in a language "
+            "subdirectory; write one with `distilxlsr synth` or `distilxlsr prepare`."
+        )
+    return found
+
+
+def load_cuts(path: str | Path, split: str = "train") -> CutSet:
+    """A lazily read CutSet for `path`; several languages are interleaved at random with a fixed
+    seed, so every iteration yields the same order."""
+    files = find_manifests(path, split)
+    sets = [CutSet.from_jsonl_lazy(f) for f in files]
+    return sets[0] if len(sets) == 1 else CutSet.mux(*sets, seed=0)

@@ -1,0 +1,244 @@
+"""The training loader: duration-bucketed, rank-aware batches of cuts -> transform (phoneme
+shuffle) -> padded, normalised waveforms with an attention mask.
+
+Every random choice about a cut (its crop, its shuffle) draws from an RNG seeded by
+(seed, epoch, cut id), and the sampler is seeded by (seed, epoch). The data of a run is therefore
+a pure function of its position (epoch, batch index), which is all a checkpoint needs to store,
+whatever the number of loader workers.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from lhotse import CutSet
+from lhotse.cut import Cut
+from lhotse.dataset import DynamicBucketingSampler
+
+from distilxlsr.errors import UserError
+
+# A transform changes one utterance's waveform, e.g. the phoneme shuffle:
+# (audio (samples,), cut, rng) -> audio.
+Transform = Callable[[np.ndarray, Cut, np.random.Generator], np.ndarray]
+
+
+def cut_rng(seed: int, epoch: int, cut_id: str, purpose: str) -> np.random.Generator:
+    """An RNG for one random decision about one cut; stable across processes and resumes."""
+    return np.random.default_rng([seed, epoch, zlib.crc32(cut_id.encode()), zlib.crc32(purpose.encode())])
+
+
+@dataclass
+class CorpusStats:
+    cuts: int
+    hours: float
+    too_short: int
+
+    def summary(self, min_seconds: float) -> str:
+        text = f"{self.cuts} cuts, {self.hours:.2f} h"
+        if self.too_short:
+            text += f" ({self.too_short} shorter than {min_seconds:g} s skipped)"
+        return text
+
+
+def scan_cuts(cuts: CutSet, min_seconds: float) -> CorpusStats:
+    """One pass over the manifest: counts, hours and cuts that will be skipped."""
+    n = short = 0
+    seconds = 0.0
+    for cut in cuts:
+        if cut.duration < min_seconds:
+            short += 1
+            continue
+        n += 1
+        seconds += cut.duration
+    return CorpusStats(cuts=n, hours=seconds / 3600, too_short=short)
+
+
+class _LongerThan:
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def __call__(self, cut: Cut) -> bool:
+        return cut.duration >= self.seconds
+
+
+def duration_bins(durations: list[float], num_buckets: int) -> list[float]:
+    """Bucket boundaries holding equal total duration (fewer buckets for tiny corpora)."""
+    values = np.sort(np.asarray(durations, dtype=np.float64))
+    num_buckets = max(1, min(num_buckets, len(values)))
+    if num_buckets == 1 or len(values) == 0:
+        return []
+    cumulative = np.cumsum(values) / values.sum()
+    edges = [float(values[np.searchsorted(cumulative, q)]) for q in np.arange(1, num_buckets) / num_buckets]
+    return sorted(set(e for e in edges if e > values[0]))
+
+
+class _Crop:
+    """Crop cuts longer than `max_seconds` to a random window (in manifest space, so the sampler
+    sees the cropped durations and batches stay full)."""
+
+    def __init__(self, max_seconds: float, seed: int, epoch: int, sample_rate: int):
+        self.max_seconds = max_seconds
+        self.seed = seed
+        self.epoch = epoch
+        self.sample_rate = sample_rate
+
+    def __call__(self, cut: Cut) -> Cut:
+        if cut.sampling_rate != self.sample_rate:
+            cut = cut.resample(self.sample_rate)
+        if cut.duration <= self.max_seconds:
+            return cut
+        rng = cut_rng(self.seed, self.epoch, cut.id, "crop")
+        offset = float(rng.uniform(0.0, cut.duration - self.max_seconds))
+        return cut.truncate(offset=offset, duration=self.max_seconds, preserve_id=True)
+
+
+@dataclass(frozen=True)
+class BatchRef:
+    """What the sampler hands a loader worker: the batch's position and its cuts."""
+
+    epoch: int
+    index: int
+    cuts: CutSet
+
+
+class BatchPlan:
+    """The infinite, deterministic sequence of this rank's batches, starting at a position."""
+
+    def __init__(
+        self,
+        cuts: CutSet,
+        batch_seconds: float,
+        max_seconds: float,
+        min_seconds: float,
+        num_buckets: int,
+        seed: int,
+        sample_rate: int = 16000,
+        world_size: int = 1,
+        rank: int = 0,
+    ):
+        if batch_seconds < max_seconds:
+            raise UserError(
+                f"train.batch_seconds ({batch_seconds:g}) must be at least data.max_seconds "
+                f"({max_seconds:g}), or the longest utterances fit no batch."
+            )
+        self.cuts = cuts.filter(_LongerThan(min_seconds))
+        self.batch_seconds = batch_seconds
+        self.max_seconds = max_seconds
+        self.num_buckets = num_buckets
+        self.seed = seed
+        self.sample_rate = sample_rate
+        self.world_size = world_size
+        self.rank = rank
+        self.epoch = 0
+        self.skip = 0
+        durations = [
+            min(c.duration, max_seconds) for _, c in zip(range(20000), self.cuts, strict=False)
+        ]
+        # One bucket still needs a boundary for lhotse (an empty list warns): all fall above it.
+        self.duration_bins = duration_bins(durations, num_buckets) or [min(durations or [0.0])]
+
+    def set_position(self, epoch: int, skip: int) -> None:
+        """Start at batch `skip` of `epoch` (used when resuming)."""
+        self.epoch, self.skip = epoch, skip
+
+    def epoch_sampler(self, epoch: int) -> DynamicBucketingSampler:
+        cropped = self.cuts.map(_Crop(self.max_seconds, self.seed, epoch, self.sample_rate))
+        sampler = DynamicBucketingSampler(
+            cropped,
+            max_duration=self.batch_seconds,
+            duration_bins=self.duration_bins,
+            shuffle=True,
+            drop_last=False,
+            seed=self.seed,
+            world_size=self.world_size,
+            rank=self.rank,
+            buffer_size=4000,
+        )
+        sampler.set_epoch(epoch)
+        return sampler
+
+    def __iter__(self) -> Iterator[BatchRef]:
+        epoch, skip = self.epoch, self.skip
+        while True:
+            count = 0
+            for index, batch in enumerate(self.epoch_sampler(epoch)):
+                count += 1
+                if index < skip:
+                    continue  # resuming: fast-forward over consumed batches (no audio read)
+                yield BatchRef(epoch, index, batch)
+            if count == 0:
+                raise UserError(
+                    "the training data yield no batch; check data.train and data.min_seconds."
+                )
+            epoch, skip = epoch + 1, 0
+
+
+class AudioBatches(torch.utils.data.Dataset):
+    """Turns a BatchRef into a padded batch; runs in loader workers."""
+
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        normalize: bool = True,
+        transform: Transform | None = None,
+        transform_p: float = 1.0,
+        seed: int = 0,
+    ):
+        self.sample_rate = sample_rate
+        self.normalize = normalize
+        self.transform = transform
+        self.transform_p = transform_p
+        self.seed = seed
+
+    def load(self, cut: Cut, epoch: int) -> np.ndarray:
+        audio = cut.load_audio()
+        audio = audio.mean(axis=0) if audio.ndim == 2 else audio  # down-mix channels
+        audio = np.asarray(audio, dtype=np.float32)
+        if self.transform is not None:
+            rng = cut_rng(self.seed, epoch, cut.id, "transform")
+            if rng.random() < self.transform_p:
+                audio = self.transform(audio, cut, rng)
+        return audio
+
+    def __getitem__(self, ref: BatchRef) -> dict:
+        waves = [self.load(cut, ref.epoch) for cut in ref.cuts]
+        return collate(waves, self.normalize) | {"epoch": ref.epoch, "index": ref.index}
+
+
+def collate(waves: list[np.ndarray], normalize: bool) -> dict:
+    """Pad to the longest; zero-mean unit-variance per utterance over its real samples (as the
+    models' feature extractors do); an attention mask of real samples."""
+    lengths = [len(w) for w in waves]
+    batch = np.zeros((len(waves), max(lengths)), dtype=np.float32)
+    for row, wave in enumerate(waves):
+        if normalize:
+            wave = (wave - wave.mean()) / np.sqrt(wave.var() + 1e-7)
+        batch[row, : len(wave)] = wave
+    lengths_t = torch.tensor(lengths)
+    mask = torch.arange(batch.shape[1])[None, :] < lengths_t[:, None]
+    return {
+        "input_values": torch.from_numpy(batch),
+        "attention_mask": mask.long(),
+        "num_samples": int(sum(lengths)),
+    }
+
+
+def make_loader(
+    plan: BatchPlan, dataset: AudioBatches, num_workers: int, pin_memory: bool, seed: int = 0
+) -> torch.utils.data.DataLoader:
+    # An own generator: creating the loader must not draw from the global torch RNG, or a
+    # resumed run's dropout would differ from an uninterrupted one.
+    return torch.utils.data.DataLoader(
+        dataset,
+        sampler=plan,
+        batch_size=None,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+        generator=torch.Generator().manual_seed(seed),
+        prefetch_factor=4 if num_workers > 0 else None,
+    )

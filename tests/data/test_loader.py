@@ -1,0 +1,115 @@
+import numpy as np
+import pytest
+import torch
+
+from distilxlsr.data.corpora import find_manifests, load_cuts
+from distilxlsr.data.loader import AudioBatches, BatchPlan, collate, duration_bins
+from distilxlsr.data.toy import make_toy_corpus
+from distilxlsr.errors import UserError
+
+
+def _plan(cuts, **kw):
+    args = dict(batch_seconds=6.0, max_seconds=2.0, min_seconds=0.5, num_buckets=3, seed=0)
+    return BatchPlan(cuts, **(args | kw))
+
+
+def _ids(plan, n):
+    out = []
+    for ref, _ in zip(plan, range(n), strict=False):
+        out.append((ref.epoch, ref.index, tuple(c.id for c in ref.cuts)))
+    return out
+
+
+def test_plan_is_deterministic_and_resumable(toy_corpus):
+    cuts = load_cuts(toy_corpus / "en")
+    first = _ids(_plan(cuts), 12)
+    assert first == _ids(_plan(cuts), 12)
+    assert len({e for e, _, _ in first}) > 1, "12 batches must cross an epoch boundary"
+    # Starting at a recorded position continues exactly where an uninterrupted run would be.
+    epoch, index, _ = first[5]
+    plan = _plan(cuts)
+    plan.set_position(epoch, index)
+    assert _ids(plan, 7) == first[5:]
+    # Epochs differ in order.
+    by_epoch = {}
+    for e, _, ids in first:
+        by_epoch.setdefault(e, []).extend(ids)
+    assert by_epoch[0] != by_epoch[1]
+
+
+def test_ranks_split_the_data(toy_corpus):
+    cuts = load_cuts(toy_corpus / "en")
+    seen = []
+    for rank in (0, 1):
+        plan = _plan(cuts, world_size=2, rank=rank)
+        ids = [c for e, _, batch in _ids(plan, 20) if e == 0 for c in batch]
+        seen.append(set(ids))
+    assert not seen[0] & seen[1]
+    assert len(seen[0] | seen[1]) == 12
+
+
+def test_crop_is_seeded_and_bounded(toy_corpus):
+    cuts = load_cuts(toy_corpus / "en")
+    plan = _plan(cuts, max_seconds=1.0, batch_seconds=4.0)
+    refs = [ref for ref, _ in zip(plan, range(6), strict=False)]
+    assert all(c.duration <= 1.0 + 1e-9 for ref in refs for c in ref.cuts)
+    again = [
+        ref
+        for ref, _ in zip(_plan(cuts, max_seconds=1.0, batch_seconds=4.0), range(6), strict=False)
+    ]
+    assert [[c.start for c in r.cuts] for r in refs] == [[c.start for c in r.cuts] for r in again]
+    data = AudioBatches()[refs[0]]
+    assert data["input_values"].shape[1] <= 16000
+
+
+def test_transform_sees_each_cut_with_a_seeded_rng(toy_corpus):
+    cuts = load_cuts(toy_corpus / "en")
+    ref = next(iter(_plan(cuts)))
+    calls = []
+
+    def transform(audio, cut, rng):
+        calls.append((cut.id, rng.random()))
+        return audio[::-1].copy()
+
+    plain = AudioBatches(normalize=False)[ref]
+    flipped = AudioBatches(normalize=False, transform=transform, transform_p=1.0, seed=3)[ref]
+    n = int(plain["attention_mask"][0].sum())
+    assert torch.equal(flipped["input_values"][0, :n], plain["input_values"][0, :n].flip(0))
+    first = list(calls)
+    calls.clear()
+    AudioBatches(normalize=False, transform=transform, transform_p=1.0, seed=3)[ref]
+    assert calls == first
+    calls.clear()
+    untouched = AudioBatches(normalize=False, transform=transform, transform_p=0.0)[ref]
+    assert not calls and torch.equal(untouched["input_values"], plain["input_values"])
+
+
+def test_collate_pads_masks_and_normalises():
+    a, b = np.arange(4, dtype=np.float32), np.ones(2, dtype=np.float32) * 5
+    batch = collate([a, b], normalize=True)
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]
+    assert batch["num_samples"] == 6
+    row = batch["input_values"][0]
+    assert abs(row.mean().item()) < 1e-6 and abs(row.std(unbiased=False).item() - 1) < 1e-3
+    assert batch["input_values"][1, 2:].tolist() == [0.0, 0.0]
+
+
+def test_duration_bins():
+    assert duration_bins([1.0] * 3, 5) == []
+    bins = duration_bins(list(np.linspace(1, 10, 100)), 4)
+    assert len(bins) == 3 and bins == sorted(bins)
+
+
+def test_corpus_layout(tmp_path):
+    make_toy_corpus(tmp_path, "en", "train", num_utterances=2)
+    make_toy_corpus(tmp_path, "sw", "train", num_utterances=3, seed=1)
+    assert len(find_manifests(tmp_path)) == 2
+    assert find_manifests(tmp_path / "sw") == [tmp_path / "sw" / "cuts_train.jsonl.gz"]
+    assert len(list(load_cuts(tmp_path))) == 5
+    with pytest.raises(UserError, match="cuts_test"):
+        find_manifests(tmp_path, "test")
+    with pytest.raises(UserError, match="does not exist"):
+        find_manifests(tmp_path / "xx")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(UserError, match="not a lhotse cut manifest"):
+        find_manifests(tmp_path / "notes.txt")
