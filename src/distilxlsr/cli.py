@@ -61,10 +61,83 @@ def _cmd_distill(args: argparse.Namespace) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from distilxlsr.export import export_hf
+    from distilxlsr.export import export_hf, find_student
 
+    if args.format == "distilxlsr":
+        from distilxlsr.models.interop import export_official
+
+        model_dir, _ = find_student(args.source)
+        out = export_official(model_dir, args.out)
+        print(f"exported {args.source} to {out} in the DistilXLSR authors' checkpoint layout")
+        return
     out = export_hf(args.source, args.out, args.results)
     print(f"exported {args.source} to {out} (load it with transformers.AutoModel.from_pretrained)")
+
+
+def _cmd_import_official(args: argparse.Namespace) -> None:
+    from distilxlsr.models.interop import import_official
+
+    out = import_official(args.checkpoint, args.out)
+    print(f"imported {args.checkpoint} to {out} (a Hugging Face Wav2Vec2Model directory)")
+
+
+def _prepare_options(args: argparse.Namespace):
+    from distilxlsr.data.prepare import PrepareOptions
+
+    options = PrepareOptions(
+        max_seconds=args.max_seconds,
+        max_reject_share=args.max_reject_share,
+        jobs=args.jobs,
+        strip_stress=not args.no_strip_stress,
+        strip_position=not args.no_strip_position,
+    )
+    if args.silence_labels is not None:
+        options.silence_labels = tuple(args.silence_labels.split(","))
+    if args.phone_set:
+        options.phone_set = frozenset(x for x in args.phone_set.split(",") if x)
+    return options
+
+
+def _cmd_prepare(args: argparse.Namespace) -> None:
+    from distilxlsr.data import prepare
+
+    options = _prepare_options(args)
+    if args.corpus == "librispeech":
+        written = prepare.prepare_librispeech(
+            args.source,
+            args.alignments,
+            args.out,
+            ctm=args.ctm,
+            parts=args.parts.split(",") if args.parts else None,
+            options=options,
+        )
+    elif args.corpus == "textgrid":
+        if not args.lang:
+            raise UserError("prepare textgrid needs --lang (the corpus language code).")
+        written = prepare.prepare_textgrid(
+            args.source,
+            args.alignments,
+            args.out,
+            lang=args.lang,
+            split=args.split,
+            ctm=args.ctm,
+            options=options,
+        )
+    elif args.corpus == "fairseq":
+        written = prepare.prepare_fairseq(args.source, args.out, lang=args.lang, options=options)
+    else:
+        if not args.lang:
+            raise UserError("prepare commonvoice needs --lang (e.g. --lang el).")
+        written = prepare.prepare_commonvoice(
+            args.source,
+            args.out,
+            args.lang,
+            phones=args.phones,
+            voice=args.voice,
+            options=options,
+        )
+    for split, path in written.items():
+        print(f"{split}: {path}")
 
 
 def _cmd_shuffle(args: argparse.Namespace) -> None:
@@ -72,6 +145,31 @@ def _cmd_shuffle(args: argparse.Namespace) -> None:
 
     written = write_shuffled(args.cuts, args.mode, args.out, seed=args.seed, limit=args.limit)
     print(f"wrote {len(written)} shuffled utterances (and the originals) to {args.out}")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from distilxlsr.evaluate.ctc import FinetuneConfig, ProbeConfig
+    from distilxlsr.evaluate.harness import evaluate
+    from distilxlsr.evaluate.report import markdown_table
+
+    probe, finetune = ProbeConfig(), FinetuneConfig()
+    if args.steps is not None:
+        probe.steps = finetune.steps = args.steps
+    langs = [x for x in args.langs.split(",") if x] if args.langs else None
+    seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    results = evaluate(
+        args.model,
+        args.data,
+        args.out,
+        mode=args.mode,
+        langs=langs,
+        seeds=seeds,
+        similarity=args.similarity,
+        probe=probe,
+        finetune_config=finetune,
+    )
+    print(markdown_table(results))
+    print(f"results in {args.out}/results.json, results.md and per.png")
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
@@ -113,9 +211,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=100")
     p.set_defaults(func=_cmd_distill)
 
+    p = sub.add_parser(
+        "prepare", help="turn a corpus into lhotse manifests (corpus-directory layout)"
+    )
+    p.add_argument("corpus", choices=["librispeech", "textgrid", "fairseq", "commonvoice"])
+    p.add_argument(
+        "source",
+        help="corpus root (librispeech, fairseq, commonvoice) or audio directory (textgrid)",
+    )
+    p.add_argument(
+        "alignments", nargs="?", help="TextGrid directory (textgrid); or use --alignments"
+    )
+    p.add_argument("--alignments", dest="alignments_opt", help="MFA TextGrid directory")
+    p.add_argument("--ctm", help="Kaldi CTM phone alignments instead of TextGrids")
+    p.add_argument("--out", required=True, help="output corpus directory")
+    p.add_argument("--lang", help="language code (fairseq: default the directory name)")
+    p.add_argument("--split", default="train", help="split name (textgrid; default train)")
+    p.add_argument(
+        "--parts", help="LibriSpeech parts, e.g. train-clean-100,dev-clean (default all)"
+    )
+    p.add_argument(
+        "--phones", help="commonvoice: a clip<TAB>phones file instead of eSpeak phonemization"
+    )
+    p.add_argument("--voice", help="commonvoice: the eSpeak voice (default from --lang)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes")
+    p.add_argument("--max-seconds", type=float, default=36.0, help="longer utterances are rejected")
+    p.add_argument(
+        "--max-reject-share", type=float, default=0.05, help="abort above this share of rejects"
+    )
+    p.add_argument("--silence-labels", help="comma-separated silence labels (default: ,sil,sp,spn)")
+    p.add_argument("--phone-set", help="comma-separated allowed phones (others are rejected)")
+    p.add_argument("--no-strip-stress", action="store_true", help="keep ARPAbet stress digits")
+    p.add_argument(
+        "--no-strip-position", action="store_true", help="keep Kaldi _B/_I/_E/_S suffixes"
+    )
+    p.set_defaults(func=_cmd_prepare)
+
+    p = sub.add_parser(
+        "import-official", help="convert an authors' DistilXLSR checkpoint to Hugging Face"
+    )
+    p.add_argument("checkpoint", help="the authors' .pt checkpoint (read safely, nothing executes)")
+    p.add_argument("--out", required=True, help="output HF model directory")
+    p.set_defaults(func=_cmd_import_official)
+
     p = sub.add_parser("export", help="write a student as a plain Hugging Face model directory")
     p.add_argument("source", help="run directory (its newest checkpoint) or HF model directory")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", required=True, help="output directory (hf) or .pt file (distilxlsr)")
+    p.add_argument(
+        "--format",
+        default="hf",
+        choices=["hf", "distilxlsr"],
+        help="hf (default) or distilxlsr: the authors' fairseq-style checkpoint",
+    )
     p.add_argument("--results", help="an evaluation results.json to include in the model card")
     p.set_defaults(func=_cmd_export)
 
@@ -127,6 +274,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_shuffle)
 
+    p = sub.add_parser("evaluate", help="cross-lingual phone recognition (PER) of models")
+    p.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        help="HF dir, hub id, run dir, `logmel` or `untrained:M`; repeat; the first is the reference",
+    )
+    p.add_argument("--data", required=True, help="corpus directory (ROOT or ROOT/<lang>)")
+    p.add_argument(
+        "--langs", help="comma-separated languages (default: all with train and test splits)"
+    )
+    p.add_argument("--mode", default="probe", choices=["probe", "finetune"])
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2 (mean ± std)")
+    p.add_argument(
+        "--steps", type=int, help="training steps per language (default: the harness's fixed value)"
+    )
+    p.add_argument(
+        "--similarity", action="store_true", help="per-layer CKA of students vs the first model"
+    )
+    p.set_defaults(func=_cmd_evaluate)
+
     p = sub.add_parser("demo", help="the whole pipeline offline, on generated data")
     p.add_argument("--out", default="demo_out", help="output directory (default demo_out)")
     p.add_argument("--quick", action="store_true", help="toy size, about a minute")
@@ -136,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "prepare":
+        args.alignments = args.alignments_opt or args.alignments
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import transformers
 

@@ -28,8 +28,9 @@ class DataConfig:
     """Utterances longer than this are randomly cropped to it (seeded per cut and epoch)."""
     min_seconds: float = 0.5
     """Utterances shorter than this are skipped (counted and reported)."""
-    num_buckets: int = 20
-    """Duration buckets of the dynamic bucketing sampler (less padding with more buckets)."""
+    num_buckets: int = 30
+    """Duration buckets of the dynamic bucketing sampler (less padding with more buckets; 30
+    gives 96.5% real samples on LibriSpeech-like durations, benchmarks/padding_efficiency.py)."""
     num_workers: int = 2
     """Data-loader worker processes per training process (0 = load in the training process)."""
     sample_rate: int = 16000

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import soxr
 import torch
 from lhotse import CutSet
 from lhotse.cut import Cut
@@ -28,7 +29,9 @@ Transform = Callable[[np.ndarray, Cut, np.random.Generator], np.ndarray]
 
 def cut_rng(seed: int, epoch: int, cut_id: str, purpose: str) -> np.random.Generator:
     """An RNG for one random decision about one cut; stable across processes and resumes."""
-    return np.random.default_rng([seed, epoch, zlib.crc32(cut_id.encode()), zlib.crc32(purpose.encode())])
+    return np.random.default_rng(
+        [seed, epoch, zlib.crc32(cut_id.encode()), zlib.crc32(purpose.encode())]
+    )
 
 
 @dataclass
@@ -72,7 +75,10 @@ def duration_bins(durations: list[float], num_buckets: int) -> list[float]:
     if num_buckets == 1 or len(values) == 0:
         return []
     cumulative = np.cumsum(values) / values.sum()
-    edges = [float(values[np.searchsorted(cumulative, q)]) for q in np.arange(1, num_buckets) / num_buckets]
+    edges = [
+        float(values[np.searchsorted(cumulative, q)])
+        for q in np.arange(1, num_buckets) / num_buckets
+    ]
     return sorted(set(e for e in edges if e > values[0]))
 
 
@@ -87,8 +93,6 @@ class _Crop:
         self.sample_rate = sample_rate
 
     def __call__(self, cut: Cut) -> Cut:
-        if cut.sampling_rate != self.sample_rate:
-            cut = cut.resample(self.sample_rate)
         if cut.duration <= self.max_seconds:
             return cut
         rng = cut_rng(self.seed, self.epoch, cut.id, "crop")
@@ -177,6 +181,16 @@ class BatchPlan:
             epoch, skip = epoch + 1, 0
 
 
+def load_mono(cut: Cut, sample_rate: int = 16000) -> np.ndarray:
+    """A cut's audio as float32 mono at `sample_rate` (channels averaged, soxr resampling)."""
+    audio = cut.load_audio()
+    audio = audio.mean(axis=0) if audio.ndim == 2 else audio
+    audio = np.asarray(audio, dtype=np.float32)
+    if cut.sampling_rate != sample_rate:
+        audio = soxr.resample(audio, cut.sampling_rate, sample_rate).astype(np.float32)
+    return audio
+
+
 class AudioBatches(torch.utils.data.Dataset):
     """Turns a BatchRef into a padded batch; runs in loader workers."""
 
@@ -195,9 +209,7 @@ class AudioBatches(torch.utils.data.Dataset):
         self.seed = seed
 
     def load(self, cut: Cut, epoch: int) -> np.ndarray:
-        audio = cut.load_audio()
-        audio = audio.mean(axis=0) if audio.ndim == 2 else audio  # down-mix channels
-        audio = np.asarray(audio, dtype=np.float32)
+        audio = load_mono(cut, self.sample_rate)
         if self.transform is not None:
             rng = cut_rng(self.seed, epoch, cut.id, "transform")
             if rng.random() < self.transform_p:

@@ -258,7 +258,7 @@ def write_shuffled(
     from tqdm.auto import tqdm  # noqa: PLC0415
 
     from distilxlsr.data.corpora import load_cuts  # noqa: PLC0415
-    from distilxlsr.data.loader import cut_rng  # noqa: PLC0415
+    from distilxlsr.data.loader import cut_rng, load_mono  # noqa: PLC0415
 
     transform = ShuffleTransform(mode, sample_rate, silence_labels)
     out_dir = Path(out)
@@ -266,10 +266,7 @@ def write_shuffled(
     written = []
     cuts = load_cuts(cuts_path, "train") if Path(cuts_path).is_dir() else load_cuts(cuts_path)
     for cut, _ in tqdm(zip(cuts, range(limit), strict=False), total=limit, desc="shuffle"):
-        if cut.sampling_rate != sample_rate:
-            cut = cut.resample(sample_rate)
-        audio = cut.load_audio()
-        audio = audio.mean(axis=0) if audio.ndim == 2 else audio
+        audio = load_mono(cut, sample_rate)
         shuffled = transform(audio, cut, cut_rng(seed, 0, cut.id, "transform"))
         name = cut.id.replace("/", "_")
         sf.write(out_dir / f"{name}.orig.wav", audio, sample_rate)

@@ -1,0 +1,224 @@
+"""CTC phone recognisers: the probe (frozen features, softmax layer weights, linear head) and
+fine-tuning (CNN frozen; head first, then the transformer; tri-stage LR; SpecAugment)."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from distilxlsr.data.loader import collate
+from distilxlsr.evaluate.per import greedy_decode
+
+
+@dataclass
+class ProbeConfig:
+    """The harness's probe, fixed for every model (never tuned per model)."""
+
+    steps: int = 1500
+    """Optimizer steps per language."""
+    batch_utterances: int = 8
+    lr: float = 2e-3
+    """Adam learning rate (constant after a 5% warm-up)."""
+    seed: int = 0
+
+
+@dataclass
+class FinetuneConfig:
+    """The paper's fine-tuning recipe, scaled down."""
+
+    steps: int = 400
+    batch_utterances: int = 8
+    lr: float = 1e-4
+    head_only_fraction: float = 0.15
+    """First part of training: only the CTC head learns (the transformer stays frozen)."""
+    stages: list[float] = field(default_factory=lambda: [0.1, 0.4, 0.5])
+    """Tri-stage LR: warm-up, hold, exponential decay (fractions of the steps)."""
+    mask_time_prob: float = 0.55
+    mask_time_length: int = 10
+    mask_feature_prob: float = 0.25
+    mask_feature_length: int = 64
+    """For a 1024-wide model; scaled to the model's width."""
+    seed: int = 0
+
+
+class Probe(nn.Module):
+    """Softmax-weighted sum of all layers, then a linear CTC head (SUPERB's recipe)."""
+
+    def __init__(self, num_layers: int, dim: int, vocab_size: int):
+        super().__init__()
+        self.layer_logits = nn.Parameter(torch.zeros(num_layers))
+        self.head = nn.Linear(dim, vocab_size)
+
+    def layer_weights(self) -> torch.Tensor:
+        return torch.softmax(self.layer_logits, dim=0)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        """feats (B, layers, T, D) -> log-probabilities (B, T, V)."""
+        mixed = torch.einsum("l,bltd->btd", self.layer_weights(), feats)
+        return F.log_softmax(self.head(mixed), dim=-1)
+
+
+def _pad_feats(feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = torch.tensor([f.shape[1] for f in feats])
+    out = torch.zeros(len(feats), feats[0].shape[0], int(lengths.max()), feats[0].shape[2])
+    for i, f in enumerate(feats):
+        out[i, :, : f.shape[1]] = f.float()
+    return out, lengths
+
+
+def _ctc(log_probs: torch.Tensor, lengths: torch.Tensor, labels: list[list[int]]) -> torch.Tensor:
+    targets = torch.tensor([t for seq in labels for t in seq], dtype=torch.long)
+    target_lengths = torch.tensor([len(seq) for seq in labels])
+    return F.ctc_loss(
+        log_probs.transpose(0, 1), targets, lengths, target_lengths, blank=0, zero_infinity=True
+    )
+
+
+def train_probe(
+    feats: list[torch.Tensor], labels: list[list[int]], vocab_size: int, config: ProbeConfig
+) -> tuple[Probe, dict]:
+    """Train a probe on cached features; returns it and {steps, seconds, final_loss}."""
+    start = time.perf_counter()
+    generator = torch.Generator().manual_seed(config.seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        probe = Probe(feats[0].shape[0], feats[0].shape[2], vocab_size)
+    optimizer = torch.optim.Adam(probe.parameters(), lr=config.lr)
+    warmup = max(1, config.steps // 20)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
+    loss = torch.tensor(float("nan"))
+    for _ in range(config.steps):
+        pick = torch.randint(
+            len(feats), (min(config.batch_utterances, len(feats)),), generator=generator
+        )
+        x, lengths = _pad_feats([feats[i] for i in pick])
+        loss = _ctc(probe(x), lengths, [labels[i] for i in pick])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+    info = {
+        "steps": config.steps,
+        "seconds": time.perf_counter() - start,
+        "final_loss": float(loss.detach()),
+    }
+    return probe, info
+
+
+@torch.no_grad()
+def probe_decode(probe: Probe, feats: list[torch.Tensor], batch: int = 16) -> list[list[int]]:
+    out = []
+    for i in range(0, len(feats), batch):
+        x, lengths = _pad_feats(feats[i : i + batch])
+        out += greedy_decode(probe(x), lengths)
+    return out
+
+
+def tri_stage(step: int, total: int, stages: list[float], final_scale: float = 0.05) -> float:
+    """LR factor: linear warm-up, hold, then exponential decay to `final_scale`."""
+    warm, hold = int(stages[0] * total), int(stages[1] * total)
+    decay = max(1, total - warm - hold)
+    if step < warm:
+        return (step + 1) / max(1, warm)
+    if step < warm + hold:
+        return 1.0
+    return math.exp(math.log(final_scale) * min(1.0, (step - warm - hold) / decay))
+
+
+def finetune(
+    model_path: str,
+    waves: list[np.ndarray],
+    labels: list[list[int]],
+    vocab_size: int,
+    config: FinetuneConfig,
+    normalize: bool,
+    device: str = "cpu",
+):
+    """Fine-tune a pretrained model with a CTC head; returns (model, info)."""
+    from distilxlsr.evaluate.features import hf_ctc_class  # noqa: PLC0415
+    from distilxlsr.models.teacher import load_config  # noqa: PLC0415
+
+    start = time.perf_counter()
+    base_config = load_config(model_path)
+    config_ = copy.deepcopy(base_config)
+    width_scale = config_.hidden_size / 1024
+    config_.update(
+        {
+            "vocab_size": vocab_size,
+            "pad_token_id": 0,  # the CTC blank
+            "ctc_loss_reduction": "mean",
+            "ctc_zero_infinity": True,
+            "apply_spec_augment": True,
+            "mask_time_prob": config.mask_time_prob,
+            "mask_time_length": config.mask_time_length,
+            "mask_feature_prob": config.mask_feature_prob,
+            "mask_feature_length": max(1, round(config.mask_feature_length * width_scale)),
+            "layerdrop": 0.0,
+        }
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = hf_ctc_class(config_.model_type).from_pretrained(model_path, config=config_)
+    model.freeze_feature_encoder()
+    model.to(device).train()
+    base = model.base_model
+    body = [p for n, p in base.named_parameters() if not n.startswith("feature_extractor")]
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: tri_stage(s, config.steps, config.stages)
+    )
+    generator = torch.Generator().manual_seed(config.seed)
+    head_only = int(config.head_only_fraction * config.steps)
+    loss = torch.tensor(float("nan"))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        for step in range(config.steps):
+            for p in body:
+                p.requires_grad_(step >= head_only)
+            pick = torch.randint(
+                len(waves), (min(config.batch_utterances, len(waves)),), generator=generator
+            )
+            batch = collate([waves[i] for i in pick], normalize)
+            target = [labels[i] for i in pick]
+            padded = torch.full((len(target), max(len(t) for t in target)), -100, dtype=torch.long)
+            for row, seq in enumerate(target):
+                padded[row, : len(seq)] = torch.tensor(seq)
+            out = model(
+                batch["input_values"].to(device),
+                attention_mask=batch["attention_mask"].to(device),
+                labels=padded.to(device),
+            )
+            loss = out.loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            optimizer.step()
+            scheduler.step()
+    model.eval()
+    info = {
+        "steps": config.steps,
+        "seconds": time.perf_counter() - start,
+        "final_loss": float(loss.detach()),
+    }
+    return model, info
+
+
+@torch.no_grad()
+def finetune_decode(
+    model, waves: list[np.ndarray], normalize: bool, device: str = "cpu", batch: int = 8
+):
+    out = []
+    for i in range(0, len(waves), batch):
+        data = collate(waves[i : i + batch], normalize)
+        mask = data["attention_mask"].to(device)
+        logits = model(data["input_values"].to(device), attention_mask=mask).logits
+        lengths = model._get_feat_extract_output_lengths(mask.sum(-1))
+        out += greedy_decode(F.log_softmax(logits, -1), lengths)
+    return out

@@ -1,0 +1,120 @@
+"""Evaluation reports: results.md (languages x models), per.png (grouped bars) and, with
+--similarity, similarity.md / similarity.png (CKA of each student layer with its teacher layer)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _cell(model: dict, lang: str | None) -> str:
+    if lang is None:
+        value, std = model["per_mean"], model.get("per_mean_std")
+    else:
+        value, std = model["per"][lang], model.get("per_std", {}).get(lang)
+    return f"{100 * value:.1f} ± {100 * std:.1f}" if std is not None else f"{100 * value:.1f}"
+
+
+def markdown_table(results: dict) -> str:
+    models = results["models"]
+    lines = [
+        f"PER (%) by language, mode `{results['mode']}`, seeds {results['seeds']}; "
+        f"the first model is the reference.",
+        "",
+        "| language | " + " | ".join(m["name"] for m in models) + " |",
+        "| --- | " + " | ".join("---:" for _ in models) + " |",
+    ]
+    for lang in results["languages"]:
+        lines.append(f"| {lang} | " + " | ".join(_cell(m, lang) for m in models) + " |")
+    lines.append("| **mean** | " + " | ".join(f"**{_cell(m, None)}**" for m in models) + " |")
+    lines.append(
+        "| train PER (mean) | "
+        + " | ".join(f"{100 * m['train_per_mean']:.1f}" for m in models)
+        + " |"
+    )
+    lines.append(
+        "| relative gap | " + " | ".join(f"{100 * m['rel_gap']:+.1f}%" for m in models) + " |"
+    )
+    lines.append("| parameters | " + " | ".join(f"{m['params'] / 1e6:.2f}M" for m in models) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def similarity_markdown(similarity: dict) -> str:
+    lines = [
+        "Linear CKA between each student layer and its mapped teacher layer (test speech).",
+        "",
+    ]
+    for student in sorted({s for table in similarity.values() for s in table}):
+        sample = next(t[student] for t in similarity.values() if student in t)
+        header = [f"s{i + 1}→t{t}" for i, t in enumerate(sample["targets"])]
+        lines += [
+            f"**{student}**",
+            "",
+            "| language | " + " | ".join(header) + " |",
+            "| --- | " + " | ".join("---:" for _ in header) + " |",
+        ]
+        for lang, table in similarity.items():
+            if student in table:
+                lines.append(
+                    f"| {lang} | " + " | ".join(f"{v:.3f}" for v in table[student]["cka"]) + " |"
+                )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_per(results: dict, path: Path) -> None:
+    langs, models = results["languages"], results["models"]
+    x = np.arange(len(langs))
+    width = 0.8 / len(models)
+    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(langs) + 2), 4))
+    for k, model in enumerate(models):
+        values = [100 * model["per"][lang] for lang in langs]
+        errors = [100 * model.get("per_std", {}).get(lang, 0.0) for lang in langs]
+        ax.bar(
+            x + (k - (len(models) - 1) / 2) * width,
+            values,
+            width,
+            yerr=errors,
+            label=f"{model['name']} ({100 * model['per_mean']:.1f})",
+        )
+    ax.set_xticks(x, langs)
+    ax.set_ylabel("PER (%)")
+    ax.set_title(f"Phone error rate ({results['mode']})")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_similarity(similarity: dict, path: Path) -> None:
+    students = sorted({s for table in similarity.values() for s in table})
+    fig, axes = plt.subplots(
+        1, len(students), figsize=(4 * len(students), 0.35 * len(similarity) + 2), squeeze=False
+    )
+    for ax, student in zip(axes[0], students, strict=True):
+        langs = [lang for lang in similarity if student in similarity[lang]]
+        grid = np.array([similarity[lang][student]["cka"] for lang in langs])
+        targets = similarity[langs[0]][student]["targets"]
+        image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        ax.set_xticks(
+            range(len(targets)), [f"s{i + 1}→t{t}" for i, t in enumerate(targets)], fontsize=7
+        )
+        ax.set_yticks(range(len(langs)), langs, fontsize=7)
+        ax.set_title(student, fontsize=9)
+        fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_reports(results: dict, out_dir: Path) -> None:
+    (out_dir / "results.md").write_text(markdown_table(results))
+    plot_per(results, out_dir / "per.png")
+    if results.get("similarity"):
+        (out_dir / "similarity.md").write_text(similarity_markdown(results["similarity"]))
+        plot_similarity(results["similarity"], out_dir / "similarity.png")

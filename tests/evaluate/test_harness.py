@@ -1,0 +1,129 @@
+import json
+
+import pytest
+import torch
+
+from distilxlsr.cli import main
+from distilxlsr.data.toy import make_toy_corpus
+from distilxlsr.errors import UserError
+from distilxlsr.evaluate.ctc import FinetuneConfig, ProbeConfig, probe_decode, train_probe
+from distilxlsr.evaluate.features import ModelFeatures, linear_cka, resolve_model
+from distilxlsr.evaluate.harness import _extract, evaluate, load_language
+from distilxlsr.evaluate.per import phone_error_rate
+
+
+@pytest.fixture(scope="module")
+def eval_corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    for lang, seed in [("aa", 1), ("bb", 2)]:
+        make_toy_corpus(root, lang, "train", num_utterances=16, seed=seed)
+        make_toy_corpus(root, lang, "test", num_utterances=5, seed=seed + 100)
+    return root
+
+
+def test_probe_learns(eval_corpus):
+    data = load_language("aa", eval_corpus / "aa")
+    features = ModelFeatures(resolve_model("logmel"), frame_stride=80)
+    train, test = _extract(features, data.train.waves), _extract(features, data.test.waves)
+    labels = [data.encode(p) for p in data.train.phones]
+
+    def per(steps):
+        head, _ = train_probe(train, labels, len(data.vocab), ProbeConfig(steps=steps, lr=5e-3))
+        return phone_error_rate(
+            data.test.phones, [data.decode(h) for h in probe_decode(head, test)]
+        )
+
+    untrained, trained = per(0), per(500)
+    assert untrained >= 0.95
+    assert trained < untrained - 0.15, (trained, untrained)
+
+
+def test_evaluate_writes_reports_and_is_deterministic(tmp_path, eval_corpus, teacher_dir):
+    models = [str(teacher_dir), "logmel", f"untrained:{teacher_dir}"]
+    probe = ProbeConfig(steps=30)
+    a = evaluate(
+        models, str(eval_corpus), str(tmp_path / "a"), seeds=[0, 1], probe=probe, similarity=True
+    )
+    b = evaluate(models, str(eval_corpus), str(tmp_path / "b"), seeds=[0, 1], probe=probe)
+    assert [m["per"] for m in a["models"]] == [m["per"] for m in b["models"]]
+    saved = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert saved["mode"] == "probe" and saved["languages"] == ["aa", "bb"]
+    names = [m["name"] for m in saved["models"]]
+    assert names == [teacher_dir.name, "logmel", f"untrained:{teacher_dir.name}"]
+    for model in saved["models"]:
+        assert set(model["per"]) == {"aa", "bb"} and set(model["per_std"]) == {"aa", "bb"}
+        assert {"params", "per_mean", "per_mean_std", "rel_gap", "train_per"} <= set(model)
+        detail = model["details"]["aa"]
+        assert detail["phones"] > 0 and detail["steps"] == 30 and len(detail["per"]) == 2
+    assert saved["models"][0]["rel_gap"] == 0.0
+    table = (tmp_path / "a" / "results.md").read_text().splitlines()
+    assert (
+        table[2].startswith("| language |")
+        and sum(line.startswith("| aa |") for line in table) == 1
+    )
+    assert (tmp_path / "a" / "per.png").stat().st_size > 1000
+
+
+def test_similarity_of_a_student_with_its_teacher(tmp_path, eval_corpus, teacher_dir):
+    student = tmp_path / "student"
+    assert (
+        main(
+            [
+                "init-student",
+                "--teacher",
+                str(teacher_dir),
+                "--layers",
+                "jump:2",
+                "--out",
+                str(student),
+            ]
+        )
+        == 0
+    )
+    results = evaluate(
+        [str(teacher_dir), str(student)],
+        str(eval_corpus),
+        str(tmp_path / "e"),
+        langs=["bb"],
+        probe=ProbeConfig(steps=5),
+        similarity=True,
+    )
+    table = results["similarity"]["bb"]["student"]
+    assert table["targets"] == [2, 4] and all(0.0 <= v <= 1.0 + 1e-9 for v in table["cka"])
+    # The top student layer is initialised as the top teacher layer: similar, not identical.
+    assert table["cka"][1] > 0.3
+    assert (tmp_path / "e" / "similarity.png").is_file()
+
+
+def test_linear_cka():
+    torch.manual_seed(0)
+    x = torch.randn(500, 8)
+    assert linear_cka(x, x) == pytest.approx(1.0)
+    assert linear_cka(x, 3 * x @ torch.linalg.qr(torch.randn(8, 8))[0]) == pytest.approx(1.0)
+    assert linear_cka(x, torch.randn(500, 8)) < 0.2
+
+
+def test_finetune_mode_runs(tmp_path, eval_corpus, teacher_dir):
+    results = evaluate(
+        [str(teacher_dir)],
+        str(eval_corpus),
+        str(tmp_path / "ft"),
+        mode="finetune",
+        langs=["aa"],
+        finetune_config=FinetuneConfig(steps=4, batch_utterances=2),
+    )
+    assert 0.0 <= results["models"][0]["per"]["aa"] < 5.0  # noqa: SIM300
+    assert results["models"][0]["details"]["aa"]["steps"] == 4
+
+
+def test_errors(tmp_path, eval_corpus, teacher_dir):
+    make_toy_corpus(tmp_path, "cc", "train", num_utterances=2)
+    with pytest.raises(UserError, match="no test, valid or dev split"):
+        evaluate([str(teacher_dir)], str(tmp_path), str(tmp_path / "o"))
+    with pytest.raises(UserError, match="language 'zz'"):
+        evaluate([str(teacher_dir)], str(eval_corpus), str(tmp_path / "o"), langs=["zz"])
+    with pytest.raises(UserError, match="does not exist"):
+        evaluate(["logmel", str(tmp_path / "missing")], str(eval_corpus), str(tmp_path / "o"))
+    assert not (tmp_path / "o" / "results.json").exists()
+    with pytest.raises(UserError, match="logmel has no network"):
+        evaluate(["logmel"], str(eval_corpus), str(tmp_path / "o"), mode="finetune")
