@@ -257,15 +257,17 @@ def distill(config: DistillConfig, transform: Transform | None = None) -> Path:
 
     # --- optimizer ---
     params = [p for p in student.parameters() if p.requires_grad]
-    fused = accelerator.device.type == "cuda"  # one kernel for all parameters on GPU
+    # Fused AdamW (GPU and CPU): one kernel for all parameters, and `found_inf` lets the NaN
+    # guard skip a step without a host sync.
     optimizer = torch.optim.AdamW(
         params,
         lr=config.train.lr,
         betas=tuple(config.train.betas),
         eps=config.train.eps,
         weight_decay=config.train.weight_decay,
-        fused=fused,
+        fused=True,
     )
+    inner_optimizer = optimizer
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config.train))
     state = RunState()
     rank_state = None
@@ -324,7 +326,9 @@ def distill(config: DistillConfig, transform: Transform | None = None) -> Path:
     window_samples = 0
     window_micro = 0
     window_start = time.perf_counter()
-    last_grad_norm = float("nan")
+    last_grad_norm = torch.tensor(float("nan"))
+    bad_total = torch.tensor(state.bad_steps, device=accelerator.device)
+    consecutive_bad = torch.tensor(state.consecutive_bad, device=accelerator.device)
     progress = tqdm(
         total=config.train.max_steps,
         initial=state.step,
@@ -362,28 +366,32 @@ def distill(config: DistillConfig, transform: Transform | None = None) -> Path:
                 grad_norm = torch.linalg.vector_norm(
                     torch.stack([p.grad.norm() for p in params if p.grad is not None])
                 )
-            # One host sync per step: after the all-reduce the norm is the same on every rank,
-            # so all ranks skip together.
-            grad_finite = bool(torch.isfinite(grad_norm).item())
-            last_grad_norm = float(grad_norm)
-            if grad_finite:
-                optimizer.step()
-                scheduler.step()
-                state.consecutive_bad = 0
-            else:
-                state.bad_steps += 1
-                state.consecutive_bad += 1
+            # NaN guard without a host sync: fused AdamW skips the whole update on the device
+            # when `found_inf` is set (the step counter too). After DDP's all-reduce the norm is
+            # the same on every rank, so all ranks skip together. Counted on the device, checked
+            # when metrics are reduced.
+            bad = ~torch.isfinite(grad_norm)
+            inner_optimizer.found_inf = bad.float()
+            optimizer.step()
+            scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            bad_total += bad
+            consecutive_bad = (consecutive_bad + 1) * bad
+            last_grad_norm = grad_norm.detach()
             state.step += 1
             state.train_seconds += time.perf_counter() - step_start
             progress.update(1)
-            if state.consecutive_bad >= config.train.max_bad_steps:
-                raise TrainingDiverged(
-                    f"training stopped at step {state.step}: {state.consecutive_bad} consecutive "
-                    "steps had a non-finite loss or gradient; lower train.lr or check the data "
-                    f"(checkpoints in {run_dir / 'checkpoints'})."
-                )
-            if state.step % config.train.log_every == 0 or state.step == config.train.max_steps:
+            at_log = (
+                state.step % config.train.log_every == 0 or state.step == config.train.max_steps
+            )
+            if at_log:
+                state.bad_steps, state.consecutive_bad = int(bad_total), int(consecutive_bad)
+                if state.consecutive_bad >= config.train.max_bad_steps:
+                    raise TrainingDiverged(
+                        f"training stopped at step {state.step}: {state.consecutive_bad} "
+                        "consecutive steps had a non-finite loss or gradient; lower train.lr or "
+                        f"check the data (checkpoints in {run_dir / 'checkpoints'})."
+                    )
                 totals = torch.cat([window_loss[None], window_terms])
                 totals = accelerator.reduce(totals, reduction="mean") / max(1, window_micro)
                 samples = accelerator.reduce(
@@ -399,7 +407,7 @@ def distill(config: DistillConfig, transform: Transform | None = None) -> Path:
                         for i, t in enumerate(layer_map.targets)
                     },
                     "lr": scheduler.get_last_lr()[0],
-                    "grad_norm": last_grad_norm,
+                    "grad_norm": float(last_grad_norm),
                     "audio_s_per_s": samples / config.data.sample_rate / max(elapsed, 1e-9),
                     "audio_hours": state.audio_seconds / 3600,
                     "bad_steps": state.bad_steps,
@@ -420,12 +428,16 @@ def distill(config: DistillConfig, transform: Transform | None = None) -> Path:
                 window_loss.zero_()
                 window_samples = window_micro = 0
                 window_start = time.perf_counter()
-            stop = _any_rank(accelerator, stop_requested["flag"])
+            # A stop request (SIGINT/SIGTERM) is agreed across ranks at metric time only.
+            stop = at_log and _any_rank(accelerator, stop_requested["flag"])
+            if accelerator.num_processes == 1:
+                stop = stop_requested["flag"]
             if (
-                state.step % config.train.checkpoint_every == 0
+                stop
+                or state.step % config.train.checkpoint_every == 0
                 or state.step == config.train.max_steps
-                or stop
             ):
+                state.bad_steps, state.consecutive_bad = int(bad_total), int(consecutive_bad)
                 _save(
                     accelerator,
                     student,
