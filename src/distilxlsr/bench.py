@@ -203,10 +203,219 @@ def padding_efficiency(
     }
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _autocast(device: torch.device, precision: str):
+    import contextlib  # noqa: PLC0415
+
+    if precision.startswith("bf16"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _pair(shape: str, layers: str, device: torch.device, share_cnn: bool = True):
+    """A random-weight teacher of a named shape, its student, and the Distiller joining them."""
+    from distilxlsr.config import load_config  # noqa: PLC0415
+    from distilxlsr.distill.train import Distiller  # noqa: PLC0415
+    from distilxlsr.models.layers import parse_layer_map  # noqa: PLC0415
+    from distilxlsr.models.presets import shape_config  # noqa: PLC0415
+    from distilxlsr.models.student import build_student  # noqa: PLC0415
+    from distilxlsr.models.teacher import model_class  # noqa: PLC0415
+
+    config = shape_config(shape)
+    config.layerdrop = 0.0
+    config._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    teacher = model_class(config.model_type)(config).eval().requires_grad_(False)
+    layer_map = parse_layer_map(layers, config.num_hidden_layers)
+    student = build_student(teacher, layer_map)
+    student.config.apply_spec_augment = False
+    student.freeze_feature_encoder()
+    student.masked_spec_embed.requires_grad_(False)
+    teacher.to(device)
+    student.to(device).train()
+    run = load_config(None, ["teacher=x", f"student.share_cnn={str(share_cnn).lower()}"])
+    return teacher, student, Distiller(teacher, student, layer_map, run)
+
+
+def _audio_batch(utterances: int, seconds: float, device: torch.device) -> dict:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(utterances, int(seconds * 16000), generator=generator)
+    return {
+        "input_values": x.to(device),
+        "attention_mask": torch.ones_like(x, dtype=torch.long).to(device),
+    }
+
+
+def distill_throughput(
+    shape: str = "cpu-mid",
+    layers: str = "jump:2",
+    utterances: int = 2,
+    seconds: float = 5.0,
+    steps: int = 3,
+    precision: str = "fp32",
+    share_cnn: bool = True,
+    device: str | None = None,
+) -> dict:
+    """Distillation steps (teacher forward, student forward + backward, fused AdamW) on random
+    audio: audio-seconds per second, and FLOP/s counted by torch's FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode  # noqa: PLC0415
+
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    teacher, student, distiller = _pair(shape, layers, dev, share_cnn)
+    if precision.endswith("+compile"):
+        distiller.student_tap.forward_module = torch.compile(student)
+    params = [p for p in student.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-5, fused=True)
+    batch = _audio_batch(utterances, seconds, dev)
+
+    def step():
+        with _autocast(dev, precision):
+            loss, _ = distiller(batch)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step()  # warm-up (and compilation)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    flops = counter.get_total_flops()
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    _sync(dev)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(dev)
+    per_step = (time.perf_counter() - start) / steps
+    result = {
+        "shape": shape,
+        "layers": layers,
+        "precision": precision,
+        "share_cnn": share_cnn,
+        "batch_audio_seconds": utterances * seconds,
+        "step_seconds": per_step,
+        "audio_s_per_s": utterances * seconds / per_step,
+        "flops_per_step": flops,
+        "flops_per_s": flops / per_step,
+    }
+    if dev.type == "cuda":
+        result["peak_memory_gb"] = torch.cuda.max_memory_allocated() / 1e9
+    return result
+
+
+def _inference_child(model_type, config_dict, utterances, seconds, queue):
+    """In a fresh process: peak resident memory growth while building and running one model,
+    sampled every millisecond (CPU has no allocator statistics like CUDA's)."""
+    import threading  # noqa: PLC0415
+
+    import psutil  # noqa: PLC0415
+
+    from distilxlsr.models.teacher import model_class  # noqa: PLC0415
+
+    try:
+        process = psutil.Process()
+        base = process.memory_info().rss
+        peak = [base]
+        done = threading.Event()
+
+        def sample():
+            while not done.is_set():
+                peak[0] = max(peak[0], process.memory_info().rss)
+                time.sleep(0.001)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        cls = model_class(model_type)
+        model = cls(cls.config_class.from_dict(config_dict)).eval()
+        batch = _audio_batch(utterances, seconds, torch.device("cpu"))
+        with torch.inference_mode():
+            model(**batch)
+        done.set()
+        sampler.join()
+        queue.put({"peak_bytes": max(peak[0], process.memory_info().rss) - base})
+    except Exception as err:  # reported to the parent, which raises it
+        queue.put({"error": repr(err)})
+
+
+def inference_ratio(
+    shape: str = "cpu-mid",
+    layers: str = "jump:2",
+    utterances: int = 2,
+    seconds: float = 10.0,
+    device: str | None = None,
+) -> dict:
+    """Student vs teacher: latency and peak memory of inference on identical batches."""
+    import multiprocessing  # noqa: PLC0415
+
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    teacher, student, _ = _pair(shape, layers, dev)
+    student.eval()
+    batch = _audio_batch(utterances, seconds, dev)
+    result: dict = {"shape": shape, "layers": layers, "batch_audio_seconds": utterances * seconds}
+    for name, model in (("teacher", teacher), ("student", student)):
+
+        def run(model=model):
+            with torch.inference_mode():
+                model(**batch)
+            _sync(dev)
+
+        result[f"{name}_latency_s"] = _timed(run, min_seconds=2.0)
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            run()
+            result[f"{name}_peak_memory_bytes"] = torch.cuda.max_memory_allocated()
+    if dev.type == "cpu":
+        context = multiprocessing.get_context("spawn")
+        for name, model in (("teacher", teacher), ("student", student)):
+            queue = context.Queue()
+            args = (model.config.model_type, model.config.to_dict(), utterances, seconds, queue)
+            child = context.Process(target=_inference_child, args=args)
+            child.start()
+            while True:  # wait for the report, but not for a child that died without one
+                try:
+                    report = queue.get(timeout=1.0)
+                    break
+                except Exception:  # queue.Empty
+                    if not child.is_alive():
+                        report = {"error": f"exit code {child.exitcode}"}
+                        break
+            child.join()
+            if "error" in report:
+                raise RuntimeError(f"memory measurement of the {name} failed: {report['error']}")
+            result[f"{name}_peak_memory_bytes"] = report["peak_bytes"]
+    result["latency_ratio"] = result["student_latency_s"] / result["teacher_latency_s"]
+    result["memory_ratio"] = (
+        result["student_peak_memory_bytes"] / result["teacher_peak_memory_bytes"]
+    )
+    return result
+
+
 def run_bench(out: str | Path, sections: list[str] | None = None) -> dict:
     """Measure every section (or the named ones), print a table, write JSON to `out`."""
     results: dict = {"machine": machine_info()}
-    wanted = set(sections or ["shuffle", "loader", "padding"])
+    wanted = set(sections or ["distill", "inference", "shuffle", "loader", "padding", "synth"])
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if "distill" in wanted:
+        precision = "bf16" if device.type == "cuda" else "fp32"
+        peak = matmul_peak(device, torch.bfloat16 if device.type == "cuda" else torch.float32)
+        results["machine"]["matmul_peak_flops"] = peak
+        shared = distill_throughput(precision=precision, share_cnn=True)
+        unshared = distill_throughput(precision=precision, share_cnn=False)
+        results["distill"] = shared | {
+            "fraction_of_peak": shared["flops_per_s"] / peak,
+            "without_shared_cnn": unshared | {"fraction_of_peak": unshared["flops_per_s"] / peak},
+            "shared_cnn_speedup": shared["audio_s_per_s"] / unshared["audio_s_per_s"],
+        }
+    if "inference" in wanted:
+        # XLS-R 300M's shape: the claim is about the real model, whose CNN is a small share.
+        results["inference"] = inference_ratio("xls-r-300m", utterances=1, seconds=10.0)
+    if "gpu" in wanted:
+        results["gpu"] = gpu_suite()
     if "shuffle" in wanted:
         torch.set_num_threads(torch.get_num_threads())
         results["shuffle"] = shuffle_throughput("utterance")
@@ -217,5 +426,121 @@ def run_bench(out: str | Path, sections: list[str] | None = None) -> dict:
         pad = padding_efficiency()
         results["padding_efficiency"] = pad["efficiency"]
         results["padding"] = pad
+    if "synth" in wanted:
+        results["synth"] = synth_throughput()
     Path(out).write_text(json.dumps(results, indent=2) + "\n")
+    print(summary_table(results))
     return results
+
+
+def gpu_suite(
+    shape: str = "xls-r-300m", utterances: int = 8, seconds: float = 15.0, steps: int = 10
+) -> dict:
+    """XLS-R-300M-shaped teacher -> 12-layer student on one GPU: fp32, bf16, bf16 + compile."""
+    if not torch.cuda.is_available():
+        return {"error": "no GPU"}
+    dev = torch.device("cuda")
+    peaks = {"fp32": matmul_peak(dev, torch.float32), "bf16": matmul_peak(dev, torch.bfloat16)}
+    runs = []
+    for precision in ("fp32", "bf16", "bf16+compile"):
+        torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32
+        torch.cuda.empty_cache()
+        result = distill_throughput(
+            shape, "jump:2", utterances, seconds, steps, precision, True, "cuda"
+        )
+        peak = peaks["fp32" if precision == "fp32" else "bf16"]
+        runs.append(result | {"fraction_of_peak": result["flops_per_s"] / peak})
+        print(
+            f"{precision:>13}: {result['audio_s_per_s']:8.0f} audio-s/s, "
+            f"{result['flops_per_s'] / 1e12:6.1f} TFLOP/s = {result['flops_per_s'] / peak:.0%} of "
+            f"the measured {peak / 1e12:.0f} TFLOP/s, peak memory {result['peak_memory_gb']:.1f} GB",
+            flush=True,
+        )
+    return {"matmul_peak_flops": peaks, "runs": runs}
+
+
+def synth_throughput(seconds_per_language: float = 30.0) -> dict:
+    """eSpeak corpus synthesis, x real time on one core (`jobs=1`), resampling included."""
+    try:
+        from distilxlsr.data.synthetic import synthesize_corpus  # noqa: PLC0415
+    except ImportError as err:  # the engine package is optional at run time
+        return {"error": f"synthetic corpus unavailable: {err}"}
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        manifests = synthesize_corpus(
+            Path(tmp),
+            ["en", "es"],
+            seconds_per_language / 60,
+            "train",
+            seed=0,
+            jobs=1,
+            progress=False,
+        )
+        elapsed = time.perf_counter() - start
+        from distilxlsr.data.corpora import load_cuts  # noqa: PLC0415
+
+        audio = sum(c.duration for m in manifests for c in load_cuts(m))
+    return {"audio_seconds": audio, "x_realtime_per_core": audio / elapsed}
+
+
+def summary_table(results: dict) -> str:
+    """The figures of the performance issue, one per line, with their targets."""
+    rows = []
+    if "distill" in results:
+        d = results["distill"]
+        rows.append(
+            (
+                "distill audio-s/s",
+                f"{d['audio_s_per_s']:.2f}",
+                f"{d['shape']}, {d['precision']}, shared CNN",
+            )
+        )
+        rows.append(
+            ("distill fraction of matmul peak", f"{d['fraction_of_peak']:.2f}", "target >= 0.50")
+        )
+        rows.append(
+            ("shared-CNN speed-up", f"{d['shared_cnn_speedup']:.2f}x", "vs running the CNN twice")
+        )
+        rows.append(
+            (
+                "matmul peak",
+                f"{results['machine']['matmul_peak_flops'] / 1e9:.0f} GFLOP/s",
+                "measured here",
+            )
+        )
+    if "inference" in results:
+        i = results["inference"]
+        rows.append(
+            ("inference latency student/teacher", f"{i['latency_ratio']:.2f}", "target <= 0.55")
+        )
+        rows.append(("inference memory student/teacher", f"{i['memory_ratio']:.2f}", "peak"))
+    if "shuffle" in results:
+        rows.append(
+            (
+                "shuffle x real time per core",
+                f"{results['shuffle']['x_realtime_per_core']:.0f}",
+                "target >= 500",
+            )
+        )
+    if "loader" in results:
+        rows.append(
+            (
+                "loader x real time",
+                f"{results['loader']['x_realtime']:.0f}",
+                "decode + shuffle + collate, 1 process",
+            )
+        )
+    if "padding_efficiency" in results:
+        rows.append(
+            ("padding efficiency", f"{results['padding_efficiency']:.3f}", "target >= 0.95")
+        )
+    if "synth" in results and "x_realtime_per_core" in results["synth"]:
+        rows.append(
+            (
+                "synth x real time per core",
+                f"{results['synth']['x_realtime_per_core']:.0f}",
+                "target >= 200",
+            )
+        )
+    width = max(len(r[0]) for r in rows) if rows else 0
+    return "\n".join(f"{name:<{width}}  {value:>14}  {note}" for name, value, note in rows)

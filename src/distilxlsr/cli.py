@@ -172,6 +172,32 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     print(f"results in {args.out}/results.json, results.md and per.png")
 
 
+def _cmd_bench(args: argparse.Namespace) -> None:
+    from distilxlsr.bench import run_bench
+
+    sections = [x for x in args.sections.split(",") if x] if args.sections else None
+    run_bench(args.out, sections)
+    print(f"wrote {args.out}")
+
+
+def _cmd_synth(args: argparse.Namespace) -> None:
+    from distilxlsr.data.synthetic import synthesize_corpus
+
+    langs = [x for x in args.langs.split(",") if x]
+    written = synthesize_corpus(
+        Path(args.out), langs, args.minutes, args.split, seed=args.seed, jobs=args.jobs
+    )
+    for manifest in written:
+        print(manifest)
+
+
+def _cmd_pretrain_teacher(args: argparse.Namespace) -> None:
+    from distilxlsr.pretrain import load_pretrain_config, pretrain_teacher
+
+    model_dir = pretrain_teacher(load_pretrain_config(args.config, args.overrides))
+    print(f"teacher written to {model_dir}")
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
     from distilxlsr.demo import run_demo
 
@@ -295,6 +321,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--similarity", action="store_true", help="per-layer CKA of students vs the first model"
     )
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser(
+        "synth", help="synthesize a multilingual corpus with exact phone alignments (eSpeak NG)"
+    )
+    p.add_argument("--langs", required=True, help="comma-separated languages, e.g. en,sw")
+    p.add_argument("--minutes", type=float, required=True, help="minutes of speech per language")
+    p.add_argument("--split", default="train", choices=["train", "test"])
+    p.add_argument("--out", required=True, help="corpus directory (ROOT/<lang>/...)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, default=1, help="worker processes")
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("pretrain-teacher", help="pretrain the small multilingual teacher (resumes)")
+    p.add_argument("--config", help="YAML config (differences from the defaults)")
+    p.add_argument(
+        "overrides", nargs="*", help="key=value overrides, e.g. data=data/synth out=runs/teacher"
+    )
+    p.set_defaults(func=_cmd_pretrain_teacher)
+
+    p = sub.add_parser(
+        "bench", help="measure throughput, fraction of peak, latency and memory ratios"
+    )
+    p.add_argument("--out", required=True, help="JSON file for the results")
+    p.add_argument(
+        "--sections",
+        help="comma-separated subset of distill,inference,shuffle,loader,padding,synth",
+    )
+    p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("demo", help="the whole pipeline offline, on generated data")
     p.add_argument("--out", default="demo_out", help="output directory (default demo_out)")

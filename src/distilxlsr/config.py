@@ -51,6 +51,9 @@ class StudentConfig:
     or `residual` (the raw layer output, also for pre-LN models)."""
     freeze_cnn: bool = True
     """Keep the CNN feature encoder frozen (it is copied from the teacher)."""
+    share_cnn: bool = True
+    """With a frozen CNN, run it once per batch for teacher and student (identical weights, so
+    identical output; saves a CNN pass)."""
     seed: int = 0
     """Seed for freshly initialised layers (`random:N`)."""
 

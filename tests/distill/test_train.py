@@ -271,3 +271,29 @@ def test_two_process_gloo_run_keeps_ranks_identical(tmp_path, teacher_dir, toy_c
 
     assert not torch.equal(parameter_fingerprint(init), ranks[0]["parameter_fingerprint"])
     assert json.loads((last / "trainer_state.json").read_text())["world_size"] == 2
+
+
+def test_shared_cnn_gives_the_same_loss_and_gradients(teacher_dir, toy_corpus):
+    import soundfile as sf
+
+    files = sorted((toy_corpus / "en" / "audio" / "train").glob("*.flac"))[:2]
+    batch = collate([sf.read(f, dtype="float32")[0] for f in files], normalize=True)
+    results = []
+    for share in (False, True):
+        teacher = load_teacher(str(teacher_dir))
+        layer_map = parse_layer_map("jump:2", 4)
+        student = build_student(teacher, layer_map)
+        student.freeze_feature_encoder()
+        student.eval()  # no dropout: both runs must be comparable
+        config = load_config(None, ["teacher=x", f"student.share_cnn={str(share).lower()}"])
+        distiller = Distiller(teacher, student, layer_map, config)
+        assert (distiller.shared_cnn is not None) == share
+        loss, _ = distiller(batch)
+        loss.backward()
+        grad = student.encoder.layers[0].attention.q_proj.weight.grad.clone()
+        results.append((loss.detach(), grad))
+        # Outside a step the student's own CNN runs.
+        out = student(batch["input_values"][:1]).last_hidden_state
+        assert out.shape[0] == 1
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=0, atol=0)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=0, atol=0)

@@ -73,7 +73,9 @@ def make_toy_corpus(
                 word.append(symbol)
                 pos += n
             word_items.append(
-                AlignmentItem("".join(word), word_start / sample_rate, (pos - word_start) / sample_rate)
+                AlignmentItem(
+                    "".join(word), word_start / sample_rate, (pos - word_start) / sample_rate
+                )
             )
             gap = int(rng.uniform(0.03, 0.15) * sample_rate)
             pieces.append(np.zeros(gap))

@@ -37,6 +37,8 @@ SHAPES = {
     "xls-r-300m": (1024, 24, 4096, 16),
     "xls-r-1b": (1280, 48, 5120, 16),
     "xls-r-2b": (1920, 48, 7680, 16),
+    # The CPU benchmark's mid-size model: XLS-R's CNN, 8 layers of width 512.
+    "cpu-mid": (512, 8, 2048, 8),
 }
 
 

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# One GPU: an XLS-R-300M-shaped teacher (random weights, nothing downloaded) distilled into a
+# 12-layer student on synthetic 15 s batches (8 per step, 120 s of audio), in fp32, bf16 and
+# bf16 + torch.compile; prints audio-seconds/s, fraction of the measured matmul peak and peak
+# memory, and writes bench-gpu.json. Target: >= 4,000 audio-s/s in bf16 on one H100. < 8 min.
+#
+#   bash benchmarks/gpu.sh            (from the repository root; sets up .venv if needed)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x .venv/bin/distilxlsr ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet torch==2.13.0 -r requirements.txt
+  .venv/bin/pip install --quiet --no-deps -e .
+fi
+.venv/bin/python -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
+timeout 480 .venv/bin/distilxlsr bench --sections gpu,inference --out "${1:-bench-gpu.json}"

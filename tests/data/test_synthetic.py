@@ -1,0 +1,291 @@
+"""The eSpeak NG synthetic corpus: alignments, determinism, speaker/text splits, cache, languages."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from lhotse import CutSet
+
+from distilxlsr.data import synthetic
+from distilxlsr.data.synthetic import (
+    SILENCE,
+    Segment,
+    available_languages,
+    move_stop_closures,
+    segments_from_events,
+    speakers,
+    synthesize_corpus,
+    to_ipa,
+)
+from distilxlsr.errors import UserError
+
+TINY = 0.05  # minutes per language: one or two utterances
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """en and sw, train and test, a few seconds each."""
+    root = tmp_path_factory.mktemp("synth")
+    for split in ("train", "test"):
+        synthesize_corpus(root, ["en", "sw"], TINY, split, seed=0, jobs=2, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def all_languages(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth_all")
+    manifests = synthesize_corpus(
+        root, available_languages(), TINY, "test", seed=1, jobs=2, progress=False
+    )
+    return root, manifests
+
+
+def _cuts(path: Path) -> list:
+    return list(CutSet.from_file(path))
+
+
+def test_phone_segments_tile_the_audio(corpus):
+    for lang in ("en", "sw"):
+        cuts = _cuts(corpus / lang / "cuts_train.jsonl.gz")
+        assert cuts
+        assert sum(c.duration for c in cuts) >= TINY * 60
+        for cut in cuts:
+            audio, rate = sf.read(cut.recording.sources[0].source)
+            assert rate == 16000 and len(audio) == cut.num_samples
+            (sup,) = cut.supervisions
+            assert sup.language == lang and sup.speaker and sup.text
+            phones = sup.alignment["phone"]
+            assert phones[0].start == 0.0
+            for a, b in zip(phones, phones[1:], strict=False):
+                assert abs(a.start + a.duration - b.start) < 1e-6, (a, b)
+            assert all(p.duration > 0 and p.symbol for p in phones)
+            assert abs(phones[-1].start + phones[-1].duration - len(audio) / rate) <= 0.010
+            transcript = [p.symbol for p in phones if p.symbol != SILENCE]
+            assert transcript and sup.custom["phones"] == transcript
+            assert not any("ˈ" in p or "ˌ" in p for p in transcript)
+            words = sup.alignment["word"]
+            assert words and len(words) <= len(sup.text.split())
+            for a, b in zip(words, words[1:], strict=False):
+                assert a.start + a.duration <= b.start + 1e-6
+            assert words[-1].start + words[-1].duration <= cut.duration + 1e-6
+        inventory = json.loads((corpus / lang / "phones_train.json").read_text(encoding="utf-8"))
+        assert set(inventory["phones"]) >= {
+            p for c in cuts for p in c.supervisions[0].custom["phones"]
+        }
+    card = (corpus / "en" / "README.md").read_text(encoding="utf-8")
+    assert "| train |" in card and "| test |" in card and "Lady Susan" in card
+    assert "| sw | Swahili | train |" in (corpus / "SYNTHETIC.md").read_text(encoding="utf-8")
+
+
+def test_train_and_test_speakers_and_texts_are_disjoint(corpus):
+    for lang in available_languages():
+        train = {s.id for s in speakers(lang, "train")}
+        test = {s.id for s in speakers(lang, "test")}
+        assert train and test and not train & test
+    # no (variant, pitch) voice is shared either
+    assert not {(s.variant, s.pitch) for s in speakers("sw", "train")} & {
+        (s.variant, s.pitch) for s in speakers("sw", "test")
+    }
+    assert not set(synthetic._english_pool("train")) & set(synthetic._english_pool("test"))
+    assert len(synthetic._text_source("en")) >= 1000
+    for lang in ("en", "sw"):
+        train, test = (
+            _cuts(corpus / lang / f"cuts_{split}.jsonl.gz") for split in ("train", "test")
+        )
+        speakers_of = [{c.supervisions[0].speaker for c in cuts} for cuts in (train, test)]
+        texts_of = [{c.supervisions[0].text for c in cuts} for cuts in (train, test)]
+        assert not speakers_of[0] & speakers_of[1]
+        assert not texts_of[0] & texts_of[1]
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        assert synthetic.text_split(synthetic.make_text("ka", "test", rng)) == "test"
+
+
+_RUN = """
+import sys
+from pathlib import Path
+from distilxlsr.data.synthetic import synthesize_corpus
+synthesize_corpus(Path(sys.argv[1]), ["en", "ru"], 0.1, "train", seed=7, jobs=int(sys.argv[2]), progress=False)
+"""
+
+
+def _manifest_lines(path: Path, root: Path) -> list[str]:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return [line.replace(str(root), "ROOT") for line in f]
+
+
+def test_same_seed_gives_identical_bytes_in_separate_processes(tmp_path):
+    roots = [tmp_path / "a", tmp_path / "b"]
+    env = dict(os.environ, PYTHONPATH=str(Path(synthetic.__file__).resolve().parents[2]))
+    runs = [
+        subprocess.Popen([sys.executable, "-c", _RUN, str(root), jobs], env=env)
+        for root, jobs in zip(roots, ("1", "2"), strict=True)
+    ]
+    assert [run.wait(timeout=120) for run in runs] == [0, 0]
+    for lang in ("en", "ru"):
+        flacs = [sorted((root / lang / "audio" / "train").glob("*.flac")) for root in roots]
+        assert flacs[0] and [f.name for f in flacs[0]] == [f.name for f in flacs[1]]
+        for a, b in zip(*flacs, strict=True):
+            assert a.read_bytes() == b.read_bytes()
+        for kind in ("cuts", "supervisions"):
+            a, b = (_manifest_lines(root / lang / f"{kind}_train.jsonl.gz", root) for root in roots)
+            assert a == b
+
+
+def test_same_arguments_reuse_the_output_and_damage_is_repaired(tmp_path):
+    args = dict(langs=["sw"], minutes=TINY, split="train", seed=3, jobs=1, progress=False)
+    (manifest,) = synthesize_corpus(tmp_path, **args)
+    flac = sorted((tmp_path / "sw" / "audio" / "train").glob("*.flac"))[0]
+    original = flac.read_bytes()
+    stamp = tmp_path / "sw" / "synth_train.json"
+    mtimes = {p: p.stat().st_mtime_ns for p in (flac, manifest, stamp)}
+    assert synthesize_corpus(tmp_path, **args) == [manifest]
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes  # reused, not rewritten
+    flac.write_bytes(original[: len(original) // 2])  # a partial file
+    synthesize_corpus(tmp_path, **args)
+    assert flac.read_bytes() == original
+    flac.write_bytes(original[:-4] + b"\0\0\0\0")  # same size, other bytes
+    synthesize_corpus(tmp_path, **args)
+    assert flac.read_bytes() == original
+    stamp.unlink()  # an interrupted run writes no stamp
+    synthesize_corpus(tmp_path, **args)
+    assert flac.read_bytes() == original and stamp.is_file()
+    synthesize_corpus(tmp_path, **(args | {"seed": 4}))  # other arguments: written anew
+    assert json.loads(stamp.read_text())["args"]["seed"] == 4
+
+
+def test_every_language_speaks_a_sentence(all_languages):
+    root, manifests = all_languages
+    assert [m.parent.name for m in manifests] == available_languages()
+    assert len(manifests) == 16
+    for manifest in manifests:
+        cuts = _cuts(manifest)
+        assert cuts, manifest
+        for cut in cuts:
+            phones = cut.supervisions[0].custom["phones"]
+            assert len(phones) >= 3, (manifest, cut.supervisions[0].text)
+            # every name is IPA: no Kirshenbaum ASCII left (Kyrgyz dZ S N X, ...)
+            assert not any(ch.isascii() and not ch.islower() for p in phones for ch in p), phones
+    inventory = json.loads((root / "ky" / "phones_test.json").read_text(encoding="utf-8"))["phones"]
+    assert inventory and not any(ch.isupper() for p in inventory for ch in p if ch.isascii())
+
+
+def test_kirshenbaum_names_map_to_ipa():
+    assert [to_ipa(n, "ky") for n in ("dZ", "S", "N", "X", "tS", "t[", "d[", "l-", "a:", "oe")] == [
+        "dʒ",
+        "ʃ",
+        "ŋ",
+        "χ",
+        "tʃ",
+        "t̪",
+        "d̪",
+        "ɫ",
+        "aː",
+        "œ",
+    ]
+    assert to_ipa('u"', "ru") == "ʉ"
+    assert to_ipa("ə-", "fr") == "ə"
+    # IPA names pass unchanged, less their stress marks
+    assert [to_ipa(n) for n in ("ˈɔːɹ", "ˌaɪ", "ts", "tʃʲ", "ɛ̃", "")] == [
+        "ɔːɹ",
+        "aɪ",
+        "ts",
+        "tʃʲ",
+        "ɛ̃",
+        "",
+    ]
+
+
+def test_stop_closure_boundary_moves_back_over_exact_zeros():
+    audio = np.ones(2000, dtype=np.int16)
+    audio[700:1000] = 0  # the closure, written at the end of the vowel before the stop
+    segments = [
+        Segment(SILENCE, 0, 100),
+        Segment("a", 100, 1000, 0),
+        Segment("t", 1000, 1500, 0),
+        Segment("s", 1500, 2000, 0),
+    ]
+    moved = move_stop_closures(segments, audio)
+    assert [(s.label, s.start, s.end) for s in moved] == [
+        (SILENCE, 0, 100),
+        ("a", 100, 700),
+        ("t", 700, 1500),
+        ("s", 1500, 2000),
+    ]
+    assert segments[2].start == 1000  # the input is left alone
+    # the previous phone keeps at least min_keep samples
+    audio[100:1000] = 0
+    assert move_stop_closures(segments, audio, min_keep=220)[2].start == 320
+    # only stops move; a stop after a pause keeps its start; a non-zero tail moves nothing
+    silent_tail = np.ones(2000, dtype=np.int16)
+    silent_tail[1300:1500] = 0
+    same = [Segment(SILENCE, 0, 1000), Segment("k", 1000, 1500), Segment("s", 1500, 2000)]
+    assert [s.start for s in move_stop_closures(same, silent_tail)] == [0, 1000, 1500]
+    assert [s.start for s in move_stop_closures(segments, np.ones(2000, np.int16))] == [
+        0,
+        100,
+        1000,
+        1500,
+    ]
+
+
+def test_segments_from_events_rules():
+    text = "Twenty 42 dollars."
+    events = [
+        ("word", 1, 0, ""),
+        ("phone", 1, 10, "t"),
+        ("phone", 1, 40, "ˈw"),
+        ("phone", 1, 50, "ɛ"),  # zero length: dropped
+        ("phone", 1, 50, "n"),
+        ("word", 8, 90, ""),  # "42" is read as two words ...
+        ("phone", 8, 90, "f"),
+        ("phone", 8, 120, "(en)"),  # a language-switch marker is not a phone
+        ("word", 9, 130, ""),  # ... that stay one token
+        ("phone", 9, 130, "k"),
+        ("phone", 9, 150, "ʲ"),  # a bare modifier joins the phone before it
+        ("phone", 9, 170, ""),  # a pause
+        ("word", 11, 200, ""),
+        ("phone", 11, 200, "d"),
+        ("phone", 11, 260, ""),
+    ]
+    segments = segments_from_events(events, 300, text, "en")
+    assert [(s.label, s.start, s.end) for s in segments] == [
+        (SILENCE, 0, 10),
+        ("t", 10, 40),
+        ("w", 40, 50),
+        ("n", 50, 90),
+        ("f", 90, 130),
+        ("kʲ", 130, 170),
+        (SILENCE, 170, 200),
+        ("d", 200, 260),
+        (SILENCE, 260, 300),
+    ]
+    assert synthetic.word_spans(segments, text) == [
+        ("Twenty", 10, 90),
+        ("42", 90, 170),
+        ("dollars", 200, 260),
+    ]
+    at_16k = synthetic.resample_segments(segments, 22050, 16000, 218)
+    assert at_16k[0].start == 0 and at_16k[-1].end == 218
+    assert all(a.end == b.start for a, b in zip(at_16k, at_16k[1:], strict=False))
+
+
+def test_unknown_language_is_a_user_error(tmp_path):
+    with pytest.raises(UserError) as error:
+        synthesize_corpus(tmp_path, ["en", "xx"], TINY, "train", progress=False)
+    message = str(error.value)
+    assert "'xx'" in message and "en, el, eu" in message and "ka" in message
+    assert "\n" not in message
+    with pytest.raises(UserError):
+        synthesize_corpus(tmp_path, ["en"], TINY, "dev", progress=False)
+    with pytest.raises(UserError):
+        synthesize_corpus(tmp_path, ["en"], 0, "train", progress=False)
+    assert not (tmp_path / "en").exists()

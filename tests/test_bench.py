@@ -1,0 +1,46 @@
+import json
+
+import pytest
+
+from distilxlsr import bench
+from distilxlsr.cli import main
+from distilxlsr.models import presets
+
+
+@pytest.fixture
+def tiny_shape(monkeypatch):
+    monkeypatch.setitem(presets.SHAPES, "test-tiny", (32, 4, 64, 2))
+    return "test-tiny"
+
+
+def test_distill_throughput_counts_flops_and_shared_cnn_saves_them(tiny_shape):
+    shared = bench.distill_throughput(
+        tiny_shape, utterances=1, seconds=1.0, steps=1, share_cnn=True
+    )
+    unshared = bench.distill_throughput(
+        tiny_shape, utterances=1, seconds=1.0, steps=1, share_cnn=False
+    )
+    assert shared["audio_s_per_s"] > 0 and shared["flops_per_step"] > 0
+    # The student's CNN pass is gone: fewer FLOPs per step, by about one CNN forward.
+    assert shared["flops_per_step"] < 0.9 * unshared["flops_per_step"]
+
+
+def test_inference_ratio(tiny_shape):
+    result = bench.inference_ratio(tiny_shape, utterances=1, seconds=0.5)
+    assert result["latency_ratio"] > 0 and result["memory_ratio"] > 0
+    assert result["student_peak_memory_bytes"] > 0
+
+
+def test_bench_cli_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--out", str(out), "--sections", "shuffle,padding"]) == 0
+    results = json.loads(out.read_text())
+    assert results["shuffle"]["x_realtime_per_core"] > 0
+    assert 0.5 < results["padding_efficiency"] <= 1.0
+    assert results["machine"]["cores"] >= 1
+    assert "padding efficiency" in capsys.readouterr().out
+
+
+def test_librispeech_like_durations():
+    d = bench.librispeech_like_durations(20000)
+    assert 11.5 < d.mean() < 13.0 and d.min() >= 1.0 and d.max() <= 35.0

@@ -1,0 +1,230 @@
+"""`pretrain-teacher` on a tiny model and a two-language toy corpus: k-means units, frame
+alignment, the stage-1 objective, a two-stage run with export and card, resume, user errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import transformers
+from lhotse import CutSet
+from safetensors.torch import load_file
+
+from distilxlsr.data.loader import collate
+from distilxlsr.data.toy import make_toy_corpus
+from distilxlsr.distill.checkpoint import list_checkpoints
+from distilxlsr.errors import UserError
+from distilxlsr.pretrain import (
+    TeacherShape,
+    UnitPrediction,
+    build_encoder,
+    frame_lengths,
+    load_pretrain_config,
+    pretrain_teacher,
+    span_mask,
+)
+from distilxlsr.pretrain_units import UnitLabeler, cut_phones, kmeans, unit_features
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "configs" / "pretrain-tiny-teacher.yaml"
+TINY_SHAPE = TeacherShape(
+    hidden=32, layers=2, heads=2, ffn=64, conv_channels=16, pos_conv_kernel=16, pos_conv_groups=4
+)
+TINY = [
+    "model.hidden=32",
+    "model.layers=2",
+    "model.heads=2",
+    "model.ffn=64",
+    "model.conv_channels=16",
+    "model.pos_conv_kernel=16",
+    "model.pos_conv_groups=4",
+    "units.clusters=8",
+    "units.sample_seconds=20",
+    "units.iterations=10",
+    "loader.num_workers=0",
+    "loader.max_seconds=2.0",
+    "train.batch_seconds=6.0",
+    "train.log_every=2",
+    "train.checkpoint_every=3",
+]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("multilingual")
+    make_toy_corpus(root, "en", "train", num_utterances=10, seed=0)
+    make_toy_corpus(root, "sw", "train", num_utterances=10, seed=1)
+    return root
+
+
+def _waves(corpus: Path, n: int = 4) -> list[np.ndarray]:
+    files = sorted((corpus / "en" / "audio" / "train").glob("*.flac"))[:n]
+    return [sf.read(f, dtype="float32")[0] for f in files]
+
+
+def _config(corpus: Path, out: Path, *extra: str):
+    return load_pretrain_config(CONFIG, [f"data={corpus}", f"out={out}", *TINY, *extra])
+
+
+def test_kmeans_lowers_inertia_and_is_seeded():
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.randn(5, 3, generator=generator) * 4
+    x = centres[torch.randint(5, (600,), generator=generator)]
+    x = x + 0.3 * torch.randn(600, 3, generator=generator)
+    c1, history = kmeans(x, 5, iterations=15, seed=3)
+    c2, _ = kmeans(x, 5, iterations=15, seed=3)
+    c3, _ = kmeans(x, 5, iterations=15, seed=4)
+    assert torch.equal(c1, c2)
+    assert not torch.equal(c1, c3)
+    assert all(b <= a + 1e-5 for a, b in zip(history, history[1:], strict=False)), history
+    assert history[-1] < 0.6 * history[0]
+    assert history[-1] < 0.3  # the noise floor: 3 dimensions * 0.3^2 = 0.27
+    with pytest.raises(UserError, match="units.clusters"):
+        kmeans(x[:3], 5, iterations=2)
+
+
+def test_units_align_with_model_frames(corpus):
+    encoder = build_encoder(TINY_SHAPE)
+    waves = _waves(corpus, 6)
+    feats = torch.cat([unit_features()(w)[0].float() for w in waves])
+    labeler = UnitLabeler(kmeans(feats, 8, iterations=5)[0])
+    batch = collate(waves, normalize=True)
+    frames = frame_lengths(encoder, batch["attention_mask"]).tolist()
+    with torch.no_grad():
+        hidden = encoder(batch["input_values"], attention_mask=batch["attention_mask"])
+    assert hidden.last_hidden_state.shape[1] == max(frames)
+    for wave, n in zip(waves, frames, strict=True):
+        units = labeler(wave)
+        assert abs(len(units) - n) <= 1
+        assert units.min() >= 0 and units.max() < 8
+
+
+def test_span_mask_is_seeded_and_never_masks_padding():
+    lengths = torch.tensor([100, 60, 30])
+    a = span_mask(lengths, 100, 0.65, 10, [0, 1])
+    assert torch.equal(a, span_mask(lengths, 100, 0.65, 10, [0, 1]))
+    assert not torch.equal(a, span_mask(lengths, 100, 0.65, 10, [0, 2]))
+    assert not a[1, 60:].any() and not a[2, 30:].any()
+    assert (a.sum(1) > 0).all() and 0.3 < a[0].float().mean() < 0.8
+    assert not span_mask(lengths, 100, 0.0, 10, [0]).any()
+
+
+def test_stage1_loss_falls_on_a_fixed_batch(corpus):
+    encoder = build_encoder(TINY_SHAPE, seed=0)
+    encoder.config.mask_time_prob = 0.0
+    waves = _waves(corpus, 4)
+    feats = [unit_features()(w)[0].float() for w in waves]
+    labeler = UnitLabeler(kmeans(torch.cat(feats), 8, iterations=10)[0])
+    batch = collate(waves, normalize=True)
+    batch["units"] = torch.nn.utils.rnn.pad_sequence(
+        [labeler(w) for w in waves], batch_first=True, padding_value=-100
+    )
+    lengths = frame_lengths(encoder, batch["attention_mask"])
+    mask = span_mask(lengths, int(lengths.max()), 0.65, 5, [0])
+    units = batch["units"][mask & (batch["units"] >= 0)]
+    prior = torch.bincount(units, minlength=8).float() / len(units)
+    entropy = float(-(prior[prior > 0] * prior[prior > 0].log()).sum())  # best without context
+    torch.manual_seed(0)
+    task = UnitPrediction(encoder, 8).train()
+    optimizer = torch.optim.AdamW(task.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(40):
+        loss, stats = task(batch, mask)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert set(stats) == {"loss", "accuracy"}
+    assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5]), losses
+    assert losses[-1] < 0.7 * entropy, (losses, entropy)
+
+
+def test_cropped_cut_keeps_the_phones_inside_the_crop(corpus):
+    cut = next(iter(CutSet.from_file(corpus / "en" / "cuts_train.jsonl.gz")))
+    phones = cut.supervisions[0].custom["phones"]
+    index = {p: i for i, p in enumerate(sorted(set(phones)))}
+    assert cut_phones(cut, index) == [index[p] for p in phones]
+    crop = cut.truncate(offset=0.5, duration=0.5, preserve_id=True)
+    inside = [
+        index[a.symbol]
+        for a in cut.supervisions[0].alignment["phone"]
+        if 0.5 <= a.start + a.duration / 2 < 1.0
+    ]
+    assert inside and cut_phones(crop, index) == inside
+
+
+@pytest.fixture(scope="module")
+def first_run(corpus, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pretrain") / "run"
+    model_dir = pretrain_teacher(_config(corpus, out, "stage1.steps=4", "stage2.steps=2"))
+    assert model_dir == out / "model"
+    return out
+
+
+def test_two_stage_run_writes_an_hf_teacher_card_and_metrics(first_run):
+    model_dir = first_run / "model"
+    model = transformers.AutoModel.from_pretrained(model_dir)
+    assert type(model) is transformers.Wav2Vec2Model
+    assert model.config.do_stable_layer_norm and model.config.feat_extract_norm == "layer"
+    assert list(model.config.conv_stride) == [5, 2, 2, 2, 2, 2, 2]
+    keys = set(load_file(model_dir / "model.safetensors"))
+    assert keys == set(transformers.Wav2Vec2Model(model.config).state_dict())  # no head weights
+    extractor = json.loads((model_dir / "preprocessor_config.json").read_text())
+    assert extractor["do_normalize"] is True and extractor["return_attention_mask"] is True
+    card = (model_dir / "README.md").read_text()
+    assert "Stage 1, self-supervised (ran, 4 steps)" in card
+    assert "Stage 2, multilingual phone CTC (ran, 2 steps)" in card
+    assert "en, sw" in card and "Wall time" in card and "Machine" in card
+    metrics = [json.loads(x) for x in (first_run / "metrics.jsonl").read_text().splitlines()]
+    assert [(m["step"], m["stage"]) for m in metrics] == [(2, 1), (4, 1), (6, 2)]
+    assert all(np.isfinite(m["loss"]) and m["audio_s_per_s"] > 0 for m in metrics)
+    assert "accuracy" in metrics[0]
+    vocab = json.loads((first_run / "phones.json").read_text())
+    assert vocab[0] == "<blank>" and len(vocab) == 15  # 14 toy phones shared by both languages
+    assert [c.name for c in list_checkpoints(first_run)] == ["step-0000004", "step-0000006"]
+
+
+def test_rerun_with_more_steps_resumes(first_run, corpus, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(first_run, out)
+    before = load_file(first_run / "model" / "model.safetensors")
+    pretrain_teacher(_config(corpus, out, "stage1.steps=4", "stage2.steps=4"))
+    metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [2, 4, 6, 8]
+    invocations = [json.loads(x) for x in (out / "invocations.jsonl").read_text().splitlines()]
+    assert [i["start_step"] for i in invocations] == [0, 6]
+    latest = list_checkpoints(out)[-1]
+    assert latest.name == "step-0000008"
+    # The optimizer continued: its step count covers both invocations' stage-2 steps.
+    training = torch.load(latest / "training_state.pt", weights_only=True)
+    assert training["stage"] == 2 and float(training["optimizer"]["state"][0]["step"]) == 4
+    after = load_file(out / "model" / "model.safetensors")
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert (
+        "Stage 2, multilingual phone CTC (ran, 4 steps)"
+        in (out / "model" / "README.md").read_text()
+    )
+    # Changing what the model is made of is refused, with the way out in the message.
+    with pytest.raises(UserError, match="model.hidden"):
+        pretrain_teacher(
+            _config(corpus, out, "stage1.steps=4", "stage2.steps=4", "model.hidden=48")
+        )
+    with pytest.raises(UserError, match="stage1.steps"):
+        pretrain_teacher(_config(corpus, out, "stage1.steps=5", "stage2.steps=4"))
+
+
+def test_user_errors(tmp_path, corpus):
+    with pytest.raises(UserError, match="does not exist"):
+        pretrain_teacher(_config(tmp_path / "missing", tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(UserError, match="data="):
+        pretrain_teacher(load_pretrain_config(CONFIG, [f"out={tmp_path / 'run'}"]))
+    with pytest.raises(UserError, match="unknown key"):
+        load_pretrain_config(CONFIG, ["stage3.steps=1"])
+    with pytest.raises(UserError, match="loader.max_seconds"):
+        pretrain_teacher(_config(corpus, tmp_path / "run", "train.batch_seconds=1"))
