@@ -33,7 +33,11 @@ def main() -> None:
     parser.add_argument("--out", default="docs/probe_selection.json")
     args = parser.parse_args()
     features = ModelFeatures(resolve_model("logmel"), frame_stride=320)
-    grid = list(itertools.product([float(x) for x in args.lrs.split(",")], [int(x) for x in args.steps.split(",")]))
+    grid = list(
+        itertools.product(
+            [float(x) for x in args.lrs.split(",")], [int(x) for x in args.steps.split(",")]
+        )
+    )
     scores: dict[str, list[float]] = {f"lr={lr:g} steps={steps}": [] for lr, steps in grid}
     for lang in args.langs.split(","):
         data = load_language(lang, Path(args.data) / lang)
@@ -44,18 +48,29 @@ def main() -> None:
         labels = [data.encode(p) for p in data.train.phones]
         for lr, steps in grid:
             start = time.perf_counter()
-            head, _ = train_probe([feats[i] for i in fit], [labels[i] for i in fit], len(data.vocab),
-                                  ProbeConfig(steps=steps, lr=lr))
+            head, _ = train_probe(
+                [feats[i] for i in fit],
+                [labels[i] for i in fit],
+                len(data.vocab),
+                ProbeConfig(steps=steps, lr=lr),
+            )
             hyp = probe_decode(head, [feats[i] for i in dev])
-            per = phone_error_rate([data.train.phones[i] for i in dev], [data.decode(h) for h in hyp])
+            per = phone_error_rate(
+                [data.train.phones[i] for i in dev], [data.decode(h) for h in hyp]
+            )
             scores[f"lr={lr:g} steps={steps}"].append(per)
-            print(f"{lang} lr={lr:g} steps={steps}: held-out PER {per:.3f} ({time.perf_counter() - start:.0f} s, "
-                  f"{len(fit)} fit / {len(dev)} held-out utterances)", flush=True)
+            print(
+                f"{lang} lr={lr:g} steps={steps}: held-out PER {per:.3f} ({time.perf_counter() - start:.0f} s, "
+                f"{len(fit)} fit / {len(dev)} held-out utterances)",
+                flush=True,
+            )
     means = {k: float(np.mean(v)) for k, v in scores.items()}
     best = min(means, key=means.get)
     print(json.dumps(means, indent=2))
     print(f"chosen: {best} (mean held-out PER {means[best]:.3f})")
-    Path(args.out).write_text(json.dumps({"langs": args.langs, "means": means, "chosen": best}, indent=2) + "\n")
+    Path(args.out).write_text(
+        json.dumps({"langs": args.langs, "means": means, "chosen": best}, indent=2) + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -238,8 +238,8 @@ def _merge(base: dict, update: dict) -> dict:
     return merged
 
 
-def load_config(path: str | Path | None, overrides: list[str] = ()) -> DistillConfig:
-    """Defaults, then the YAML file's differences, then `key=value` overrides."""
+def load_config(path: str | Path | None, overrides: list[str] = (), cls: type = DistillConfig):
+    """Defaults of `cls`, then the YAML file's differences, then `key=value` overrides."""
     values: dict = {}
     if path is not None:
         path = Path(path)
@@ -252,8 +252,33 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> DistillCo
         if not isinstance(values, dict):
             raise UserError(f"config file '{path}' must hold a mapping of keys to values.")
     values = _merge(values, parse_overrides(list(overrides)))
-    return from_dict(DistillConfig, values, where="")
+    return from_dict(cls, values, where="")
 
 
-def save_config(config: DistillConfig, path: str | Path) -> None:
+def flatten_keys(d: dict, prefix: str = "") -> dict:
+    """{"train": {"lr": 1}} -> {"train.lr": 1}."""
+    out = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten_keys(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def check_resume_compatible(saved: dict, current: Any, run_dir: Path, resumable: set[str]) -> None:
+    """Refuse to resume a run directory with a different experiment (keys outside `resumable`)."""
+    old, new = flatten_keys(saved), flatten_keys(to_dict(current))
+    for key in sorted(set(old) | set(new)):
+        if key in resumable or key == "out":
+            continue
+        if old.get(key) != new.get(key):
+            raise UserError(
+                f"run directory '{run_dir}' was started with {key}={old.get(key)!r}, now "
+                f"{new.get(key)!r}; use the same settings to resume, or a new out=DIR."
+            )
+
+
+def save_config(config: Any, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))

@@ -1,90 +1,128 @@
-"""`distilxlsr demo`: the pipeline end to end, offline.
+"""`distilxlsr demo`: the DistilXLSR recipe end to end, offline, on the embedded defaults.
 
-Until the shipped multilingual teacher, the eSpeak corpus and the evaluation harness land, this
-demo distils a small randomly initialised XLS-R-shaped teacher on a generated toy corpus (tones
-with exact phone alignments): it shows every stage working (data, layer jumping, distillation
-with resume-able checkpoints, export to a plain Hugging Face model), not cross-lingual quality.
+1. synthesize (cached) English training speech and the 15 evaluation languages' train/test sets;
+2. distil the shipped multilingual teacher into a `jump:2` student on English only, with
+   utterance-level phoneme shuffling;
+3. export the student as a plain Hugging Face model;
+4. probe teacher and student on the 15 languages and print the PER table.
+
+`--quick` runs the same stages at toy size (two languages, a few steps) in about a minute.
 """
 
 from __future__ import annotations
 
-import json
+import time
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
-import torch
-import transformers
+from distilxlsr.config import DataConfig, DistillConfig, ShuffleConfig, StudentConfig, TrainConfig
+from distilxlsr.data.synthetic import EVAL_LANGUAGES
+from distilxlsr.errors import UserError
 
-from distilxlsr.config import DataConfig, DistillConfig, StudentConfig, TrainConfig
-from distilxlsr.data.toy import make_toy_corpus
-from distilxlsr.distill.train import distill
-from distilxlsr.export import export_hf
-from distilxlsr.models.presets import tiny_config
-from distilxlsr.models.teacher import count_parameters
+EVAL_LANGS = list(EVAL_LANGUAGES)  # the paper's low-resource set, mirrored
 
 
-def make_random_teacher(out: Path, hidden: int, layers: int, seed: int = 0) -> Path:
-    """A pre-LN wav2vec 2.0 teacher with random weights, saved as an HF directory."""
-    config = tiny_config(
-        "wav2vec2",
-        pre_ln=True,
-        hidden=hidden,
-        layers=layers,
-        heads=4,
-        ffn=4 * hidden,
-        conv_channels=64,
-    )
-    torch.manual_seed(seed)
-    model = transformers.Wav2Vec2Model(config)
-    model.save_pretrained(out)
-    transformers.Wav2Vec2FeatureExtractor(
-        do_normalize=True, return_attention_mask=True
-    ).save_pretrained(out)
-    return out
+@dataclass(frozen=True)
+class DemoSize:
+    english_minutes: float
+    langs: list[str]
+    train_minutes: float
+    test_minutes: float
+    distill_steps: int
+    probe_steps: int
 
 
-def run_demo(out: Path, quick: bool = False) -> None:
+FULL = DemoSize(20.0, EVAL_LANGS, 5.0, 2.0, distill_steps=300, probe_steps=1500)
+QUICK = DemoSize(0.5, ["es", "sw"], 0.4, 0.25, distill_steps=6, probe_steps=40)
+
+
+def shipped_teacher() -> Path:
+    """The small multilingual teacher shipped in the package (see its README.md card)."""
+    path = Path(str(resources.files("distilxlsr") / "assets" / "teacher"))
+    if not (path / "model.safetensors").is_file():
+        raise UserError(
+            f"the shipped teacher is missing from '{path}'; reinstall distilxlsr or make one with "
+            "`distilxlsr pretrain-teacher --config configs/pretrain-tiny-teacher.yaml`."
+        )
+    return path
+
+
+def run_demo(out: Path, quick: bool = False, jobs: int = 2) -> dict:
+    from distilxlsr.data.synthetic import synthesize_corpus  # noqa: PLC0415
+    from distilxlsr.distill.train import distill  # noqa: PLC0415
+    from distilxlsr.evaluate.ctc import ProbeConfig  # noqa: PLC0415
+    from distilxlsr.evaluate.harness import evaluate  # noqa: PLC0415
+    from distilxlsr.evaluate.report import markdown_table  # noqa: PLC0415
+    from distilxlsr.export import export_hf  # noqa: PLC0415
+
+    size = QUICK if quick else FULL
     out.mkdir(parents=True, exist_ok=True)
-    hidden, layers, utterances, steps = (32, 4, 12, 20) if quick else (96, 8, 96, 200)
-    print(f"[1/4] generating a toy English corpus ({utterances} utterances) in {out / 'data'}")
-    manifest = out / "data" / "en" / "cuts_train.jsonl.gz"
-    if not manifest.is_file():
-        make_toy_corpus(out / "data", "en", "train", num_utterances=utterances, seed=0)
-    teacher_dir = out / "teacher"
-    print(
-        f"[2/4] building a random pre-LN wav2vec 2.0 teacher ({layers} layers, hidden {hidden}) in {teacher_dir}"
-    )
-    if not (teacher_dir / "model.safetensors").is_file():
-        make_random_teacher(teacher_dir, hidden, layers)
+    data = out / "data"
+    teacher = shipped_teacher()
+    timings = {}
+
+    start = time.perf_counter()
+    print(f"[1/4] synthesizing speech (cached) in {data}", flush=True)
+    synthesize_corpus(data, ["en"], size.english_minutes, "train", seed=0, jobs=jobs)
+    synthesize_corpus(data, size.langs, size.train_minutes, "train", seed=0, jobs=jobs)
+    synthesize_corpus(data, size.langs, size.test_minutes, "test", seed=0, jobs=jobs)
+    timings["synth"] = time.perf_counter() - start
+
+    start = time.perf_counter()
     run_dir = out / "run"
+    print(
+        f"[2/4] distilling the shipped teacher into a jump:2 student on English with shuffled "
+        f"phonemes ({size.distill_steps} steps) in {run_dir}",
+        flush=True,
+    )
     config = DistillConfig(
-        teacher=str(teacher_dir),
+        teacher=str(teacher),
         out=str(run_dir),
-        data=DataConfig(train=str(manifest), max_seconds=3.0, num_workers=0),
+        data=DataConfig(train=str(data / "en"), max_seconds=6.0, num_workers=1),
         student=StudentConfig(layers="jump:2"),
+        shuffle=ShuffleConfig(mode="utterance", p=1.0),
         train=TrainConfig(
-            max_steps=steps,
+            max_steps=size.distill_steps,
             lr=5e-4,
-            warmup_steps=max(1, steps // 10),
-            batch_seconds=12.0,
-            checkpoint_every=max(1, steps // 2),
-            log_every=max(1, steps // 10),
+            warmup_steps=max(1, size.distill_steps // 10),
+            batch_seconds=40.0,
+            checkpoint_every=max(1, size.distill_steps // 3),
+            log_every=max(1, size.distill_steps // 30),
         ),
     )
-    print(f"[3/4] distilling with jump:2 for {steps} steps into {run_dir}")
     distill(config)
-    student_dir = out / "student"
-    print(f"[4/4] exporting the student to {student_dir}")
-    export_hf(run_dir, student_dir)
-    student = transformers.AutoModel.from_pretrained(student_dir)
-    teacher = transformers.AutoModel.from_pretrained(teacher_dir)
-    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    timings["distill"] = time.perf_counter() - start
+
+    student = out / "student"
+    print(f"[3/4] exporting the student to {student}", flush=True)
+    export_hf(run_dir, student)
+
+    start = time.perf_counter()
+    print(f"[4/4] probing teacher and student on {len(size.langs)} languages", flush=True)
+    results = evaluate(
+        [str(teacher), str(student)],
+        str(data),
+        str(out),
+        mode="probe",
+        langs=size.langs,
+        probe=ProbeConfig(steps=size.probe_steps),
+        similarity=True,
+    )
+    timings["evaluate"] = time.perf_counter() - start
+    export_hf(run_dir, student, out / "results.json")  # the card now carries the results
     print()
+    print(markdown_table(results))
+    teacher_row, student_row = results["models"]
     print(
-        f"teacher parameters: {count_parameters(teacher):,}; student: {count_parameters(student):,} "
-        f"({count_parameters(student) / count_parameters(teacher):.1%})"
+        f"student: {student_row['params']:,} parameters ({student_row['params'] / teacher_row['params']:.1%} "
+        f"of the teacher), mean PER {100 * student_row['per_mean']:.1f}% vs the teacher's "
+        f"{100 * teacher_row['per_mean']:.1f}% (relative gap {100 * student_row['rel_gap']:+.1f}%)"
     )
     print(
-        f"distillation loss: {metrics[0]['loss']:.4f} at step {metrics[0]['step']} -> "
-        f"{metrics[-1]['loss']:.4f} at step {metrics[-1]['step']}"
+        f"stages: synth {timings['synth']:.0f} s, distill {timings['distill']:.0f} s, "
+        f"evaluate {timings['evaluate']:.0f} s"
     )
-    print(f"student (plain transformers model): {student_dir}; run directory: {run_dir}")
+    print(f"results: {out / 'results.md'}, {out / 'results.json'}, {out / 'per.png'}")
+    print(f"student (Hugging Face model): {student}")
+    return results

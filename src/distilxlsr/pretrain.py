@@ -46,14 +46,13 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices
 
-from distilxlsr.config import _merge, from_dict, parse_overrides, save_config, to_dict
+from distilxlsr.config import check_resume_compatible, load_config, save_config, to_dict
 from distilxlsr.data.corpora import find_manifests, load_cuts
 from distilxlsr.data.loader import BatchPlan, make_loader, scan_cuts
 from distilxlsr.distill import checkpoint as ckpt
 from distilxlsr.distill.train import (
     TrainingDiverged,
     any_rank,
-    flatten_keys,
     lr_lambda,
     mixed_precision_mode,
 )
@@ -220,19 +219,7 @@ RESUMABLE_CHANGES = {
 
 def load_pretrain_config(path: str | Path | None, overrides: list[str] = ()) -> PretrainConfig:
     """Defaults, then the YAML file's differences, then `key=value` overrides."""
-    values: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"config file '{path}' does not exist; pass an existing YAML file.")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise UserError(f"config file '{path}' is not valid YAML: {err}".strip()) from None
-        if not isinstance(values, dict):
-            raise UserError(f"config file '{path}' must hold a mapping of keys to values.")
-    values = _merge(values, parse_overrides(list(overrides)))
-    return from_dict(PretrainConfig, values, where="")
+    return load_config(path, overrides, PretrainConfig)
 
 
 def frames_of(num_samples: int) -> int:
@@ -482,13 +469,7 @@ class _Pretrainer:
         saved = run_dir / "config.yaml"
         saved_values = yaml.safe_load(saved.read_text()) if saved.is_file() else None
         if saved_values is not None:
-            old, new = flatten_keys(saved_values), flatten_keys(to_dict(config))
-            for key in sorted(set(old) | set(new)):
-                if key not in RESUMABLE_CHANGES and key != "out" and old.get(key) != new.get(key):
-                    raise UserError(
-                        f"run directory '{run_dir}' was started with {key}={old.get(key)!r}, now "
-                        f"{new.get(key)!r}; use the same settings to resume, or a new out=DIR."
-                    )
+            check_resume_compatible(saved_values, config, run_dir, RESUMABLE_CHANGES)
         latest = ckpt.latest_checkpoint(run_dir)
         if latest is not None:
             training = torch.load(latest / "training_state.pt", weights_only=True)

@@ -23,7 +23,7 @@ from accelerate import Accelerator
 from torch import nn
 from tqdm.auto import tqdm
 
-from distilxlsr.config import DistillConfig, save_config, to_dict
+from distilxlsr.config import DistillConfig, check_resume_compatible, save_config
 from distilxlsr.data.corpora import load_cuts
 from distilxlsr.data.loader import AudioBatches, BatchPlan, Transform, make_loader, scan_cuts
 from distilxlsr.distill import checkpoint as ckpt
@@ -67,29 +67,6 @@ def lr_lambda(train) -> callable:
         return floor + (1 - floor) * (1 - progress)
 
     return factor
-
-
-def flatten_keys(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in d.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten_keys(value, name + "."))
-        else:
-            out[name] = value
-    return out
-
-
-def check_resume_compatible(saved: dict, current: DistillConfig, run_dir: Path) -> None:
-    old, new = flatten_keys(saved), flatten_keys(to_dict(current))
-    for key in sorted(set(old) | set(new)):
-        if key in RESUMABLE_CHANGES or key == "out":
-            continue
-        if old.get(key) != new.get(key):
-            raise UserError(
-                f"run directory '{run_dir}' was started with {key}={old.get(key)!r}, now "
-                f"{new.get(key)!r}; use the same settings to resume, or a new out=DIR."
-            )
 
 
 @dataclass
@@ -229,7 +206,9 @@ def distill(config: DistillConfig, transform: Transform | None = None) -> Path:
     # --- run directory: new, or resume ---
     saved_config = run_dir / "config.yaml"
     if saved_config.is_file():
-        check_resume_compatible(yaml.safe_load(saved_config.read_text()), config, run_dir)
+        check_resume_compatible(
+            yaml.safe_load(saved_config.read_text()), config, run_dir, RESUMABLE_CHANGES
+        )
     if main:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         ckpt.remove_stale_temporaries(run_dir)

@@ -1,0 +1,53 @@
+"""The shipped teacher's gate: on every evaluation language its probe test PER must be lower
+than a log-mel probe's and lower than the untrained network's (same harness, default probe).
+
+Runs the evaluation, prints the table and the verdict, writes OUT/results.* and appends the gate
+table to the teacher's model card.
+
+    python benchmarks/teacher_gate.py --teacher src/distilxlsr/assets/teacher --data data/synth --out docs/teacher_gate
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from distilxlsr.demo import EVAL_LANGS
+from distilxlsr.evaluate.harness import evaluate
+from distilxlsr.evaluate.report import markdown_table
+
+MARK = "\n## Gate\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--teacher", default="src/distilxlsr/assets/teacher")
+    parser.add_argument("--data", default="data/synth")
+    parser.add_argument("--out", default="docs/teacher_gate")
+    args = parser.parse_args()
+    models = [args.teacher, "logmel", f"untrained:{args.teacher}"]
+    results = evaluate(models, args.data, args.out, mode="probe", langs=EVAL_LANGS)
+    teacher, logmel, untrained = results["models"]
+    failures = [
+        lang
+        for lang in results["languages"]
+        if not teacher["per"][lang] < min(logmel["per"][lang], untrained["per"][lang])
+    ]
+    verdict = "PASSED" if not failures else f"FAILED on {', '.join(failures)}"
+    table = markdown_table(results)
+    print(table)
+    print(f"gate {verdict}")
+    card = Path(args.teacher) / "README.md"
+    text = card.read_text().split(MARK)[0]
+    command = f"python benchmarks/teacher_gate.py --teacher {args.teacher} --data {args.data} --out {args.out}"
+    card.write_text(
+        text.rstrip() + "\n" + MARK + "\n"
+        f"On every one of the {len(results['languages'])} evaluation languages the teacher's probe "
+        f"test PER must be lower than a log-mel probe's and the untrained network's: **{verdict}**.\n\n"
+        f"Measured by `{command}` (synthetic test speakers, disjoint from training speakers):\n\n"
+        + table
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""`distilxlsr demo --quick`: the whole recipe at toy size with the shipped teacher."""
+
+import json
+
+import transformers
+
+from distilxlsr.cli import main
+from distilxlsr.demo import shipped_teacher
+
+
+def test_quick_demo_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| **mean** |" in printed and "relative gap" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["languages"] == ["es", "sw"]
+    teacher, student = results["models"]
+    assert student["params"] < 0.6 * teacher["params"]
+    assert (out / "per.png").is_file() and (out / "similarity.png").is_file()
+    model = transformers.AutoModel.from_pretrained(out / "student")
+    assert model.config.num_hidden_layers == 4
+    card = (out / "student" / "README.md").read_text()
+    assert "jump:2" in card and "utterance" in card and "Evaluation" in card
+
+
+def test_shipped_teacher_is_an_xlsr_shaped_model():
+    config = transformers.AutoConfig.from_pretrained(shipped_teacher())
+    assert config.model_type == "wav2vec2" and config.do_stable_layer_norm
+    assert config.num_hidden_layers == 8 and config.feat_extract_norm == "layer"
+    assert (shipped_teacher() / "README.md").read_text().count("Gate") >= 1
