@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint format clean
+.PHONY: setup demo test lint format clean reproduce-mini
 
 setup: $(STAMP)
 
@@ -19,6 +19,9 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 demo: setup
 	$(BIN)/distilxlsr demo --out demo_out
+
+reproduce-mini: setup
+	$(BIN)/python benchmarks/reproduce_mini.py
 
 test: setup
 	$(BIN)/python -m pytest -q tests

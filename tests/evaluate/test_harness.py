@@ -128,3 +128,19 @@ def test_errors(tmp_path, eval_corpus, teacher_dir):
     assert not (tmp_path / "o" / "results.json").exists()
     with pytest.raises(UserError, match="logmel has no network"):
         evaluate(["logmel"], str(eval_corpus), str(tmp_path / "o"), mode="finetune")
+
+
+def test_evaluate_reads_a_prepared_fairseq_directory(tmp_path):
+    from distilxlsr.data.prepare import PrepareOptions, prepare_fairseq
+    from tests.data.test_prepare import make_fairseq
+
+    out = tmp_path / "manifests"
+    prepare_fairseq(
+        make_fairseq(tmp_path / "sw"),
+        out,
+        options=PrepareOptions(max_reject_share=0.5, progress=False),
+    )
+    results = evaluate(["logmel"], str(out / "sw"), str(tmp_path / "e"), probe=ProbeConfig(steps=3))
+    assert results["languages"] == ["sw"]
+    detail = results["models"][0]["details"]["sw"]
+    assert detail["test_split"] == "valid" and detail["phones"] == 4

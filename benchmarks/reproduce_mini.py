@@ -1,0 +1,172 @@
+"""The paper's claims in miniature (`make reproduce-mini`): the shipped teacher and six students,
+each distilled on synthetic English and probed on the 15 evaluation languages, over 3 seeds.
+
+Variants: the method (jump:2 + utterance shuffling); jump:2 without shuffling; jump:2 with word
+shuffling; jump:2 with alignment-free segment shuffling; first:4 + shuffling; random:4 +
+shuffling. Every run's result is written to docs/replication/runs/<variant>-s<seed>.json as soon
+as it exists, and existing results are skipped, so the experiment can be continued (also in a
+later session: the results are small and committed). The report is docs/replication.md.
+
+    python benchmarks/reproduce_mini.py [--seeds 0,1,2] [--variants method,no-shuffle,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from distilxlsr.config import DataConfig, DistillConfig, ShuffleConfig, StudentConfig, TrainConfig
+from distilxlsr.data.synthetic import synthesize_corpus
+from distilxlsr.demo import EVAL_LANGS, FULL, shipped_teacher
+from distilxlsr.distill.train import distill
+from distilxlsr.evaluate.ctc import ProbeConfig
+from distilxlsr.evaluate.harness import evaluate
+from distilxlsr.export import export_hf
+
+VARIANTS = {
+    "method": ("jump:2", "utterance"),
+    "no-shuffle": ("jump:2", "none"),
+    "word-shuffle": ("jump:2", "word"),
+    "segment-shuffle": ("jump:2", "segment"),
+    "first4": ("first:4", "utterance"),
+    "random4": ("random:4", "utterance"),
+}
+
+
+def run_one(name: str, seed: int, data: Path, work: Path, results_dir: Path, steps: int) -> dict:
+    path = results_dir / f"{name}-s{seed}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    teacher = shipped_teacher()
+    start = time.perf_counter()
+    if name == "teacher":
+        model = str(teacher)
+    else:
+        layers, shuffle = VARIANTS[name]
+        run_dir = work / f"{name}-s{seed}"
+        distill(
+            DistillConfig(
+                teacher=str(teacher),
+                out=str(run_dir),
+                data=DataConfig(train=str(data / "en"), max_seconds=6.0, num_workers=1),
+                student=StudentConfig(layers=layers, seed=seed),
+                shuffle=ShuffleConfig(mode=shuffle, p=1.0),
+                train=TrainConfig(
+                    max_steps=steps,
+                    lr=5e-4,
+                    warmup_steps=max(1, steps // 10),
+                    batch_seconds=40.0,
+                    seed=seed,
+                    checkpoint_every=steps,
+                    log_every=max(1, steps // 10),
+                ),
+            )
+        )
+        model = str(export_hf(run_dir, work / f"{name}-s{seed}-student"))
+    # Layer similarity (CKA) needs the teacher's features beside the student's: for the method.
+    similarity = name == "method"
+    models = [str(teacher), model] if similarity else [model]
+    results = evaluate(
+        models,
+        str(data),
+        str(work / f"eval-{name}-s{seed}"),
+        mode="probe",
+        langs=EVAL_LANGS,
+        seeds=[seed],
+        probe=ProbeConfig(seed=seed),
+        similarity=similarity,
+    )
+    row = results["models"][-1]
+    record = {
+        "variant": name,
+        "seed": seed,
+        "params": row["params"],
+        "per": row["per"],
+        "per_mean": row["per_mean"],
+        "train_per_mean": row["train_per_mean"],
+        "similarity": {
+            lang: t.get(Path(model).name) for lang, t in results.get("similarity", {}).items()
+        },
+        "seconds": time.perf_counter() - start,
+    }
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def report(records: list[dict], out: Path) -> None:
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    names = ["teacher", *VARIANTS]
+    by = {n: [r for r in records if r["variant"] == n] for n in names}
+    by = {n: rs for n, rs in by.items() if rs}
+    teacher_mean = np.mean([r["per_mean"] for r in by["teacher"]])
+    lines = [
+        "# DistilXLSR in miniature",
+        "",
+        "Measured by `make reproduce-mini` (`python benchmarks/reproduce_mini.py`): the shipped",
+        "teacher and six students distilled on synthetic English, probed on 15 synthetic languages",
+        "(test speakers disjoint from training speakers), mean over seeds ± std.",
+        "",
+        "| model | layers | shuffling | parameters | mean PER (%) | relative gap | seeds |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name, rs in by.items():
+        means = [r["per_mean"] for r in rs]
+        layers, shuffle = VARIANTS.get(name, ("8 (teacher)", "-"))
+        gap = np.mean(means) / teacher_mean - 1
+        lines.append(
+            f"| {name} | {layers} | {shuffle} | {rs[0]['params'] / 1e6:.2f}M | "
+            f"{100 * np.mean(means):.1f} ± {100 * np.std(means):.1f} | {100 * gap:+.1f}% | {len(rs)} |"
+        )
+    lines += ["", "Per language (mean PER %, over seeds):", ""]
+    lines.append("| language | " + " | ".join(by) + " |")
+    lines.append("| --- | " + " | ".join("---:" for _ in by) + " |")
+    for lang in EVAL_LANGS:
+        cells = [f"{100 * np.mean([r['per'][lang] for r in rs]):.1f}" for rs in by.values()]
+        lines.append(f"| {lang} | " + " | ".join(cells) + " |")
+    out.write_text("\n".join(lines) + "\n")
+    fig, ax = plt.subplots(figsize=(8, 4))
+    means = [100 * np.mean([r["per_mean"] for r in rs]) for rs in by.values()]
+    stds = [100 * np.std([r["per_mean"] for r in rs]) for rs in by.values()]
+    ax.bar(list(by), means, yerr=stds)
+    ax.set_ylabel("mean PER over 15 languages (%)")
+    fig.tight_layout()
+    fig.savefig(out.with_suffix(".png"), dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--variants", default=",".join(["teacher", *VARIANTS]))
+    parser.add_argument("--data", default="data/synth")
+    parser.add_argument("--work", default="runs/replication")
+    parser.add_argument("--results", default="docs/replication/runs")
+    parser.add_argument("--steps", type=int, default=FULL.distill_steps)
+    args = parser.parse_args()
+    data = Path(args.data)
+    synthesize_corpus(data, ["en"], FULL.english_minutes, "train", seed=0, jobs=2)
+    synthesize_corpus(data, EVAL_LANGS, FULL.train_minutes, "train", seed=0, jobs=2)
+    synthesize_corpus(data, EVAL_LANGS, FULL.test_minutes, "test", seed=0, jobs=2)
+    records = []
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        for name in args.variants.split(","):
+            records.append(
+                run_one(name, seed, data, Path(args.work), Path(args.results), args.steps)
+            )
+            print(f"{name} seed {seed}: mean PER {100 * records[-1]['per_mean']:.1f}%", flush=True)
+    all_records = [json.loads(p.read_text()) for p in sorted(Path(args.results).glob("*.json"))]
+    report(all_records, Path("docs/replication.md"))
+    print("report: docs/replication.md")
+
+
+if __name__ == "__main__":
+    main()
