@@ -228,3 +228,35 @@ def test_user_errors(tmp_path, corpus):
         load_pretrain_config(CONFIG, ["stage3.steps=1"])
     with pytest.raises(UserError, match="loader.max_seconds"):
         pretrain_teacher(_config(corpus, tmp_path / "run", "train.batch_seconds=1"))
+
+
+def test_init_from_continues_an_existing_teacher(first_run, corpus, tmp_path):
+    start = transformers.Wav2Vec2Model.from_pretrained(first_run / "model").state_dict()
+    model_dir = pretrain_teacher(
+        _config(
+            corpus,
+            tmp_path / "more",
+            "stage1.steps=0",
+            "stage2.steps=1",
+            f"init_from={first_run / 'model'}",
+        )
+    )
+    after = transformers.Wav2Vec2Model.from_pretrained(model_dir).state_dict()
+    fresh = build_encoder(TINY_SHAPE).state_dict()
+    key = "encoder.layers.0.attention.q_proj.weight"
+    # One small step away from where it started, far from a fresh initialisation.
+    assert (after[key] - start[key]).abs().max() < 0.2 * (fresh[key] - start[key]).abs().max()
+    torch.testing.assert_close(
+        after["feature_extractor.conv_layers.0.conv.weight"],
+        start["feature_extractor.conv_layers.0.conv.weight"],
+    )  # CNN frozen
+    with pytest.raises(UserError, match="does not have the shape"):
+        pretrain_teacher(
+            _config(
+                corpus,
+                tmp_path / "bad",
+                "model.hidden=48",
+                "model.heads=2",
+                f"init_from={first_run / 'model'}",
+            )
+        )

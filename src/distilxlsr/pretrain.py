@@ -58,7 +58,7 @@ from distilxlsr.distill.train import (
 )
 from distilxlsr.errors import UserError
 from distilxlsr.models.presets import xlsr_config
-from distilxlsr.models.teacher import count_parameters
+from distilxlsr.models.teacher import count_parameters, load_model
 from distilxlsr.pretrain_units import (
     HOP,
     SAMPLE_RATE,
@@ -197,6 +197,10 @@ class PretrainConfig:
     ROOT/<lang> or a cut manifest."""
     out: str = "runs/teacher"
     """Run directory; the model is written to OUT/model. The same `out` again resumes."""
+    init_from: str = ""
+    """An HF Wav2Vec2Model directory whose weights start a new run instead of a random init
+    (e.g. the shipped teacher, to train it further: stage1.steps=0, more stage2.steps). Its
+    shape must match `model`."""
     model: TeacherShape = field(default_factory=TeacherShape)
     units: UnitsConfig = field(default_factory=UnitsConfig)
     stage1: Stage1Config = field(default_factory=Stage1Config)
@@ -463,6 +467,18 @@ class _Pretrainer:
         self.resume: _Resume | None = None
 
     # --- set-up ---
+
+    def initialise_from(self, encoder: transformers.Wav2Vec2Model, source: str) -> None:
+        start = load_model(source)
+        theirs, ours = start.state_dict(), encoder.state_dict()
+        mismatched = [k for k in ours if k not in theirs or theirs[k].shape != ours[k].shape]
+        if mismatched or theirs.keys() != ours.keys():
+            raise UserError(
+                f"init_from '{source}' does not have the shape of model.* (first difference: "
+                f"{(mismatched or sorted(set(theirs) ^ set(ours)))[0]}); set model.* to match it."
+            )
+        encoder.load_state_dict(theirs)
+        self.say(f"initialised from {source}")
 
     def open_run_dir(self) -> None:
         config, run_dir = self.config, self.run_dir
@@ -762,6 +778,8 @@ class _Pretrainer:
         encoder.config.mask_feature_prob = 0.0
         if self.resume is not None:
             ckpt.load_model_state(encoder, self.resume.directory)
+        elif config.init_from:
+            self.initialise_from(encoder, config.init_from)
         self.say(
             f"teacher: {config.model.layers} layers, hidden {config.model.hidden}, "
             f"{count_parameters(encoder):,} parameters"
