@@ -219,7 +219,7 @@ def _autocast(device: torch.device, precision: str):
 def _pair(shape: str, layers: str, device: torch.device, share_cnn: bool = True):
     """A random-weight teacher of a named shape, its student, and the Distiller joining them."""
     from distilxlsr.config import load_config  # noqa: PLC0415
-    from distilxlsr.distill.train import Distiller  # noqa: PLC0415
+    from distilxlsr.distill.train import Distiller, prepare_for_distillation  # noqa: PLC0415
     from distilxlsr.models.layers import parse_layer_map  # noqa: PLC0415
     from distilxlsr.models.presets import shape_config  # noqa: PLC0415
     from distilxlsr.models.student import build_student  # noqa: PLC0415
@@ -232,11 +232,9 @@ def _pair(shape: str, layers: str, device: torch.device, share_cnn: bool = True)
     teacher = model_class(config.model_type)(config).eval().requires_grad_(False)
     layer_map = parse_layer_map(layers, config.num_hidden_layers)
     student = build_student(teacher, layer_map)
-    student.config.apply_spec_augment = False
-    student.freeze_feature_encoder()
-    student.masked_spec_embed.requires_grad_(False)
+    prepare_for_distillation(student, freeze_cnn=True)
     teacher.to(device)
-    student.to(device).train()
+    student.to(device)
     run = load_config(None, ["teacher=x", f"student.share_cnn={str(share_cnn).lower()}"])
     return teacher, student, Distiller(teacher, student, layer_map, run)
 

@@ -35,7 +35,7 @@ def _cmd_init_student(args: argparse.Namespace) -> None:
     from distilxlsr.models.student import init_student
 
     student, layer_map = init_student(teacher, args.layers, args.targets, seed=args.seed)
-    save_student(student, layer_map, args.teacher, Path(args.out))
+    save_student(student, layer_map, args.teacher, count_parameters(teacher), Path(args.out))
     from distilxlsr.models.teacher import feature_extractor
 
     feature_extractor(args.teacher, teacher.config).save_pretrained(args.out)

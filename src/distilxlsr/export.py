@@ -10,6 +10,7 @@ import yaml
 
 from distilxlsr.distill import checkpoint as ckpt
 from distilxlsr.errors import UserError
+from distilxlsr.models.student import STUDENT_INFO, read_student_info
 
 
 def find_student(source: Path) -> tuple[Path, Path | None]:
@@ -33,6 +34,14 @@ def find_student(source: Path) -> tuple[Path, Path | None]:
         f"'{source}' is neither a run directory (with checkpoints/) nor a Hugging Face model "
         "directory (config.json + model.safetensors)."
     )
+
+
+def student_info(model_dir: Path, run_dir: Path | None) -> dict | None:
+    """The student's teacher and layer map: recorded beside it, or in its run's student_init."""
+    info = read_student_info(model_dir)
+    if info is None and run_dir is not None:
+        info = read_student_info(run_dir / "student_init")
+    return info
 
 
 def _last_metrics(run_dir: Path) -> dict | None:
@@ -68,10 +77,7 @@ def model_card(model_dir: Path, run_dir: Path | None, results: dict | None) -> s
     lines.append(
         f"| architecture | {config.get('architectures', ['?'])[0]}, {config['num_hidden_layers']} layers, hidden {config['hidden_size']} |"
     )
-    info_file = None
-    if run_dir is not None:
-        info_file = run_dir / "student_init" / "distilxlsr.json"
-    info = json.loads(info_file.read_text()) if info_file and info_file.is_file() else {}
+    info = student_info(model_dir, run_dir) or {}
     if info:
         lines.append(
             f"| teacher | `{info['teacher']}` ({info['teacher_layers']} layers, {info['teacher_parameters']:,} parameters) |"
@@ -125,6 +131,9 @@ def export_hf(source: str | Path, out: str | Path, results_file: str | Path | No
             break
     if extractor is not None:
         shutil.copyfile(extractor, out / "preprocessor_config.json")
+    info = student_info(model_dir, run_dir)
+    if info is not None:  # so evaluate --similarity finds the layer map of an exported student
+        (out / STUDENT_INFO).write_text(json.dumps(info, indent=2) + "\n")
     results = None
     if results_file is None and run_dir is not None and (run_dir / "results.json").is_file():
         results_file = run_dir / "results.json"

@@ -90,6 +90,8 @@ def test_cli_distill_export_roundtrip(tmp_path, teacher_dir, toy_corpus, capsys)
     card = (tmp_path / "student" / "README.md").read_text()
     assert "jump:2" in card and "6 steps" in card
     assert (tmp_path / "student" / "preprocessor_config.json").is_file()
+    info = json.loads((tmp_path / "student" / "distilxlsr.json").read_text())
+    assert info["targets"] == [2, 4] and info["teacher_layers"] == 4
     # The exported weights are the last checkpoint's, and give the same outputs.
     state = load_file(out / "checkpoints" / "step-0000006" / "model.safetensors")
     reference = transformers.Wav2Vec2Model(student.config).eval()

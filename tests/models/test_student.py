@@ -63,7 +63,7 @@ def test_saved_student_loads_with_plain_transformers(tmp_path, pre_ln):
     teacher = tiny_model("wav2vec2", pre_ln=pre_ln, layers=4)
     layer_map = parse_layer_map("jump:2", 4)
     student = build_student(teacher, layer_map).eval()
-    save_student(student, layer_map, "teacher", tmp_path)
+    save_student(student, layer_map, "teacher", 1, tmp_path)
     loaded = transformers.AutoModel.from_pretrained(tmp_path).eval()
     assert type(loaded) is transformers.Wav2Vec2Model
     x = torch.randn(1, 4000)

@@ -234,9 +234,7 @@ class ShuffleTransform:
 
 
 def make_transform(config) -> ShuffleTransform | None:
-    """The transform for a `ShuffleConfig` (None for mode `none`)."""
-    if config.mode not in MODES:
-        raise UserError(f"shuffle.mode '{config.mode}' must be one of {', '.join(MODES)}.")
+    """The transform for a `ShuffleConfig` (None for mode `none`; ShuffleTransform validates)."""
     if config.mode == "none":
         return None
     return ShuffleTransform(config.mode, silence_labels=frozenset(config.silence_labels))
@@ -264,7 +262,7 @@ def write_shuffled(
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    cuts = load_cuts(cuts_path, "train") if Path(cuts_path).is_dir() else load_cuts(cuts_path)
+    cuts = load_cuts(cuts_path, "train")
     for cut, _ in tqdm(zip(cuts, range(limit), strict=False), total=limit, desc="shuffle"):
         audio = load_mono(cut, sample_rate)
         shuffled = transform(audio, cut, cut_rng(seed, 0, cut.id, "transform"))

@@ -30,7 +30,7 @@ from distilxlsr.distill import checkpoint as ckpt
 from distilxlsr.distill.losses import DistillLoss
 from distilxlsr.errors import UserError
 from distilxlsr.models.layers import LayerMap, LayerTap, parse_layer_map
-from distilxlsr.models.student import build_student
+from distilxlsr.models.student import build_student, write_student_info
 from distilxlsr.models.teacher import count_parameters, feature_extractor, load_teacher
 
 # Settings that may change when a run is resumed; any other difference is an error, because the
@@ -185,6 +185,19 @@ class Distiller:
         return self.loss(preds, [t.to(p.dtype) for t, p in zip(targets, preds, strict=True)], mask)
 
 
+def prepare_for_distillation(student, freeze_cnn: bool) -> None:
+    """Training mode with every layer every step and no input masking (the model's config is
+    changed in memory only: checkpoints and exports carry the pristine one)."""
+    student.config.layerdrop = 0.0
+    student.config.apply_spec_augment = False
+    if freeze_cnn:
+        student.freeze_feature_encoder()
+    for name, param in student.named_parameters():
+        if "masked_spec_embed" in name:
+            param.requires_grad_(False)  # unused without masking (and DDP rejects unused params)
+    student.train()
+
+
 def mixed_precision_mode(setting: str) -> str:
     if setting == "auto":
         return "bf16" if torch.cuda.is_available() else "no"
@@ -225,30 +238,15 @@ def distill(config: DistillConfig, transform: Transform | None = None) -> Path:
     pristine_config = copy.deepcopy(student.config)  # what checkpoints and exports carry
     if resume_from is not None:
         ckpt.load_model_state(student, resume_from)
-    # Distillation needs every layer every step and no input masking.
-    student.config.layerdrop = 0.0
-    student.config.apply_spec_augment = False
-    if config.student.freeze_cnn:
-        student.freeze_feature_encoder()
-    for name, param in student.named_parameters():
-        if "masked_spec_embed" in name:
-            param.requires_grad_(False)  # unused without masking (and DDP rejects unused params)
-    student.train()
+    prepare_for_distillation(student, config.student.freeze_cnn)
     extractor = feature_extractor(config.teacher, teacher.config)
+    # Counted before the Distiller drops teacher layers above the last target.
+    t_params, s_params = count_parameters(teacher), count_parameters(student)
     if main:
         (run_dir / "student_init").mkdir(exist_ok=True)
         pristine_config.save_pretrained(run_dir / "student_init")
         extractor.save_pretrained(run_dir / "student_init")
-        info = {
-            "teacher": config.teacher,
-            "layer_map": layer_map.spec,
-            "init": list(layer_map.init),
-            "targets": list(layer_map.targets),
-            "teacher_layers": layer_map.teacher_layers,
-            "teacher_parameters": count_parameters(teacher),
-            "student_parameters": count_parameters(student),
-        }
-        (run_dir / "student_init" / "distilxlsr.json").write_text(json.dumps(info, indent=2) + "\n")
+        write_student_info(run_dir / "student_init", layer_map, config.teacher, t_params, s_params)
     distiller = Distiller(teacher, student, layer_map, config)
     teacher.to(accelerator.device)
 
@@ -327,7 +325,6 @@ def distill(config: DistillConfig, transform: Transform | None = None) -> Path:
         from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 (slow import)
 
         writer = SummaryWriter(str(run_dir / "logs"))
-        t_params, s_params = count_parameters(teacher), count_parameters(student)
         say(
             f"teacher {config.teacher}: {layer_map.teacher_layers} layers; student "
             f"{layer_map.spec}: {layer_map.student_layers} layers, {s_params:,} parameters "
@@ -453,10 +450,10 @@ def distill(config: DistillConfig, transform: Transform | None = None) -> Path:
                 window_loss.zero_()
                 window_samples = window_micro = 0
                 window_start = time.perf_counter()
-            # A stop request (SIGINT/SIGTERM) is agreed across ranks at metric time only.
-            stop = at_log and any_rank(accelerator, stop_requested["flag"])
-            if accelerator.num_processes == 1:
-                stop = stop_requested["flag"]
+            # A stop request (SIGINT/SIGTERM): one process checks every step; several agree
+            # (a collective) at metric time only.
+            check_stop = at_log or accelerator.num_processes == 1
+            stop = check_stop and any_rank(accelerator, stop_requested["flag"])
             if (
                 stop
                 or state.step % config.train.checkpoint_every == 0

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ import transformers
 from distilxlsr.data.loader import collate
 from distilxlsr.distill import checkpoint as ckpt
 from distilxlsr.errors import UserError
+from distilxlsr.export import student_info
 from distilxlsr.models.layers import LayerTap
 from distilxlsr.models.teacher import (
     count_parameters,
@@ -58,14 +58,9 @@ def total_stride(config) -> int:
 
 
 def layer_map_of(path: str) -> dict | None:
-    """The layer map a student was built with (`distilxlsr.json` beside it or in its run)."""
-    candidates = [Path(path) / "distilxlsr.json"]
-    if Path(path).parent.name == "checkpoints":
-        candidates.append(Path(path).parent.parent / "student_init" / "distilxlsr.json")
-    for candidate in candidates:
-        if candidate.is_file():
-            return json.loads(candidate.read_text())
-    return None
+    """The layer map a student was built with (recorded beside it or in its run)."""
+    run_dir = Path(path).parent.parent if Path(path).parent.name == "checkpoints" else None
+    return student_info(Path(path), run_dir)
 
 
 class ModelFeatures:

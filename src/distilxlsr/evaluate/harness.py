@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -57,9 +58,12 @@ class LanguageData:
     vocab: list[str]  # index 0 is the CTC blank
     skipped: int
 
+    @cached_property
+    def _index(self) -> dict[str, int]:
+        return {p: i for i, p in enumerate(self.vocab)}
+
     def encode(self, phones: list[str]) -> list[int]:
-        index = {p: i for i, p in enumerate(self.vocab)}
-        return [index[p] for p in phones if p in index]
+        return [self._index[p] for p in phones if p in self._index]
 
     def decode(self, ids: list[int]) -> list[str]:
         return [self.vocab[i] for i in ids]

@@ -87,18 +87,43 @@ def init_student(
     return build_student(teacher, layer_map, seed=seed), layer_map
 
 
-def save_student(
-    student: PreTrainedModel, layer_map: LayerMap, teacher_name: str, out: Path
+STUDENT_INFO = "distilxlsr.json"
+"""The file beside a student's weights recording its teacher and layer map."""
+
+
+def write_student_info(
+    directory: Path,
+    layer_map: LayerMap,
+    teacher_name: str,
+    teacher_parameters: int,
+    student_parameters: int,
 ) -> None:
-    """Write the student as an HF directory plus `distilxlsr.json` recording where it came from."""
-    out = Path(out)
-    student.save_pretrained(out, safe_serialization=True)
     info = {
         "teacher": teacher_name,
         "layer_map": layer_map.spec,
         "init": list(layer_map.init),
         "targets": list(layer_map.targets),
         "teacher_layers": layer_map.teacher_layers,
-        "student_parameters": count_parameters(student),
+        "teacher_parameters": teacher_parameters,
+        "student_parameters": student_parameters,
     }
-    (out / "distilxlsr.json").write_text(json.dumps(info, indent=2) + "\n")
+    (Path(directory) / STUDENT_INFO).write_text(json.dumps(info, indent=2) + "\n")
+
+
+def read_student_info(directory: Path) -> dict | None:
+    """The record written by `write_student_info`, or None for a model without one."""
+    path = Path(directory) / STUDENT_INFO
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def save_student(
+    student: PreTrainedModel,
+    layer_map: LayerMap,
+    teacher_name: str,
+    teacher_parameters: int,
+    out: Path,
+) -> None:
+    """Write the student as an HF directory plus its provenance record."""
+    out = Path(out)
+    student.save_pretrained(out, safe_serialization=True)
+    write_student_info(out, layer_map, teacher_name, teacher_parameters, count_parameters(student))
