@@ -4,7 +4,10 @@ alignment, the stage-1 objective, a two-stage run with export and card, resume, 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -260,3 +263,44 @@ def test_init_from_continues_an_existing_teacher(first_run, corpus, tmp_path):
                 f"init_from={first_run / 'model'}",
             )
         )
+
+
+def _run_gpu_script(tmp_path: Path, budget: int, reserve: int):
+    env = os.environ | {
+        "PYTHON": sys.executable,
+        "DATA": str(tmp_path / "data"),
+        "ENGLISH_MINUTES": "0.3",
+        "LANG_MINUTES": "0.1",
+        "RESERVE_SECONDS": str(reserve),
+    }
+    tiny = [o for o in TINY if not o.startswith(("loader.num_workers", "train.checkpoint_every"))]
+    script = REPO / "scripts" / "pretrain_teacher_gpu.sh"
+    return subprocess.run(
+        ["bash", str(script), str(tmp_path / "run"), str(budget), *tiny],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_gpu_script_sizes_both_stages_to_its_budget(tmp_path):
+    """The recipe the shipped teacher was made with, at toy size on the CPU: corpus, calibration,
+    then a two-stage run whose step counts come from the budget and whose units are reused."""
+    proc = _run_gpu_script(tmp_path, budget=40, reserve=0)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    run = tmp_path / "run"
+    saved = load_pretrain_config(run / "config.yaml")
+    assert saved.stage1.steps > 0 and saved.stage2.steps > 0
+    assert (run / "model" / "model.safetensors").is_file()
+    card = (run / "model" / "README.md").read_text()
+    assert f"stage1.steps={saved.stage1.steps} stage2.steps={saved.stage2.steps}" in card
+    assert proc.stdout.count("k-means: ") == 1  # fitted by the calibration run only
+
+
+def test_gpu_script_refuses_a_budget_spent_before_training(tmp_path):
+    proc = _run_gpu_script(tmp_path, budget=1, reserve=0)
+    assert proc.returncode != 0
+    assert "of the budget left after calibration" in proc.stdout
+    assert not (tmp_path / "run").exists()

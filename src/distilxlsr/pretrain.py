@@ -944,6 +944,7 @@ layer-norm CNN with bias, {m.conv_channels} channels, kernels {list(CONV_KERNEL)
 
 ```python
 from transformers import AutoFeatureExtractor, AutoModel
+
 model = AutoModel.from_pretrained("{model_dir.name}")
 extractor = AutoFeatureExtractor.from_pretrained("{model_dir.name}")
 ```
