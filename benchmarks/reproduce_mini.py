@@ -8,6 +8,7 @@ as it exists, and existing results are skipped, so the experiment can be continu
 later session: the results are small and committed). The report is docs/replication.md.
 
     python benchmarks/reproduce_mini.py [--seeds 0,1,2] [--variants method,no-shuffle,...]
+    python benchmarks/reproduce_mini.py --report-only     (the report from the results so far)
 """
 
 from __future__ import annotations
@@ -98,6 +99,31 @@ def run_one(name: str, seed: int, data: Path, work: Path, results_dir: Path, ste
     return record
 
 
+def headline(by: dict, teacher_mean: float) -> list[str]:
+    """The issue's two targets, checked on what has been measured."""
+    if "method" not in by:
+        return ["The method has not been run yet."]
+    method = by["method"]
+    ratio = method[0]["params"] / by["teacher"][0]["params"]
+    gap = np.mean([r["per_mean"] for r in method]) / teacher_mean - 1
+    return [
+        "Targets: student parameters ≤ 55% of the teacher's — "
+        f"{100 * ratio:.1f}% ({'met' if ratio <= 0.55 else 'missed'}); the method's mean PER "
+        f"within 10% (relative) of the teacher's — {100 * gap:+.1f}% "
+        f"({'met' if gap <= 0.10 else 'missed'}); the authors' student was 19.9% worse than "
+        f"XLSR-53 ({'beaten' if gap < 0.199 else 'not beaten'}).",
+    ]
+
+
+def similarity_by_layer(records: list[dict]) -> list[tuple[int, float]]:
+    """(teacher layer, mean CKA) per student layer, over languages and seeds."""
+    tables = [t for r in records for t in r.get("similarity", {}).values() if t]
+    if not tables:
+        return []
+    cka = np.mean([t["cka"] for t in tables], axis=0)
+    return list(zip(tables[0]["targets"], cka.tolist(), strict=True))
+
+
 def report(records: list[dict], out: Path) -> None:
     import matplotlib  # noqa: PLC0415
 
@@ -132,6 +158,26 @@ def report(records: list[dict], out: Path) -> None:
     for lang in EVAL_LANGS:
         cells = [f"{100 * np.mean([r['per'][lang] for r in rs]):.1f}" for rs in by.values()]
         lines.append(f"| {lang} | " + " | ".join(cells) + " |")
+    lines += ["", *headline(by, teacher_mean)]
+    sim = similarity_by_layer(by.get("method", []))
+    if sim:
+        lines += [
+            "",
+            "Layer similarity of the method's student (linear CKA between student layer i and the",
+            "teacher layer it was distilled towards, on the test utterances; mean over languages",
+            f"and seeds, {len(by['method'])} seed(s)): "
+            + ", ".join(f"layer {i + 1} ↔ teacher {t}: {c:.3f}" for i, (t, c) in enumerate(sim))
+            + ". Plot: `replication_similarity.png`.",
+        ]
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        ax.plot(range(1, len(sim) + 1), [c for _, c in sim], marker="o")
+        ax.set_xticks(range(1, len(sim) + 1), [f"{i + 1}↔{t}" for i, (t, _) in enumerate(sim)])
+        ax.set_xlabel("student layer ↔ teacher layer")
+        ax.set_ylabel("linear CKA")
+        ax.set_ylim(0, 1)
+        fig.tight_layout()
+        fig.savefig(out.with_name(out.stem + "_similarity.png"), dpi=120)
+        plt.close(fig)
     out.write_text("\n".join(lines) + "\n")
     fig, ax = plt.subplots(figsize=(8, 4))
     means = [100 * np.mean([r["per_mean"] for r in rs]) for rs in by.values()]
@@ -151,7 +197,13 @@ def main() -> None:
     parser.add_argument("--work", default="runs/replication")
     parser.add_argument("--results", default="docs/replication/runs")
     parser.add_argument("--steps", type=int, default=FULL.distill_steps)
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite the report from the saved results"
+    )
     args = parser.parse_args()
+    if args.report_only:
+        write_report(Path(args.results))
+        return
     data = Path(args.data)
     synthesize_corpus(data, ["en"], FULL.english_minutes, "train", seed=0, jobs=2)
     synthesize_corpus(data, EVAL_LANGS, FULL.train_minutes, "train", seed=0, jobs=2)
@@ -163,8 +215,14 @@ def main() -> None:
                 run_one(name, seed, data, Path(args.work), Path(args.results), args.steps)
             )
             print(f"{name} seed {seed}: mean PER {100 * records[-1]['per_mean']:.1f}%", flush=True)
-    all_records = [json.loads(p.read_text()) for p in sorted(Path(args.results).glob("*.json"))]
-    report(all_records, Path("docs/replication.md"))
+    write_report(Path(args.results))
+
+
+def write_report(results: Path) -> None:
+    records = [json.loads(p.read_text()) for p in sorted(results.glob("*.json"))]
+    if not any(r["variant"] == "teacher" for r in records):
+        raise SystemExit(f"no teacher result in {results} yet: nothing to compare with")
+    report(records, Path("docs/replication.md"))
     print("report: docs/replication.md")
 
 

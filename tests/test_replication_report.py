@@ -1,0 +1,68 @@
+"""The replication report (benchmarks/reproduce_mini.py) from saved per-run results: tables,
+target verdicts, layer-similarity plot, and partial results (fewer seeds, missing variants)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from distilxlsr.demo import EVAL_LANGS
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "reproduce_mini.py"
+
+
+@pytest.fixture(scope="module")
+def mini():
+    spec = importlib.util.spec_from_file_location("reproduce_mini", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def record(variant: str, seed: int, per: float, params: int, cka=None) -> dict:
+    similarity = {lang: {"targets": [2, 4, 6, 8], "cka": cka} for lang in EVAL_LANGS} if cka else {}
+    return {
+        "variant": variant,
+        "seed": seed,
+        "params": params,
+        "per": dict.fromkeys(EVAL_LANGS, per),
+        "per_mean": per,
+        "train_per_mean": per / 2,
+        "similarity": similarity,
+        "seconds": 1.0,
+    }
+
+
+def test_report_states_targets_and_plots_similarity(mini, tmp_path):
+    records = [
+        record("teacher", 0, 0.020, 1000),
+        record("teacher", 1, 0.020, 1000),
+        record("method", 0, 0.021, 540, cka=[0.9, 0.8, 0.7, 0.6]),
+        record("method", 1, 0.021, 540, cka=[0.7, 0.6, 0.5, 0.4]),
+        record("no-shuffle", 0, 0.030, 540),
+    ]
+    out = tmp_path / "replication.md"
+    mini.report(records, out)
+    text = out.read_text()
+    assert "| method | jump:2 | utterance | 0.00M | 2.1 ± 0.0 | +5.0% | 2 |" in text
+    assert "| no-shuffle | jump:2 | none |" in text and "word-shuffle" not in text
+    assert "54.0% (met)" in text and "+5.0% (met)" in text and "(beaten)" in text
+    assert "layer 1 ↔ teacher 2: 0.800" in text and "layer 4 ↔ teacher 8: 0.500" in text
+    assert (tmp_path / "replication.png").is_file()
+    assert (tmp_path / "replication_similarity.png").is_file()
+
+    worse = [record("teacher", 0, 0.020, 1000), record("method", 0, 0.030, 560)]
+    mini.report(worse, out)
+    text = out.read_text()
+    assert "56.0% (missed)" in text and "+50.0% (missed)" in text and "(not beaten)" in text
+
+
+def test_report_only_needs_a_teacher_result(mini, tmp_path):
+    results = tmp_path / "runs"
+    results.mkdir()
+    (results / "method-s0.json").write_text(json.dumps(record("method", 0, 0.02, 5)))
+    with pytest.raises(SystemExit, match="no teacher result"):
+        mini.write_report(results)
