@@ -35,7 +35,9 @@ $PY -m distilxlsr synth --langs en --minutes "${ENGLISH_MINUTES:-60}" --split tr
 $PY -m distilxlsr synth --langs el,eu,ia,nl,pl,es,fr,it,ky,ru,sv,tr,tt,sw,ka --minutes "${LANG_MINUTES:-30}" \
   --split train --out "$DATA" --jobs "$CORES"
 
-SCRATCH=$(mktemp -d)/calibration
+SCRATCH_ROOT=$(mktemp -d)
+trap 'rm -rf "$SCRATCH_ROOT"' EXIT
+SCRATCH=$SCRATCH_ROOT/calibration
 $PY -m distilxlsr pretrain-teacher --config "$CONFIG" data="$DATA" out="$SCRATCH" \
   stage1.steps=40 stage2.steps=0 train.log_every=10 loader.num_workers="$WORKERS" "$@"
 

@@ -241,6 +241,8 @@ def test_init_from_continues_an_existing_teacher(first_run, corpus, tmp_path):
             tmp_path / "more",
             "stage1.steps=0",
             "stage2.steps=1",
+            "stage2.lr=1e-4",  # one AdamW step moves each weight by about the lr
+            "stage2.freeze_cnn=true",
             f"init_from={first_run / 'model'}",
         )
     )

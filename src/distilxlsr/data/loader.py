@@ -223,7 +223,10 @@ class AudioBatches(torch.utils.data.Dataset):
 
 def collate(waves: list[np.ndarray], normalize: bool) -> dict:
     """Pad to the longest; zero-mean unit-variance per utterance over its real samples (as the
-    models' feature extractors do); an attention mask of real samples."""
+    models' feature extractors do); an attention mask of real samples.
+
+    The mask is bool, one byte per sample: as int64 it was twice the audio's own bytes to make,
+    pass from the loader workers, pin and copy to the GPU (`benchmarks/loader_mask_dtype.py`)."""
     lengths = [len(w) for w in waves]
     batch = np.zeros((len(waves), max(lengths)), dtype=np.float32)
     for row, wave in enumerate(waves):
@@ -234,7 +237,7 @@ def collate(waves: list[np.ndarray], normalize: bool) -> dict:
     mask = torch.arange(batch.shape[1])[None, :] < lengths_t[:, None]
     return {
         "input_values": torch.from_numpy(batch),
-        "attention_mask": mask.long(),
+        "attention_mask": mask,
         "num_samples": int(sum(lengths)),
     }
 
