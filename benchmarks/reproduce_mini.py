@@ -5,7 +5,8 @@ Variants: the method (jump:2 + utterance shuffling); jump:2 without shuffling; j
 shuffling; jump:2 with alignment-free segment shuffling; first:4 + shuffling; random:4 +
 shuffling. Every run's result is written to docs/replication/runs/<variant>-s<seed>.json as soon
 as it exists, and existing results are skipped, so the experiment can be continued (also in a
-later session: the results are small and committed). The report is docs/replication.md.
+later session: the results are small and committed). The report is docs/replication.md; a
+hand-written docs/replication-discussion.md, if present, is appended to it as its discussion.
 
     python benchmarks/reproduce_mini.py [--seeds 0,1,2] [--variants method,no-shuffle,...]
     python benchmarks/reproduce_mini.py --report-only     (the report from the results so far)
@@ -178,6 +179,9 @@ def report(records: list[dict], out: Path) -> None:
         fig.tight_layout()
         fig.savefig(out.with_name(out.stem + "_similarity.png"), dpi=120)
         plt.close(fig)
+    discussion = out.with_name(out.stem + "-discussion.md")  # hand-written, kept across runs
+    if discussion.is_file():
+        lines += ["", "## Discussion", "", discussion.read_text().strip()]
     out.write_text("\n".join(lines) + "\n")
     fig, ax = plt.subplots(figsize=(8, 4))
     means = [100 * np.mean([r["per_mean"] for r in rs]) for rs in by.values()]

@@ -54,9 +54,12 @@ def test_report_states_targets_and_plots_similarity(mini, tmp_path):
     assert (tmp_path / "replication.png").is_file()
     assert (tmp_path / "replication_similarity.png").is_file()
 
+    assert "## Discussion" not in text
+    (tmp_path / "replication-discussion.md").write_text("Shuffling helps because ...\n")
     worse = [record("teacher", 0, 0.020, 1000), record("method", 0, 0.030, 560)]
     mini.report(worse, out)
     text = out.read_text()
+    assert text.rstrip().endswith("## Discussion\n\nShuffling helps because ...")
     assert "56.0% (missed)" in text and "+50.0% (missed)" in text and "(not beaten)" in text
 
 
