@@ -21,9 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from distilxlsr.config import DataConfig, DistillConfig, ShuffleConfig, StudentConfig, TrainConfig
-from distilxlsr.data.synthetic import synthesize_corpus
-from distilxlsr.demo import EVAL_LANGS, FULL, shipped_teacher
+from distilxlsr.demo import (
+    EVAL_LANGS,
+    FULL,
+    demo_distill_config,
+    shipped_teacher,
+    synthesize_demo_corpus,
+)
 from distilxlsr.distill.train import distill
 from distilxlsr.evaluate.ctc import ProbeConfig
 from distilxlsr.evaluate.harness import evaluate
@@ -50,24 +54,7 @@ def run_one(name: str, seed: int, data: Path, work: Path, results_dir: Path, ste
     else:
         layers, shuffle = VARIANTS[name]
         run_dir = work / f"{name}-s{seed}"
-        distill(
-            DistillConfig(
-                teacher=str(teacher),
-                out=str(run_dir),
-                data=DataConfig(train=str(data / "en"), max_seconds=6.0, num_workers=1),
-                student=StudentConfig(layers=layers, seed=seed),
-                shuffle=ShuffleConfig(mode=shuffle, p=1.0),
-                train=TrainConfig(
-                    max_steps=steps,
-                    lr=5e-4,
-                    warmup_steps=max(1, steps // 10),
-                    batch_seconds=40.0,
-                    seed=seed,
-                    checkpoint_every=steps,
-                    log_every=max(1, steps // 10),
-                ),
-            )
-        )
+        distill(demo_distill_config(teacher, data, run_dir, steps, layers, shuffle, seed))
         model = str(export_hf(run_dir, work / f"{name}-s{seed}-student"))
     # Layer similarity (CKA) needs the teacher's features beside the student's: for the method.
     similarity = name == "method"
@@ -209,9 +196,7 @@ def main() -> None:
         write_report(Path(args.results))
         return
     data = Path(args.data)
-    synthesize_corpus(data, ["en"], FULL.english_minutes, "train", seed=0, jobs=2)
-    synthesize_corpus(data, EVAL_LANGS, FULL.train_minutes, "train", seed=0, jobs=2)
-    synthesize_corpus(data, EVAL_LANGS, FULL.test_minutes, "test", seed=0, jobs=2)
+    synthesize_demo_corpus(data, FULL)
     records = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         for name in args.variants.split(","):

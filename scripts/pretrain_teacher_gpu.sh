@@ -32,8 +32,9 @@ CORES=$(nproc)
 WORKERS=$((CORES > 6 ? CORES - 4 : 1))
 
 $PY -m distilxlsr synth --langs en --minutes "${ENGLISH_MINUTES:-60}" --split train --out "$DATA" --jobs "$CORES"
-$PY -m distilxlsr synth --langs el,eu,ia,nl,pl,es,fr,it,ky,ru,sv,tr,tt,sw,ka --minutes "${LANG_MINUTES:-30}" \
-  --split train --out "$DATA" --jobs "$CORES"
+LANGS=$($PY -c "from distilxlsr.data.synthetic import EVAL_LANGUAGES as L; print(','.join(L))")
+$PY -m distilxlsr synth --langs "$LANGS" --minutes "${LANG_MINUTES:-30}" --split train \
+  --out "$DATA" --jobs "$CORES"
 
 SCRATCH_ROOT=$(mktemp -d)
 trap 'rm -rf "$SCRATCH_ROOT"' EXIT

@@ -48,8 +48,45 @@ def shipped_teacher() -> Path:
     return path
 
 
-def run_demo(out: Path, quick: bool = False, jobs: int = 2) -> dict:
+def synthesize_demo_corpus(data: Path, size: DemoSize, jobs: int = 2) -> None:
+    """English training speech and the evaluation languages' train and test sets (cached)."""
     from distilxlsr.data.synthetic import synthesize_corpus  # noqa: PLC0415
+
+    synthesize_corpus(data, ["en"], size.english_minutes, "train", seed=0, jobs=jobs)
+    synthesize_corpus(data, size.langs, size.train_minutes, "train", seed=0, jobs=jobs)
+    synthesize_corpus(data, size.langs, size.test_minutes, "test", seed=0, jobs=jobs)
+
+
+def demo_distill_config(
+    teacher: Path,
+    data: Path,
+    run_dir: Path,
+    steps: int,
+    layers: str = "jump:2",
+    shuffle: str = "utterance",
+    seed: int = 0,
+) -> DistillConfig:
+    """The demo's distillation (also each variant of `make reproduce-mini`): the synthetic
+    English train split, 6 s crops, 40 s batches, lr 5e-4 with 10% warm-up."""
+    return DistillConfig(
+        teacher=str(teacher),
+        out=str(run_dir),
+        data=DataConfig(train=str(data / "en"), max_seconds=6.0, num_workers=1),
+        student=StudentConfig(layers=layers, seed=seed),
+        shuffle=ShuffleConfig(mode=shuffle, p=1.0),
+        train=TrainConfig(
+            max_steps=steps,
+            lr=5e-4,
+            warmup_steps=max(1, steps // 10),
+            batch_seconds=40.0,
+            seed=seed,
+            checkpoint_every=max(1, steps // 3),
+            log_every=max(1, steps // 30),
+        ),
+    )
+
+
+def run_demo(out: Path, quick: bool = False, jobs: int = 2) -> dict:
     from distilxlsr.distill.train import distill  # noqa: PLC0415
     from distilxlsr.evaluate.ctc import ProbeConfig  # noqa: PLC0415
     from distilxlsr.evaluate.harness import evaluate  # noqa: PLC0415
@@ -64,9 +101,7 @@ def run_demo(out: Path, quick: bool = False, jobs: int = 2) -> dict:
 
     start = time.perf_counter()
     print(f"[1/4] synthesizing speech (cached) in {data}", flush=True)
-    synthesize_corpus(data, ["en"], size.english_minutes, "train", seed=0, jobs=jobs)
-    synthesize_corpus(data, size.langs, size.train_minutes, "train", seed=0, jobs=jobs)
-    synthesize_corpus(data, size.langs, size.test_minutes, "test", seed=0, jobs=jobs)
+    synthesize_demo_corpus(data, size, jobs)
     timings["synth"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -76,22 +111,7 @@ def run_demo(out: Path, quick: bool = False, jobs: int = 2) -> dict:
         f"phonemes ({size.distill_steps} steps) in {run_dir}",
         flush=True,
     )
-    config = DistillConfig(
-        teacher=str(teacher),
-        out=str(run_dir),
-        data=DataConfig(train=str(data / "en"), max_seconds=6.0, num_workers=1),
-        student=StudentConfig(layers="jump:2"),
-        shuffle=ShuffleConfig(mode="utterance", p=1.0),
-        train=TrainConfig(
-            max_steps=size.distill_steps,
-            lr=5e-4,
-            warmup_steps=max(1, size.distill_steps // 10),
-            batch_seconds=40.0,
-            checkpoint_every=max(1, size.distill_steps // 3),
-            log_every=max(1, size.distill_steps // 30),
-        ),
-    )
-    distill(config)
+    distill(demo_distill_config(teacher, data, run_dir, size.distill_steps))
     timings["distill"] = time.perf_counter() - start
 
     student = out / "student"
