@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,8 +20,10 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "reproduce_mini.py
 def mini():
     spec = importlib.util.spec_from_file_location("reproduce_mini", SCRIPT)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve the module's annotations through it
     spec.loader.exec_module(module)
-    return module
+    yield module
+    del sys.modules[spec.name]
 
 
 def record(variant: str, seed: int, per: float, params: int, cka=None) -> dict:
@@ -69,3 +73,37 @@ def test_report_only_needs_a_teacher_result(mini, tmp_path):
     (results / "method-s0.json").write_text(json.dumps(record("method", 0, 0.02, 5)))
     with pytest.raises(SystemExit, match="no teacher result"):
         mini.write_report(results)
+
+
+def test_report_shows_longer_distillation_beside_the_method_on_the_same_seeds(mini, tmp_path):
+    longer = record("method-3000", 0, 0.022, 540, cka=[0.99, 0.98, 0.97, 0.96])
+    longer["steps"] = 3000
+    records = [
+        record("teacher", 0, 0.020, 1000),
+        record("method", 0, 0.030, 540, cka=[0.9, 0.8, 0.7, 0.6]),
+        record("method", 1, 0.050, 540, cka=[0.9, 0.8, 0.7, 0.6]),
+        longer,
+    ]
+    out = tmp_path / "replication.md"
+    mini.report(records, out)
+    text = out.read_text()
+    assert "## Distillation length" in text
+    # The method row of that section uses seed 0 only (the seed the longer run has).
+    assert "| method | 300 | 0 | 3.0 | +50.0% | 0.900 / 0.800 / 0.700 / 0.600 |" in text
+    assert "| method-3000 | 3000 | 0 | 2.2 | +10.0% | 0.990 / 0.980 / 0.970 / 0.960 |" in text
+    # The main table and the targets still speak of the method at the demo's length.
+    assert "| method-3000 | jump:2" not in text and "+100.0% (missed)" in text
+    # Without a longer run there is no such section.
+    mini.report(records[:3], out)
+    assert "## Distillation length" not in out.read_text()
+
+
+def test_unknown_variant_is_refused_before_any_work(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--variants", "method,metod", "--data", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert "unknown variant(s) metod" in done.stderr and "method-3000" in done.stderr
+    assert not any(tmp_path.iterdir())
