@@ -134,6 +134,39 @@ def similarity_by_layer(records: list[dict]) -> list[tuple[int, float]]:
     return list(zip(tables[0]["targets"], cka.tolist(), strict=True))
 
 
+def paired_section(by: dict) -> list[str]:
+    """Each student variant against the method on the seeds both have: the seed fixes the probe's
+    initialisation and the test sets, so paired differences are less noisy than the means."""
+    if "method" not in by:
+        return []
+    method = {r["seed"]: r for r in by["method"]}
+    lines = [
+        "",
+        "Against the method, paired by seed (variant minus method, PER points; negative = the",
+        "variant is better); languages compared on their mean over the paired seeds:",
+        "",
+        "| variant | difference | per seed | better at seeds | languages better / worse |",
+        "| --- | ---: | --- | ---: | ---: |",
+    ]
+    for name, rs in by.items():
+        pairs = [(r, method[r["seed"]]) for r in rs if r["seed"] in method]
+        if name in ("teacher", "method") or not pairs:
+            continue
+        diffs = [100 * (r["per_mean"] - m["per_mean"]) for r, m in pairs]
+        per_lang = {
+            lang: np.mean([r["per"][lang] - m["per"][lang] for r, m in pairs])
+            for lang in EVAL_LANGS
+        }
+        # Equal error counts give differences of float rounding size: those are ties.
+        better = sum(d < -1e-9 for d in per_lang.values())
+        worse = sum(d > 1e-9 for d in per_lang.values())
+        lines.append(
+            f"| {name} | {np.mean(diffs):+.2f} | {', '.join(f'{d:+.2f}' for d in diffs)} | "
+            f"{sum(d < 0 for d in diffs)} of {len(diffs)} | {better} / {worse} |"
+        )
+    return lines
+
+
 def longer_runs_section(records: list[dict], teacher_mean: float) -> list[str]:
     """The method at the demo's length beside the longer runs, on the seeds both have."""
     longer = {n: [r for r in records if r["variant"] == n] for n in LONGER_RUNS}
@@ -193,7 +226,7 @@ def report(records: list[dict], out: Path) -> None:
         variant = VARIANTS.get(name, Variant("8 (teacher)", "-"))
         lines.append(
             f"| {name} | {variant.layers} | {variant.shuffle} | {rs[0]['params'] / 1e6:.2f}M | "
-            f"{100 * np.mean(means):.1f} ± {100 * np.std(means):.1f} | "
+            f"{100 * np.mean(means):.2f} ± {100 * np.std(means):.2f} | "
             f"{100 * relative_gap(rs, teacher_mean):+.1f}% | {len(rs)} |"
         )
     lines += ["", "Per language (mean PER %, over seeds):", ""]
@@ -202,6 +235,7 @@ def report(records: list[dict], out: Path) -> None:
     for lang in EVAL_LANGS:
         cells = [f"{100 * np.mean([r['per'][lang] for r in rs]):.1f}" for rs in by.values()]
         lines.append(f"| {lang} | " + " | ".join(cells) + " |")
+    lines += paired_section(by)
     lines += ["", *headline(by, teacher_mean)]
     sim = similarity_by_layer(by.get("method", []))
     if sim:

@@ -51,7 +51,9 @@ def test_report_states_targets_and_plots_similarity(mini, tmp_path):
     out = tmp_path / "replication.md"
     mini.report(records, out)
     text = out.read_text()
-    assert "| method | jump:2 | utterance | 0.00M | 2.1 ± 0.0 | +5.0% | 2 |" in text
+    assert "| method | jump:2 | utterance | 0.00M | 2.10 ± 0.00 | +5.0% | 2 |" in text
+    # no-shuffle has seed 0 only: paired with the method's seed 0.
+    assert "| no-shuffle | +0.90 | +0.90 | 0 of 1 | 0 / 15 |" in text
     assert "| no-shuffle | jump:2 | none |" in text and "word-shuffle" not in text
     assert "54.0% (met)" in text and "+5.0% (met)" in text and "(beaten)" in text
     assert "layer 1 ↔ teacher 2: 0.800" in text and "layer 4 ↔ teacher 8: 0.500" in text
