@@ -57,16 +57,25 @@ LONGER_RUNS = {"method-3000": Variant("jump:2", "utterance", steps=3000)}
 
 def run_one(name: str, seed: int, data: Path, work: Path, results_dir: Path, steps: int) -> dict:
     path = results_dir / f"{name}-s{seed}.json"
+    if name != "teacher":
+        variant = {**VARIANTS, **LONGER_RUNS}[name]
+        steps = variant.steps or steps
     if path.is_file():
-        return json.loads(path.read_text())
+        done = json.loads(path.read_text())
+        # Results written before the step count was recorded are the demo's length.
+        done_steps = done.get("steps", FULL.distill_steps)
+        if name != "teacher" and done_steps != steps:
+            raise SystemExit(
+                f"{path} holds a {done_steps}-step run, not {steps}: "
+                "use another --results (and --work) directory for other step counts"
+            )
+        return done
     teacher = shipped_teacher()
     start = time.perf_counter()
     if name == "teacher":
         model = str(teacher)
         steps = 0
     else:
-        variant = {**VARIANTS, **LONGER_RUNS}[name]
-        steps = variant.steps or steps
         run_dir = work / f"{name}-s{seed}"
         config = demo_distill_config(
             teacher, data, run_dir, steps, variant.layers, variant.shuffle, seed
@@ -194,7 +203,7 @@ def longer_runs_section(records: list[dict], teacher_mean: float) -> list[str]:
             lines.append(
                 f"| {label} | {group[0].get('steps', FULL.distill_steps)} | "
                 f"{', '.join(str(r['seed']) for r in group)} | "
-                f"{100 * np.mean([r['per_mean'] for r in group]):.1f} | "
+                f"{100 * np.mean([r['per_mean'] for r in group]):.2f} | "
                 f"{100 * relative_gap(group, teacher_mean):+.1f}% | "
                 f"{' / '.join(f'{c:.3f}' for _, c in cka) or '-'} |"
             )

@@ -91,8 +91,8 @@ def test_report_shows_longer_distillation_beside_the_method_on_the_same_seeds(mi
     text = out.read_text()
     assert "## Distillation length" in text
     # The method row of that section uses seed 0 only (the seed the longer run has).
-    assert "| method | 300 | 0 | 3.0 | +50.0% | 0.900 / 0.800 / 0.700 / 0.600 |" in text
-    assert "| method-3000 | 3000 | 0 | 2.2 | +10.0% | 0.990 / 0.980 / 0.970 / 0.960 |" in text
+    assert "| method | 300 | 0 | 3.00 | +50.0% | 0.900 / 0.800 / 0.700 / 0.600 |" in text
+    assert "| method-3000 | 3000 | 0 | 2.20 | +10.0% | 0.990 / 0.980 / 0.970 / 0.960 |" in text
     # The main table and the targets still speak of the method at the demo's length.
     assert "| method-3000 | jump:2" not in text and "+100.0% (missed)" in text
     # Without a longer run there is no such section.
@@ -109,3 +109,14 @@ def test_unknown_variant_is_refused_before_any_work(tmp_path):
     assert done.returncode == 2
     assert "unknown variant(s) metod" in done.stderr and "method-3000" in done.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_a_saved_result_of_another_length_is_not_mixed_in(mini, tmp_path):
+    results = tmp_path / "runs"
+    results.mkdir()
+    short = record("method", 0, 0.02, 5)
+    short["steps"] = 50
+    (results / "method-s0.json").write_text(json.dumps(short))
+    with pytest.raises(SystemExit, match="holds a 50-step run, not 300"):
+        mini.run_one("method", 0, tmp_path / "data", tmp_path / "work", results, 300)
+    assert mini.run_one("method", 0, tmp_path / "data", tmp_path / "work", results, 50) == short
