@@ -83,6 +83,7 @@ def test_report_shows_longer_distillation_beside_the_method_on_the_same_seeds(mi
     records = [
         record("teacher", 0, 0.020, 1000),
         record("method", 0, 0.030, 540, cka=[0.9, 0.8, 0.7, 0.6]),
+        record("teacher", 1, 0.040, 1000),
         record("method", 1, 0.050, 540, cka=[0.9, 0.8, 0.7, 0.6]),
         longer,
     ]
@@ -90,13 +91,13 @@ def test_report_shows_longer_distillation_beside_the_method_on_the_same_seeds(mi
     mini.report(records, out)
     text = out.read_text()
     assert "## Distillation length" in text
-    # The method row of that section uses seed 0 only (the seed the longer run has).
+    # That section uses seed 0 only (the seed the longer run has), the teacher's included.
     assert "| method | 300 | 0 | 3.00 | +50.0% | 0.900 / 0.800 / 0.700 / 0.600 |" in text
     assert "| method-3000 | 3000 | 0 | 2.20 | +10.0% | 0.990 / 0.980 / 0.970 / 0.960 |" in text
     # The main table and the targets still speak of the method at the demo's length.
-    assert "| method-3000 | jump:2" not in text and "+100.0% (missed)" in text
+    assert "| method-3000 | jump:2" not in text and "+33.3% (missed)" in text
     # Without a longer run there is no such section.
-    mini.report(records[:3], out)
+    mini.report(records[:4], out)
     assert "## Distillation length" not in out.read_text()
 
 
