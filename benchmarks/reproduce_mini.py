@@ -53,18 +53,23 @@ VARIANTS = {
 # Not run by default (`--variants method-3000`): the method distilled 10x longer, to see how much
 # of the gap to the teacher is the demo's short distillation. Reported in its own section.
 LONGER_RUNS = {"method-3000": Variant("jump:2", "utterance", steps=3000)}
+RUNNABLE = {**VARIANTS, **LONGER_RUNS}
+
+
+def recorded_steps(record: dict) -> int:
+    """A result's distillation steps (0 for the teacher); results written before the count was
+    recorded are the demo's length."""
+    return record.get("steps", 0 if record["variant"] == "teacher" else FULL.distill_steps)
 
 
 def run_one(name: str, seed: int, data: Path, work: Path, results_dir: Path, steps: int) -> dict:
     path = results_dir / f"{name}-s{seed}.json"
-    if name != "teacher":
-        variant = {**VARIANTS, **LONGER_RUNS}[name]
-        steps = variant.steps or steps
+    variant = RUNNABLE.get(name)
+    steps = 0 if variant is None else variant.steps or steps
     if path.is_file():
         done = json.loads(path.read_text())
-        # Results written before the step count was recorded are the demo's length.
-        done_steps = done.get("steps", FULL.distill_steps)
-        if name != "teacher" and done_steps != steps:
+        done_steps = recorded_steps(done)
+        if done_steps != steps:
             raise SystemExit(
                 f"{path} holds a {done_steps}-step run, not {steps}: "
                 "use another --results (and --work) directory for other step counts"
@@ -72,9 +77,8 @@ def run_one(name: str, seed: int, data: Path, work: Path, results_dir: Path, ste
         return done
     teacher = shipped_teacher()
     start = time.perf_counter()
-    if name == "teacher":
+    if variant is None:  # the teacher
         model = str(teacher)
-        steps = 0
     else:
         run_dir = work / f"{name}-s{seed}"
         config = demo_distill_config(
@@ -176,10 +180,9 @@ def paired_section(by: dict) -> list[str]:
     return lines
 
 
-def longer_runs_section(records: list[dict], teacher_mean: float) -> list[str]:
+def longer_runs_section(by: dict, teacher_mean: float) -> list[str]:
     """The method at the demo's length beside the longer runs, on the seeds both have."""
-    longer = {n: [r for r in records if r["variant"] == n] for n in LONGER_RUNS}
-    longer = {n: rs for n, rs in longer.items() if rs}
+    longer = {n: rs for n, rs in by.items() if n in LONGER_RUNS}
     if not longer:
         return []
     lines = [
@@ -196,15 +199,15 @@ def longer_runs_section(records: list[dict], teacher_mean: float) -> list[str]:
     ]
     for name, rs in longer.items():
         seeds = {r["seed"] for r in rs}
-        base = [r for r in records if r["variant"] == "method" and r["seed"] in seeds]
-        teacher = [r for r in records if r["variant"] == "teacher" and r["seed"] in seeds]
+        base = [r for r in by.get("method", []) if r["seed"] in seeds]
+        teacher = [r for r in by["teacher"] if r["seed"] in seeds]
         teacher_here = np.mean([r["per_mean"] for r in teacher]) if teacher else teacher_mean
         for label, group in (("method", base), (name, rs)):
             if not group:
                 continue
             cka = similarity_by_layer(group)
             lines.append(
-                f"| {label} | {group[0].get('steps', FULL.distill_steps)} | "
+                f"| {label} | {recorded_steps(group[0])} | "
                 f"{', '.join(str(r['seed']) for r in group)} | "
                 f"{100 * np.mean([r['per_mean'] for r in group]):.2f} | "
                 f"{100 * relative_gap(group, teacher_here):+.1f}% | "
@@ -219,9 +222,9 @@ def report(records: list[dict], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    names = ["teacher", *VARIANTS]
-    by = {n: [r for r in records if r["variant"] == n] for n in names}
-    by = {n: rs for n, rs in by.items() if rs}
+    grouped = {n: [r for r in records if r["variant"] == n] for n in ["teacher", *RUNNABLE]}
+    grouped = {n: rs for n, rs in grouped.items() if rs}
+    by = {n: rs for n, rs in grouped.items() if n not in LONGER_RUNS}  # the ablation's tables
     teacher_mean = np.mean([r["per_mean"] for r in by["teacher"]])
     lines = [
         "# DistilXLSR in miniature",
@@ -268,7 +271,7 @@ def report(records: list[dict], out: Path) -> None:
         fig.tight_layout()
         fig.savefig(out.with_name(out.stem + "_similarity.png"), dpi=120)
         plt.close(fig)
-    lines += longer_runs_section(records, teacher_mean)
+    lines += longer_runs_section(grouped, teacher_mean)
     discussion = out.with_name(out.stem + "-discussion.md")  # hand-written, kept across runs
     if discussion.is_file():
         lines += ["", "## Discussion", "", discussion.read_text().strip()]
@@ -303,9 +306,9 @@ def main() -> None:
         write_report(Path(args.results))
         return
     names = args.variants.split(",")
-    unknown = [n for n in names if n != "teacher" and n not in {**VARIANTS, **LONGER_RUNS}]
+    unknown = [n for n in names if n != "teacher" and n not in RUNNABLE]
     if unknown:
-        known = ", ".join(["teacher", *VARIANTS, *LONGER_RUNS])
+        known = ", ".join(["teacher", *RUNNABLE])
         parser.error(f"unknown variant(s) {', '.join(unknown)}; known: {known}")
     data = Path(args.data)
     synthesize_demo_corpus(data, FULL)
