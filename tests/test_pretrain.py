@@ -20,18 +20,14 @@ from safetensors.torch import load_file
 
 from distilxlsr.data.loader import collate
 from distilxlsr.data.toy import make_toy_corpus
-from distilxlsr.distill.checkpoint import list_checkpoints
 from distilxlsr.errors import UserError
-from distilxlsr.pretrain import (
-    TeacherShape,
-    UnitPrediction,
-    build_encoder,
-    frame_lengths,
-    load_pretrain_config,
-    pretrain_teacher,
-    span_mask,
-)
-from distilxlsr.pretrain_units import UnitLabeler, cut_phones, kmeans, unit_features
+from distilxlsr.models.frames import frame_lengths
+from distilxlsr.teacher.config import TeacherShape, load_pretrain_config
+from distilxlsr.teacher.model import build_encoder
+from distilxlsr.teacher.pretrain import pretrain_teacher
+from distilxlsr.teacher.tasks import UnitPrediction, span_mask
+from distilxlsr.teacher.units import UnitLabeler, cut_phones, kmeans, unit_features
+from distilxlsr.training.checkpoint import list_checkpoints
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "pretrain-tiny-teacher.yaml"

@@ -14,8 +14,6 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +22,7 @@ import numpy as np
 import torch
 
 from distilxlsr.data.shuffle import phoneme_shuffle, tile_segments
+from distilxlsr.training.machine import machine_info
 
 
 def _timed(fn, min_seconds: float = 1.0, min_runs: int = 3) -> float:
@@ -34,27 +33,6 @@ def _timed(fn, min_seconds: float = 1.0, min_runs: int = 3) -> float:
         fn()
         runs += 1
     return (time.perf_counter() - start) / runs
-
-
-def machine_info() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype, size: int | None = None) -> float:
@@ -208,18 +186,10 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _autocast(device: torch.device, precision: str):
-    import contextlib  # noqa: PLC0415
-
-    if precision.startswith("bf16"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def _pair(shape: str, layers: str, device: torch.device, share_cnn: bool = True):
     """A random-weight teacher of a named shape, its student, and the Distiller joining them."""
     from distilxlsr.config import load_config  # noqa: PLC0415
-    from distilxlsr.distill.train import Distiller, prepare_for_distillation  # noqa: PLC0415
+    from distilxlsr.distill.distiller import Distiller, prepare_for_distillation  # noqa: PLC0415
     from distilxlsr.models.layers import parse_layer_map  # noqa: PLC0415
     from distilxlsr.models.presets import shape_config  # noqa: PLC0415
     from distilxlsr.models.student import build_student  # noqa: PLC0415
@@ -262,20 +232,22 @@ def distill_throughput(
     audio: audio-seconds per second, and FLOP/s counted by torch's FlopCounterMode."""
     from torch.utils.flop_counter import FlopCounterMode  # noqa: PLC0415
 
+    from distilxlsr.config import TrainConfig  # noqa: PLC0415
+    from distilxlsr.distill.distiller import DistillTask  # noqa: PLC0415
+    from distilxlsr.training.loop import OptimizerStep, PlainProcess  # noqa: PLC0415
+    from distilxlsr.training.optim import Schedule  # noqa: PLC0415
+
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     teacher, student, distiller = _pair(shape, layers, dev, share_cnn)
-    if precision.endswith("+compile"):
-        distiller.student_tap.forward_module = torch.compile(student)
-    params = [p for p in student.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-5, fused=True)
+    task = DistillTask(distiller, student, student.config)
+    process = PlainProcess(dev, torch.bfloat16 if precision.startswith("bf16") else None)
+    # The training loop's own step (accumulation, clipping, NaN guard, fused AdamW, schedule).
+    stepper = OptimizerStep(task, Schedule(steps=10**6, lr=1e-5), TrainConfig(), process)
+    stepper.prepare(compile_module=precision.endswith("+compile"))
     batch = _audio_batch(utterances, seconds, dev)
 
     def step():
-        with _autocast(dev, precision):
-            loss, _ = distiller(batch)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        stepper(lambda: batch, 0)
 
     step()  # warm-up (and compilation)
     counter = FlopCounterMode(display=False)

@@ -192,7 +192,8 @@ def _cmd_synth(args: argparse.Namespace) -> None:
 
 
 def _cmd_pretrain_teacher(args: argparse.Namespace) -> None:
-    from distilxlsr.pretrain import load_pretrain_config, pretrain_teacher
+    from distilxlsr.teacher.config import load_pretrain_config
+    from distilxlsr.teacher.pretrain import pretrain_teacher
 
     model_dir = pretrain_teacher(load_pretrain_config(args.config, args.overrides))
     print(f"teacher written to {model_dir}")

@@ -16,14 +16,17 @@ from typing import Any
 
 import yaml
 
+from distilxlsr.conventions import SAMPLE_RATE, SILENCE_LABELS
 from distilxlsr.errors import UserError
+
+DECAYS = ("linear", "cosine", "constant")
+PRECISIONS = ("auto", "bf16", "fp16", "no")
 
 
 @dataclass
-class DataConfig:
-    train: str = ""
-    """Training cuts: a lhotse cut manifest (.jsonl.gz), a corpus directory ROOT (the train split
-    of every language under it) or ROOT/<lang> (one language)."""
+class LoaderConfig:
+    """How training batches are cut from a corpus (shared by every training run)."""
+
     max_seconds: float = 15.0
     """Utterances longer than this are randomly cropped to it (seeded per cut and epoch)."""
     min_seconds: float = 0.5
@@ -33,7 +36,16 @@ class DataConfig:
     gives 96.5% real samples on LibriSpeech-like durations, benchmarks/padding_efficiency.py)."""
     num_workers: int = 2
     """Data-loader worker processes per training process (0 = load in the training process)."""
-    sample_rate: int = 16000
+
+
+@dataclass
+class DataConfig(LoaderConfig):
+    """Distillation data: the loader settings plus where the cuts are."""
+
+    train: str = ""
+    """Training cuts: a lhotse cut manifest (.jsonl.gz), a corpus directory ROOT (the train split
+    of every language under it) or ROOT/<lang> (one language)."""
+    sample_rate: int = SAMPLE_RATE
     """Sampling rate the models expect; audio at another rate is resampled."""
 
 
@@ -64,7 +76,7 @@ class ShuffleConfig:
     """Phoneme shuffling: `none`, `utterance`, `word` or `segment`."""
     p: float = 1.0
     """Probability that an utterance is shuffled."""
-    silence_labels: list[str] = field(default_factory=lambda: ["sil", "sp", "spn", ""])
+    silence_labels: list[str] = field(default_factory=lambda: list(SILENCE_LABELS))
     """Alignment labels that count as silence (they keep their slots); gaps are silence too."""
 
 
@@ -79,32 +91,27 @@ class LossConfig:
 
 
 @dataclass
-class TrainConfig:
-    max_steps: int = 200_000
-    """Optimizer steps (each of `grad_accum` micro-batches per process)."""
-    lr: float = 2e-4
-    """Peak learning rate of AdamW."""
-    warmup_steps: int = 0
-    """Linear warm-up steps; 0 means 5% of `max_steps`."""
+class OptimConfig:
+    """Optimizer, precision and bookkeeping of the training loop (shared by every training run;
+    the learning rate and its schedule are set per run or stage)."""
+
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    eps: float = 1e-6
     decay: str = "linear"
     """Decay after warm-up: `linear`, `cosine` or `constant`."""
     min_lr_ratio: float = 0.0
     """The learning rate decays to `lr * min_lr_ratio`."""
-    weight_decay: float = 0.0
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
-    eps: float = 1e-6
     grad_clip: float = 10.0
     """Clip the global gradient norm to this (0 = no clipping)."""
     batch_seconds: float = 200.0
-    """Audio seconds per micro-batch per process (before cropping)."""
+    """Audio seconds per micro-batch per process (after cropping)."""
     grad_accum: int = 1
     """Micro-batches per optimizer step."""
     seed: int = 0
     """Seed of the sampler, crops, shuffling and dropout: the same seed gives the same run."""
     mixed_precision: str = "auto"
     """`auto` (bf16 on GPU, fp32 on CPU), `bf16`, `fp16` or `no`."""
-    compile: bool = False
-    """torch.compile the student (GPU runs)."""
     checkpoint_every: int = 1000
     """Write a checkpoint every N steps (and at the end)."""
     keep_checkpoints: int = 3
@@ -113,6 +120,36 @@ class TrainConfig:
     """Reduce and log metrics every N steps (no host-device sync in between)."""
     max_bad_steps: int = 20
     """Abort after this many consecutive steps with a non-finite loss or gradient."""
+
+    def check(self, section: str = "train") -> None:
+        """One-line errors for settings the loop cannot run with."""
+        for name in ("grad_accum", "checkpoint_every", "keep_checkpoints", "log_every"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{section}.{name} must be at least 1.")
+        if self.max_bad_steps < 1:
+            raise UserError(f"{section}.max_bad_steps must be at least 1.")
+        if not self.batch_seconds > 0:
+            raise UserError(f"{section}.batch_seconds must be positive.")
+        if self.decay not in DECAYS:
+            raise UserError(f"{section}.decay '{self.decay}' must be linear, cosine or constant.")
+        if self.mixed_precision not in PRECISIONS:
+            raise UserError(
+                f"{section}.mixed_precision '{self.mixed_precision}' must be auto, bf16, fp16 or no."
+            )
+
+
+@dataclass
+class TrainConfig(OptimConfig):
+    """Distillation: the loop's settings plus the run's length, learning rate and compilation."""
+
+    max_steps: int = 200_000
+    """Optimizer steps (each of `grad_accum` micro-batches per process)."""
+    lr: float = 2e-4
+    """Peak learning rate of AdamW."""
+    warmup_steps: int = 0
+    """Linear warm-up steps; 0 means 5% of `max_steps`."""
+    compile: bool = False
+    """torch.compile the student (GPU runs)."""
 
 
 @dataclass

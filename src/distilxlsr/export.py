@@ -6,53 +6,47 @@ import json
 import shutil
 from pathlib import Path
 
-import yaml
-
-from distilxlsr.distill import checkpoint as ckpt
 from distilxlsr.errors import UserError
-from distilxlsr.models.student import STUDENT_INFO, read_student_info
+from distilxlsr.models.student import StudentInfo
+from distilxlsr.training import checkpoint as ckpt
+from distilxlsr.training.rundir import RunDir
 
 
-def find_student(source: Path) -> tuple[Path, Path | None]:
-    """(directory holding config.json + model.safetensors, run directory or None)."""
+def find_student(source: Path) -> tuple[Path, RunDir | None]:
+    """(directory holding config.json + model.safetensors, its run or None)."""
     source = Path(source)
     if not source.exists():
         raise UserError(
             f"'{source}' does not exist; pass a run directory or an HF model directory."
         )
-    if (source / "checkpoints").is_dir() or (source / "config.yaml").is_file():
-        latest = ckpt.latest_checkpoint(source)
+    if RunDir.holds_run(source):
+        run = RunDir(source)
+        latest = run.latest_checkpoint()
         if latest is None:
             raise UserError(
                 f"run directory '{source}' has no complete checkpoint yet; let `distill` run "
                 "until its first checkpoint (train.checkpoint_every)."
             )
-        return latest, source
+        return latest, run
     if (source / "config.json").is_file() and (source / "model.safetensors").is_file():
-        return source, None
+        return source, RunDir.of_checkpoint(source)
     raise UserError(
         f"'{source}' is neither a run directory (with checkpoints/) nor a Hugging Face model "
         "directory (config.json + model.safetensors)."
     )
 
 
-def student_info(model_dir: Path, run_dir: Path | None) -> dict | None:
-    """The student's teacher and layer map: recorded beside it, or in its run's student_init."""
-    info = read_student_info(model_dir)
-    if info is None and run_dir is not None:
-        info = read_student_info(run_dir / "student_init")
+def student_info(model_dir: Path, run: RunDir | None = None) -> StudentInfo | None:
+    """The student's teacher and layer map: recorded beside it, or in its run's student_init
+    (a checkpoint's run is found from its path)."""
+    info = StudentInfo.read(model_dir)
+    run = run or RunDir.of_checkpoint(model_dir)
+    if info is None and run is not None:
+        info = StudentInfo.read(run.student_init)
     return info
 
 
-def _last_metrics(run_dir: Path) -> dict | None:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return None
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    return json.loads(lines[-1]) if lines else None
-
-
-def model_card(model_dir: Path, run_dir: Path | None, results: dict | None) -> str:
+def model_card(model_dir: Path, run: RunDir | None, results: dict | None) -> str:
     config = json.loads((model_dir / "config.json").read_text())
     lines = [
         "---",
@@ -77,20 +71,20 @@ def model_card(model_dir: Path, run_dir: Path | None, results: dict | None) -> s
     lines.append(
         f"| architecture | {config.get('architectures', ['?'])[0]}, {config['num_hidden_layers']} layers, hidden {config['hidden_size']} |"
     )
-    info = student_info(model_dir, run_dir) or {}
+    info = student_info(model_dir, run)
     if info:
         lines.append(
-            f"| teacher | `{info['teacher']}` ({info['teacher_layers']} layers, {info['teacher_parameters']:,} parameters) |"
+            f"| teacher | `{info.teacher}` ({info.teacher_layers} layers, {info.teacher_parameters:,} parameters) |"
         )
         lines.append(
-            f"| layer map | `{info['layer_map']}`: student layers copied from teacher layers {info['init']}, distilled towards {info['targets']} |"
+            f"| layer map | `{info.layer_map}`: student layers copied from teacher layers {info.init}, distilled towards {info.targets} |"
         )
-        ratio = info["student_parameters"] / info["teacher_parameters"]
         lines.append(
-            f"| parameters | {info['student_parameters']:,} ({ratio:.1%} of the teacher) |"
+            f"| parameters | {info.student_parameters:,} ({info.ratio:.1%} of the teacher) |"
         )
-    if run_dir is not None and (run_dir / "config.yaml").is_file():
-        run = yaml.safe_load((run_dir / "config.yaml").read_text())
+    saved = run.saved_config() if run is not None else None
+    if saved is not None:
+        run_dir, run = run, saved
         lines.append(f"| data | `{run['data']['train']}` |")
         lines.append(
             f"| phoneme shuffling | mode `{run['shuffle']['mode']}`, p = {run['shuffle']['p']} |"
@@ -107,7 +101,7 @@ def model_card(model_dir: Path, run_dir: Path | None, results: dict | None) -> s
             lines.append(
                 f"| training | {state['step']} steps, {state['audio_seconds'] / 3600:.3f} h of audio, lr {run['train']['lr']}, {state['bad_steps']} skipped steps |"
             )
-        metrics = _last_metrics(run_dir)
+        metrics = run_dir.metrics()[-1] if run_dir.metrics() else None
         if metrics:
             lines.append(f"| final loss | {metrics['loss']:.4f} (step {metrics['step']}) |")
     if results:
@@ -117,7 +111,7 @@ def model_card(model_dir: Path, run_dir: Path | None, results: dict | None) -> s
 
 def export_hf(source: str | Path, out: str | Path, results_file: str | Path | None = None) -> Path:
     """Write `out/` with config.json, model.safetensors, preprocessor_config.json and README.md."""
-    model_dir, run_dir = find_student(Path(source))
+    model_dir, run = find_student(Path(source))
     out = Path(out)
     if out.resolve() == model_dir.resolve():
         raise UserError(f"--out '{out}' is the source itself; choose another directory.")
@@ -125,19 +119,19 @@ def export_hf(source: str | Path, out: str | Path, results_file: str | Path | No
     for name in ("config.json", "model.safetensors"):
         shutil.copyfile(model_dir / name, out / name)
     extractor = None
-    for candidate in (model_dir, run_dir / "student_init" if run_dir else None):
+    for candidate in (model_dir, run.student_init if run else None):
         if candidate is not None and (candidate / "preprocessor_config.json").is_file():
             extractor = candidate / "preprocessor_config.json"
             break
     if extractor is not None:
         shutil.copyfile(extractor, out / "preprocessor_config.json")
-    info = student_info(model_dir, run_dir)
+    info = student_info(model_dir, run)
     if info is not None:  # so evaluate --similarity finds the layer map of an exported student
-        (out / STUDENT_INFO).write_text(json.dumps(info, indent=2) + "\n")
+        info.write(out)
     results = None
-    if results_file is None and run_dir is not None and (run_dir / "results.json").is_file():
-        results_file = run_dir / "results.json"
+    if results_file is None and run is not None and run.file("results.json").is_file():
+        results_file = run.file("results.json")
     if results_file is not None:
         results = json.loads(Path(results_file).read_text())
-    (out / "README.md").write_text(model_card(model_dir, run_dir, results))
+    (out / "README.md").write_text(model_card(model_dir, run, results))
     return out

@@ -19,11 +19,11 @@ from safetensors.torch import load_file
 from distilxlsr.cli import main
 from distilxlsr.config import load_config
 from distilxlsr.data.loader import collate
-from distilxlsr.distill.checkpoint import list_checkpoints
 from distilxlsr.distill.train import Distiller, distill
 from distilxlsr.models.layers import parse_layer_map
 from distilxlsr.models.student import build_student
 from distilxlsr.models.teacher import load_teacher
+from distilxlsr.training.checkpoint import list_checkpoints
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = str(REPO / "configs" / "tiny-cpu.yaml")
@@ -269,7 +269,7 @@ def test_two_process_gloo_run_keeps_ranks_identical(tmp_path, teacher_dir, toy_c
     ranks = [torch.load(last / f"rank-{r}.pt", weights_only=True) for r in (0, 1)]
     assert torch.equal(ranks[0]["parameter_fingerprint"], ranks[1]["parameter_fingerprint"])
     init = build_student(load_teacher(str(teacher_dir)), parse_layer_map("jump:2", 4))
-    from distilxlsr.distill.checkpoint import parameter_fingerprint
+    from distilxlsr.training.checkpoint import parameter_fingerprint
 
     assert not torch.equal(parameter_fingerprint(init), ranks[0]["parameter_fingerprint"])
     assert json.loads((last / "trainer_state.json").read_text())["world_size"] == 2

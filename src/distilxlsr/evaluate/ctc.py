@@ -15,6 +15,7 @@ from torch import nn
 
 from distilxlsr.data.loader import collate
 from distilxlsr.evaluate.per import greedy_decode
+from distilxlsr.models.frames import frame_lengths
 
 
 @dataclass
@@ -224,6 +225,6 @@ def finetune_decode(
         data = collate(waves[i : i + batch], normalize)
         mask = data["attention_mask"].to(device)
         logits = model(data["input_values"].to(device), attention_mask=mask).logits
-        lengths = model._get_feat_extract_output_lengths(mask.sum(-1))
+        lengths = frame_lengths(model, mask)
         out += greedy_decode(F.log_softmax(logits, -1), lengths)
     return out

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,10 +11,11 @@ import torch
 import transformers
 
 from distilxlsr.data.loader import collate
-from distilxlsr.distill import checkpoint as ckpt
+from distilxlsr.data.logmel import LogMel
 from distilxlsr.errors import UserError
 from distilxlsr.export import student_info
 from distilxlsr.models.layers import LayerTap
+from distilxlsr.models.student import StudentInfo
 from distilxlsr.models.teacher import (
     count_parameters,
     feature_extractor,
@@ -23,6 +23,7 @@ from distilxlsr.models.teacher import (
     load_model,
     model_class,
 )
+from distilxlsr.training.rundir import RunDir
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,8 @@ def resolve_model(arg: str) -> ModelSpec:
             raise UserError(f"'{arg}': untrained: needs a model, e.g. untrained:TEACHER_DIR.")
         return ModelSpec(f"untrained:{inner.name}", "untrained", inner.path)
     path = Path(arg)
-    if path.is_dir() and (path / "checkpoints").is_dir():
-        latest = ckpt.latest_checkpoint(path)
+    if path.is_dir() and RunDir.holds_run(path):
+        latest = RunDir(path).latest_checkpoint()
         if latest is None:
             raise UserError(f"run directory '{arg}' has no complete checkpoint to evaluate yet.")
         return ModelSpec(path.name or arg, "hf", str(latest))
@@ -57,10 +58,9 @@ def total_stride(config) -> int:
     return int(np.prod(config.conv_stride))
 
 
-def layer_map_of(path: str) -> dict | None:
+def layer_map_of(path: str) -> StudentInfo | None:
     """The layer map a student was built with (recorded beside it or in its run)."""
-    run_dir = Path(path).parent.parent if Path(path).parent.name == "checkpoints" else None
-    return student_info(Path(path), run_dir)
+    return student_info(Path(path))
 
 
 class ModelFeatures:
@@ -107,56 +107,6 @@ class ModelFeatures:
         lengths = frames.sum(-1).tolist()
         # float16 halves the cache; probes upcast per batch.
         return [stacked[i, :, :n].to(torch.float16).cpu() for i, n in enumerate(lengths)]
-
-
-class LogMel:
-    """80-band log-mel features with per-utterance mean/variance normalisation, at a given hop."""
-
-    def __init__(
-        self, sample_rate: int = 16000, n_mels: int = 80, stride: int = 320, win: int = 400
-    ):
-        self.n_mels, self.stride, self.win = n_mels, stride, win
-        self.n_fft = 2 ** math.ceil(math.log2(win))
-        self.window = torch.hann_window(win)
-        self.filters = mel_filterbank(sample_rate, self.n_fft, n_mels)
-
-    def __call__(self, wave: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.asarray(wave, dtype=np.float32))
-        if len(x) < self.win:
-            x = torch.nn.functional.pad(x, (0, self.win - len(x)))
-        spec = torch.stft(
-            x,
-            self.n_fft,
-            hop_length=self.stride,
-            win_length=self.win,
-            window=self.window,
-            center=False,
-            return_complex=True,
-        )
-        mel = self.filters @ spec.abs().square()
-        feats = torch.log(mel + 1e-6).T  # (frames, n_mels)
-        feats = (feats - feats.mean(0)) / (feats.std(0) + 1e-5)
-        return feats[None].to(torch.float16)
-
-
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> torch.Tensor:
-    """Triangular filters equally spaced on the mel scale (HTK formula), (n_mels, n_fft//2+1)."""
-
-    def to_mel(f):
-        return 2595.0 * np.log10(1.0 + f / 700.0)
-
-    def to_hz(m):
-        return 700.0 * (10 ** (m / 2595.0) - 1.0)
-
-    edges = to_hz(np.linspace(to_mel(0.0), to_mel(sample_rate / 2), n_mels + 2))
-    bins = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
-    filters = np.zeros((n_mels, len(bins)))
-    for i in range(n_mels):
-        lo, centre, hi = edges[i : i + 3]
-        rising = (bins - lo) / (centre - lo)
-        falling = (hi - bins) / (hi - centre)
-        filters[i] = np.clip(np.minimum(rising, falling), 0.0, None)
-    return torch.tensor(filters, dtype=torch.float32)
 
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:

@@ -296,7 +296,7 @@ def _similarity(specs: list[ModelSpec], loaded: dict, cache: dict) -> dict:
         n_student = loaded[spec.name].num_layers - 1
         n_teacher = loaded[teacher].num_layers - 1
         targets = (
-            info["targets"]
+            info.targets
             if info
             else [round((i + 1) * n_teacher / n_student) for i in range(n_student)]
         )

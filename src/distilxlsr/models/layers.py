@@ -10,6 +10,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from distilxlsr.errors import UserError
+from distilxlsr.models.frames import frame_lengths
 
 LAYER_MAP_FORMS = "jump:K, first:N, random:N or list:i,j,..."
 
@@ -189,6 +190,6 @@ class LayerTap:
         if attention_mask is None:
             mask = torch.ones(reps[0].shape[:2], dtype=torch.bool, device=reps[0].device)
         else:
-            lengths = self.model._get_feat_extract_output_lengths(attention_mask.sum(-1))
+            lengths = frame_lengths(self.model, attention_mask)
             mask = torch.arange(frames, device=lengths.device)[None, :] < lengths[:, None]
         return reps, mask

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -91,29 +92,52 @@ STUDENT_INFO = "distilxlsr.json"
 """The file beside a student's weights recording its teacher and layer map."""
 
 
-def write_student_info(
-    directory: Path,
-    layer_map: LayerMap,
-    teacher_name: str,
-    teacher_parameters: int,
-    student_parameters: int,
-) -> None:
-    info = {
-        "teacher": teacher_name,
-        "layer_map": layer_map.spec,
-        "init": list(layer_map.init),
-        "targets": list(layer_map.targets),
-        "teacher_layers": layer_map.teacher_layers,
-        "teacher_parameters": teacher_parameters,
-        "student_parameters": student_parameters,
-    }
-    (Path(directory) / STUDENT_INFO).write_text(json.dumps(info, indent=2) + "\n")
+@dataclass(frozen=True)
+class StudentInfo:
+    """A student's provenance: its teacher and layer map (docs/design.md, "Run directory")."""
 
+    teacher: str
+    """The teacher as given (a directory or hub id)."""
+    layer_map: str
+    init: list[int]
+    """Teacher layer each student layer was copied from (0: fresh)."""
+    targets: list[int]
+    """Teacher layer each student layer is distilled towards."""
+    teacher_layers: int
+    teacher_parameters: int
+    student_parameters: int
 
-def read_student_info(directory: Path) -> dict | None:
-    """The record written by `write_student_info`, or None for a model without one."""
-    path = Path(directory) / STUDENT_INFO
-    return json.loads(path.read_text()) if path.is_file() else None
+    @classmethod
+    def of(
+        cls, layer_map: LayerMap, teacher_name: str, teacher_parameters: int, student
+    ) -> StudentInfo:
+        return cls(
+            teacher=teacher_name,
+            layer_map=layer_map.spec,
+            init=list(layer_map.init),
+            targets=list(layer_map.targets),
+            teacher_layers=layer_map.teacher_layers,
+            teacher_parameters=teacher_parameters,
+            student_parameters=count_parameters(student),
+        )
+
+    @property
+    def ratio(self) -> float:
+        """The student's share of the teacher's parameters."""
+        return self.student_parameters / self.teacher_parameters
+
+    def write(self, directory: Path) -> None:
+        (Path(directory) / STUDENT_INFO).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def read(cls, directory: Path) -> StudentInfo | None:
+        """The record beside a model, or None for a model without one."""
+        path = Path(directory) / STUDENT_INFO
+        if not path.is_file():
+            return None
+        values = json.loads(path.read_text())
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
 
 
 def save_student(
@@ -126,4 +150,4 @@ def save_student(
     """Write the student as an HF directory plus its provenance record."""
     out = Path(out)
     student.save_pretrained(out, safe_serialization=True)
-    write_student_info(out, layer_map, teacher_name, teacher_parameters, count_parameters(student))
+    StudentInfo.of(layer_map, teacher_name, teacher_parameters, student).write(out)

@@ -1,10 +1,12 @@
-"""Checkpoints: written atomically (a temporary directory, then one rename), the newest K kept,
-read back without unpickling anything but tensors and plain containers.
+"""Checkpoint files: written atomically (a temporary directory, then one rename), the newest K
+kept, read back without unpickling anything but tensors and plain containers.
 
-Layout of `RUN/checkpoints/step-0001000/`:
-  config.json, model.safetensors   the student as a plain Hugging Face model directory
+Only `training.rundir.RunDir` composes checkpoint paths; this module knows the files inside one
+(docs/design.md, "Run directory"):
+  config.json, model.safetensors   the trained model as a plain Hugging Face model directory
+  task_state.safetensors           a task's own weights beside the model (e.g. a pretraining head)
   training_state.pt                optimizer and LR-scheduler state (loaded with weights_only=True)
-  rank-<r>.pt                      each process's RNG states and data position
+  rank-<r>.pt                      each process's RNG states, data position, parameter fingerprint
   trainer_state.json               step, counters, timings
   run_config.yaml                  the resolved run config
 """
@@ -126,3 +128,30 @@ def restore_rng(state: dict) -> None:
 
 def read_trainer_state(directory: Path) -> dict:
     return json.loads((Path(directory) / "trainer_state.json").read_text())
+
+
+def write_trainer_state(directory: Path, state: dict) -> None:
+    (Path(directory) / "trainer_state.json").write_text(json.dumps(state, indent=2) + "\n")
+
+
+def save_training_state(directory: Path, state: dict) -> None:
+    """Optimizer, scheduler and plain values (a resumable task's stage, say)."""
+    torch.save(state, Path(directory) / "training_state.pt")
+
+
+def load_training_state(directory: Path) -> dict:
+    return torch.load(Path(directory) / "training_state.pt", weights_only=True)
+
+
+TASK_STATE = "task_state.safetensors"
+
+
+def save_task_state(directory: Path, tensors: dict[str, torch.Tensor]) -> None:
+    if tensors:
+        state = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+        save_file(state, Path(directory) / TASK_STATE)
+
+
+def load_task_state(directory: Path) -> dict[str, torch.Tensor]:
+    path = Path(directory) / TASK_STATE
+    return load_file(path) if path.is_file() else {}

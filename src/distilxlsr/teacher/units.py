@@ -1,5 +1,6 @@
-"""Targets of `distilxlsr pretrain-teacher`: k-means units on log-mel frames (stage 1) and
-phone label ids of possibly cropped cuts (stage 2), and the loader dataset that returns them."""
+"""Targets of teacher pretraining: k-means units on log-mel frames (stage 1) and phone label ids
+of possibly cropped cuts (stage 2), and the loader dataset that returns them
+(docs/design.md, "Teacher pretraining")."""
 
 from __future__ import annotations
 
@@ -13,14 +14,10 @@ from lhotse.cut import Cut
 from torch import nn
 from tqdm.auto import tqdm
 
+from distilxlsr.conventions import BLANK, FRAME_HOP, FRAME_WINDOW, SAMPLE_RATE
 from distilxlsr.data.loader import AudioBatches, BatchRef, collate, cut_rng, load_mono
+from distilxlsr.data.logmel import LogMel
 from distilxlsr.errors import UserError
-from distilxlsr.evaluate.features import LogMel
-
-SAMPLE_RATE = 16000
-HOP = 320  # samples per model frame: the product of XLS-R's CNN strides (5*2*2*2*2*2*2)
-BLANK = "<blank>"
-
 
 # --------------------------------------------------------------------------- stage-1 units
 
@@ -86,7 +83,7 @@ def nearest(x: torch.Tensor, centroids: torch.Tensor, chunk: int = 65536):
 def unit_features() -> LogMel:
     """The features units are defined on: 80-band log-mel at the model's 320-sample hop (a
     400-sample window inside a 512-point frame: frame i starts at sample 320*i, as the model's)."""
-    return LogMel(sample_rate=SAMPLE_RATE, n_mels=80, stride=HOP, win=400)
+    return LogMel(sample_rate=SAMPLE_RATE, n_mels=80, stride=FRAME_HOP, win=FRAME_WINDOW)
 
 
 class UnitLabeler:

@@ -1,0 +1,160 @@
+"""The pretrained teacher's model card, rendered from a plain record of facts.
+
+`TeacherFacts` holds what the card states (what the teacher heard, which labels it saw, how it
+was trained, on what machine); `render_card` only formats it, so the facts can be checked
+without parsing Markdown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class StageFacts:
+    steps: int
+    lr: float
+    mask_prob: float
+    mask_length: int
+    final: dict = field(default_factory=dict)
+    """The stage's last logged metrics (loss, accuracy, ...)."""
+
+
+@dataclass
+class TeacherFacts:
+    model_dir_name: str
+    parameters: int
+    size_mb: float
+    shape: dict
+    """The model section of the config (layers, hidden, heads, ffn, conv_channels, ...)."""
+    conv_kernel: list[int]
+    conv_stride: list[int]
+    commands: list[str]
+    data_path: str
+    languages: list[str]
+    data_summary: str
+    batch_seconds: float
+    max_seconds: float
+    audio_hours: float
+    seed: int
+    total_steps: int
+    wall_seconds: float
+    train_seconds: float
+    bad_steps: int
+    machine: str
+    versions: str
+    config_yaml: str
+    clusters: int
+    units: dict = field(default_factory=dict)
+    """k-means facts: sample_seconds, frames, inertia_first, inertia_last."""
+    unmasked_weight: float = 0.0
+    stage1: StageFacts | None = None
+    stage2: StageFacts | None = None
+    phones: int = 0
+    """Phones in the stage-2 vocabulary (blank excluded)."""
+    freeze_cnn: bool = True
+
+    @property
+    def labels_seen(self) -> str:
+        if self.stage2 is None:
+            return "none: self-supervised only (no transcript or alignment was read)"
+        return (
+            "phone transcripts of the train split of every language above (stage 2, "
+            "multilingual phone CTC)"
+        )
+
+
+def duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min {secs:02d} s" if hours else f"{minutes} min {secs:02d} s"
+
+
+def _stage_lines(f: TeacherFacts) -> list[str]:
+    lines = []
+    if f.stage1 is not None:
+        s, u, final = f.stage1, f.units, f.stage1.final
+        lines.append(
+            f"- **Stage 1, self-supervised (ran, {s.steps} steps):** HuBERT's first iteration. "
+            f"{f.clusters} k-means units on 80-band log-mel frames at the model's 20 ms "
+            f"hop ({u.get('sample_seconds', '?')} s of training audio, "
+            f"{u.get('frames', '?')} frames; inertia {u.get('inertia_first', 0):.3f}"
+            f" -> {u.get('inertia_last', 0):.3f}); masked prediction with spans of "
+            f"{s.mask_length} frames (span-start probability {s.mask_prob}), a linear head on "
+            f"the last layer, cross-entropy on masked frames (unmasked weight {f.unmasked_weight}); "
+            f"AdamW, peak lr {s.lr:g}. Final loss {final.get('loss', float('nan')):.3f}, masked-"
+            f"frame unit accuracy {final.get('accuracy', float('nan')):.3f}."
+        )
+    else:
+        lines.append("- **Stage 1, self-supervised:** not run (stage1.steps=0).")
+    if f.stage2 is not None:
+        s = f.stage2
+        lines.append(
+            f"- **Stage 2, multilingual phone CTC (ran, {s.steps} steps):** one vocabulary of "
+            f"{f.phones} phones (the union over all languages) + blank, a temporary linear "
+            f"head on the last layer (dropped: not in this directory), CNN "
+            f"{'frozen' if f.freeze_cnn else 'trained'}, time masking {s.mask_prob}; AdamW, "
+            f"peak lr {s.lr:g}. Final CTC loss {s.final.get('loss', float('nan')):.3f}."
+        )
+    else:
+        lines.append("- **Stage 2, multilingual phone CTC:** not run (stage2.steps=0).")
+    return lines
+
+
+def render_card(f: TeacherFacts) -> str:
+    m = f.shape
+    s1 = f.stage1.steps if f.stage1 else 0
+    s2 = f.stage2.steps if f.stage2 else 0
+    return f"""---
+library_name: transformers
+pipeline_tag: feature-extraction
+tags: [speech, wav2vec2, xls-r, multilingual, distilxlsr]
+---
+
+# Tiny multilingual wav2vec 2.0 teacher (distilxlsr)
+
+A small pre-LN wav2vec 2.0 model with XLS-R's architecture, scaled down, made by
+`distilxlsr pretrain-teacher` as the teacher of distilxlsr's offline pipeline. It is a plain
+Hugging Face `Wav2Vec2Model` ({f.parameters:,} parameters, {f.size_mb:.1f} MB): {m["layers"]} transformer
+layers, hidden {m["hidden"]}, {m["heads"]} heads, FFN {m["ffn"]}, `do_stable_layer_norm=True`,
+layer-norm CNN with bias, {m["conv_channels"]} channels, kernels {f.conv_kernel}, strides
+{f.conv_stride} (20 ms frames, 16 kHz input, normalised per utterance).
+
+**Heard:** the train split of {len(f.languages)} language(s): {", ".join(f.languages)}.
+**Labels seen:** {f.labels_seen}.
+
+```python
+from transformers import AutoFeatureExtractor, AutoModel
+
+model = AutoModel.from_pretrained("{f.model_dir_name}")
+extractor = AutoFeatureExtractor.from_pretrained("{f.model_dir_name}")
+```
+
+## How it was made
+
+Command line(s) (a resumed run lists every invocation):
+
+```
+{chr(10).join(f.commands) or "(unknown)"}
+```
+
+{chr(10).join(_stage_lines(f))}
+- **Data:** `{f.data_path}`, train split of {len(f.languages)}
+  language(s): {", ".join(f.languages)}; {f.data_summary}.
+  Batches of {f.batch_seconds:g} s of audio per process, crops of at most
+  {f.max_seconds:g} s; {f.audio_hours:.2f} h of audio seen in all.
+- **Seed:** {f.seed}. **Steps:** {f.total_steps} ({s1} + {s2}).
+- **Wall time:** {duration(f.wall_seconds)} (training steps {duration(f.train_seconds)}).
+- **Machine:** {f.machine}; {f.versions}.
+- **Skipped steps (non-finite gradient):** {f.bad_steps}.
+
+Scores are not measured by this command: run `distilxlsr evaluate --model DIR --data CORPUS`.
+It was trained on the data named above only; it is a small model for pipeline tests and demos,
+not a substitute for XLS-R.
+
+## Config
+
+```yaml
+{f.config_yaml.rstrip()}
+```
+"""

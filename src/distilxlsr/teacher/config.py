@@ -1,0 +1,195 @@
+"""Teacher pretraining's typed config (docs/design.md, "Teacher pretraining").
+
+The model's shape, the stage-1 units and the two stages are the teacher's own sections; the
+loader and the optimizer are the sections every training run shares (`distilxlsr.config`), with
+defaults for a small teacher.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from distilxlsr.config import LoaderConfig, OptimConfig, load_config
+from distilxlsr.conventions import SAMPLE_RATE, frames_of
+from distilxlsr.errors import UserError
+
+
+@dataclass
+class TeacherShape:
+    """The model: XLS-R's architecture with fewer channels, layers and dimensions."""
+
+    hidden: int = 256
+    """Transformer width (also the feature projection's output)."""
+    layers: int = 8
+    """Transformer layers."""
+    heads: int = 4
+    """Attention heads (must divide `hidden`)."""
+    ffn: int = 768
+    """Feed-forward inner size (256/768/8 layers keep model.safetensors under 25 MB)."""
+    conv_channels: int = 128
+    """Channels of each of the 7 CNN layers (XLS-R: 512)."""
+    pos_conv_kernel: int = 128
+    """Frames spanned by the convolutional positional embedding (XLS-R: 128 = 2.56 s)."""
+    pos_conv_groups: int = 16
+    """Groups of the positional convolution (must divide `hidden`)."""
+    dropout: float = 0.1
+    """Dropout of the transformer (hidden states, attention) and the feature projection."""
+
+
+@dataclass
+class UnitsConfig:
+    """Stage-1 targets: k-means on log-mel frames (80 bands, 25 ms windows, 20 ms hop)."""
+
+    clusters: int = 100
+    """Number of units (HuBERT's first iteration: 100)."""
+    sample_seconds: float = 1800.0
+    """Seconds of training audio (utterances drawn at random, seeded) the k-means is fitted on."""
+    iterations: int = 40
+    """Lloyd iterations after k-means++ initialisation."""
+
+
+@dataclass
+class Stage1Config:
+    """Self-supervised masked unit prediction (HuBERT iteration 1)."""
+
+    steps: int = 2000
+    """Optimizer steps of stage 1."""
+    lr: float = 5e-4
+    """Peak AdamW learning rate."""
+    warmup_steps: int = 0
+    """Linear warm-up steps; 0 means 5% of `steps`."""
+    mask_prob: float = 0.65
+    """Span-start probability per frame (wav2vec 2.0 / HuBERT semantics: about half the frames
+    end up masked with spans of 10)."""
+    mask_length: int = 10
+    """Frames per masked span."""
+    unmasked_weight: float = 0.0
+    """Weight of the cross-entropy on unmasked frames (HuBERT: 0, masked frames only)."""
+
+
+@dataclass
+class Stage2Config:
+    """Optional multilingual phone CTC fine-tuning; the CTC head is dropped afterwards."""
+
+    steps: int = 0
+    """Optimizer steps of stage 2 (0 = stage 1 only)."""
+    lr: float = 3e-4
+    """Peak AdamW learning rate."""
+    warmup_steps: int = 0
+    """Linear warm-up steps; 0 means 5% of `steps`."""
+    mask_prob: float = 0.05
+    """SpecAugment-style time masking (same span semantics as stage 1; 0 = none)."""
+    mask_length: int = 10
+    """Frames per masked span."""
+    freeze_cnn: bool = True
+    """Keep the CNN feature encoder frozen (as XLSR-53's phone fine-tuning does)."""
+
+
+@dataclass
+class TeacherLoaderConfig(LoaderConfig):
+    """The shared loader settings with defaults for short pretraining crops."""
+
+    max_seconds: float = 6.0
+    """Utterances longer than this are randomly cropped to it (seeded per cut and epoch)."""
+    num_buckets: int = 10
+    """Duration buckets of the sampler."""
+    num_workers: int = 1
+    """Data-loader worker processes (0 = load in the training process)."""
+
+
+@dataclass
+class TeacherOptimConfig(OptimConfig):
+    """The shared optimizer and bookkeeping settings, with a teacher's defaults; each stage
+    sets its own steps, peak learning rate and warm-up."""
+
+    weight_decay: float = 0.01
+    batch_seconds: float = 60.0
+    """Audio seconds per batch per process (after cropping)."""
+    seed: int = 0
+    """Seed of the initialisation, k-means, sampler, crops, masks and dropout."""
+    decay: str = "linear"
+    """Decay after warm-up within each stage: `linear`, `cosine` or `constant`."""
+    min_lr_ratio: float = 0.0
+    """Each stage's learning rate decays to `lr * min_lr_ratio`."""
+    checkpoint_every: int = 250
+    """Write a checkpoint every N steps (and at the end of each stage)."""
+    keep_checkpoints: int = 2
+    """Keep only the newest K checkpoints."""
+    log_every: int = 25
+    """Log metrics (metrics.jsonl, progress bar) every N steps."""
+
+
+@dataclass
+class PretrainConfig:
+    data: str = ""
+    """Training data: a corpus directory ROOT (the train split of every language under it),
+    ROOT/<lang> or a cut manifest."""
+    out: str = "runs/teacher"
+    """Run directory; the model is written to OUT/model. The same `out` again resumes."""
+    init_from: str = ""
+    """An HF Wav2Vec2Model directory whose weights start a new run instead of a random init
+    (e.g. the shipped teacher, to train it further: stage1.steps=0, more stage2.steps). Its
+    shape must match `model`."""
+    model: TeacherShape = field(default_factory=TeacherShape)
+    units: UnitsConfig = field(default_factory=UnitsConfig)
+    stage1: Stage1Config = field(default_factory=Stage1Config)
+    stage2: Stage2Config = field(default_factory=Stage2Config)
+    loader: TeacherLoaderConfig = field(default_factory=TeacherLoaderConfig)
+    train: TeacherOptimConfig = field(default_factory=TeacherOptimConfig)
+
+
+# Settings a resumed run may change; any other difference would silently make another model.
+RESUMABLE_CHANGES = {
+    "stage1.steps",
+    "stage2.steps",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "train.log_every",
+    "train.max_bad_steps",
+    "loader.num_workers",
+}
+
+
+def load_pretrain_config(path: str | Path | None, overrides: list[str] = ()) -> PretrainConfig:
+    """Defaults, then the YAML file's differences, then `key=value` overrides."""
+    return load_config(path, overrides, PretrainConfig)
+
+
+def validate(config: PretrainConfig) -> None:
+    m, t, ld = config.model, config.train, config.loader
+    if not config.data:
+        raise UserError("no training data given; set data=DIR (a corpus directory or manifest).")
+    if m.hidden % m.heads or m.hidden % m.pos_conv_groups:
+        raise UserError(
+            f"model.hidden={m.hidden} must be divisible by model.heads={m.heads} and "
+            f"model.pos_conv_groups={m.pos_conv_groups}."
+        )
+    if config.stage1.steps < 0 or config.stage2.steps < 0:
+        raise UserError("stage1.steps and stage2.steps must not be negative.")
+    if config.stage1.steps + config.stage2.steps < 1:
+        raise UserError("nothing to train: set stage1.steps and/or stage2.steps above 0.")
+    t.check("train")
+    for name, stage in (("stage1", config.stage1), ("stage2", config.stage2)):
+        if not (stage.lr > 0 and math.isfinite(stage.lr)):
+            raise UserError(f"{name}.lr={stage.lr} must be a positive finite number.")
+    if t.batch_seconds < ld.max_seconds:
+        raise UserError(
+            f"train.batch_seconds ({t.batch_seconds:g}) must be at least loader.max_seconds "
+            f"({ld.max_seconds:g}), or the longest utterances fit no batch."
+        )
+    if config.units.clusters < 2 or config.units.sample_seconds <= 0:
+        raise UserError("units.clusters must be at least 2 and units.sample_seconds positive.")
+    shortest = frames_of(int(ld.min_seconds * SAMPLE_RATE))
+    for name, stage in (("stage1", config.stage1), ("stage2", config.stage2)):
+        if not 0.0 <= stage.mask_prob <= 1.0 or stage.mask_length < 1:
+            raise UserError(
+                f"{name}.mask_prob must lie between 0 and 1 and {name}.mask_length be at least 1."
+            )
+        if stage.steps and stage.mask_prob > 0 and stage.mask_length > shortest:
+            raise UserError(
+                f"{name}.mask_length={stage.mask_length} frames is longer than the shortest "
+                f"utterance allowed (loader.min_seconds={ld.min_seconds:g} s = {shortest} frames); "
+                "raise loader.min_seconds or lower the mask length."
+            )
