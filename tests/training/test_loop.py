@@ -1,0 +1,173 @@
+"""The one training loop: teacher pretraining has distillation's properties (exact resume after a
+kill, identical ranks), and the run directory's owner keeps a run's records consistent."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from distilxlsr.cli import main
+from distilxlsr.data.toy import make_toy_corpus
+from distilxlsr.training.checkpoint import list_checkpoints, read_trainer_state
+from distilxlsr.training.rundir import RunDir
+
+REPO = Path(__file__).resolve().parents[2]
+PRETRAIN = str(REPO / "configs" / "pretrain-tiny-teacher.yaml")
+DISTILL = str(REPO / "configs" / "tiny-cpu.yaml")
+TINY_TEACHER = [
+    "model.hidden=32",
+    "model.layers=2",
+    "model.heads=2",
+    "model.ffn=64",
+    "model.conv_channels=16",
+    "model.pos_conv_kernel=16",
+    "model.pos_conv_groups=4",
+    "units.clusters=8",
+    "units.sample_seconds=20",
+    "units.iterations=10",
+    "loader.max_seconds=2.0",
+    "train.batch_seconds=6.0",
+    "train.log_every=3",
+    "train.checkpoint_every=2",
+    "stage1.steps=4",
+    "stage2.steps=8",
+]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("two_languages")
+    make_toy_corpus(root, "en", "train", num_utterances=10, seed=0)
+    make_toy_corpus(root, "sw", "train", num_utterances=10, seed=1)
+    return root
+
+
+def _pretrain(corpus: Path, out: Path, workers: int) -> list[str]:
+    args = [f"data={corpus}", f"out={out}", *TINY_TEACHER, f"loader.num_workers={workers}"]
+    return [sys.executable, "-m", "distilxlsr", "pretrain-teacher", "--config", PRETRAIN, *args]
+
+
+def _weights(directory: Path) -> dict:
+    return load_file(directory / "model.safetensors")
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_pretraining_killed_in_stage_2_resumes_bit_identical(tmp_path, corpus):
+    straight = tmp_path / "straight"
+    subprocess.run(_pretrain(corpus, straight, 0), check=True, capture_output=True)
+    resumed = tmp_path / "resumed"
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        _pretrain(corpus, resumed, 1), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.time() + 180
+    while not (resumed / "checkpoints" / "step-0000006").is_dir():
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.time() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert "step-0000012" not in [c.name for c in list_checkpoints(resumed)], "finished too soon"
+    done = subprocess.run(_pretrain(corpus, resumed, 0), check=True, capture_output=True, text=True)
+    assert "resuming" in done.stdout + done.stderr
+    # The head (task state), optimizer, schedule, RNG and data position all came back.
+    assert _same(_weights(straight / "model"), _weights(resumed / "model"))
+    last = [list_checkpoints(run)[-1] for run in (straight, resumed)]
+    assert _same(
+        load_file(last[0] / "task_state.safetensors"), load_file(last[1] / "task_state.safetensors")
+    )
+    # Accounting survives the kill: the same audio seen, each logged step once.
+    states = [read_trainer_state(c)["run_state"] for c in last]
+    assert states[0]["audio_seconds"] == pytest.approx(states[1]["audio_seconds"], abs=1e-9)
+    assert states[0]["audio_seconds"] > 0
+    steps = [m["step"] for m in RunDir(resumed).metrics()]
+    assert steps == sorted(set(steps)) == [3, 4, 6, 9, 12]
+
+
+def test_two_process_pretraining_keeps_ranks_identical(tmp_path, corpus):
+    out = tmp_path / "ddp"
+    args = [
+        f"data={corpus}",
+        f"out={out}",
+        *TINY_TEACHER,
+        "loader.num_workers=0",
+        "stage1.steps=2",
+        "stage2.steps=2",
+        "train.checkpoint_every=4",
+    ]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(30500 + os.getpid() % 1000),
+        "-m",
+        "distilxlsr",
+        "pretrain-teacher",
+        "--config",
+        PRETRAIN,
+        *args,
+    ]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    last = out / "checkpoints" / "step-0000004"
+    ranks = [torch.load(last / f"rank-{r}.pt", weights_only=True) for r in (0, 1)]
+    assert torch.equal(ranks[0]["parameter_fingerprint"], ranks[1]["parameter_fingerprint"])
+    assert json.loads((last / "trainer_state.json").read_text())["world_size"] == 2
+    assert (out / "model" / "model.safetensors").is_file()
+
+
+def test_a_failed_start_does_not_block_the_corrected_command(tmp_path, teacher_dir, toy_corpus):
+    out = tmp_path / "run"
+    base = [
+        f"teacher={teacher_dir}",
+        f"data.train={toy_corpus / 'en'}",
+        f"out={out}",
+        "data.num_workers=0",
+        "data.max_seconds=2.0",
+        "train.batch_seconds=6.0",
+        "train.max_steps=2",
+    ]
+    for mistake in ("student.layers=jump:5", f"teacher={tmp_path / 'typo'}"):
+        assert main(["distill", "--config", DISTILL, *base, mistake]) == 2
+        assert not (out / "config.yaml").exists()
+    assert main(["distill", "--config", DISTILL, *base]) == 0
+    invocations = RunDir(out).invocations()
+    assert [i["start_step"] for i in invocations] == [0]
+
+
+def test_metrics_past_the_resumed_step_are_dropped(tmp_path):
+    run = RunDir(tmp_path)
+    for step in (2, 4, 6):
+        run.append_metrics({"step": step, "loss": float(step)})
+    with open(run.metrics_file, "a") as f:
+        f.write('{"step": 8, "lo')  # a kill in the middle of a write
+    assert [m["step"] for m in run.metrics()] == [2, 4, 6]
+    assert run.drop_metrics_after(4) == 1
+    assert [m["step"] for m in run.metrics()] == [2, 4]
+    assert run.metrics_file.read_text().endswith("\n")
+    run.append_metrics({"step": 6, "loss": 0.5})
+    assert [m["loss"] for m in run.metrics()] == [2.0, 4.0, 0.5]
+
+
+def test_run_directory_recognises_runs_and_checkpoints(tmp_path):
+    assert not RunDir.holds_run(tmp_path)
+    step = tmp_path / "checkpoints" / "step-0000010"
+    step.mkdir(parents=True)
+    assert RunDir.holds_run(tmp_path)
+    assert RunDir.of_checkpoint(step).path == tmp_path
+    assert RunDir.of_checkpoint(tmp_path / "checkpoints" / ".tmp-step-0000010") is None
+    assert RunDir.of_checkpoint(tmp_path) is None
