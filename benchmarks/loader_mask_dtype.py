@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from distilxlsr import tune_malloc
 from distilxlsr.data.corpora import load_cuts
 from distilxlsr.data.loader import AudioBatches, BatchPlan, collate, make_loader
 from distilxlsr.data.toy import make_toy_corpus
@@ -94,4 +95,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    tune_malloc()
     main()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from distilxlsr import tune_malloc
 from distilxlsr.bench import librispeech_like_durations, padding_efficiency
 
 
@@ -32,4 +33,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    tune_malloc()
     main()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from distilxlsr import tune_malloc
 from distilxlsr.evaluate.ctc import ProbeConfig, train_probe
 from distilxlsr.evaluate.features import ModelFeatures, resolve_model
 from distilxlsr.evaluate.harness import _extract, load_language
@@ -60,4 +61,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    tune_malloc()
     main()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from distilxlsr import tune_malloc
 from distilxlsr.evaluate.ctc import ProbeConfig, probe_decode, train_probe
 from distilxlsr.evaluate.features import ModelFeatures, resolve_model
 from distilxlsr.evaluate.harness import _extract, load_language
@@ -74,4 +75,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    tune_malloc()
     main()

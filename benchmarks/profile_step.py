@@ -11,6 +11,7 @@ import argparse
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from distilxlsr import tune_malloc
 from distilxlsr.bench import _audio_batch, _pair
 
 
@@ -39,4 +40,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    tune_malloc()
     main()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from distilxlsr import tune_malloc
 from distilxlsr.demo import (
     EVAL_LANGS,
     FULL,
@@ -331,4 +332,5 @@ def write_report(results: Path) -> None:
 
 
 if __name__ == "__main__":
+    tune_malloc()
     main()

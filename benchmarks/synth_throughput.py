@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from distilxlsr import tune_malloc
+
 ENGINE_PROBE = r"""
 import sys, tempfile, time
 from pathlib import Path
@@ -102,4 +104,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    tune_malloc()
     main()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from distilxlsr import tune_malloc
 from distilxlsr.demo import EVAL_LANGS
 from distilxlsr.evaluate.harness import evaluate
 from distilxlsr.evaluate.report import markdown_table
@@ -50,4 +51,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    tune_malloc()
     main()

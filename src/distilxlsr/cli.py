@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from distilxlsr import tune_malloc
 from distilxlsr.errors import UserError
 
 
@@ -363,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "prepare":
         args.alignments = args.alignments_opt or args.alignments
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    tune_malloc()  # the process is ours: keep freed tensor memory (see distilxlsr._malloc)
     import transformers
 
     transformers.logging.disable_progress_bar()  # "Loading weights" bars on every model load

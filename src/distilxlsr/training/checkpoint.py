@@ -22,6 +22,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from distilxlsr.config import save_config
+
 CHECKPOINT_DIR = re.compile(r"^step-(\d+)$")
 
 
@@ -132,6 +134,11 @@ def read_trainer_state(directory: Path) -> dict:
 
 def write_trainer_state(directory: Path, state: dict) -> None:
     (Path(directory) / "trainer_state.json").write_text(json.dumps(state, indent=2) + "\n")
+
+
+def save_run_config(directory: Path, config) -> None:
+    """The resolved run config, as the run directory's config.yaml holds it."""
+    save_config(config, Path(directory) / "run_config.yaml")
 
 
 def save_training_state(directory: Path, state: dict) -> None:

@@ -20,7 +20,6 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from distilxlsr.config import save_config
 from distilxlsr.errors import UserError
 from distilxlsr.training import checkpoint as ckpt
 from distilxlsr.training.optim import Schedule, make_optimizer
@@ -425,7 +424,7 @@ class Trainer:
             ckpt.save_model(task.model, task.pristine_config, tmp)
             ckpt.save_task_state(tmp, task.state_tensors())
             ckpt.save_training_state(tmp, stepper.state() | extra_state)
-            save_config(self.config, tmp / "run_config.yaml")
+            ckpt.save_run_config(tmp, self.config)
         acc.wait_for_everyone()
         fingerprint = ckpt.parameter_fingerprint(task.module)
         ckpt.save_rank_state(tmp, self.rank, state.data_position, fingerprint)
