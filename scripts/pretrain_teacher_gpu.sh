@@ -10,7 +10,7 @@
 #    (default data/teacher-corpus), with one job per core;
 # 2. times 40 steps of stage 1 in a scratch run (same config) to learn the seconds per step;
 # 3. sizes both stages to fill what is left of BUDGET_SECONDS (default 300; stage 1 gets
-#    $STAGE1_SHARE of it, default 0.4) and trains RUN_DIR with configs/pretrain-tiny-teacher.yaml,
+#    $STAGE1_SHARE of it, default 0.4) and trains RUN_DIR with the shipped config pretrain-tiny-teacher,
 #    reusing the scratch run's k-means units (same seed, data and settings: the same
 #    files). The teacher lands in RUN_DIR/model with its card. RESERVE_SECONDS (default 60) is
 #    kept back for start-up, the loader's restart between the stages, export and card.
@@ -26,7 +26,7 @@ BUDGET=${2:-300}
 shift $(($# < 2 ? $# : 2))
 DATA=${DATA:-data/teacher-corpus}
 SHARE=${STAGE1_SHARE:-0.4}
-CONFIG=configs/pretrain-tiny-teacher.yaml
+CONFIG=pretrain-tiny-teacher
 START=$(date +%s)
 CORES=$(nproc)
 WORKERS=$((CORES > 6 ? CORES - 4 : 1))

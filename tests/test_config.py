@@ -39,9 +39,26 @@ def test_bad_overrides_are_user_errors(override, message):
 
 
 def test_missing_config_file(tmp_path):
-    with pytest.raises(UserError, match="does not exist"):
+    with pytest.raises(UserError, match="neither a file nor a shipped config"):
         load_config(tmp_path / "nope.yaml")
 
 
 def test_parse_overrides_nesting():
     assert parse_overrides(["a.b=1", "a.c=x", "d=true"]) == {"a": {"b": 1, "c": "x"}, "d": True}
+
+
+def test_shipped_configs_load_by_name_from_anywhere(tmp_path, monkeypatch):
+    from distilxlsr.config import load_config, resolve_config, shipped_configs
+    from distilxlsr.errors import UserError
+
+    monkeypatch.chdir(tmp_path)  # outside the repository
+    assert {"tiny-cpu", "xlsr300m-half", "xlsr53-half", "pretrain-tiny-teacher"} <= set(
+        shipped_configs()
+    )
+    assert load_config("tiny-cpu").train.max_steps == load_config("tiny-cpu.yaml").train.max_steps
+    assert resolve_config("configs/tiny-cpu.yaml") == shipped_configs()["tiny-cpu"]
+    own = tmp_path / "tiny-cpu.yaml"
+    own.write_text("train:\n  lr: 0.5\n")
+    assert load_config("tiny-cpu.yaml").train.lr == 0.5  # an existing file wins
+    with pytest.raises(UserError, match="shipped configs: .*tiny-cpu"):
+        load_config("tiny-cpux")

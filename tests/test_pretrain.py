@@ -30,7 +30,7 @@ from distilxlsr.teacher.units import UnitLabeler, cut_phones, kmeans, unit_featu
 from distilxlsr.training.checkpoint import list_checkpoints
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG = REPO / "configs" / "pretrain-tiny-teacher.yaml"
+CONFIG = "pretrain-tiny-teacher"
 TINY_SHAPE = TeacherShape(
     hidden=32, layers=2, heads=2, ffn=64, conv_channels=16, pos_conv_kernel=16, pos_conv_groups=4
 )

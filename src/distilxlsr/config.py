@@ -275,13 +275,36 @@ def _merge(base: dict, update: dict) -> dict:
     return merged
 
 
+SHIPPED_CONFIGS = Path(__file__).parent / "configs"
+"""The configs that ship inside the package, addressable by name (`--config tiny-cpu`)."""
+
+
+def shipped_configs() -> dict[str, Path]:
+    """Name -> file of every shipped config."""
+    return {p.stem: p for p in sorted(SHIPPED_CONFIGS.glob("*.yaml"))}
+
+
+def resolve_config(name_or_path: str | Path) -> Path:
+    """A YAML file: an existing path, else a shipped config's name (with or without .yaml)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = shipped_configs()
+    name = path.name.removesuffix(".yaml")
+    if name in shipped and (len(path.parts) == 1 or path.parent.name == "configs"):
+        return shipped[name]
+    raise UserError(
+        f"config '{name_or_path}' is neither a file nor a shipped config; shipped configs: "
+        f"{', '.join(shipped)} (`distilxlsr config list`)."
+    )
+
+
 def load_config(path: str | Path | None, overrides: list[str] = (), cls: type = DistillConfig):
-    """Defaults of `cls`, then the YAML file's differences, then `key=value` overrides."""
+    """Defaults of `cls`, then the YAML file's differences (`path`: a file or a shipped config's
+    name), then `key=value` overrides."""
     values: dict = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"config file '{path}' does not exist; pass an existing YAML file.")
+        path = resolve_config(path)
         try:
             values = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:

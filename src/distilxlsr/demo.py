@@ -43,7 +43,7 @@ def shipped_teacher() -> Path:
     if not (path / "model.safetensors").is_file():
         raise UserError(
             f"the shipped teacher is missing from '{path}'; reinstall distilxlsr or make one with "
-            "`distilxlsr pretrain-teacher --config configs/pretrain-tiny-teacher.yaml`."
+            "`distilxlsr pretrain-teacher --config pretrain-tiny-teacher`."
         )
     return path
 

@@ -26,7 +26,7 @@ from distilxlsr.models.teacher import load_teacher
 from distilxlsr.training.checkpoint import list_checkpoints
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = str(REPO / "configs" / "tiny-cpu.yaml")
+TINY = "tiny-cpu"
 
 
 def _overrides(teacher, corpus, out, **extra):

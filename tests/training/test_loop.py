@@ -20,9 +20,8 @@ from distilxlsr.data.toy import make_toy_corpus
 from distilxlsr.training.checkpoint import list_checkpoints, read_trainer_state
 from distilxlsr.training.rundir import RunDir
 
-REPO = Path(__file__).resolve().parents[2]
-PRETRAIN = str(REPO / "configs" / "pretrain-tiny-teacher.yaml")
-DISTILL = str(REPO / "configs" / "tiny-cpu.yaml")
+PRETRAIN = "pretrain-tiny-teacher"
+DISTILL = "tiny-cpu"
 TINY_TEACHER = [
     "model.hidden=32",
     "model.layers=2",
