@@ -21,18 +21,18 @@ demo: setup
 	$(BIN)/distilxlsr demo --out demo_out
 
 reproduce-mini: setup
-	$(BIN)/python benchmarks/reproduce_mini.py
+	$(BIN)/python experiments/reproduce_mini.py
 
 test: setup
 	$(BIN)/python -m pytest -q tests
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks experiments
+	$(BIN)/ruff format --check src tests benchmarks experiments
 
 format: setup
-	$(BIN)/ruff format src tests benchmarks
-	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks experiments
+	$(BIN)/ruff check --fix src tests benchmarks experiments
 
 clean:
 	rm -rf $(VENV) runs demo_out .pytest_cache

@@ -272,7 +272,7 @@ def _run_gpu_script(tmp_path: Path, budget: int, reserve: int):
         "RESERVE_SECONDS": str(reserve),
     }
     tiny = [o for o in TINY if not o.startswith(("loader.num_workers", "train.checkpoint_every"))]
-    script = REPO / "scripts" / "pretrain_teacher_gpu.sh"
+    script = REPO / "experiments" / "pretrain_teacher_gpu.sh"
     return subprocess.run(
         ["bash", str(script), str(tmp_path / "run"), str(budget), *tiny],
         env=env,

@@ -1,4 +1,4 @@
-"""The replication report (benchmarks/reproduce_mini.py) from saved per-run results: tables,
+"""The replication report (experiments/reproduce_mini.py) from saved per-run results: tables,
 target verdicts, layer-similarity plot, and partial results (fewer seeds, missing variants)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 
 from distilxlsr.demo import EVAL_LANGS
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "reproduce_mini.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "reproduce_mini.py"
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train the shipped tiny teacher on one GPU within a wall-clock budget.
 #
-#   bash scripts/pretrain_teacher_gpu.sh RUN_DIR [BUDGET_SECONDS [KEY=VALUE ...]]
+#   bash experiments/pretrain_teacher_gpu.sh RUN_DIR [BUDGET_SECONDS [KEY=VALUE ...]]
 #
 # (from the repository root; KEY=VALUE overrides go to both pretrain-teacher runs)
 #
@@ -21,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-RUN=${1:?usage: scripts/pretrain_teacher_gpu.sh RUN_DIR [BUDGET_SECONDS]}
+RUN=${1:?usage: experiments/pretrain_teacher_gpu.sh RUN_DIR [BUDGET_SECONDS]}
 BUDGET=${2:-300}
 shift $(($# < 2 ? $# : 2))
 DATA=${DATA:-data/teacher-corpus}

@@ -8,8 +8,8 @@ as it exists, and existing results are skipped, so the experiment can be continu
 later session: the results are small and committed). The report is docs/replication.md; a
 hand-written docs/replication-discussion.md, if present, is appended to it as its discussion.
 
-    python benchmarks/reproduce_mini.py [--seeds 0,1,2] [--variants method,no-shuffle,...]
-    python benchmarks/reproduce_mini.py --report-only     (the report from the results so far)
+    python experiments/reproduce_mini.py [--seeds 0,1,2] [--variants method,no-shuffle,...]
+    python experiments/reproduce_mini.py --report-only     (the report from the results so far)
 """
 
 from __future__ import annotations
@@ -230,7 +230,7 @@ def report(records: list[dict], out: Path) -> None:
     lines = [
         "# DistilXLSR in miniature",
         "",
-        "Measured by `make reproduce-mini` (`python benchmarks/reproduce_mini.py`): the shipped",
+        "Measured by `make reproduce-mini` (`python experiments/reproduce_mini.py`): the shipped",
         "teacher and six students distilled on synthetic English, probed on 15 synthetic languages",
         "(test speakers disjoint from training speakers), mean over seeds ± std.",
         "",

@@ -4,7 +4,7 @@ than a log-mel probe's and lower than the untrained network's (same harness, def
 Runs the evaluation, prints the table and the verdict, writes OUT/results.* and appends the gate
 table to the teacher's model card.
 
-    python benchmarks/teacher_gate.py --teacher src/distilxlsr/assets/teacher --data data/synth --out docs/teacher_gate
+    python experiments/teacher_gate.py --teacher src/distilxlsr/assets/teacher --data data/synth --out docs/teacher_gate
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def main() -> None:
     print(f"gate {verdict}")
     card = Path(args.teacher) / "README.md"
     text = card.read_text().split(MARK)[0]
-    command = f"python benchmarks/teacher_gate.py --teacher {args.teacher} --data {args.data} --out {args.out}"
+    command = f"python experiments/teacher_gate.py --teacher {args.teacher} --data {args.data} --out {args.out}"
     card.write_text(
         text.rstrip() + "\n" + MARK + "\n"
         f"On every one of the {len(results['languages'])} evaluation languages the teacher's probe "
