@@ -66,7 +66,7 @@ def layer_map_of(path: str) -> StudentInfo | None:
 class ModelFeatures:
     """Frozen per-layer features of one model: (layers, frames, dim) per utterance.
 
-    For wav2vec 2.0-family models the layers are the representations of DESIGN.md for layers
+    For wav2vec 2.0-family models the layers are the representations of docs/design.md ("Layer representations") for layers
     0..L (0 = the transformer input); `logmel` has one layer of 80 log-mel bands.
     """
 

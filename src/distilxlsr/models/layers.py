@@ -19,7 +19,7 @@ LAYER_MAP_FORMS = "jump:K, first:N, random:N or list:i,j,..."
 class LayerMap:
     """How a student with `len(init)` layers relates to a teacher with `teacher_layers` layers.
 
-    Layer numbers are 1-based as in DESIGN.md: layer l's output is h_l, h_0 the transformer input.
+    Layer numbers are 1-based (docs/design.md, "Layer maps"): layer l's output is h_l, h_0 the transformer input.
     """
 
     spec: str
@@ -118,7 +118,7 @@ def is_pre_ln(model: PreTrainedModel) -> bool:
 class LayerTap:
     """Runs a speech encoder and returns the representations of chosen layers.
 
-    Representation of layer l (DESIGN.md): for pre-LN models LN_{l+1}(h_l) with layer l+1's first
+    Representation of layer l (docs/design.md, "Layer representations"): for pre-LN models LN_{l+1}(h_l) with layer l+1's first
     (self-attention) LayerNorm, and the encoder's final LayerNorm for l = L; for post-LN models
     h_l itself. `mode="residual"` gives h_l for every model. Layer 0 is the transformer input.
     """
