@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from distilxlsr.conventions import SAMPLE_RATE
 from distilxlsr.data.shuffle import phoneme_shuffle, tile_segments
 from distilxlsr.training.machine import machine_info
 
@@ -66,7 +67,7 @@ def synthetic_alignment(seconds: float, sample_rate: int, rng: np.random.Generat
 
 
 def shuffle_throughput(
-    mode: str = "utterance", seconds: float = 12.0, sample_rate: int = 16000
+    mode: str = "utterance", seconds: float = 12.0, sample_rate: int = SAMPLE_RATE
 ) -> dict:
     """x real time on one core (torch/numpy threads are not used by the shuffle)."""
     rng = np.random.default_rng(0)
@@ -98,7 +99,11 @@ def loader_throughput(num_utterances: int = 48, mode: str = "utterance") -> dict
         start = time.perf_counter()
         samples = sum(dataset[ref]["num_samples"] for ref in refs)
         elapsed = time.perf_counter() - start
-    return {"audio_seconds": samples / 16000, "x_realtime": samples / 16000 / elapsed, "mode": mode}
+    return {
+        "audio_seconds": samples / SAMPLE_RATE,
+        "x_realtime": samples / SAMPLE_RATE / elapsed,
+        "mode": mode,
+    }
 
 
 def librispeech_like_durations(n: int, seed: int = 0) -> np.ndarray:
@@ -114,7 +119,7 @@ def librispeech_like_durations(n: int, seed: int = 0) -> np.ndarray:
     return np.clip(durations, 1.0, 35.0).round(3)
 
 
-def duration_only_cuts(durations: np.ndarray, sample_rate: int = 16000):
+def duration_only_cuts(durations: np.ndarray, sample_rate: int = SAMPLE_RATE):
     """Cuts over recordings that exist only as durations (samplers never read audio)."""
     from lhotse import CutSet, MonoCut, Recording  # noqa: PLC0415
     from lhotse.audio import AudioSource  # noqa: PLC0415
@@ -174,7 +179,7 @@ def padding_efficiency(
         "efficiency": real / padded,
         "batches": batches,
         "mean_duration_s": float(durations.mean()),
-        "mean_batch_seconds": real / 16000 / batches,
+        "mean_batch_seconds": real / SAMPLE_RATE / batches,
         "batch_seconds": batch_seconds,
         "max_seconds": max_seconds,
         "num_buckets": num_buckets,
@@ -211,7 +216,7 @@ def _pair(shape: str, layers: str, device: torch.device, share_cnn: bool = True)
 
 def _audio_batch(utterances: int, seconds: float, device: torch.device) -> dict:
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(utterances, int(seconds * 16000), generator=generator)
+    x = torch.randn(utterances, int(seconds * SAMPLE_RATE), generator=generator)
     return {
         "input_values": x.to(device),
         "attention_mask": torch.ones_like(x, dtype=torch.long).to(device),

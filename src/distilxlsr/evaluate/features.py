@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import transformers
 
+from distilxlsr.conventions import FRAME_HOP
 from distilxlsr.data.loader import collate
 from distilxlsr.data.logmel import LogMel
 from distilxlsr.errors import UserError
@@ -71,7 +72,7 @@ class ModelFeatures:
     """
 
     def __init__(
-        self, spec: ModelSpec, frame_stride: int = 320, seed: int = 0, device: str = "cpu"
+        self, spec: ModelSpec, frame_stride: int = FRAME_HOP, seed: int = 0, device: str = "cpu"
     ):
         self.spec = spec
         self.device = torch.device(device)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from distilxlsr.conventions import BLANK, FRAME_HOP, SAMPLE_RATE
 from distilxlsr.data.corpora import cuts_file, load_cuts
 from distilxlsr.data.loader import load_mono
 from distilxlsr.errors import UserError
@@ -46,7 +47,7 @@ class Utterances:
 
     @property
     def seconds(self) -> float:
-        return sum(len(w) for w in self.waves) / 16000
+        return sum(len(w) for w in self.waves) / SAMPLE_RATE
 
 
 @dataclass
@@ -99,7 +100,9 @@ def find_languages(data: str | Path, langs: list[str] | None) -> list[tuple[str,
     return found
 
 
-def load_utterances(lang_dir: Path, split: str, sample_rate: int = 16000) -> tuple[Utterances, int]:
+def load_utterances(
+    lang_dir: Path, split: str, sample_rate: int = SAMPLE_RATE
+) -> tuple[Utterances, int]:
     """All utterances of a split with their phone transcripts; those without phones are counted."""
     ids, speakers, waves, phones = [], [], [], []
     skipped = 0
@@ -126,7 +129,7 @@ def load_language(lang: str, lang_dir: Path) -> LanguageData:
             f"language '{lang}': no utterance with a phone transcript in its "
             f"{'train' if not train.ids else split} split (supervision custom['phones'])."
         )
-    vocab = ["<blank>"] + sorted({p for seq in train.phones for p in seq})
+    vocab = [BLANK] + sorted({p for seq in train.phones for p in seq})
     return LanguageData(lang, train, test, split, vocab, skipped + skipped_test)
 
 
@@ -158,7 +161,7 @@ def evaluate(
         raise UserError("logmel has no network to fine-tune; use it with --mode probe.")
     languages = find_languages(data, langs)
     # Every model must load before any training starts.
-    stride = 320
+    stride = FRAME_HOP
     loaded: dict[str, ModelFeatures] = {}
     for spec in specs:
         if spec.kind != "logmel":
@@ -267,7 +270,7 @@ def _extract(
     out: list[torch.Tensor | None] = [None] * len(waves)
     batch: list[int] = []
     for i in order:
-        if batch and (len(batch) + 1) * len(waves[i]) / 16000 > batch_seconds:
+        if batch and (len(batch) + 1) * len(waves[i]) / SAMPLE_RATE > batch_seconds:
             for j, f in zip(batch, features([waves[k] for k in batch]), strict=True):
                 out[j] = f
             batch = []

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 import transformers
 
+from distilxlsr.conventions import SAMPLE_RATE
 from distilxlsr.errors import UserError
 from distilxlsr.models.teacher import feature_extractor, load_config, load_model
 
@@ -661,7 +662,7 @@ def import_official(ckpt_path: str | Path, out_dir: str | Path) -> Path:
     model.save_pretrained(out_dir, safe_serialization=True)
     transformers.Wav2Vec2FeatureExtractor(
         feature_size=1,
-        sampling_rate=16000,
+        sampling_rate=SAMPLE_RATE,
         padding_value=0.0,
         do_normalize=normalize,
         return_attention_mask=config.feat_extract_norm == "layer",

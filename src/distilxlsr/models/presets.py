@@ -6,6 +6,7 @@ from __future__ import annotations
 import transformers
 from transformers import PretrainedConfig
 
+from distilxlsr.conventions import XLSR_CONV_KERNEL, XLSR_CONV_STRIDE
 from distilxlsr.errors import UserError
 from distilxlsr.models.teacher import MODEL_CLASSES
 
@@ -22,8 +23,8 @@ def xlsr_config(hidden: int, layers: int, ffn: int, heads: int) -> transformers.
         feat_extract_norm="layer",
         conv_bias=True,
         conv_dim=(512,) * 7,
-        conv_kernel=(10, 3, 3, 3, 3, 2, 2),
-        conv_stride=(5, 2, 2, 2, 2, 2, 2),
+        conv_kernel=XLSR_CONV_KERNEL,
+        conv_stride=XLSR_CONV_STRIDE,
         num_conv_pos_embeddings=128,
         num_conv_pos_embedding_groups=16,
         layerdrop=0.1,

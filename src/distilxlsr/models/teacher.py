@@ -10,6 +10,7 @@ import torch
 import transformers
 from transformers import PretrainedConfig, PreTrainedModel
 
+from distilxlsr.conventions import SAMPLE_RATE
 from distilxlsr.errors import UserError
 
 # model_type in config.json -> the base model class (a *ForCTC / *ForPreTraining checkpoint
@@ -120,7 +121,7 @@ def feature_extractor(name: str, config: PretrainedConfig) -> transformers.Wav2V
     layer_norm_cnn = getattr(config, "feat_extract_norm", "layer") == "layer"
     return transformers.Wav2Vec2FeatureExtractor(
         feature_size=1,
-        sampling_rate=16000,
+        sampling_rate=SAMPLE_RATE,
         padding_value=0.0,
         do_normalize=True,
         return_attention_mask=layer_norm_cnn,
