@@ -62,3 +62,29 @@ def test_shipped_configs_load_by_name_from_anywhere(tmp_path, monkeypatch):
     assert load_config("tiny-cpu.yaml").train.lr == 0.5  # an existing file wins
     with pytest.raises(UserError, match="shipped configs: .*tiny-cpu"):
         load_config("tiny-cpux")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.lr=.inf", "train.lr=inf must be a finite number"),
+        ("train.lr=.nan", "train.lr=nan must be a finite number"),
+        ("loss.layer_weights=[1, .nan]", "loss.layer_weights=nan must be a finite number"),
+        ("train.eps=-1e-8", "train.eps=-1e-08 must be positive"),
+        ("train.weight_decay=-0.1", "train.weight_decay=-0.1 must not be negative"),
+        ("data.num_workers=-1", "data.num_workers=-1 must not be negative"),
+        ("data.max_seconds=0", "data.max_seconds=0.0 must be positive"),
+        ("data.sample_rate=0", "data.sample_rate=0 must be positive"),
+        ("shuffle.p=1.5", "shuffle.p=1.5 must lie between 0 and 1"),
+        ("train.betas=[0.9, 1.0]", r"train.betas=1.0 must lie in \[0, 1\)"),
+        ("train.max_steps=0", "train.max_steps=0 must be at least 1"),
+    ],
+)
+def test_numeric_settings_are_checked_when_read(override, message):
+    with pytest.raises(UserError, match=message):
+        load_config(None, ["teacher=T", override])
+
+
+def test_unknown_key_suggests_the_nearest():
+    with pytest.raises(UserError, match="did you mean 'max_steps'"):
+        load_config(None, ["train.max_step=3"])

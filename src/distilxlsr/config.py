@@ -8,6 +8,8 @@ The resolved config is written to the run directory and into every checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -170,6 +172,64 @@ def to_dict(config: Any) -> dict:
     return dataclasses.asdict(config)
 
 
+def _rule(check, phrase: str):
+    return check, phrase
+
+
+_POSITIVE = _rule(lambda v: v > 0, "be positive")
+_NON_NEGATIVE = _rule(lambda v: v >= 0, "not be negative")
+_AT_LEAST_1 = _rule(lambda v: v >= 1, "be at least 1")
+_FRACTION = _rule(lambda v: 0 <= v <= 1, "lie between 0 and 1")
+_BELOW_1 = _rule(lambda v: 0 <= v < 1, "lie in [0, 1)")
+
+# Ranges of numeric settings, by field name (every config section uses the names alike); a
+# list's items are checked one by one. Non-finite numbers are refused everywhere.
+VALUE_RULES = {
+    "lr": _POSITIVE,
+    "eps": _POSITIVE,
+    "batch_seconds": _POSITIVE,
+    "max_seconds": _POSITIVE,
+    "sample_rate": _POSITIVE,
+    "sample_seconds": _POSITIVE,
+    "weight_decay": _NON_NEGATIVE,
+    "grad_clip": _NON_NEGATIVE,
+    "min_seconds": _NON_NEGATIVE,
+    "num_workers": _NON_NEGATIVE,
+    "warmup_steps": _NON_NEGATIVE,
+    "steps": _NON_NEGATIVE,
+    "seed": _NON_NEGATIVE,
+    "cos_weight": _NON_NEGATIVE,
+    "layer_weights": _NON_NEGATIVE,
+    "unmasked_weight": _NON_NEGATIVE,
+    "max_steps": _AT_LEAST_1,
+    "grad_accum": _AT_LEAST_1,
+    "checkpoint_every": _AT_LEAST_1,
+    "keep_checkpoints": _AT_LEAST_1,
+    "log_every": _AT_LEAST_1,
+    "max_bad_steps": _AT_LEAST_1,
+    "num_buckets": _AT_LEAST_1,
+    "mask_length": _AT_LEAST_1,
+    "iterations": _AT_LEAST_1,
+    "min_lr_ratio": _FRACTION,
+    "p": _FRACTION,
+    "mask_prob": _FRACTION,
+    "betas": _BELOW_1,
+    "dropout": _BELOW_1,
+}
+
+
+def _check_value(name: str, value: Any, where: str) -> None:
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, int | float):
+            continue
+        if not math.isfinite(item):
+            raise UserError(f"{where}={item} must be a finite number.")
+        rule = VALUE_RULES.get(name)
+        if rule is not None and not rule[0](item):
+            raise UserError(f"{where}={item} must {rule[1]}.")
+
+
 def from_dict(cls: type, values: dict, where: str = "config") -> Any:
     """Build dataclass `cls` from a (partial) dict; unknown keys and wrong types are user errors."""
     label = where or "config"
@@ -180,10 +240,14 @@ def from_dict(cls: type, values: dict, where: str = "config") -> Any:
     kwargs = {}
     for key, value in values.items():
         if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
             raise UserError(
-                f"{label}: unknown key '{key}'; valid keys are: {', '.join(sorted(names))}."
+                f"{label}: unknown key '{key}'; {hint}valid keys are: {', '.join(sorted(names))}."
             )
-        kwargs[key] = _coerce(hints[key], value, f"{where}.{key}" if where else key)
+        name = f"{where}.{key}" if where else key
+        kwargs[key] = _coerce(hints[key], value, name)
+        _check_value(key, kwargs[key], name)
     return cls(**kwargs)
 
 
