@@ -6,6 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
+from safetensors import safe_open
+
 from distilxlsr.errors import UserError
 from distilxlsr.models.student import StudentInfo
 from distilxlsr.training import checkpoint as ckpt
@@ -24,16 +26,32 @@ def find_student(source: Path) -> tuple[Path, RunDir | None]:
         latest = run.latest_checkpoint()
         if latest is None:
             raise UserError(
-                f"run directory '{source}' has no complete checkpoint yet; let `distill` run "
+                f"run directory '{source}' has no intact checkpoint; let `distill` run "
                 "until its first checkpoint (train.checkpoint_every)."
             )
         return latest, run
     if (source / "config.json").is_file() and (source / "model.safetensors").is_file():
-        return source, RunDir.of_checkpoint(source)
+        run = RunDir.of_checkpoint(source)
+        problem = ckpt.check_checkpoint(source) if run is not None else None
+        if problem is not None:
+            raise UserError(
+                f"checkpoint '{source}' is damaged ({problem}); export its run directory "
+                f"'{run.path}' to take the newest intact checkpoint."
+            )
+        _check_weights(source / "model.safetensors")
+        return source, run
     raise UserError(
         f"'{source}' is neither a run directory (with checkpoints/) nor a Hugging Face model "
         "directory (config.json + model.safetensors)."
     )
+
+
+def _check_weights(path: Path) -> None:
+    try:
+        with safe_open(path, "pt") as f:
+            list(f.keys())
+    except Exception as err:  # safetensors raises its own error types for damaged files
+        raise UserError(f"'{path}' is not a readable safetensors file ({err}).") from None
 
 
 def student_info(model_dir: Path, run: RunDir | None = None) -> StudentInfo | None:

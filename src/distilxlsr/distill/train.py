@@ -142,8 +142,20 @@ def distill(
         mixed_precision=mixed_precision_mode(config.train.mixed_precision),
         cpu=not torch.cuda.is_available(),
     )
-    main = accelerator.is_main_process
     run = RunDir(config.out)
+    if accelerator.is_main_process:
+        run.acquire()  # one live process per run directory
+    try:
+        _distill(config, transform, command_line, accelerator, run)
+    finally:
+        if accelerator.is_main_process:
+            run.release()
+    accelerator.end_training()
+    return run.path
+
+
+def _distill(config, transform, command_line, accelerator, run: RunDir) -> None:
+    main = accelerator.is_main_process
     run.check_resumable(config, RESUMABLE_CHANGES)
     resume = run.latest_checkpoint()
 
@@ -205,5 +217,3 @@ def distill(
             f"done: {state.step} steps, {state.audio_seconds / 3600:.3f} h of audio, "
             f"{state.bad_steps} skipped steps; run directory {run.path}"
         )
-    accelerator.end_training()
-    return run.path

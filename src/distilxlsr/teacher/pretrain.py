@@ -345,4 +345,11 @@ def pretrain_teacher(config: PretrainConfig, command_line: str | None = None) ->
     `command_line` is recorded in the model card (default: this process's `distilxlsr ...`
     arguments when run from the command line)."""
     validate(config)
-    return _Pretraining(config, command_line or default_command_line()).run_all()
+    pretraining = _Pretraining(config, command_line or default_command_line())
+    if pretraining.main:
+        pretraining.run.acquire()  # one live process per run directory
+    try:
+        return pretraining.run_all()
+    finally:
+        if pretraining.main:
+            pretraining.run.release()

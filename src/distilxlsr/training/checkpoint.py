@@ -9,10 +9,12 @@ Only `training.rundir.RunDir` composes checkpoint paths; this module knows the f
   rank-<r>.pt                      each process's RNG states, data position, parameter fingerprint
   trainer_state.json               step, counters, timings
   run_config.yaml                  the resolved run config
+  manifest.json                    every other file's size and SHA-256, written last
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -47,6 +49,64 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
 def latest_checkpoint(run_dir: Path) -> Path | None:
     found = list_checkpoints(run_dir)
     return found[-1] if found else None
+
+
+MANIFEST = "manifest.json"
+REQUIRED = ("config.json", "model.safetensors", "training_state.pt", "trainer_state.json")
+"""What a resume reads, checked in checkpoints written before manifests existed."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(directory: Path) -> None:
+    """Sizes and checksums of every file of a fully written checkpoint (the last file written)."""
+    directory = Path(directory)
+    files = {
+        p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+        for p in sorted(directory.iterdir())
+        if p.is_file() and p.name != MANIFEST
+    }
+    (directory / MANIFEST).write_text(json.dumps({"files": files}, indent=1) + "\n")
+
+
+def check_checkpoint(directory: Path) -> str | None:
+    """None for an intact checkpoint; else what is wrong with it, in a few words."""
+    directory = Path(directory)
+    manifest = directory / MANIFEST
+    if not manifest.is_file():
+        missing = [name for name in REQUIRED if not (directory / name).is_file()]
+        return f"{', '.join(missing)} missing" if missing else None
+    try:
+        files = json.loads(manifest.read_text())["files"]
+        entries = [(name, int(e["bytes"]), str(e["sha256"])) for name, e in files.items()]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return f"{MANIFEST} unreadable"
+    for name, size, digest in entries:
+        path = directory / name
+        if not path.is_file():
+            return f"{name} missing"
+        if path.stat().st_size != size:
+            return f"{name} has {path.stat().st_size} bytes, {size} written"
+        if _sha256(path) != digest:
+            return f"{name} does not match its checksum"
+    return None
+
+
+def latest_intact_checkpoint(run_dir: Path, warn=print) -> Path | None:
+    """The newest checkpoint that passes `check_checkpoint`; each newer one that fails is named
+    in one warning line and skipped."""
+    for directory in reversed(list_checkpoints(run_dir)):
+        problem = check_checkpoint(directory)
+        if problem is None:
+            return directory
+        warn(f"warning: skipping checkpoint {directory} ({problem}); trying the one before it.")
+    return None
 
 
 def remove_stale_temporaries(run_dir: Path) -> None:

@@ -433,6 +433,7 @@ class Trainer:
         if self.main:
             trainer_state = {"run_state": asdict(state), "world_size": acc.num_processes}
             ckpt.write_trainer_state(tmp, trainer_state)
+            ckpt.write_manifest(tmp)
             final = self.run.commit(tmp, state.step, self.optim.keep_checkpoints)
         acc.wait_for_everyone()
         return final

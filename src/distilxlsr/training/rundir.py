@@ -15,7 +15,9 @@ through `RunDir`; no other code composes paths inside one. Layout:
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import socket
 import sys
 import time
 from pathlib import Path
@@ -24,6 +26,7 @@ from typing import Any
 import yaml
 
 from distilxlsr.config import check_resume_compatible, save_config
+from distilxlsr.errors import UserError
 from distilxlsr.training import checkpoint as ckpt
 
 
@@ -113,6 +116,45 @@ class RunDir:
         path = self.path / self.INVOCATIONS
         return _read_jsonl(path) if path.is_file() else []
 
+    # --- one live process per run directory ---
+
+    LOCK = "lock"
+
+    def acquire(self, say=None) -> None:
+        """Take the run directory for this process (main process only): refuses while another
+        live process holds it; takes over a lock left by a process that is gone, saying so."""
+        say = say or _warn
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = self.path / self.LOCK
+        mine = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+        for _ in range(2):
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = _read_lock(lock)
+                if _alive(holder):
+                    raise UserError(
+                        f"run directory '{self.path}' is in use by process {holder['pid']} on "
+                        f"{holder['host']}; wait for it, stop it, or use another out=DIR (if "
+                        f"that process is gone, delete {lock})."
+                    ) from None
+                say(
+                    f"taking over {lock}, left by process {holder.get('pid', '?')} on "
+                    f"{holder.get('host', '?')}, which is no longer running."
+                )
+                lock.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(mine, f)
+            return
+        raise UserError(f"could not take {lock}: another process keeps taking it.")
+
+    def release(self) -> None:
+        lock = self.path / self.LOCK
+        holder = _read_lock(lock) if lock.is_file() else {}
+        if holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
+            lock.unlink(missing_ok=True)
+
     # --- checkpoints ---
 
     def checkpoints(self) -> list[Path]:
@@ -120,7 +162,9 @@ class RunDir:
         return ckpt.list_checkpoints(self.path)
 
     def latest_checkpoint(self) -> Path | None:
-        return ckpt.latest_checkpoint(self.path)
+        """The newest intact checkpoint (corrupt or incomplete newer ones are skipped, each with
+        a one-line warning on stderr)."""
+        return ckpt.latest_intact_checkpoint(self.path, warn=_warn)
 
     def new_checkpoint(self, step: int) -> Path:
         """The temporary directory a checkpoint of `step` is written to (see `commit`)."""
@@ -151,6 +195,36 @@ class RunDir:
             tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
             tmp.replace(self.metrics_file)
         return len(records) - len(kept)
+
+
+def _read_lock(path: Path) -> dict:
+    try:
+        holder = json.loads(path.read_text())
+        return holder if isinstance(holder, dict) else {}
+    except (OSError, ValueError):
+        return {}  # unreadable or half-written: treated as left by a process that is gone
+
+
+def _alive(holder: dict) -> bool:
+    """Whether the lock's process still runs (a lock from another host counts as live)."""
+    pid = holder.get("pid")
+    if not isinstance(pid, int):
+        return False
+    if holder.get("host") != socket.gethostname():
+        return True
+    if pid == os.getpid():
+        return False  # this process left it (an earlier call that did not finish)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def default_command_line() -> str | None:

@@ -1,0 +1,134 @@
+"""A damaged checkpoint never blocks a run, and one run directory has one live process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from distilxlsr.cli import main
+from distilxlsr.errors import UserError
+from distilxlsr.training.checkpoint import check_checkpoint, list_checkpoints, write_manifest
+from distilxlsr.training.rundir import RunDir
+
+
+def _args(teacher_dir, toy_corpus, out, steps=4):
+    return [
+        "distill",
+        "--config",
+        "tiny-cpu",
+        f"teacher={teacher_dir}",
+        f"data.train={toy_corpus / 'en'}",
+        f"out={out}",
+        "data.num_workers=0",
+        "data.max_seconds=2.0",
+        "train.batch_seconds=6.0",
+        "train.log_every=2",
+        "train.checkpoint_every=2",
+        f"train.max_steps={steps}",
+    ]
+
+
+def _damage(path, kind: str) -> None:
+    if kind == "truncate":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "flip":
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        path.write_bytes(bytes(data))
+    elif kind == "garbage":
+        path.write_text("{not json")
+    elif kind == "delete":
+        path.unlink()
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, teacher_dir, toy_corpus):
+    out = tmp_path_factory.mktemp("reliable") / "run"
+    assert main(_args(teacher_dir, toy_corpus, out)) == 0
+    return out
+
+
+@pytest.mark.parametrize(
+    "name, kind",
+    [
+        ("model.safetensors", "truncate"),
+        ("model.safetensors", "delete"),
+        ("model.safetensors", "flip"),
+        ("trainer_state.json", "garbage"),
+        ("training_state.pt", "truncate"),
+        ("rank-0.pt", "flip"),
+        ("manifest.json", "garbage"),
+        ("config.json", "delete"),
+    ],
+)
+def test_every_kind_of_damage_is_detected(finished_run, tmp_path, name, kind):
+    copy = tmp_path / "step"
+    shutil.copytree(list_checkpoints(finished_run)[-1], copy)
+    assert check_checkpoint(copy) is None
+    _damage(copy / name, kind)
+    problem = check_checkpoint(copy)
+    assert problem is not None and name.split(".")[0] in problem
+
+
+def test_a_damaged_newest_checkpoint_falls_back_and_resumes_exactly(
+    finished_run, tmp_path, teacher_dir, toy_corpus, capsys
+):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    newest = list_checkpoints(run)[-1]
+    straight = load_file(newest / "model.safetensors")
+    _damage(newest / "training_state.pt", "flip")
+    capsys.readouterr()
+    # export of the damaged checkpoint itself is refused; of the run, the intact one is taken
+    assert main(["export", str(newest), "--out", str(tmp_path / "bad")]) == 2
+    assert "damaged" in capsys.readouterr().err
+    assert main(["export", str(run), "--out", str(tmp_path / "older")]) == 0
+    assert "skipping checkpoint" in capsys.readouterr().err
+    # the run resumes from the step before and ends bit-identical to the uninterrupted one
+    assert main(_args(teacher_dir, toy_corpus, run)) == 0
+    assert "step-0000004" in capsys.readouterr().err
+    resumed = load_file(list_checkpoints(run)[-1] / "model.safetensors")
+    assert straight.keys() == resumed.keys()
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    assert check_checkpoint(list_checkpoints(run)[-1]) is None
+    steps = [m["step"] for m in RunDir(run).metrics()]
+    assert steps == [2, 4]
+
+
+def test_checkpoints_from_before_manifests_are_accepted_if_complete(finished_run, tmp_path):
+    copy = tmp_path / "step"
+    shutil.copytree(list_checkpoints(finished_run)[-1], copy)
+    (copy / "manifest.json").unlink()
+    assert check_checkpoint(copy) is None
+    (copy / "training_state.pt").unlink()
+    assert "training_state.pt missing" in check_checkpoint(copy)
+    write_manifest(copy)
+    assert check_checkpoint(copy) is None
+
+
+def test_a_live_process_holds_the_run_directory(tmp_path):
+    run = RunDir(tmp_path / "run")
+    live = {"pid": os.getppid(), "host": socket.gethostname(), "since": 0}
+    run.path.mkdir()
+    (run.path / "lock").write_text(json.dumps(live))
+    with pytest.raises(UserError, match=f"in use by process {os.getppid()}"):
+        run.acquire()
+    # a lock left by a process that is gone is taken over, with a message
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (run.path / "lock").write_text(json.dumps(live | {"pid": gone.pid}))
+    said = []
+    run.acquire(say=said.append)
+    assert said and "no longer running" in said[0]
+    assert json.loads((run.path / "lock").read_text())["pid"] == os.getpid()
+    run.release()
+    assert not (run.path / "lock").exists()
