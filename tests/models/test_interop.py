@@ -578,3 +578,30 @@ def test_conv_spec_refuses_anything_else(tmp_path, spec):
     with pytest.raises(UserError, match="conv_feature_layers"):
         interop.parse_conv_layers(spec.format(marker=marker))
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"encoder_embed_dim": 10**7}, "hidden_size=10000000, outside"),
+        ({"encoder_layers": 400, "encoder_ffn_embed_dim": 60000}, "parameters but holds"),
+    ],
+)
+def test_absurd_sizes_are_refused_before_allocating(tmp_path, change, message):
+    cfg = official_cfg()
+    sd = official_state(cfg, interop.parse_conv_layers(cfg["conv_feature_layers"]))
+    ckpt = write_checkpoint(tmp_path / "a.pt", {**cfg, **change}, sd)
+    with pytest.raises(UserError, match=message):
+        interop.import_official(ckpt, tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()
+
+
+def test_a_checkpoint_that_expands_far_beyond_its_size_is_refused(tmp_path):
+    import zipfile
+
+    bomb = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("archive/data.pkl", b"\0" * (64 << 20))
+    assert bomb.stat().st_size < 1 << 20
+    with pytest.raises(UserError, match="expands to 67,108,864 bytes"):
+        interop.safe_load_checkpoint(bomb)

@@ -55,6 +55,38 @@ logger = logging.getLogger("distilxlsr.models.interop")
 # ---------------------------------------------------------------------------------------------
 
 
+# Far beyond any released wav2vec 2.0-family model (XLS-R 2B: 1920 wide, 48 layers).
+SIZE_BOUNDS = {
+    "hidden_size": 16384,
+    "num_hidden_layers": 512,
+    "intermediate_size": 65536,
+    "num_attention_heads": 1024,
+    "num_conv_pos_embeddings": 4096,
+}
+
+
+def _check_size(config, student: dict, path: Path) -> None:
+    """Refuse a config whose sizes are absurd or ask for far more weights than the checkpoint
+    holds, before anything is allocated."""
+    for name, bound in SIZE_BOUNDS.items():
+        value = getattr(config, name)
+        if not 0 < value <= bound:
+            raise UserError(
+                f"'{path}' asks for {name}={value}, outside 1..{bound}; it is not a model "
+                "distilxlsr can import."
+            )
+    if any(not 0 < c <= SIZE_BOUNDS["hidden_size"] for c in config.conv_dim):
+        raise UserError(f"'{path}' asks for CNN channels {list(config.conv_dim)}; not importable.")
+    with torch.device("meta"):
+        wanted = sum(p.numel() for p in transformers.Wav2Vec2Model(config).parameters())
+    held = sum(t.numel() for t in student.values())
+    if wanted > 1.05 * held + 1_000_000:
+        raise UserError(
+            f"'{path}' describes a model of {wanted:,} parameters but holds {held:,} values; "
+            "its config and weights do not belong together."
+        )
+
+
 def import_official(ckpt_path: str | Path, out_dir: str | Path) -> Path:
     """Convert an authors' checkpoint into a Hugging Face model directory `out_dir`
     (config.json, model.safetensors, preprocessor_config.json); returns `out_dir`."""
@@ -65,8 +97,11 @@ def import_official(ckpt_path: str | Path, out_dir: str | Path) -> Path:
     cfg = checkpoint["Config"]["model"]
     config = official_config_to_hf(cfg, source=f"'{ckpt_path}' Config.model")
     normalize = read_field(cfg, "normalize", bool, False, f"'{ckpt_path}' Config.model")
+    _check_size(config, checkpoint["Student"], ckpt_path)
+    with torch.device("meta"):  # shapes only: nothing is allocated before the checks pass
+        shapes = transformers.Wav2Vec2Model(config).state_dict()
+    state = official_state_to_hf(checkpoint["Student"], config, shapes, str(ckpt_path))
     model = transformers.Wav2Vec2Model(config)
-    state = official_state_to_hf(checkpoint["Student"], config, model.state_dict(), str(ckpt_path))
     model.load_state_dict(state, strict=True)
     model.eval()
     out_dir.mkdir(parents=True, exist_ok=True)

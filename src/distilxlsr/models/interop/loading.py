@@ -7,6 +7,7 @@ import logging
 import pickle
 import re
 import typing
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,24 @@ def _not_a_checkpoint(path: Path, err: Exception) -> UserError:
     )
 
 
+def _check_expansion(path: Path) -> None:
+    """PyTorch stores tensors uncompressed; a zip whose entries expand far beyond the file's
+    own size is refused before anything is read out of it."""
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            expanded = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError) as err:
+        raise _not_a_checkpoint(path, err) from None
+    size = path.stat().st_size
+    if expanded > 2 * size + (16 << 20):
+        raise UserError(
+            f"'{path}' expands to {expanded:,} bytes from {size:,}; PyTorch checkpoints are "
+            "not compressed, so distilxlsr refuses it."
+        )
+
+
 def safe_load_checkpoint(path: str | Path) -> dict:
     """Read an authors' checkpoint without running code from it.
 
@@ -117,6 +136,7 @@ def safe_load_checkpoint(path: str | Path) -> dict:
         raise UserError(f"checkpoint '{path}' does not exist; pass the path of the .pt file.")
     if path.is_dir():
         raise UserError(f"'{path}' is a directory; pass the checkpoint .pt file itself.")
+    _check_expansion(path)
     checkpoint = _torch_load(path)
     if not isinstance(checkpoint, Mapping) or not {"Config", "Student"} <= set(checkpoint):
         raise UserError(
