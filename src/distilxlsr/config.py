@@ -370,7 +370,12 @@ def load_config(path: str | Path | None, overrides: list[str] = (), cls: type = 
     if path is not None:
         path = resolve_config(path)
         try:
-            values = yaml.safe_load(path.read_text()) or {}
+            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as err:
+            raise UserError(
+                f"config file '{path}' is not UTF-8 text ({err.reason} at byte {err.start}); "
+                "save it as UTF-8."
+            ) from None
         except yaml.YAMLError as err:
             raise UserError(f"config file '{path}' is not valid YAML: {err}".strip()) from None
         if not isinstance(values, dict):

@@ -132,3 +132,45 @@ def test_a_live_process_holds_the_run_directory(tmp_path):
     assert json.loads((run.path / "lock").read_text())["pid"] == os.getpid()
     run.release()
     assert not (run.path / "lock").exists()
+
+
+def test_a_full_disk_while_checkpointing_is_one_line(tmp_path, teacher_dir, toy_corpus):
+    """Files may not grow past 40 kB in this child process (as on a full disk): the student's
+    weights cannot be written."""
+    probe = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, 40_000))\n"
+        "from distilxlsr.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    out = tmp_path / "run"
+    args = _args(teacher_dir, toy_corpus, out, steps=2)
+    done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "could not write checkpoint step-0000002" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert list((out / "checkpoints").iterdir()) == []  # no half-written checkpoint left
+
+
+def test_damaged_teacher_and_config_files_are_one_line(tmp_path, teacher_dir, toy_corpus, capsys):
+    listed = tmp_path / "listed"
+    listed.mkdir()
+    (listed / "config.json").write_text("[1, 2]")
+    truncated = tmp_path / "truncated"
+    shutil.copytree(teacher_dir, truncated)
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:5000])
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("# réglages\ntrain:\n  lr: 0.001\n".encode("latin-1"))
+    cases = [
+        (["teacher=" + str(listed)], "holds a list, not a model config"),
+        (["teacher=" + str(truncated)], "could not load weights from"),
+    ]
+    for extra, message in cases:
+        assert main([*_args(teacher_dir, toy_corpus, tmp_path / "r"), *extra]) == 2
+        assert message in capsys.readouterr().err
+    args = _args(teacher_dir, toy_corpus, tmp_path / "r")
+    args[args.index("tiny-cpu")] = str(latin)
+    assert main(args) == 2
+    assert "is not UTF-8 text" in capsys.readouterr().err

@@ -50,9 +50,15 @@ def load_config(name: str) -> PretrainedConfig:
                 "(config.json + model.safetensors)."
             )
         try:
-            model_type = json.loads(config_file.read_text()).get("model_type", "")
-        except json.JSONDecodeError as err:
+            values = json.loads(config_file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise UserError(f"'{config_file}' is not valid JSON ({err}).") from None
+        if not isinstance(values, dict):
+            raise UserError(
+                f"'{config_file}' holds a {type(values).__name__}, not a model config (a JSON "
+                "object with model_type and the model's sizes)."
+            )
+        model_type = values.get("model_type", "")
         cls = model_class(model_type)
         return cls.config_class.from_pretrained(path)
     _check_hub_id(name)
@@ -89,13 +95,16 @@ def load_model(name: str, dtype: torch.dtype = torch.float32) -> PreTrainedModel
     kwargs = {"dtype": dtype, "attn_implementation": "sdpa"}
     try:
         model = cls.from_pretrained(name, config=config, **kwargs)
-    except OSError as err:
+    except Exception as err:  # safetensors and torch raise their own types for damaged files
         if Path(name).is_dir():
             raise UserError(
-                f"could not load weights from '{name}' ({err}); the directory needs "
+                f"could not load weights from '{name}' ({type(err).__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else ''}); the directory needs an intact "
                 "model.safetensors (or pytorch_model.bin) next to config.json."
             ) from None
-        raise _hub_error(name, err) from None
+        if isinstance(err, OSError):
+            raise _hub_error(name, err) from None
+        raise
     return model
 
 

@@ -9,6 +9,7 @@ metrics, checkpoints, exact resume and stop handling, for 1..N processes.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -414,26 +416,41 @@ class Trainer:
 
     def save(self, task: Task, stepper: OptimizerStep, extra_state: dict) -> Path | None:
         """A checkpoint of the current step: written by the main process into a temporary
-        directory, each process adds its rank state, then one rename commits it."""
+        directory, each process adds its rank state, then one rename commits it. A full disk
+        or a read-only directory ends the run with one line (the previous checkpoint stays)."""
         acc, state = self.accelerator, self.state
         self._flush_audio()
         state.wall_seconds = self.wall_before + self.elapsed()
         tmp = self.run.new_checkpoint(state.step)
-        if self.main:
-            tmp.mkdir(parents=True, exist_ok=True)
-            ckpt.save_model(task.model, task.pristine_config, tmp)
-            ckpt.save_task_state(tmp, task.state_tensors())
-            ckpt.save_training_state(tmp, stepper.state() | extra_state)
-            ckpt.save_run_config(tmp, self.config)
-        acc.wait_for_everyone()
-        fingerprint = ckpt.parameter_fingerprint(task.module)
-        ckpt.save_rank_state(tmp, self.rank, state.data_position, fingerprint)
-        acc.wait_for_everyone()
-        final = None
-        if self.main:
-            trainer_state = {"run_state": asdict(state), "world_size": acc.num_processes}
-            ckpt.write_trainer_state(tmp, trainer_state)
-            ckpt.write_manifest(tmp)
-            final = self.run.commit(tmp, state.step, self.optim.keep_checkpoints)
+        with self._writing(tmp):
+            if self.main:
+                tmp.mkdir(parents=True, exist_ok=True)
+                ckpt.save_model(task.model, task.pristine_config, tmp)
+                ckpt.save_task_state(tmp, task.state_tensors())
+                ckpt.save_training_state(tmp, stepper.state() | extra_state)
+                ckpt.save_run_config(tmp, self.config)
+            acc.wait_for_everyone()
+            fingerprint = ckpt.parameter_fingerprint(task.module)
+            ckpt.save_rank_state(tmp, self.rank, state.data_position, fingerprint)
+            acc.wait_for_everyone()
+            final = None
+            if self.main:
+                trainer_state = {"run_state": asdict(state), "world_size": acc.num_processes}
+                ckpt.write_trainer_state(tmp, trainer_state)
+                ckpt.write_manifest(tmp)
+                final = self.run.commit(tmp, state.step, self.optim.keep_checkpoints)
         acc.wait_for_everyone()
         return final
+
+    @contextlib.contextmanager
+    def _writing(self, tmp: Path):
+        try:
+            yield
+        except (OSError, SafetensorError) as err:  # safetensors wraps its I/O errors
+            shutil.rmtree(tmp, ignore_errors=True)
+            reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
+            raise UserError(
+                f"could not write checkpoint {tmp.name.removeprefix('.tmp-')} in {tmp.parent} "
+                f"({reason}); free disk space or fix permissions, then run the "
+                "same command again: it resumes from the newest intact checkpoint."
+            ) from None
