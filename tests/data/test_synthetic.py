@@ -14,6 +14,7 @@ import pytest
 import soundfile as sf
 from lhotse import CutSet
 
+import distilxlsr
 from distilxlsr.data import synthetic
 from distilxlsr.data.synthetic import (
     SILENCE,
@@ -23,6 +24,7 @@ from distilxlsr.data.synthetic import (
     segments_from_events,
     speakers,
     synthesize_corpus,
+    texts,
     to_ipa,
 )
 from distilxlsr.errors import UserError
@@ -94,8 +96,8 @@ def test_train_and_test_speakers_and_texts_are_disjoint(corpus):
     assert not {(s.variant, s.pitch) for s in speakers("sw", "train")} & {
         (s.variant, s.pitch) for s in speakers("sw", "test")
     }
-    assert not set(synthetic._english_pool("train")) & set(synthetic._english_pool("test"))
-    assert len(synthetic._text_source("en")) >= 1000
+    assert not set(texts._english_pool("train")) & set(texts._english_pool("test"))
+    assert len(texts._text_source("en")) >= 1000
     for lang in ("en", "sw"):
         train, test = (
             _cuts(corpus / lang / f"cuts_{split}.jsonl.gz") for split in ("train", "test")
@@ -124,7 +126,7 @@ def _manifest_lines(path: Path, root: Path) -> list[str]:
 
 def test_same_seed_gives_identical_bytes_in_separate_processes(tmp_path):
     roots = [tmp_path / "a", tmp_path / "b"]
-    env = dict(os.environ, PYTHONPATH=str(Path(synthetic.__file__).resolve().parents[2]))
+    env = dict(os.environ, PYTHONPATH=str(Path(distilxlsr.__file__).resolve().parents[1]))
     runs = [
         subprocess.Popen([sys.executable, "-c", _RUN, str(root), jobs], env=env)
         for root, jobs in zip(roots, ("1", "2"), strict=True)

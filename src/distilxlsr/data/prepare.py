@@ -56,15 +56,14 @@ from distilxlsr.data.alignments import (
     LabelRules,
     UtteranceProblem,
     build_alignment,
-    espeak_voice,
     index_ctm,
     index_textgrids,
     labels_to_phones,
-    phonemize,
     read_ctm,
     read_textgrid,
     words_from_positions,
 )
+from distilxlsr.data.espeak import espeak_voice, phonemize
 from distilxlsr.errors import UserError
 
 # Reject codes and how the summary names them.
