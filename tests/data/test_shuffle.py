@@ -207,4 +207,4 @@ def test_bad_mode():
 
 
 def test_segment_dataclass_defaults():
-    assert Segment(0, 5).word == -1
+    assert Segment(0, 5).word is None

@@ -210,10 +210,10 @@ def test_stop_closure_boundary_moves_back_over_exact_zeros():
     audio = np.ones(2000, dtype=np.int16)
     audio[700:1000] = 0  # the closure, written at the end of the vowel before the stop
     segments = [
-        Segment(SILENCE, 0, 100),
-        Segment("a", 100, 1000, 0),
-        Segment("t", 1000, 1500, 0),
-        Segment("s", 1500, 2000, 0),
+        Segment(0, 100, SILENCE, silence=True),
+        Segment(100, 1000, "a", word=0),
+        Segment(1000, 1500, "t", word=0),
+        Segment(1500, 2000, "s", word=0),
     ]
     moved = move_stop_closures(segments, audio)
     assert [(s.label, s.start, s.end) for s in moved] == [
@@ -229,7 +229,11 @@ def test_stop_closure_boundary_moves_back_over_exact_zeros():
     # only stops move; a stop after a pause keeps its start; a non-zero tail moves nothing
     silent_tail = np.ones(2000, dtype=np.int16)
     silent_tail[1300:1500] = 0
-    same = [Segment(SILENCE, 0, 1000), Segment("k", 1000, 1500), Segment("s", 1500, 2000)]
+    same = [
+        Segment(0, 1000, SILENCE, silence=True),
+        Segment(1000, 1500, "k"),
+        Segment(1500, 2000, "s"),
+    ]
     assert [s.start for s in move_stop_closures(same, silent_tail)] == [0, 1000, 1500]
     assert [s.start for s in move_stop_closures(segments, np.ones(2000, np.int16))] == [
         0,
@@ -270,6 +274,8 @@ def test_segments_from_events_rules():
         ("d", 200, 260),
         (SILENCE, 260, 300),
     ]
+    assert all(s.silence == (s.label == SILENCE) for s in segments)
+    assert all(s.word is None for s in segments if s.silence)
     assert synthetic.word_spans(segments, text) == [
         ("Twenty", 10, 90),
         ("42", 90, 170),

@@ -21,10 +21,11 @@ from pathlib import Path
 
 from lhotse.supervision import AlignmentItem
 
+from distilxlsr.conventions import SILENCE_LABELS
+
 # (start s, end s, label)
 Interval = tuple[float, float, str]
 
-DEFAULT_SILENCE_LABELS = ("", "sil", "sp", "spn")
 _POSITION = re.compile(r"_[BIES]$")
 _STRESS = re.compile(r"(?<=[A-Za-z])[012]$")
 _EPS = 1e-4  # seconds: CTM/TextGrid times are printed rounded; closer than this is "touching"
@@ -43,7 +44,7 @@ class UtteranceProblem(Exception):
 class LabelRules:
     """How raw alignment labels become phone symbols."""
 
-    silence_labels: frozenset[str] = frozenset(DEFAULT_SILENCE_LABELS)
+    silence_labels: frozenset[str] = frozenset(SILENCE_LABELS)
     strip_stress: bool = True
     strip_position: bool = True
     inventory: frozenset[str] | None = None

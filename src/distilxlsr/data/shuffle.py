@@ -1,4 +1,4 @@
-"""Phoneme shuffling (DESIGN.md): a waveform whose phone segments appear in a random order.
+"""Phoneme shuffling (docs/design.md, "Phoneme shuffling"): a waveform whose phone segments appear in a random order.
 
 The core is a pure function, `phoneme_shuffle(audio, segments, rng, mode)`, on a waveform and
 segments that tile it. Pieces are re-assembled with short cross-fades in which each piece brings
@@ -12,28 +12,15 @@ chunks cut at low-energy points, permuted), `none`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from lhotse.cut import Cut
 
+from distilxlsr.conventions import SAMPLE_RATE, SILENCE_LABELS, Segment
 from distilxlsr.errors import UserError
 
 MODES = ("none", "utterance", "word", "segment")
-DEFAULT_SILENCES = frozenset({"sil", "sp", "spn", ""})
+DEFAULT_SILENCES = frozenset(SILENCE_LABELS)
 MIN_GAP_S = 0.005
-
-
-@dataclass(frozen=True)
-class Segment:
-    """A piece of the waveform, [start, end) in samples."""
-
-    start: int
-    end: int
-    label: str = ""
-    silence: bool = False
-    word: int = -1
-    """Index of the word the piece belongs to (-1: none)."""
 
 
 def tile_segments(
@@ -61,10 +48,10 @@ def tile_segments(
             last = out[-1]  # a rounding sliver: the previous piece absorbs it
             out[-1] = Segment(last.start, start, last.label, last.silence, last.word)
         is_silence = label in silence_labels
-        word = -1
+        word = None
         if not is_silence:
             middle = (start + end) // 2
-            word = next((i for i, (a, b) in enumerate(word_bounds) if a <= middle < b), -1)
+            word = next((i for i, (a, b) in enumerate(word_bounds) if a <= middle < b), None)
         out.append(Segment(start, end, label, silence=is_silence, word=word))
         pos = end
     if pos < num_samples:
@@ -92,7 +79,7 @@ def shuffled_order(segments: list[Segment], mode: str, rng: np.random.Generator)
     elif mode == "word":
         by_word: dict[int, list[int]] = {}
         for i, s in enumerate(segments):
-            if not s.silence and s.word >= 0:
+            if not s.silence and s.word is not None:
                 by_word.setdefault(s.word, []).append(i)
         groups = list(by_word.values())
     elif mode == "segment":
@@ -178,7 +165,7 @@ def phoneme_shuffle(
     segments: list[Segment],
     rng: np.random.Generator,
     mode: str = "utterance",
-    sample_rate: int = 16000,
+    sample_rate: int = SAMPLE_RATE,
     fade_ms: float = 4.0,
 ) -> np.ndarray:
     """`audio` with its segments re-ordered by `mode` (`segment` mode ignores `segments`)."""
@@ -214,7 +201,7 @@ def cut_segments(
 class ShuffleTransform:
     """The training loader's transform: shuffle one utterance (picklable for loader workers)."""
 
-    def __init__(self, mode: str, sample_rate: int = 16000, silence_labels=DEFAULT_SILENCES):
+    def __init__(self, mode: str, sample_rate: int = SAMPLE_RATE, silence_labels=DEFAULT_SILENCES):
         if mode not in MODES:
             raise UserError(f"shuffle.mode '{mode}' must be one of {', '.join(MODES)}.")
         self.mode = mode
@@ -246,7 +233,7 @@ def write_shuffled(
     out: str,
     seed: int = 0,
     limit: int = 20,
-    sample_rate: int = 16000,
+    sample_rate: int = SAMPLE_RATE,
     silence_labels=DEFAULT_SILENCES,
 ) -> list[str]:
     """Write the first `limit` cuts as `<id>.orig.wav` and shuffled `<id>.<mode>.wav` to listen to."""

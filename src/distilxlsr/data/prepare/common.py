@@ -8,8 +8,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from distilxlsr.conventions import SAMPLE_RATE, SILENCE_LABELS
 from distilxlsr.data.alignments import (
-    DEFAULT_SILENCE_LABELS,
     LabelRules,
     index_ctm,
     index_textgrids,
@@ -48,7 +48,7 @@ class PrepareOptions:
     """Abort a split (UserError) when more than this share of its utterances is rejected."""
     jobs: int = 1
     """Worker processes that decode and check audio (and read alignments, phonemize)."""
-    silence_labels: tuple[str, ...] = DEFAULT_SILENCE_LABELS
+    silence_labels: tuple[str, ...] = SILENCE_LABELS
     """Alignment labels that count as silence (case-insensitive), left out of the phones."""
     strip_stress: bool = True
     """ARPAbet stress digits: `AH0` -> `AH`."""
@@ -58,7 +58,7 @@ class PrepareOptions:
     """Allowed phone symbols after normalisation; other labels reject the utterance (None: any)."""
     alignment_tolerance: float = 0.05
     """Seconds an alignment may run past the audio's end (it is cut there); more is a reject."""
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
     """Audio at another rate or with several channels is converted to this rate, mono."""
     progress: bool = True
 

@@ -23,14 +23,13 @@ Modules, in the order the data flows:
   and `synthesize_corpus`, which writes the manifests.
 """
 
+from distilxlsr.conventions import SAMPLE_RATE, SILENCE, Segment
 from distilxlsr.data.synthetic.corpus import synthesize_corpus
 from distilxlsr.data.synthetic.engine import ESPEAK_RATE, Engine
 from distilxlsr.data.synthetic.files import CHUNK, GENERATOR_VERSION, cache_key, is_cached
 from distilxlsr.data.synthetic.ipa import KIRSHENBAUM_TO_IPA, LANGUAGE_FIXES, to_ipa
-from distilxlsr.data.synthetic.render import SAMPLE_RATE, render_utterance
+from distilxlsr.data.synthetic.render import render_utterance
 from distilxlsr.data.synthetic.segments import (
-    SILENCE,
-    Segment,
     is_stop,
     move_stop_closures,
     resample_segments,

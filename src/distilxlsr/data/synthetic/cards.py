@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from distilxlsr.conventions import SAMPLE_RATE, SILENCE
 from distilxlsr.data.synthetic.files import stamp_path, write_text
 from distilxlsr.data.synthetic.texts import asset_path
 from distilxlsr.data.synthetic.voices import (
@@ -19,8 +20,6 @@ from distilxlsr.data.synthetic.voices import (
     VARIANTS,
     VOICES,
 )
-
-SILENCE = "sil"
 
 
 def _read_stamps(lang_dir: Path) -> dict[str, dict]:
@@ -45,7 +44,7 @@ def write_cards(root: Path, langs: Iterable[str]) -> None:
             f"# Synthetic {LANGUAGE_NAMES[lang]} ({lang}) speech",
             "",
             "Made by `distilxlsr synth` (distilxlsr.data.synthetic) with eSpeak NG from the PyPI",
-            "package espeakng-loader. 16 kHz FLAC; lhotse manifests with phone and word alignments",
+            f"package espeakng-loader. {SAMPLE_RATE // 1000} kHz FLAC; lhotse manifests with phone and word alignments",
             f"from the engine's phoneme and word events (pauses are `{SILENCE}`).",
             "",
             "| split | utterances | hours | speakers | phones | seed | eSpeak NG |",

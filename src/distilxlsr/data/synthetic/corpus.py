@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from distilxlsr.conventions import SAMPLE_RATE, SILENCE
 from distilxlsr.data.synthetic.cards import write_cards
 from distilxlsr.data.synthetic.files import (
     CHUNK,
@@ -34,10 +35,6 @@ from distilxlsr.data.synthetic.texts import utterance_spec
 from distilxlsr.data.synthetic.voices import SPLITS, VOICES, Speaker, check_language
 from distilxlsr.data.synthetic.workers import Workers
 from distilxlsr.errors import UserError
-
-SAMPLE_RATE = 16000
-SILENCE = "sil"
-
 
 _TYPICAL_SECONDS = {"en": 5.0}  # first guess of an utterance's duration (others: 3.5 s)
 

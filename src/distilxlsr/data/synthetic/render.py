@@ -1,4 +1,4 @@
-"""One utterance from text to FLAC: the engine's audio and events -> segments -> 16 kHz."""
+"""One utterance from text to FLAC: the engine's audio and events -> segments -> `SAMPLE_RATE`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from distilxlsr.conventions import SAMPLE_RATE
 from distilxlsr.data.synthetic.engine import ESPEAK_RATE, Engine
 from distilxlsr.data.synthetic.segments import (
     move_stop_closures,
@@ -16,11 +17,9 @@ from distilxlsr.data.synthetic.segments import (
     word_spans,
 )
 
-SAMPLE_RATE = 16000
-
 
 def render_utterance(engine: Engine, spec: dict, audio_dir: Path) -> dict:
-    """Synthesise one utterance, write its 16 kHz FLAC and return its manifest data."""
+    """Synthesise one utterance, write its FLAC (at `SAMPLE_RATE`) and return its manifest data."""
     audio, events = engine.synthesize(spec["text"], spec["speaker"], spec["rand_seed"])
     segments = segments_from_events(events, len(audio), spec["text"], spec["lang"])
     segments = move_stop_closures(segments, audio)

@@ -15,6 +15,9 @@ Word boundaries: eSpeak emits a word event (with the word's character position i
 before the phones of each word; every phone belongs to the last word event before it, events are
 mapped to the whitespace-separated token of the text that contains their position (so "42",
 spoken as two words, stays one word), and a word spans from its first to its last phone.
+
+Segments are the toolkit's `Segment` (docs/design.md, "Conventions"): pauses are labelled `sil`
+and marked `silence`, with no word.
 """
 
 from __future__ import annotations
@@ -23,13 +26,13 @@ import bisect
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 
 import numpy as np
 
+from distilxlsr.conventions import SILENCE, Segment
 from distilxlsr.data.synthetic.ipa import to_ipa
 
-SILENCE = "sil"
 _LANGUAGE_SWITCH = re.compile(r"^\([a-z-]+\)$")
 
 # Phones that start with a closure: plosives and affricates (with any diacritics after them).
@@ -40,12 +43,9 @@ def is_stop(label: str) -> bool:
     return bool(label) and label != SILENCE and label[0] in _STOP_START
 
 
-@dataclass
-class Segment:
-    label: str
-    start: int  # sample index
-    end: int
-    word: int | None = None  # index of the text token it belongs to
+def _segment(label: str, start: int, end: int, word: int | None = None) -> Segment:
+    """A phone (or, labelled `sil`, a pause) of the engine's output."""
+    return Segment(start, end, label, silence=label == SILENCE, word=word)
 
 
 def segments_from_events(
@@ -70,10 +70,10 @@ def segments_from_events(
         )
     segments: list[Segment] = []
     if not marks or marks[0][0] > 0:
-        segments.append(Segment(SILENCE, 0, marks[0][0] if marks else num_samples))
+        segments.append(_segment(SILENCE, 0, marks[0][0] if marks else num_samples))
     for i, (start, label, w) in enumerate(marks):
         end = marks[i + 1][0] if i + 1 < len(marks) else num_samples
-        segments.append(Segment(label, start, max(start, end), w))
+        segments.append(_segment(label, start, max(start, end), w))
     return _attach_modifiers(_tidy(segments))
 
 
@@ -86,9 +86,8 @@ def _attach_modifiers(segments: list[Segment]) -> list[Segment]:
     belongs to the phone before it: "k" + "ʲ" -> "kʲ" over both spans."""
     out: list[Segment] = []
     for s in segments:
-        if out and s.label != SILENCE and out[-1].label != SILENCE and _is_modifier(s.label):
-            out[-1].label += s.label
-            out[-1].end = s.end
+        if out and not s.silence and not out[-1].silence and _is_modifier(s.label):
+            out[-1] = replace(out[-1], label=out[-1].label + s.label, end=s.end)
         else:
             out.append(s)
     return out
@@ -100,10 +99,10 @@ def _tidy(segments: Iterable[Segment]) -> list[Segment]:
     for s in segments:
         if s.end <= s.start:
             continue
-        if out and s.label == SILENCE and out[-1].label == SILENCE:
-            out[-1].end = s.end
+        if out and s.silence and out[-1].silence:
+            out[-1] = replace(out[-1], end=s.end)
         else:
-            out.append(Segment(s.label, s.start, s.end, s.word))
+            out.append(s)
     return out
 
 
@@ -114,16 +113,17 @@ def move_stop_closures(
     stop's event, as exact-zero samples at the end of the previous phone. Move the boundary back
     over that run of zeros, leaving the previous phone at least `min_keep` samples (10 ms at
     22.05 kHz). A stop after a pause keeps its start (the closure is part of the pause)."""
-    out = [Segment(s.label, s.start, s.end, s.word) for s in segments]
-    for prev, cur in zip(out, out[1:], strict=False):
-        if not is_stop(cur.label) or prev.label == SILENCE:
+    out = list(segments)
+    for i in range(1, len(out)):
+        prev, cur = out[i - 1], out[i]
+        if not is_stop(cur.label) or prev.silence:
             continue
         span = audio[prev.start : cur.start]
         nonzero = np.flatnonzero(span)
         zeros = len(span) if len(nonzero) == 0 else len(span) - 1 - int(nonzero[-1])
         new_start = max(prev.start + min_keep, cur.start - zeros)
         if new_start < cur.start:
-            prev.end = cur.start = new_start
+            out[i - 1], out[i] = replace(prev, end=new_start), replace(cur, start=new_start)
     return out
 
 
@@ -131,13 +131,16 @@ def resample_segments(
     segments: list[Segment], rate_in: int, rate_out: int, n_out: int
 ) -> list[Segment]:
     """The same segments on another sample grid, still tiling [0, n_out)."""
-    out = []
-    for s in segments:
-        start = min(n_out, round(s.start * rate_out / rate_in))
-        end = min(n_out, round(s.end * rate_out / rate_in))
-        out.append(Segment(s.label, start, end, s.word))
+    out = [
+        replace(
+            s,
+            start=min(n_out, round(s.start * rate_out / rate_in)),
+            end=min(n_out, round(s.end * rate_out / rate_in)),
+        )
+        for s in segments
+    ]
     if out:
-        out[-1].end = n_out
+        out[-1] = replace(out[-1], end=n_out)
     return _tidy(out)
 
 
@@ -146,7 +149,7 @@ def word_spans(segments: list[Segment], text: str) -> list[tuple[str, int, int]]
     tokens = text.split()
     spans: dict[int, list[int]] = {}
     for s in segments:
-        if s.label == SILENCE or s.word is None:
+        if s.silence or s.word is None:
             continue
         span = spans.setdefault(s.word, [s.start, s.end])
         span[1] = s.end
