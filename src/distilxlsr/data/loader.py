@@ -24,7 +24,8 @@ from distilxlsr.conventions import SAMPLE_RATE
 from distilxlsr.errors import UserError
 
 # A transform changes one utterance's waveform, e.g. the phoneme shuffle:
-# (audio (samples,), cut, rng) -> audio.
+# (audio (samples,), cut, rng) -> audio. One with a `sample_rate` attribute must work at the
+# loader's rate (AudioBatches checks).
 Transform = Callable[[np.ndarray, Cut, np.random.Generator], np.ndarray]
 
 
@@ -203,6 +204,12 @@ class AudioBatches(torch.utils.data.Dataset):
         transform_p: float = 1.0,
         seed: int = 0,
     ):
+        rate = getattr(transform, "sample_rate", None)
+        if rate is not None and rate != sample_rate:
+            raise ValueError(
+                f"the transform works at {rate} Hz but the loader loads audio at {sample_rate} Hz; "
+                "build it for the loader's rate (make_transform(..., sample_rate=data.sample_rate))."
+            )
         self.sample_rate = sample_rate
         self.normalize = normalize
         self.transform = transform

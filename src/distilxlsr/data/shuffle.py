@@ -220,11 +220,15 @@ class ShuffleTransform:
         return phoneme_shuffle(audio, segments, rng, self.mode, self.sample_rate)
 
 
-def make_transform(config) -> ShuffleTransform | None:
-    """The transform for a `ShuffleConfig` (None for mode `none`; ShuffleTransform validates)."""
+def make_transform(config, *, sample_rate: int = SAMPLE_RATE) -> ShuffleTransform | None:
+    """The transform for a `ShuffleConfig`, working on audio at `sample_rate` (the loader's,
+    `data.sample_rate`: alignment times become sample indices at this rate). None for mode
+    `none`; ShuffleTransform validates the mode."""
     if config.mode == "none":
         return None
-    return ShuffleTransform(config.mode, silence_labels=frozenset(config.silence_labels))
+    return ShuffleTransform(
+        config.mode, sample_rate=sample_rate, silence_labels=frozenset(config.silence_labels)
+    )
 
 
 def write_shuffled(
