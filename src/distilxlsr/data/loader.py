@@ -207,8 +207,8 @@ class AudioBatches(torch.utils.data.Dataset):
         rate = getattr(transform, "sample_rate", None)
         if rate is not None and rate != sample_rate:
             raise ValueError(
-                f"the transform works at {rate} Hz but the loader loads audio at {sample_rate} Hz; "
-                "build it for the loader's rate (make_transform(..., sample_rate=data.sample_rate))."
+                f"the transform works at {rate} Hz but the loader loads audio at {sample_rate} "
+                "Hz; build it for the loader's rate: make_transform(..., sample_rate=...)."
             )
         self.sample_rate = sample_rate
         self.normalize = normalize

@@ -1,4 +1,5 @@
-"""Phoneme shuffling (docs/design.md, "Phoneme shuffling"): a waveform whose phone segments appear in a random order.
+"""Phoneme shuffling: a waveform whose phone segments appear in a random order (docs/design.md,
+"Phoneme shuffling").
 
 The core is a pure function, `phoneme_shuffle(audio, segments, rng, mode)`, on a waveform and
 segments that tile it. Pieces are re-assembled with short cross-fades in which each piece brings

@@ -2,9 +2,10 @@
 
 `synthesize_corpus` writes, for each language, the corpus-directory layout of docs/design.md
 ("Corpus directory"): ROOT/<lang>/cuts_<split>.jsonl.gz with recordings_/supervisions_ beside
-it, 16 kHz FLAC under ROOT/<lang>/audio/<split>/, the phone inventory ROOT/<lang>/phones_<split>.json
-(and phones.json, the union over the splits present), a cache stamp ROOT/<lang>/synth_<split>.json,
-and dataset cards ROOT/<lang>/README.md and ROOT/SYNTHETIC.md. `alignment["phone"]` tiles the
+it, 16 kHz FLAC under ROOT/<lang>/audio/<split>/, the phone inventory
+ROOT/<lang>/phones_<split>.json (and phones.json, the union over the splits present), a cache
+stamp ROOT/<lang>/synth_<split>.json, and dataset cards ROOT/<lang>/README.md and
+ROOT/SYNTHETIC.md. `alignment["phone"]` tiles the
 whole recording (pauses as `sil`); `custom["phones"]` is the same sequence without `sil`.
 
 The corpus is a pure function of (language, split, minutes, seed), whatever the number of jobs.
