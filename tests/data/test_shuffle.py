@@ -4,7 +4,7 @@ from lhotse.utils import fastcopy
 
 from distilxlsr.config import ShuffleConfig
 from distilxlsr.data.corpora import load_cuts
-from distilxlsr.data.loader import cut_rng
+from distilxlsr.data.loader import AudioBatches, cut_rng, load_mono
 from distilxlsr.data.shuffle import (
     Segment,
     assemble,
@@ -207,4 +207,40 @@ def test_bad_mode():
 
 
 def test_segment_dataclass_defaults():
-    assert Segment(0, 5).word == -1
+    assert Segment(0, 5).word is None
+
+
+def _pauses_stay_silent(audio: np.ndarray, cut, rate: int, margin: float = 0.01) -> int:
+    """Asserts that every pause between two phones (less `margin` s at each end) is silent in
+    `audio` at `rate`; returns how many pauses were checked."""
+    phones = cut.supervisions[0].alignment["phone"]
+    checked = 0
+    for a, b in zip(phones, phones[1:], strict=False):
+        start, end = a.end + margin, b.start - margin
+        if end - start < 0.02:
+            continue
+        quiet = np.abs(audio[round(start * rate) : round(end * rate)]).max()
+        assert quiet < 0.02, (a, b, quiet)
+        checked += 1
+    return checked
+
+
+def test_transform_works_at_the_loaders_sample_rate(toy_corpus):
+    """Audio loaded at 8 kHz (data.sample_rate) from 16 kHz recordings: alignment times become
+    samples at 8 kHz, so word mode keeps every pause in place (they were converted at 16 kHz)."""
+    rate = 8000
+    cut = next(iter(load_cuts(toy_corpus / "en")))
+    transform = make_transform(ShuffleConfig(mode="word"), sample_rate=rate)
+    batches = AudioBatches(sample_rate=rate, normalize=False, transform=transform, seed=0)
+    original = load_mono(cut, rate)
+    shuffled = batches.load(cut, epoch=0)
+    assert len(shuffled) == len(original) and not np.allclose(shuffled, original)
+    assert _pauses_stay_silent(original, cut, rate) >= 2
+    assert _pauses_stay_silent(shuffled, cut, rate) >= 2
+
+
+def test_loader_refuses_a_transform_made_for_another_rate():
+    transform = make_transform(ShuffleConfig(mode="utterance"))  # 16 kHz
+    with pytest.raises(ValueError, match="8000 Hz"):
+        AudioBatches(sample_rate=8000, transform=transform)
+    assert make_transform(ShuffleConfig(mode="none"), sample_rate=8000) is None

@@ -14,6 +14,7 @@ import pytest
 import soundfile as sf
 from lhotse import CutSet
 
+import distilxlsr
 from distilxlsr.data import synthetic
 from distilxlsr.data.synthetic import (
     SILENCE,
@@ -23,6 +24,7 @@ from distilxlsr.data.synthetic import (
     segments_from_events,
     speakers,
     synthesize_corpus,
+    texts,
     to_ipa,
 )
 from distilxlsr.errors import UserError
@@ -94,8 +96,8 @@ def test_train_and_test_speakers_and_texts_are_disjoint(corpus):
     assert not {(s.variant, s.pitch) for s in speakers("sw", "train")} & {
         (s.variant, s.pitch) for s in speakers("sw", "test")
     }
-    assert not set(synthetic._english_pool("train")) & set(synthetic._english_pool("test"))
-    assert len(synthetic._text_source("en")) >= 1000
+    assert not set(texts._english_pool("train")) & set(texts._english_pool("test"))
+    assert len(texts._text_source("en")) >= 1000
     for lang in ("en", "sw"):
         train, test = (
             _cuts(corpus / lang / f"cuts_{split}.jsonl.gz") for split in ("train", "test")
@@ -124,7 +126,7 @@ def _manifest_lines(path: Path, root: Path) -> list[str]:
 
 def test_same_seed_gives_identical_bytes_in_separate_processes(tmp_path):
     roots = [tmp_path / "a", tmp_path / "b"]
-    env = dict(os.environ, PYTHONPATH=str(Path(synthetic.__file__).resolve().parents[2]))
+    env = dict(os.environ, PYTHONPATH=str(Path(distilxlsr.__file__).resolve().parents[1]))
     runs = [
         subprocess.Popen([sys.executable, "-c", _RUN, str(root), jobs], env=env)
         for root, jobs in zip(roots, ("1", "2"), strict=True)
@@ -208,10 +210,10 @@ def test_stop_closure_boundary_moves_back_over_exact_zeros():
     audio = np.ones(2000, dtype=np.int16)
     audio[700:1000] = 0  # the closure, written at the end of the vowel before the stop
     segments = [
-        Segment(SILENCE, 0, 100),
-        Segment("a", 100, 1000, 0),
-        Segment("t", 1000, 1500, 0),
-        Segment("s", 1500, 2000, 0),
+        Segment(0, 100, SILENCE, silence=True),
+        Segment(100, 1000, "a", word=0),
+        Segment(1000, 1500, "t", word=0),
+        Segment(1500, 2000, "s", word=0),
     ]
     moved = move_stop_closures(segments, audio)
     assert [(s.label, s.start, s.end) for s in moved] == [
@@ -227,7 +229,11 @@ def test_stop_closure_boundary_moves_back_over_exact_zeros():
     # only stops move; a stop after a pause keeps its start; a non-zero tail moves nothing
     silent_tail = np.ones(2000, dtype=np.int16)
     silent_tail[1300:1500] = 0
-    same = [Segment(SILENCE, 0, 1000), Segment("k", 1000, 1500), Segment("s", 1500, 2000)]
+    same = [
+        Segment(0, 1000, SILENCE, silence=True),
+        Segment(1000, 1500, "k"),
+        Segment(1500, 2000, "s"),
+    ]
     assert [s.start for s in move_stop_closures(same, silent_tail)] == [0, 1000, 1500]
     assert [s.start for s in move_stop_closures(segments, np.ones(2000, np.int16))] == [
         0,
@@ -268,6 +274,8 @@ def test_segments_from_events_rules():
         ("d", 200, 260),
         (SILENCE, 260, 300),
     ]
+    assert all(s.silence == (s.label == SILENCE) for s in segments)
+    assert all(s.word is None for s in segments if s.silence)
     assert synthetic.word_spans(segments, text) == [
         ("Twenty", 10, 90),
         ("42", 90, 170),

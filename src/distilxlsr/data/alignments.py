@@ -7,8 +7,6 @@
   byte ranges so that a corpus-sized file is never held in memory.
 - Label rules: silence/noise labels (`sil sp spn ""` by default, case-insensitive), ARPAbet stress
   digits (`AH0` -> `AH`) and Kaldi word-position suffixes (`_B _I _E _S`).
-- eSpeak NG phonemization (IPA) through the `espeakng-loader` package's bundled library, via
-  ctypes `espeak_TextToPhonemes`, for corpora that come with text only (Common Voice).
 
 Problems with one utterance raise `UtteranceProblem(reason, detail)`; `prepare` counts and reports
 them as rejects instead of stopping.
@@ -16,7 +14,6 @@ them as rejects instead of stopping.
 
 from __future__ import annotations
 
-import ctypes
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -24,10 +21,11 @@ from pathlib import Path
 
 from lhotse.supervision import AlignmentItem
 
+from distilxlsr.conventions import SILENCE_LABELS
+
 # (start s, end s, label)
 Interval = tuple[float, float, str]
 
-DEFAULT_SILENCE_LABELS = ("", "sil", "sp", "spn")
 _POSITION = re.compile(r"_[BIES]$")
 _STRESS = re.compile(r"(?<=[A-Za-z])[012]$")
 _EPS = 1e-4  # seconds: CTM/TextGrid times are printed rounded; closer than this is "touching"
@@ -46,7 +44,7 @@ class UtteranceProblem(Exception):
 class LabelRules:
     """How raw alignment labels become phone symbols."""
 
-    silence_labels: frozenset[str] = frozenset(DEFAULT_SILENCE_LABELS)
+    silence_labels: frozenset[str] = frozenset(SILENCE_LABELS)
     strip_stress: bool = True
     strip_position: bool = True
     inventory: frozenset[str] | None = None
@@ -299,72 +297,3 @@ def labels_to_phones(labels: Iterable[str], rules: LabelRules) -> list[str]:
         if symbol and not rules.is_silence(symbol):
             out.append(symbol)
     return out
-
-
-# ---------------------------------------------------------------------------------------------
-# eSpeak NG phonemization
-
-_ESPEAK_SYNCHRONOUS = 2
-_ESPEAK_CHARS_UTF8 = 1
-_ESPEAK_PHONEMES_IPA = 0x02
-_SEPARATOR = "_"
-_MARKERS = re.compile(r"\([^)]*\)")  # language switches such as "(en)"
-_DROP = str.maketrans("", "", "ˈˌ‿-")  # stress marks, links, syllable joins
-_espeak_lib = None
-
-
-def _espeak():
-    global _espeak_lib
-    if _espeak_lib is None:
-        import espeakng_loader
-
-        lib = ctypes.CDLL(espeakng_loader.get_library_path())
-        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-        lib.espeak_Initialize.restype = ctypes.c_int
-        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-        lib.espeak_SetVoiceByName.restype = ctypes.c_int
-        lib.espeak_TextToPhonemes.argtypes = [
-            ctypes.POINTER(ctypes.c_char_p),
-            ctypes.c_int,
-            ctypes.c_int,
-        ]
-        lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
-        data = espeakng_loader.get_data_path().encode()
-        if lib.espeak_Initialize(_ESPEAK_SYNCHRONOUS, 0, data, 0) <= 0:
-            raise RuntimeError(f"eSpeak NG failed to initialise with data at {data.decode()}")
-        _espeak_lib = lib
-    return _espeak_lib
-
-
-def espeak_voice(lang: str) -> str | None:
-    """The eSpeak NG voice name for a language code such as `sv-SE`, `pt_BR` or `el` (tries the
-    code, its lower-case/hyphenated form and its base language); None if there is none."""
-    lib = _espeak()
-    code = lang.strip().replace("_", "-")
-    for candidate in dict.fromkeys([lang, code, code.lower(), code.split("-")[0].lower()]):
-        if candidate and lib.espeak_SetVoiceByName(candidate.encode()) == 0:
-            return candidate
-    return None
-
-
-def phonemize(text: str, voice: str) -> list[list[str]]:
-    """IPA phones of `text`, grouped by word (stress marks dropped; length marks stay on their
-    vowel), with eSpeak NG voice `voice` (see `espeak_voice`)."""
-    lib = _espeak()
-    # The engine's voice is process-global state: set it on every call (cheap).
-    if lib.espeak_SetVoiceByName(voice.encode()) != 0:
-        raise ValueError(f"eSpeak NG has no voice '{voice}'")
-    buffer = ctypes.create_string_buffer(text.encode("utf-8"))
-    pointer = ctypes.c_char_p(ctypes.addressof(buffer))
-    mode = _ESPEAK_PHONEMES_IPA | (ord(_SEPARATOR) << 8)
-    words: list[list[str]] = []
-    while pointer.value:
-        clause = lib.espeak_TextToPhonemes(ctypes.byref(pointer), _ESPEAK_CHARS_UTF8, mode)
-        if clause is None:
-            break
-        for word in _MARKERS.sub("", clause.decode("utf-8", errors="replace")).split():
-            phones = [p.translate(_DROP) for p in word.split(_SEPARATOR)]
-            phones = [p for p in phones if p]
-            if phones:
-                words.append(phones)
-    return words

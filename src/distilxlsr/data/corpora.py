@@ -1,4 +1,4 @@
-"""Finding cut manifests in the corpus-directory layout of DESIGN.md.
+"""Finding cut manifests in the corpus-directory layout (docs/design.md, "Corpus directory").
 
 ROOT/<lang>/cuts_<split>.jsonl.gz, several languages side by side. A path may be a manifest file
 (taken as is), ROOT/<lang> (one language) or ROOT (that split of every language under it).

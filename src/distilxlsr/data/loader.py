@@ -20,10 +20,12 @@ from lhotse import CutSet
 from lhotse.cut import Cut
 from lhotse.dataset import DynamicBucketingSampler
 
+from distilxlsr.conventions import SAMPLE_RATE
 from distilxlsr.errors import UserError
 
 # A transform changes one utterance's waveform, e.g. the phoneme shuffle:
-# (audio (samples,), cut, rng) -> audio.
+# (audio (samples,), cut, rng) -> audio. One with a `sample_rate` attribute must work at the
+# loader's rate (AudioBatches checks).
 Transform = Callable[[np.ndarray, Cut, np.random.Generator], np.ndarray]
 
 
@@ -120,7 +122,7 @@ class BatchPlan:
         min_seconds: float,
         num_buckets: int,
         seed: int,
-        sample_rate: int = 16000,
+        sample_rate: int = SAMPLE_RATE,
         world_size: int = 1,
         rank: int = 0,
     ):
@@ -181,7 +183,7 @@ class BatchPlan:
             epoch, skip = epoch + 1, 0
 
 
-def load_mono(cut: Cut, sample_rate: int = 16000) -> np.ndarray:
+def load_mono(cut: Cut, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """A cut's audio as float32 mono at `sample_rate` (channels averaged, soxr resampling)."""
     audio = cut.load_audio()
     audio = audio.mean(axis=0) if audio.ndim == 2 else audio
@@ -196,12 +198,18 @@ class AudioBatches(torch.utils.data.Dataset):
 
     def __init__(
         self,
-        sample_rate: int = 16000,
+        sample_rate: int = SAMPLE_RATE,
         normalize: bool = True,
         transform: Transform | None = None,
         transform_p: float = 1.0,
         seed: int = 0,
     ):
+        rate = getattr(transform, "sample_rate", None)
+        if rate is not None and rate != sample_rate:
+            raise ValueError(
+                f"the transform works at {rate} Hz but the loader loads audio at {sample_rate} "
+                "Hz; build it for the loader's rate: make_transform(..., sample_rate=...)."
+            )
         self.sample_rate = sample_rate
         self.normalize = normalize
         self.transform = transform

@@ -1,4 +1,5 @@
-"""Phoneme shuffling (DESIGN.md): a waveform whose phone segments appear in a random order.
+"""Phoneme shuffling: a waveform whose phone segments appear in a random order (docs/design.md,
+"Phoneme shuffling").
 
 The core is a pure function, `phoneme_shuffle(audio, segments, rng, mode)`, on a waveform and
 segments that tile it. Pieces are re-assembled with short cross-fades in which each piece brings
@@ -12,28 +13,15 @@ chunks cut at low-energy points, permuted), `none`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from lhotse.cut import Cut
 
+from distilxlsr.conventions import SAMPLE_RATE, SILENCE_LABELS, Segment
 from distilxlsr.errors import UserError
 
 MODES = ("none", "utterance", "word", "segment")
-DEFAULT_SILENCES = frozenset({"sil", "sp", "spn", ""})
+DEFAULT_SILENCES = frozenset(SILENCE_LABELS)
 MIN_GAP_S = 0.005
-
-
-@dataclass(frozen=True)
-class Segment:
-    """A piece of the waveform, [start, end) in samples."""
-
-    start: int
-    end: int
-    label: str = ""
-    silence: bool = False
-    word: int = -1
-    """Index of the word the piece belongs to (-1: none)."""
 
 
 def tile_segments(
@@ -61,10 +49,10 @@ def tile_segments(
             last = out[-1]  # a rounding sliver: the previous piece absorbs it
             out[-1] = Segment(last.start, start, last.label, last.silence, last.word)
         is_silence = label in silence_labels
-        word = -1
+        word = None
         if not is_silence:
             middle = (start + end) // 2
-            word = next((i for i, (a, b) in enumerate(word_bounds) if a <= middle < b), -1)
+            word = next((i for i, (a, b) in enumerate(word_bounds) if a <= middle < b), None)
         out.append(Segment(start, end, label, silence=is_silence, word=word))
         pos = end
     if pos < num_samples:
@@ -92,7 +80,7 @@ def shuffled_order(segments: list[Segment], mode: str, rng: np.random.Generator)
     elif mode == "word":
         by_word: dict[int, list[int]] = {}
         for i, s in enumerate(segments):
-            if not s.silence and s.word >= 0:
+            if not s.silence and s.word is not None:
                 by_word.setdefault(s.word, []).append(i)
         groups = list(by_word.values())
     elif mode == "segment":
@@ -178,7 +166,7 @@ def phoneme_shuffle(
     segments: list[Segment],
     rng: np.random.Generator,
     mode: str = "utterance",
-    sample_rate: int = 16000,
+    sample_rate: int = SAMPLE_RATE,
     fade_ms: float = 4.0,
 ) -> np.ndarray:
     """`audio` with its segments re-ordered by `mode` (`segment` mode ignores `segments`)."""
@@ -214,7 +202,7 @@ def cut_segments(
 class ShuffleTransform:
     """The training loader's transform: shuffle one utterance (picklable for loader workers)."""
 
-    def __init__(self, mode: str, sample_rate: int = 16000, silence_labels=DEFAULT_SILENCES):
+    def __init__(self, mode: str, sample_rate: int = SAMPLE_RATE, silence_labels=DEFAULT_SILENCES):
         if mode not in MODES:
             raise UserError(f"shuffle.mode '{mode}' must be one of {', '.join(MODES)}.")
         self.mode = mode
@@ -233,11 +221,15 @@ class ShuffleTransform:
         return phoneme_shuffle(audio, segments, rng, self.mode, self.sample_rate)
 
 
-def make_transform(config) -> ShuffleTransform | None:
-    """The transform for a `ShuffleConfig` (None for mode `none`; ShuffleTransform validates)."""
+def make_transform(config, *, sample_rate: int = SAMPLE_RATE) -> ShuffleTransform | None:
+    """The transform for a `ShuffleConfig`, working on audio at `sample_rate` (the loader's,
+    `data.sample_rate`: alignment times become sample indices at this rate). None for mode
+    `none`; ShuffleTransform validates the mode."""
     if config.mode == "none":
         return None
-    return ShuffleTransform(config.mode, silence_labels=frozenset(config.silence_labels))
+    return ShuffleTransform(
+        config.mode, sample_rate=sample_rate, silence_labels=frozenset(config.silence_labels)
+    )
 
 
 def write_shuffled(
@@ -246,7 +238,7 @@ def write_shuffled(
     out: str,
     seed: int = 0,
     limit: int = 20,
-    sample_rate: int = 16000,
+    sample_rate: int = SAMPLE_RATE,
     silence_labels=DEFAULT_SILENCES,
 ) -> list[str]:
     """Write the first `limit` cuts as `<id>.orig.wav` and shuffled `<id>.<mode>.wav` to listen to."""

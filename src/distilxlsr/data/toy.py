@@ -15,6 +15,8 @@ import soundfile as sf
 from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
 from lhotse.supervision import AlignmentItem
 
+from distilxlsr.conventions import SAMPLE_RATE
+
 PHONES = [f"p{i}" for i in range(12)] + ["s", "f"]
 
 
@@ -46,7 +48,7 @@ def make_toy_corpus(
     seconds: tuple[float, float] = (1.0, 3.0),
     num_speakers: int = 4,
     seed: int = 0,
-    sample_rate: int = 16000,
+    sample_rate: int = SAMPLE_RATE,
 ) -> Path:
     """Write ROOT/<lang>/cuts_<split>.jsonl.gz (+ recordings, supervisions, FLAC audio)."""
     rng = np.random.default_rng(seed)
