@@ -66,7 +66,7 @@ def resolve_transform(config: DistillConfig) -> Transform | None:
     """The per-utterance waveform transform (phoneme shuffling) for `shuffle.mode`."""
     from distilxlsr.data import shuffle  # noqa: PLC0415 (imported late: optional machinery)
 
-    return shuffle.make_transform(config.shuffle)
+    return shuffle.make_transform(config.shuffle, sample_rate=config.data.sample_rate)
 
 
 @dataclass
