@@ -444,3 +444,33 @@ def test_commonvoice_given_labels_and_unknown_voice(tmp_path):
         "a",
         "h",
     ]
+
+
+def test_ids_that_sanitise_alike_get_their_own_audio_files(tmp_path):
+    audio, grids = tmp_path / "corpus", tmp_path / "aligned"
+    for name, seconds in (("take  ;1", 1.2), ("take ##1", 1.5)):
+        write_audio(audio / "spk1" / f"{name}.wav", seconds)
+        (audio / "spk1" / f"{name}.lab").write_text("hello world")
+        hello_grid(grids / "spk1" / f"{name}.TextGrid")
+    out = tmp_path / "out"
+    prepare_textgrid(audio, grids, out, lang="xx", split="train", options=PrepareOptions(**QUIET))
+    cuts = {c.id: c for c in load_cuts(out / "xx", "train")}
+    assert set(cuts) == {"take  ;1", "take ##1"}
+    files = {c.recording.sources[0].source for c in cuts.values()}
+    assert len(files) == 2
+    for cut in cuts.values():  # each manifest still describes its own audio
+        assert cut.load_audio().shape[1] == cut.recording.num_samples
+
+
+def test_conflicting_transcript_lines_are_a_counted_reject(tmp_path, capsys):
+    root = make_librispeech(tmp_path / "LibriSpeech", tmp_path / "mfa")
+    trans = root / "train-clean-100" / "19" / "198" / "19-198.trans.txt"
+    text = trans.read_text()
+    trans.write_text(text + "19-198-0000 HELLO WORLD\n19-198-0001 WORLD HELLO\n")
+    opts = PrepareOptions(max_reject_share=0.9, progress=False)
+    prepare_librispeech(
+        root, tmp_path / "mfa", tmp_path / "out", parts=["train-clean-100"], options=opts
+    )
+    # an identical repeat is harmless; two different lines for one id are not
+    assert rejected(tmp_path / "out", "en", "train") == {"19-198-0001": "conflicting_transcript"}
+    assert "1 two different transcripts" in capsys.readouterr().out

@@ -31,6 +31,7 @@ REASONS = {
     "missing_transcript": "missing transcript",
     "empty_transcript": "no phones",
     "duplicate_id": "duplicate id",
+    "conflicting_transcript": "two different transcripts",
     "internal_error": "unexpected errors",
 }
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus")

@@ -29,20 +29,28 @@ def _librispeech_items(parts: list[Path], alignments: AlignmentSource) -> Iterat
         for speaker_dir in sorted(d for d in part.iterdir() if d.is_dir()):
             for chapter_dir in sorted(d for d in speaker_dir.iterdir() if d.is_dir()):
                 texts: dict[str, str | None] = {}
+                conflicting: set[str] = set()
                 trans_files = sorted(chapter_dir.glob("*.trans.txt"))
                 for trans in trans_files:
                     for raw in trans.read_bytes().splitlines():
                         head, _, rest = raw.strip().partition(b" ")
                         if head:
-                            texts[head.decode("utf-8", errors="replace")] = decode_line(
-                                rest.strip()
-                            )
+                            utt_id = head.decode("utf-8", errors="replace")
+                            text = decode_line(rest.strip())
+                            if utt_id in texts and texts[utt_id] != text:
+                                conflicting.add(utt_id)  # which one is right is unknowable
+                            texts[utt_id] = text
                 audio = {p.stem: p for p in chapter_dir.glob("*.flac")}
                 trans_name = trans_files[0] if trans_files else chapter_dir / "*.trans.txt"
                 for utt in sorted(set(texts) | set(audio)):
                     problem = None
                     if utt not in texts:
                         problem = ("missing_transcript", f"{utt} has no line in {trans_name}")
+                    elif utt in conflicting:
+                        problem = (
+                            "conflicting_transcript",
+                            f"{trans_name} has two different lines for {utt}",
+                        )
                     elif texts[utt] is None:
                         problem = (
                             "bad_encoding",

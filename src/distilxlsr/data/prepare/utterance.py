@@ -7,6 +7,7 @@ transcript comes from the alignment, given labels or eSpeak NG phonemization.
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 import re
@@ -87,6 +88,8 @@ def _converted(item: Utterance, audio: np.ndarray, sample_rate: int, job: Job) -
     shard = Path(job.audio_out) / f"{zlib.crc32(item.id.encode()) % 256:02x}"
     shard.mkdir(parents=True, exist_ok=True)
     safe = re.sub(r"[^\w.+-]", "_", item.id)
+    if safe != item.id:  # two ids may map to one name: a hash of the id keeps them apart
+        safe += "-" + hashlib.sha1(item.id.encode()).hexdigest()[:10]
     path = shard / f"{safe}.flac"
     sf.write(path, mono, job.sample_rate, format="FLAC", subtype="PCM_16")
     return str(path), len(mono)
