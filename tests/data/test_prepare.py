@@ -474,3 +474,18 @@ def test_conflicting_transcript_lines_are_a_counted_reject(tmp_path, capsys):
     # an identical repeat is harmless; two different lines for one id are not
     assert rejected(tmp_path / "out", "en", "train") == {"19-198-0001": "conflicting_transcript"}
     assert "1 two different transcripts" in capsys.readouterr().out
+
+
+def test_a_wav_file_cut_short_is_a_counted_reject(tmp_path, capsys):
+    audio, grids = tmp_path / "corpus", tmp_path / "aligned"
+    for name in ("whole", "cut"):
+        write_audio(audio / "spk1" / f"{name}.wav", 1.2)
+        (audio / "spk1" / f"{name}.lab").write_text("hello world")
+        hello_grid(grids / "spk1" / f"{name}.TextGrid")
+    cut = audio / "spk1" / "cut.wav"
+    cut.write_bytes(cut.read_bytes()[:-4000])  # a copy that stopped early
+    out = tmp_path / "out"
+    opts = PrepareOptions(max_reject_share=0.9, **QUIET)
+    prepare_textgrid(audio, grids, out, lang="xx", split="train", options=opts)
+    assert rejected(out, "xx", "train") == {"cut": "truncated_audio"}
+    assert "1 audio cut short" in capsys.readouterr().out

@@ -20,6 +20,7 @@ from distilxlsr.errors import UserError
 REASONS = {
     "unreadable_audio": "unreadable audio",
     "empty_audio": "empty audio",
+    "truncated_audio": "audio cut short",
     "nonfinite_audio": "NaN/inf samples",
     "too_long": "too long",
     "missing_alignment": "missing alignment",

@@ -50,6 +50,30 @@ class Result:
     notes: list[str] = field(default_factory=list)
 
 
+def declared_wav_frames(path: str, info) -> int | None:
+    """The frame count a PCM WAV file's header declares for its data chunk (libsndfile reads a
+    cut-short file silently at its shortened length); None for other files."""
+    if info.format != "WAV" or not info.subtype.startswith("PCM"):
+        return None
+    width = {"PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "PCM_U8": 1, "PCM_S8": 1}.get(info.subtype)
+    if width is None:
+        return None
+    with open(path, "rb") as f:
+        if f.read(4) != b"RIFF":
+            return None
+        f.read(8)  # size, "WAVE"
+        while True:
+            head = f.read(8)
+            if len(head) < 8:
+                return None
+            size = int.from_bytes(head[4:], "little")
+            if head[:4] == b"data":
+                if size in (0, 0xFFFFFFFF):  # streamed files leave it unset
+                    return None
+                return size // (width * info.channels)
+            f.seek(size + (size & 1), 1)
+
+
 def _read_audio(path: str, max_seconds: float) -> tuple[np.ndarray, int]:
     if not os.path.isfile(path):
         raise UtteranceProblem("unreadable_audio", f"{path}: no such file")
@@ -67,6 +91,12 @@ def _read_audio(path: str, max_seconds: float) -> tuple[np.ndarray, int]:
         raise UtteranceProblem("unreadable_audio", f"{path}: {err}") from None
     if audio.shape[0] == 0:
         raise UtteranceProblem("empty_audio", f"{path}: no samples")
+    declared = declared_wav_frames(path, info)
+    if declared is not None and audio.shape[0] < declared:
+        raise UtteranceProblem(
+            "truncated_audio",
+            f"{path}: its header declares {declared} samples, the file holds {audio.shape[0]}",
+        )
     bad = int(np.count_nonzero(~np.isfinite(audio)))
     if bad:
         raise UtteranceProblem("nonfinite_audio", f"{path}: {bad} NaN/inf samples")
