@@ -6,6 +6,8 @@ ROOT/<lang>/cuts_<split>.jsonl.gz, several languages side by side. A path may be
 
 from __future__ import annotations
 
+import gzip
+import json
 from pathlib import Path
 
 from lhotse import CutSet
@@ -49,9 +51,29 @@ def find_manifests(path: str | Path, split: str = "train") -> list[Path]:
     return found
 
 
+def check_manifest(path: Path) -> None:
+    """Read a manifest's first cut, so that a file that is not one fails here in one line
+    rather than later inside the loader."""
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path) as f:
+            first = f.readline()
+        if not first.strip():
+            return  # an empty manifest: counted as holding no cut where it is scanned
+        cut = CutSet.from_dicts([json.loads(first)])[0]
+        cut.sampling_rate, cut.duration  # noqa: B018 (fields the loader needs)
+    except (OSError, EOFError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+        raise UserError(
+            f"'{path}' is not a readable lhotse cut manifest ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else 'no detail'}); write it again with "
+            "`distilxlsr prepare` / `distilxlsr synth`."
+        ) from None
+
+
 def load_cuts(path: str | Path, split: str = "train") -> CutSet:
     """A lazily read CutSet for `path`; several languages are interleaved at random with a fixed
     seed, so every iteration yields the same order."""
     files = find_manifests(path, split)
+    for f in files:
+        check_manifest(f)
     sets = [CutSet.from_jsonl_lazy(f) for f in files]
     return sets[0] if len(sets) == 1 else CutSet.mux(*sets, seed=0)

@@ -9,6 +9,7 @@ whatever the number of loader workers.
 
 from __future__ import annotations
 
+import os
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -50,16 +51,39 @@ class CorpusStats:
 
 
 def scan_cuts(cuts: CutSet, min_seconds: float) -> CorpusStats:
-    """One pass over the manifest: counts, hours and cuts that will be skipped."""
+    """One pass over the manifest: counts, hours and cuts that will be skipped. A manifest line
+    that cannot be read, or audio files that are gone, are one error here (not a traceback
+    from a loader worker later)."""
     n = short = 0
     seconds = 0.0
-    for cut in cuts:
-        if cut.duration < min_seconds:
-            short += 1
-            continue
-        n += 1
-        seconds += cut.duration
+    missing: list[str] = []
+    try:
+        for cut in cuts:
+            if cut.duration < min_seconds:
+                short += 1
+                continue
+            n += 1
+            seconds += cut.duration
+            missing += [s for s in _local_sources(cut) if not os.path.isfile(s)]
+    except (OSError, EOFError, ValueError, KeyError, TypeError) as err:
+        raise UserError(
+            f"a cut manifest could not be read after {n + short} cuts ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else 'no detail'}); write it again with "
+            "`distilxlsr prepare` / `distilxlsr synth`."
+        ) from None
+    if missing:
+        raise UserError(
+            f"{len(missing)} audio file(s) named by the manifests are gone (first: {missing[0]}); "
+            "restore them or run `distilxlsr prepare` again."
+        )
     return CorpusStats(cuts=n, hours=seconds / 3600, too_short=short)
+
+
+def _local_sources(cut: Cut) -> list[str]:
+    recording = getattr(cut, "recording", None)
+    if recording is None:
+        return []
+    return [s.source for s in recording.sources if s.type == "file"]
 
 
 class _LongerThan:
