@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -206,6 +207,17 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     run_demo(Path(args.out), quick=args.quick)
 
 
+def _positive_number(text: str) -> float:
+    """argparse type: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number above 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="distilxlsr",
@@ -328,7 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
         "synth", help="synthesize a multilingual corpus with exact phone alignments (eSpeak NG)"
     )
     p.add_argument("--langs", required=True, help="comma-separated languages, e.g. en,sw")
-    p.add_argument("--minutes", type=float, required=True, help="minutes of speech per language")
+    p.add_argument(
+        "--minutes", type=_positive_number, required=True, help="minutes of speech per language"
+    )
     p.add_argument("--split", default="train", choices=["train", "test"])
     p.add_argument("--out", required=True, help="corpus directory (ROOT/<lang>/...)")
     p.add_argument("--seed", type=int, default=0)

@@ -489,3 +489,26 @@ def test_a_wav_file_cut_short_is_a_counted_reject(tmp_path, capsys):
     prepare_textgrid(audio, grids, out, lang="xx", split="train", options=opts)
     assert rejected(out, "xx", "train") == {"cut": "truncated_audio"}
     assert "1 audio cut short" in capsys.readouterr().out
+
+
+def test_commonvoice_short_row_with_client_id_last(tmp_path):
+    root = tmp_path / "cv" / "zz"
+    for i in (1, 2):
+        write_audio(root / "clips" / f"x{i}.{CLIP[0]}", 0.6, sr=48000, **CLIP[1])
+    (root / "train.tsv").write_text(
+        f"path\tsentence\tclient_id\nx1.{CLIP[0]}\tblah\tc1\nx2.{CLIP[0]}\tblah\n"
+    )
+    labels = tmp_path / "labels.tsv"
+    labels.write_text(f"x1.{CLIP[0]}\tb l a h\nx2.{CLIP[0]}\tb l a h\n")
+    opts = PrepareOptions(**QUIET)
+    prepare_commonvoice(root, tmp_path / "out", "zz", phones=labels, options=opts)
+    sups = supervisions(tmp_path / "out", "zz", "train")
+    assert sups["x1"].speaker == "c1" and sups["x2"].speaker == "unknown"
+
+
+def test_synth_refuses_a_non_finite_length(capsys):
+    from distilxlsr.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["synth", "--langs", "en", "--minutes", "inf", "--out", "x"])
+    assert "--minutes: inf must be a finite number above 0" in capsys.readouterr().err

@@ -64,7 +64,7 @@ def _commonvoice_items(
             problem = ("bad_encoding", f"{tsv}: the sentence on line {number} is not valid UTF-8")
         speaker = (
             fields[i_speaker].decode("utf-8", errors="replace")
-            if i_speaker is not None
+            if i_speaker is not None and i_speaker < len(fields)
             else "unknown"
         )
         stem = Path(rel).stem
