@@ -74,6 +74,11 @@ def _cmd_export(args: argparse.Namespace) -> None:
         return
     out = export_hf(args.source, args.out, args.results)
     print(f"exported {args.source} to {out} (load it with transformers.AutoModel.from_pretrained)")
+    if args.push_to_hub:
+        from distilxlsr.export import push_to_hub
+
+        url = push_to_hub(out, args.push_to_hub)
+        print(f"uploaded {out} to {url}")
 
 
 def _cmd_import_official(args: argparse.Namespace) -> None:
@@ -304,6 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="hf (default) or distilxlsr: the authors' fairseq-style checkpoint",
     )
     p.add_argument("--results", help="an evaluation results.json to include in the model card")
+    p.add_argument(
+        "--push-to-hub",
+        metavar="REPO",
+        help="also upload the exported folder to this Hugging Face hub repository (hf format)",
+    )
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("shuffle", help="write phoneme-shuffled audio to listen to")

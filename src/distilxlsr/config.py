@@ -74,8 +74,9 @@ class StudentConfig:
 
 @dataclass
 class ShuffleConfig:
-    mode: str = "none"
-    """Phoneme shuffling: `none`, `utterance`, `word` or `segment`."""
+    mode: str = "utterance"
+    """Phoneme shuffling: `utterance` (the method: all phones of an utterance permuted; needs
+    phone alignments), `word`, `segment` (no alignment needed) or `none`."""
     p: float = 1.0
     """Probability that an utterance is shuffled."""
     silence_labels: list[str] = field(default_factory=lambda: list(SILENCE_LABELS))

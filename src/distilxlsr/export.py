@@ -8,6 +8,7 @@ from pathlib import Path
 
 from safetensors import safe_open
 
+from distilxlsr.card import StudentFacts, pick_results, render_student_card, teacher_name
 from distilxlsr.errors import UserError
 from distilxlsr.models.student import StudentInfo
 from distilxlsr.training import checkpoint as ckpt
@@ -64,67 +65,54 @@ def student_info(model_dir: Path, run: RunDir | None = None) -> StudentInfo | No
     return info
 
 
-def model_card(model_dir: Path, run: RunDir | None, results: dict | None) -> str:
+def _facts(model_dir: Path, run: RunDir | None, results: dict | None, folder: str, out=None):
     config = json.loads((model_dir / "config.json").read_text())
-    lines = [
-        "---",
-        "library_name: transformers",
-        "tags: [speech, wav2vec2, distillation, distilxlsr]",
-    ]
-    lines += ["---", "", f"# DistilXLSR student ({config.get('model_type')})", ""]
-    lines.append(
-        "A student distilled with [distilxlsr](https://pypi.org/project/distilxlsr/) following "
-        "DistilXLSR (Interspeech 2023): half the teacher's transformer layers, initialised by layer "
-        "jumping, distilled on English speech with randomly shuffled phonemes."
-    )
-    lines += [
-        "",
-        "```python",
-        "from transformers import AutoModel",
-        f"model = AutoModel.from_pretrained('{model_dir.name}')",
-        "```",
-        "",
-    ]
-    lines += ["| | |", "| --- | --- |"]
-    lines.append(
-        f"| architecture | {config.get('architectures', ['?'])[0]}, {config['num_hidden_layers']} layers, hidden {config['hidden_size']} |"
+    facts = StudentFacts(
+        folder=folder,
+        model_type=config.get("model_type", "?"),
+        architecture=(config.get("architectures") or ["?"])[0],
+        layers=config["num_hidden_layers"],
+        hidden=config["hidden_size"],
     )
     info = student_info(model_dir, run)
     if info:
-        lines.append(
-            f"| teacher | `{info.teacher}` ({info.teacher_layers} layers, {info.teacher_parameters:,} parameters) |"
+        facts.teacher = teacher_name(info.teacher)
+        facts.teacher_is_hub_id = facts.teacher == info.teacher and "/" in info.teacher
+        facts.teacher_layers, facts.teacher_parameters = (
+            info.teacher_layers,
+            info.teacher_parameters,
         )
-        lines.append(
-            f"| layer map | `{info.layer_map}`: student layers copied from teacher layers {info.init}, distilled towards {info.targets} |"
-        )
-        lines.append(
-            f"| parameters | {info.student_parameters:,} ({info.ratio:.1%} of the teacher) |"
-        )
+        facts.student_parameters = info.student_parameters
+        facts.layer_map, facts.init, facts.targets = info.layer_map, info.init, info.targets
     saved = run.saved_config() if run is not None else None
     if saved is not None:
-        run_dir, run = run, saved
-        lines.append(f"| data | `{run['data']['train']}` |")
-        lines.append(
-            f"| phoneme shuffling | mode `{run['shuffle']['mode']}`, p = {run['shuffle']['p']} |"
-        )
-        loss = run["loss"]
-        loss_text = "L1 + λ·(−log σ(cos))" if loss["kind"] == "l1_cos" else "MSE"
-        lines.append(f"| loss | {loss_text}, λ = {loss['cos_weight']} |")
-        state = (
-            ckpt.read_trainer_state(model_dir)["run_state"]
-            if (model_dir / "trainer_state.json").is_file()
-            else None
-        )
-        if state:
-            lines.append(
-                f"| training | {state['step']} steps, {state['audio_seconds'] / 3600:.3f} h of audio, lr {run['train']['lr']}, {state['bad_steps']} skipped steps |"
-            )
-        metrics = run_dir.metrics()[-1] if run_dir.metrics() else None
+        facts.shuffle_mode, facts.shuffle_p = saved["shuffle"]["mode"], saved["shuffle"]["p"]
+        loss = saved["loss"]
+        kind = "L1 + λ·(−log σ(cos))" if loss["kind"] == "l1_cos" else "MSE"
+        facts.loss = f"{kind}, λ = {loss['cos_weight']}"
+        facts.lr = saved["train"]["lr"]
+        recorded = run.facts()
+        facts.data_languages = recorded.get("languages", {})
+        facts.license = recorded.get("teacher_license") or "other"
+        if (model_dir / "trainer_state.json").is_file():
+            state = ckpt.read_trainer_state(model_dir)["run_state"]
+            facts.steps, facts.bad_steps = state["step"], state["bad_steps"]
+            facts.audio_hours = state["audio_seconds"] / 3600
+        metrics = run.metrics()
         if metrics:
-            lines.append(f"| final loss | {metrics['loss']:.4f} (step {metrics['step']}) |")
-    if results:
-        lines += ["", "## Evaluation", "", "```json", json.dumps(results, indent=2)[:4000], "```"]
-    return "\n".join(lines) + "\n"
+            facts.final_loss = metrics[-1]["loss"]
+    paths = [str(model_dir)] + ([str(run.path)] if run is not None else [])
+    paths += [str(out)] if out is not None else []
+    facts.results = pick_results(results, paths)
+    return facts
+
+
+def model_card(
+    model_dir: Path, run: RunDir | None, results: dict | None, out: Path | None = None
+) -> str:
+    """The card of a student exported to `out` (its name is what the card's snippet loads)."""
+    folder = Path(out).resolve().name if out is not None else model_dir.name
+    return render_student_card(_facts(model_dir, run, results, folder, out))
 
 
 def export_hf(source: str | Path, out: str | Path, results_file: str | Path | None = None) -> Path:
@@ -151,5 +139,22 @@ def export_hf(source: str | Path, out: str | Path, results_file: str | Path | No
         results_file = run.file("results.json")
     if results_file is not None:
         results = json.loads(Path(results_file).read_text())
-    (out / "README.md").write_text(model_card(model_dir, run, results))
+    (out / "README.md").write_text(model_card(model_dir, run, results, out))
     return out
+
+
+def push_to_hub(folder: str | Path, repo: str) -> str:
+    """Upload an exported folder to a hub repository (created if missing); returns its URL."""
+    import huggingface_hub  # noqa: PLC0415 (only this path needs it)
+
+    try:
+        api = huggingface_hub.HfApi()
+        api.create_repo(repo, exist_ok=True)
+        api.upload_folder(repo_id=repo, folder_path=str(folder))
+    except Exception as err:  # offline, no token, no rights: all end here in one line
+        raise UserError(
+            f"could not upload '{folder}' to the hub repository '{repo}' "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'no detail'}); "
+            "check the network and `huggingface-cli login`, or upload the folder yourself."
+        ) from None
+    return f"https://huggingface.co/{repo}"

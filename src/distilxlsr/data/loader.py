@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import soxr
@@ -42,11 +42,19 @@ class CorpusStats:
     cuts: int
     hours: float
     too_short: int
+    languages: dict = field(default_factory=dict)
+    """Usable hours per supervision language ("?" where a cut names none)."""
+    unaligned: int = 0
+    """Usable cuts without a phone alignment (utterance and word shuffling need one)."""
+    first_unaligned: str = ""
 
     def summary(self, min_seconds: float) -> str:
         text = f"{self.cuts} cuts, {self.hours:.2f} h"
+        if len(self.languages) > 1 or "?" not in self.languages:
+            text += " (" + ", ".join(f"{k} {v:.2f} h" for k, v in sorted(self.languages.items()))
+            text += ")"
         if self.too_short:
-            text += f" ({self.too_short} shorter than {min_seconds:g} s skipped)"
+            text += f"; {self.too_short} shorter than {min_seconds:g} s skipped"
         return text
 
 
@@ -57,6 +65,8 @@ def scan_cuts(cuts: CutSet, min_seconds: float) -> CorpusStats:
     n = short = 0
     seconds = 0.0
     missing: list[str] = []
+    languages: dict[str, float] = {}
+    unaligned, first_unaligned = 0, ""
     try:
         for cut in cuts:
             if cut.duration < min_seconds:
@@ -64,6 +74,12 @@ def scan_cuts(cuts: CutSet, min_seconds: float) -> CorpusStats:
                 continue
             n += 1
             seconds += cut.duration
+            sup = cut.supervisions[0] if cut.supervisions else None
+            lang = (sup.language if sup is not None else None) or "?"
+            languages[lang] = languages.get(lang, 0.0) + cut.duration / 3600
+            if not any("phone" in (s.alignment or {}) for s in cut.supervisions):
+                unaligned += 1
+                first_unaligned = first_unaligned or cut.id
             missing += [s for s in _local_sources(cut) if not os.path.isfile(s)]
     except (OSError, EOFError, ValueError, KeyError, TypeError) as err:
         raise UserError(
@@ -76,7 +92,7 @@ def scan_cuts(cuts: CutSet, min_seconds: float) -> CorpusStats:
             f"{len(missing)} audio file(s) named by the manifests are gone (first: {missing[0]}); "
             "restore them or run `distilxlsr prepare` again."
         )
-    return CorpusStats(cuts=n, hours=seconds / 3600, too_short=short)
+    return CorpusStats(n, seconds / 3600, short, languages, unaligned, first_unaligned)
 
 
 def _local_sources(cut: Cut) -> list[str]:

@@ -29,7 +29,12 @@ from distilxlsr.distill.distiller import (  # noqa: F401 (Distiller: the package
 from distilxlsr.errors import UserError
 from distilxlsr.models.layers import LayerMap, parse_layer_map
 from distilxlsr.models.student import StudentInfo, build_student
-from distilxlsr.models.teacher import count_parameters, feature_extractor, load_teacher
+from distilxlsr.models.teacher import (
+    card_license,
+    count_parameters,
+    feature_extractor,
+    load_teacher,
+)
 from distilxlsr.training import checkpoint as ckpt
 from distilxlsr.training.loop import RunState, Trainer
 from distilxlsr.training.optim import Schedule, mixed_precision_mode
@@ -67,6 +72,18 @@ def resolve_transform(config: DistillConfig) -> Transform | None:
     from distilxlsr.data import shuffle  # noqa: PLC0415 (imported late: optional machinery)
 
     return shuffle.make_transform(config.shuffle, sample_rate=config.data.sample_rate)
+
+
+def _check_data(config: DistillConfig, stats) -> None:
+    if stats.cuts == 0:
+        raise UserError(f"'{config.data.train}' holds no usable cut; check data.min_seconds.")
+    if config.shuffle.mode in ("utterance", "word") and stats.unaligned:
+        raise UserError(
+            f"{stats.unaligned} of {stats.cuts} cuts in '{config.data.train}' have no phone "
+            f"alignment (first: {stats.first_unaligned}), which shuffle.mode="
+            f"{config.shuffle.mode} needs; prepare the corpus with alignments, or set "
+            "shuffle.mode=segment (no alignment needed) or shuffle.mode=none."
+        )
 
 
 @dataclass
@@ -161,9 +178,8 @@ def _distill(config, transform, command_line, accelerator, run: RunDir) -> None:
 
     models = load_models(config, resume)
     cuts = load_cuts(config.data.train, "train")
-    stats = scan_cuts(cuts, config.data.min_seconds) if main else None
-    if stats is not None and stats.cuts == 0:
-        raise UserError(f"'{config.data.train}' holds no usable cut; check data.min_seconds.")
+    stats = scan_cuts(cuts, config.data.min_seconds)  # every process: the same errors on all
+    _check_data(config, stats)
     if transform is None:
         transform = resolve_transform(config)
     batches = _batches(config, cuts, models.extractor, transform, accelerator)
@@ -178,6 +194,15 @@ def _distill(config, transform, command_line, accelerator, run: RunDir) -> None:
         models.pristine_config.save_pretrained(run.student_init)
         models.extractor.save_pretrained(run.student_init)
         models.info.write(run.student_init)
+        run.write_facts(
+            {
+                "data": config.data.train,
+                "languages": {k: round(v, 4) for k, v in stats.languages.items()},
+                "cuts": stats.cuts,
+                "hours": round(stats.hours, 4),
+                "teacher_license": card_license(config.teacher),
+            }
+        )
     accelerator.wait_for_everyone()
 
     distiller = Distiller(models.teacher, models.student, models.layer_map, config)
@@ -185,13 +210,25 @@ def _distill(config, transform, command_line, accelerator, run: RunDir) -> None:
     task = DistillTask(distiller, models.student, models.pristine_config)
     trainer = Trainer(accelerator, run, config, config.train, state, config.data.sample_rate)
     info, layer_map = models.info, models.layer_map
-    if stats is not None:
-        trainer.say(f"train data {config.data.train}: {stats.summary(config.data.min_seconds)}")
+    trainer.say(f"train data {config.data.train}: {stats.summary(config.data.min_seconds)}")
+    if len(stats.languages) > 1:
+        trainer.say(
+            f"warning: the training data hold {len(stats.languages)} languages "
+            f"({', '.join(sorted(stats.languages))}); the method distils on English alone, so "
+            "that the evaluation languages stay unheard (data.train=ROOT/en takes one language)."
+        )
     trainer.say(
         f"teacher {config.teacher}: {layer_map.teacher_layers} layers; student "
         f"{layer_map.spec}: {layer_map.student_layers} layers, {info.student_parameters:,} "
         f"parameters ({info.ratio:.1%} of the teacher's {info.teacher_parameters:,}), "
         f"init {list(layer_map.init)}, targets {list(layer_map.targets)}"
+    )
+    t = config.train
+    trainer.say(
+        f"shuffle.mode={config.shuffle.mode} (p={config.shuffle.p:g}); lr {t.lr:g} "
+        f"(warm-up {t.warmup_steps or max(1, int(0.05 * t.max_steps))} steps, {t.decay} decay); "
+        f"batches of {t.batch_seconds:g} s x {t.grad_accum} micro-batch(es) x "
+        f"{accelerator.num_processes} process(es); {t.max_steps} steps"
     )
     schedule = Schedule(
         steps=config.train.max_steps,

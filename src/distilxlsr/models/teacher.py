@@ -139,3 +139,21 @@ def feature_extractor(name: str, config: PretrainedConfig) -> transformers.Wav2V
 
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def card_license(name: str) -> str | None:
+    """The `license:` of a local model directory's card (README.md front matter), if any."""
+    card = Path(name) / "README.md"
+    if not card.is_file():
+        return None
+    try:
+        text = card.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not text.startswith("---"):
+        return None
+    for line in text.split("\n---", 1)[0].splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "license" and value.strip():
+            return value.strip()
+    return None

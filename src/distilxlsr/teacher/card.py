@@ -107,6 +107,7 @@ def render_card(f: TeacherFacts) -> str:
     s2 = f.stage2.steps if f.stage2 else 0
     return f"""---
 library_name: transformers
+license: apache-2.0
 pipeline_tag: feature-extraction
 tags: [speech, wav2vec2, xls-r, multilingual, distilxlsr]
 ---

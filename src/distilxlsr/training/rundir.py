@@ -116,6 +116,23 @@ class RunDir:
         path = self.path / self.INVOCATIONS
         return _read_jsonl(path) if path.is_file() else []
 
+    FACTS = "facts.json"
+
+    def write_facts(self, facts: dict) -> None:
+        """What the run can say about itself that its config does not (the data's languages
+        and hours, the teacher's license), for its model card."""
+        tmp = self.path / f".tmp-{self.FACTS}"
+        tmp.write_text(json.dumps(facts, indent=2, ensure_ascii=False) + "\n")
+        tmp.replace(self.path / self.FACTS)
+
+    def facts(self) -> dict:
+        path = self.path / self.FACTS
+        try:
+            values = json.loads(path.read_text()) if path.is_file() else {}
+        except ValueError:
+            return {}
+        return values if isinstance(values, dict) else {}
+
     # --- one live process per run directory ---
 
     LOCK = "lock"
