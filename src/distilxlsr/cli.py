@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
 
-from distilxlsr import tune_malloc
+from distilxlsr import __version__, tune_malloc
 from distilxlsr.errors import UserError
 
 
@@ -52,6 +54,29 @@ def _print_counts(teacher: str, layer_map, teacher_n: int, student_n: int) -> No
         f"{[i if i is not None else 'random' for i in layer_map.init]}), {student_n:,} parameters"
     )
     print(f"ratio student/teacher: {student_n / teacher_n:.3f}")
+
+
+def _cmd_config(args: argparse.Namespace) -> None:
+    from distilxlsr.config import resolve_config, shipped_configs
+
+    if args.action == "list":
+        for name, path in shipped_configs().items():
+            first = path.read_text().splitlines()[0].lstrip("# ").strip()
+            print(f"{name:24s} {first}")
+        return
+    if not args.name:
+        raise UserError(f"config {args.action} needs a config name (`distilxlsr config list`).")
+    path = resolve_config(args.name)
+    if args.action == "show":
+        print(path.read_text(), end="")
+        return
+    if not args.file:
+        raise UserError("config cp needs a destination file, e.g. `config cp tiny-cpu my.yaml`.")
+    target = Path(args.file)
+    if target.exists():
+        raise UserError(f"'{target}' exists; choose another file (nothing was overwritten).")
+    target.write_text(path.read_text())
+    print(f"copied {args.name} to {target}; edit it and pass --config {target}")
 
 
 def _cmd_distill(args: argparse.Namespace) -> None:
@@ -223,13 +248,7 @@ def _positive_number(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="distilxlsr",
-        description="Distil multilingual wav2vec 2.0-family speech models (DistilXLSR).",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _parser_init_student(sub) -> None:
     p = sub.add_parser("init-student", help="build a layer-jumped student from a teacher")
     p.add_argument(
         "--teacher",
@@ -251,11 +270,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_init_student)
 
-    p = sub.add_parser("distill", help="distil a student (resumes an existing run directory)")
-    p.add_argument("--config", help="YAML config holding the differences from the defaults")
+
+def _parser_distill(sub) -> None:
+    from distilxlsr.config import DistillConfig, keys_help
+
+    p = sub.add_parser(
+        "distill",
+        help="distil a student (resumes an existing run directory)",
+        epilog=keys_help(DistillConfig),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--config",
+        help="a shipped config's name (`distilxlsr config list`) or a YAML file holding the "
+        "differences from the defaults",
+    )
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=100")
     p.set_defaults(func=_cmd_distill)
 
+
+def _parser_prepare(sub) -> None:
     p = sub.add_parser(
         "prepare", help="turn a corpus into lhotse manifests (corpus-directory layout)"
     )
@@ -292,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_prepare)
 
+
+def _parser_import_official(sub) -> None:
     p = sub.add_parser(
         "import-official", help="convert an authors' DistilXLSR checkpoint to Hugging Face"
     )
@@ -299,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output HF model directory")
     p.set_defaults(func=_cmd_import_official)
 
+
+def _parser_export(sub) -> None:
     p = sub.add_parser("export", help="write a student as a plain Hugging Face model directory")
     p.add_argument("source", help="run directory (its newest checkpoint) or HF model directory")
     p.add_argument("--out", required=True, help="output directory (hf) or .pt file (distilxlsr)")
@@ -316,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_export)
 
+
+def _parser_shuffle(sub) -> None:
     p = sub.add_parser("shuffle", help="write phoneme-shuffled audio to listen to")
     p.add_argument("--cuts", required=True, help="cut manifest or corpus directory (train split)")
     p.add_argument("--mode", default="utterance", help="utterance | word | segment | none")
@@ -324,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_shuffle)
 
+
+def _parser_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="cross-lingual phone recognition (PER) of models")
     p.add_argument(
         "--model",
@@ -339,17 +381,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2 (mean ± std)")
     p.add_argument(
-        "--steps", type=int, help="training steps per language (default: the harness's fixed value)"
+        "--steps",
+        type=int,
+        help="training steps per language (default: probe 1500, finetune 400)",
     )
     p.add_argument(
         "--similarity", action="store_true", help="per-layer CKA of students vs the first model"
     )
     p.set_defaults(func=_cmd_evaluate)
 
+
+def _parser_synth(sub) -> None:
     p = sub.add_parser(
         "synth", help="synthesize a multilingual corpus with exact phone alignments (eSpeak NG)"
     )
-    p.add_argument("--langs", required=True, help="comma-separated languages, e.g. en,sw")
+    from distilxlsr.data.synthetic import EVAL_LANGUAGES
+
+    p.add_argument(
+        "--langs",
+        required=True,
+        help="comma-separated languages: en (the distillation language) and the evaluation "
+        f"languages {','.join(EVAL_LANGUAGES)}",
+    )
     p.add_argument(
         "--minutes", type=_positive_number, required=True, help="minutes of speech per language"
     )
@@ -359,27 +412,88 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="worker processes")
     p.set_defaults(func=_cmd_synth)
 
-    p = sub.add_parser("pretrain-teacher", help="pretrain the small multilingual teacher (resumes)")
-    p.add_argument("--config", help="YAML config (differences from the defaults)")
+
+def _parser_pretrain_teacher(sub) -> None:
+    from distilxlsr.config import keys_help
+    from distilxlsr.teacher.config import PretrainConfig
+
+    p = sub.add_parser(
+        "pretrain-teacher",
+        help="pretrain the small multilingual teacher (resumes)",
+        epilog=keys_help(PretrainConfig),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", help="a shipped config's name or a YAML file (differences)")
     p.add_argument(
         "overrides", nargs="*", help="key=value overrides, e.g. data=data/synth out=runs/teacher"
     )
     p.set_defaults(func=_cmd_pretrain_teacher)
 
+
+def _parser_bench(sub) -> None:
     p = sub.add_parser(
         "bench", help="measure throughput, fraction of peak, latency and memory ratios"
     )
     p.add_argument("--out", required=True, help="JSON file for the results")
     p.add_argument(
         "--sections",
-        help="comma-separated subset of distill,inference,shuffle,loader,padding,synth",
+        help="comma-separated subset of distill,inference,shuffle,loader,padding,synth "
+        "(the default: all of these) and gpu (XLS-R-shaped sizes; needs a GPU)",
     )
     p.set_defaults(func=_cmd_bench)
 
+
+def _parser_demo(sub) -> None:
     p = sub.add_parser("demo", help="the whole pipeline offline, on generated data")
     p.add_argument("--out", default="demo_out", help="output directory (default demo_out)")
     p.add_argument("--quick", action="store_true", help="toy size, about a minute")
     p.set_defaults(func=_cmd_demo)
+
+
+def _parser_config(sub) -> None:
+    p = sub.add_parser("config", help="list, show or copy the shipped configs")
+    p.add_argument("action", choices=["list", "show", "cp"])
+    p.add_argument("name", nargs="?", help="a shipped config's name (show, cp)")
+    p.add_argument("file", nargs="?", help="where to copy it (cp)")
+    p.set_defaults(func=_cmd_config)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that suggests the nearest choice for a mistyped subcommand or option value."""
+
+    def error(self, message: str):
+        found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if found:
+            choices = re.findall(r"'([^']*)'", found.group(2))
+            choices = choices or [c.strip() for c in found.group(2).split(",")]
+            close = difflib.get_close_matches(found.group(1), choices, n=1)
+            if close:
+                message += f"; did you mean '{close[0]}'?"
+        super().error(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="distilxlsr",
+        description="Distil multilingual wav2vec 2.0-family speech models (DistilXLSR).",
+    )
+    parser.add_argument("--version", action="version", version=f"distilxlsr {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (
+        _parser_init_student,
+        _parser_distill,
+        _parser_prepare,
+        _parser_import_official,
+        _parser_export,
+        _parser_shuffle,
+        _parser_evaluate,
+        _parser_synth,
+        _parser_pretrain_teacher,
+        _parser_bench,
+        _parser_demo,
+        _parser_config,
+    ):
+        add(sub)
     return parser
 
 

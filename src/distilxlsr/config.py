@@ -7,9 +7,13 @@ The resolved config is written to the run directory and into every checkpoint.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
+import inspect
 import math
+import re
+import textwrap
 import types
 import typing
 from dataclasses import dataclass, field
@@ -99,8 +103,11 @@ class OptimConfig:
     the learning rate and its schedule are set per run or stage)."""
 
     weight_decay: float = 0.0
+    """AdamW's decoupled weight decay."""
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    """AdamW's moment coefficients."""
     eps: float = 1e-6
+    """AdamW's denominator term."""
     decay: str = "linear"
     """Decay after warm-up: `linear`, `cosine` or `constant`."""
     min_lr_ratio: float = 0.0
@@ -412,3 +419,58 @@ def check_resume_compatible(saved: dict, current: Any, run_dir: Path, resumable:
 
 def save_config(config: Any, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+REQUIRED_KEYS = {"teacher", "data.train", "data"}
+"""Keys without a usable default: a run must set them."""
+
+
+def _field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of a config dataclass (and its bases), first line."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body
+        for node, after in zip(body, body[1:], strict=False):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def describe_keys(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted key, default as YAML, doc) of every setting of a config dataclass."""
+    rows = []
+    docs = _field_docs(cls)
+    defaults = to_dict(cls())
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(f.type) or (
+            isinstance(defaults[f.name], dict) and f.name in defaults
+        ):
+            rows += describe_keys(typing.get_type_hints(cls)[f.name], key + ".")
+            continue
+        default = yaml.safe_dump(defaults[f.name], default_flow_style=True).strip()
+        default = default.removesuffix("...").strip()
+        rows.append((key, default, docs.get(f.name, "")))
+    return rows
+
+
+def keys_help(cls: type) -> str:
+    """Every key of a config with its default and one-line doc; required keys marked."""
+    lines = ["settings (key=value; * = required, no default):"]
+    for key, default, doc in describe_keys(cls):
+        mark = "*" if key in REQUIRED_KEYS else " "
+        first = re.split(r"(?<!e\.g)(?<!i\.e)\. ", doc)[0].rstrip(".")
+        lines.append(f" {mark} {key} = {default}" + (f"  -- {first}" if first else ""))
+    return "\n".join(lines)

@@ -1,0 +1,53 @@
+"""The command line helps a newcomer find settings, configs and commands."""
+
+from __future__ import annotations
+
+import pytest
+
+from distilxlsr import __version__
+from distilxlsr.cli import main
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"distilxlsr {__version__}"
+
+
+def test_a_mistyped_command_or_choice_gets_a_suggestion(capsys):
+    with pytest.raises(SystemExit):
+        main(["distil"])
+    assert "did you mean 'distill'?" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--model", "m", "--data", "d", "--out", "o", "--mode", "probx"])
+    assert "did you mean 'probe'?" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "command, keys",
+    [
+        ("distill", [" * teacher = ''", " * data.train = ''", "   train.lr = 0.0002  -- Peak"]),
+        ("pretrain-teacher", [" * data = ''", "   stage2.steps = 0"]),
+    ],
+)
+def test_help_lists_every_key_with_its_default_and_doc(capsys, command, keys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    for key in keys:
+        assert key in text
+    assert "shuffle.mode = utterance" in text or command != "distill"
+
+
+def test_config_list_show_and_copy(tmp_path, capsys):
+    assert main(["config", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "tiny-cpu" in listing and "xlsr300m-half" in listing
+    assert main(["config", "show", "tiny-cpu"]) == 0
+    assert "max_steps: 300" in capsys.readouterr().out
+    target = tmp_path / "mine.yaml"
+    assert main(["config", "cp", "tiny-cpu", str(target)]) == 0
+    assert "max_steps: 300" in target.read_text()
+    assert main(["config", "cp", "tiny-cpu", str(target)]) == 2  # never overwrites
+    assert main(["config", "show", "tiny-cpux"]) == 2
+    assert "shipped configs:" in capsys.readouterr().err
