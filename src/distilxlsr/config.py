@@ -160,6 +160,10 @@ class TrainConfig(OptimConfig):
     """Linear warm-up steps; 0 means 5% of `max_steps`."""
     compile: bool = False
     """torch.compile the student (GPU runs)."""
+    extend: str = "replan"
+    """When a resumed run's max_steps is raised: `replan` (the schedule is laid over the new
+    length: the rate rises again from where the old decay had brought it) or `hold` (keep the
+    rate reached at the resumed step for the added steps)."""
 
 
 @dataclass

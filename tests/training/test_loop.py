@@ -170,3 +170,37 @@ def test_run_directory_recognises_runs_and_checkpoints(tmp_path):
     assert RunDir.of_checkpoint(step).path == tmp_path
     assert RunDir.of_checkpoint(tmp_path / "checkpoints" / ".tmp-step-0000010") is None
     assert RunDir.of_checkpoint(tmp_path) is None
+
+
+@pytest.mark.parametrize("extend", ["replan", "hold"])
+def test_raising_max_steps_says_what_happens_to_the_rate(
+    tmp_path, teacher_dir, toy_corpus, capsys, extend
+):
+    out = tmp_path / "run"
+    base = [
+        "distill",
+        "--config",
+        DISTILL,
+        f"teacher={teacher_dir}",
+        f"data.train={toy_corpus / 'en'}",
+        f"out={out}",
+        "data.num_workers=0",
+        "data.max_seconds=2.0",
+        "train.batch_seconds=6.0",
+        "train.log_every=1",
+        "train.lr=0.001",
+        "train.warmup_steps=1",
+        "train.min_lr_ratio=0.5",
+        f"train.extend={extend}",
+    ]
+    assert main([*base, "train.max_steps=3"]) == 0
+    capsys.readouterr()
+    assert main([*base, "train.max_steps=6"]) == 0
+    said = capsys.readouterr()
+    assert "train.max_steps changed from 3 to 6 at step 3" in said.out + said.err
+    rates = [m["lr"] for m in RunDir(out).metrics() if m["step"] > 3]
+    assert len(rates) == 3
+    if extend == "hold":
+        assert rates == pytest.approx([0.0005] * 3)  # the decayed rate, kept
+    else:
+        assert rates[0] > 0.0005 and rates[-1] == pytest.approx(0.0005)  # laid over 6 steps

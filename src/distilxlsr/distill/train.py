@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -37,7 +37,7 @@ from distilxlsr.models.teacher import (
 )
 from distilxlsr.training import checkpoint as ckpt
 from distilxlsr.training.loop import RunState, Trainer
-from distilxlsr.training.optim import Schedule, mixed_precision_mode
+from distilxlsr.training.optim import Schedule, lr_factor, mixed_precision_mode
 from distilxlsr.training.rundir import RunDir, default_command_line
 
 # Settings that may change when a run is resumed; any other difference is an error, because the
@@ -49,6 +49,7 @@ RESUMABLE_CHANGES = {
     "train.log_every",
     "train.max_bad_steps",
     "train.compile",
+    "train.extend",
     "data.num_workers",
 }
 
@@ -63,6 +64,8 @@ def validate(config: DistillConfig) -> None:
         raise UserError("train.max_steps must be at least 1.")
     if not (t.lr > 0 and math.isfinite(t.lr)):
         raise UserError(f"train.lr={t.lr} must be a positive finite number.")
+    if t.extend not in ("replan", "hold"):
+        raise UserError(f"train.extend '{t.extend}' must be replan or hold.")
     if not 0.0 <= config.shuffle.p <= 1.0:
         raise UserError(f"shuffle.p={config.shuffle.p} must lie between 0 and 1.")
 
@@ -72,6 +75,28 @@ def resolve_transform(config: DistillConfig) -> Transform | None:
     from distilxlsr.data import shuffle  # noqa: PLC0415 (imported late: optional machinery)
 
     return shuffle.make_transform(config.shuffle, sample_rate=config.data.sample_rate)
+
+
+def _schedule(config: DistillConfig, saved: dict | None, resumed_at: int | None, trainer):
+    """The run's schedule; on a resume with another max_steps, says what happens to the rate."""
+    t = config.train
+    schedule = Schedule(t.max_steps, t.lr, t.warmup_steps, t.decay, t.min_lr_ratio)
+    planned = (saved or {}).get("train", {}).get("max_steps", t.max_steps)
+    if resumed_at is None or planned == t.max_steps:
+        return schedule
+    before = lr_factor(replace(schedule, steps=planned))(resumed_at) * t.lr
+    if t.extend == "hold":
+        schedule = replace(schedule, hold_from=resumed_at, planned_steps=planned)
+        after = before
+        how = "held at the rate reached (train.extend=hold)"
+    else:
+        after = lr_factor(schedule)(resumed_at) * t.lr
+        how = "re-planned over the new length (train.extend=replan; hold keeps the rate)"
+    trainer.say(
+        f"train.max_steps changed from {planned} to {t.max_steps} at step {resumed_at}: the "
+        f"learning rate is {how}: {before:.3g} -> {after:.3g}."
+    )
+    return schedule
 
 
 def _check_data(config: DistillConfig, stats) -> None:
@@ -173,7 +198,7 @@ def distill(
 
 def _distill(config, transform, command_line, accelerator, run: RunDir) -> None:
     main = accelerator.is_main_process
-    run.check_resumable(config, RESUMABLE_CHANGES)
+    saved = run.check_resumable(config, RESUMABLE_CHANGES)
     resume = run.latest_checkpoint()
 
     models = load_models(config, resume)
@@ -230,13 +255,7 @@ def _distill(config, transform, command_line, accelerator, run: RunDir) -> None:
         f"batches of {t.batch_seconds:g} s x {t.grad_accum} micro-batch(es) x "
         f"{accelerator.num_processes} process(es); {t.max_steps} steps"
     )
-    schedule = Schedule(
-        steps=config.train.max_steps,
-        lr=config.train.lr,
-        warmup_steps=config.train.warmup_steps,
-        decay=config.train.decay,
-        min_lr_ratio=config.train.min_lr_ratio,
-    )
+    schedule = _schedule(config, saved, state.step if resume is not None else None, trainer)
     try:
         trainer.fit(
             task,

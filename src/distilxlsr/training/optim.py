@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -19,10 +19,18 @@ class Schedule:
     """Linear warm-up steps; 0 means 5% of `steps`."""
     decay: str = "linear"
     min_lr_ratio: float = 0.0
+    hold_from: int | None = None
+    """Resumed with more steps but the rate kept: from this step on the factor stays what the
+    schedule of `planned_steps` gave here."""
+    planned_steps: int = 0
 
 
 def lr_factor(schedule: Schedule) -> Callable[[int], float]:
     """Linear warm-up, then linear or cosine decay to `min_lr_ratio` (a factor on `lr`)."""
+    if schedule.hold_from is not None:
+        planned = lr_factor(replace(schedule, steps=schedule.planned_steps, hold_from=None))
+        held = planned(schedule.hold_from)
+        return lambda step: held if step >= schedule.hold_from else planned(step)
     warmup = schedule.warmup_steps or max(1, int(0.05 * schedule.steps))
     total = max(schedule.steps, warmup + 1)
     floor = schedule.min_lr_ratio
