@@ -51,3 +51,40 @@ def test_config_list_show_and_copy(tmp_path, capsys):
     assert main(["config", "cp", "tiny-cpu", str(target)]) == 2  # never overwrites
     assert main(["config", "show", "tiny-cpux"]) == 2
     assert "shipped configs:" in capsys.readouterr().err
+
+
+def test_distill_starts_from_an_init_student_directory(tmp_path, teacher_dir, toy_corpus, capsys):
+    import torch
+    from safetensors.torch import load_file
+
+    init = tmp_path / "init"
+    assert main(["init-student", "--teacher", str(teacher_dir), "--out", str(init)]) == 0
+    before = load_file(init / "model.safetensors")
+    run = tmp_path / "run"
+    common = [
+        "distill",
+        "--config",
+        "tiny-cpu",
+        f"teacher={teacher_dir}",
+        f"data.train={toy_corpus / 'en'}",
+        "data.num_workers=0",
+        "data.max_seconds=2.0",
+        "train.batch_seconds=6.0",
+        "train.max_steps=1",
+        f"student.init={init}",
+    ]
+    # the init directory must have been built with this run's layer map
+    assert main([*common, f"out={tmp_path / 'other'}", "student.layers=first:2"]) == 2
+    assert "was built with layer map jump:2" in capsys.readouterr().err
+    # a frozen part (the CNN) comes from the init directory unchanged
+    with torch.no_grad():
+        for key in before:
+            if key.startswith("feature_extractor."):
+                before[key].add_(1.0)
+    from safetensors.torch import save_file
+
+    save_file(before, init / "model.safetensors", metadata={"format": "pt"})
+    assert main([*common, f"out={run}"]) == 0
+    after = load_file(run / "checkpoints" / "step-0000001" / "model.safetensors")
+    key = "feature_extractor.conv_layers.0.conv.weight"
+    assert torch.equal(after[key], before[key])

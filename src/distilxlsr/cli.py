@@ -249,7 +249,11 @@ def _positive_number(text: str) -> float:
 
 
 def _parser_init_student(sub) -> None:
-    p = sub.add_parser("init-student", help="build a layer-jumped student from a teacher")
+    p = sub.add_parser(
+        "init-student",
+        help="build a layer-jumped student from a teacher (distill starts from it with "
+        "student.init=DIR)",
+    )
     p.add_argument(
         "--teacher",
         required=True,

@@ -74,6 +74,9 @@ class StudentConfig:
     identical output; saves a CNN pass)."""
     seed: int = 0
     """Seed for freshly initialised layers (`random:N`)."""
+    init: str = ""
+    """A student directory written by `distilxlsr init-student` to start from (instead of
+    building one from the teacher); its teacher layers and layer map must match this run's."""
 
 
 @dataclass

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from safetensors import SafetensorError
 
 from distilxlsr.config import DistillConfig
 from distilxlsr.data.corpora import load_cuts
@@ -132,11 +133,40 @@ def load_models(config: DistillConfig, resume: Path | None) -> _Models:
     pristine_config = copy.deepcopy(student.config)
     if resume is not None:
         ckpt.load_model_state(student, resume)
+    elif config.student.init:
+        _start_from(student, config.student.init, layer_map)
     prepare_for_distillation(student, config.student.freeze_cnn)
     extractor = feature_extractor(config.teacher, teacher.config)
     # Counted before the Distiller drops teacher layers above the last target.
     info = StudentInfo.of(layer_map, config.teacher, count_parameters(teacher), student)
     return _Models(teacher, student, layer_map, pristine_config, extractor, info)
+
+
+def _start_from(student, directory: str, layer_map: LayerMap) -> None:
+    """Load an `init-student` directory's weights into the student built for this run, after
+    checking that it was made for the same teacher depth and layer map."""
+    info = StudentInfo.read(Path(directory))
+    if not (Path(directory) / "config.json").is_file() or info is None:
+        raise UserError(
+            f"student.init '{directory}' is not a directory written by `distilxlsr init-student` "
+            "(config.json, model.safetensors and distilxlsr.json)."
+        )
+    ours = (layer_map.teacher_layers, list(layer_map.init), list(layer_map.targets))
+    theirs = (info.teacher_layers, list(info.init), list(info.targets))
+    if ours != theirs:
+        raise UserError(
+            f"student.init '{directory}' was built with layer map {info.layer_map} for a "
+            f"{info.teacher_layers}-layer teacher (init {info.init}, targets {info.targets}); "
+            f"this run has {layer_map.spec} for {layer_map.teacher_layers} layers (init "
+            f"{list(layer_map.init)}, targets {list(layer_map.targets)}); make them agree."
+        )
+    try:
+        ckpt.load_model_state(student, Path(directory))
+    except (RuntimeError, OSError, SafetensorError) as err:
+        raise UserError(
+            f"student.init '{directory}' does not fit this teacher's student "
+            f"({str(err).splitlines()[0]})."
+        ) from None
 
 
 def _batches(config: DistillConfig, cuts, extractor, transform, accelerator):
