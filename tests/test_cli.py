@@ -88,3 +88,20 @@ def test_distill_starts_from_an_init_student_directory(tmp_path, teacher_dir, to
     after = load_file(run / "checkpoints" / "step-0000001" / "model.safetensors")
     key = "feature_extractor.conv_layers.0.conv.weight"
     assert torch.equal(after[key], before[key])
+
+
+def test_an_unknown_or_missing_tracker_is_one_line(tmp_path, teacher_dir, toy_corpus, capsys):
+    common = ["distill", "--config", "tiny-cpu", f"teacher={teacher_dir}"]
+    common += [f"data.train={toy_corpus / 'en'}", f"out={tmp_path / 'r'}"]
+    assert main([*common, "train.trackers=[tensorbored]"]) == 2
+    assert "'tensorbored' is not one of tensorboard, wandb, mlflow" in capsys.readouterr().err
+
+
+def test_similarity_colours_fit_the_values():
+    import numpy as np
+
+    from distilxlsr.evaluate.report import similarity_range
+
+    low, high = similarity_range(np.array([[0.85, 0.96], [0.9, 0.93]]))
+    assert 0.8 < low < 0.85 and 0.96 < high < 1.0
+    assert similarity_range(np.array([[0.5, 0.5]]))[1] > 0.5  # one value still gets a range

@@ -88,3 +88,15 @@ def test_numeric_settings_are_checked_when_read(override, message):
 def test_unknown_key_suggests_the_nearest():
     with pytest.raises(UserError, match="did you mean 'max_steps'"):
         load_config(None, ["train.max_step=3"])
+
+
+def test_resume_accepts_settings_added_since_at_their_defaults(tmp_path):
+    from distilxlsr.config import check_resume_compatible, to_dict
+
+    config = load_config(None, ["teacher=T"])
+    saved = to_dict(config)
+    del saved["student"]["init"]  # a run directory from before student.init existed
+    check_resume_compatible(saved, config, tmp_path, set())
+    changed = load_config(None, ["teacher=T", "student.init=DIR"])
+    with pytest.raises(UserError, match="student.init"):
+        check_resume_compatible(saved, changed, tmp_path, set())

@@ -133,6 +133,10 @@ class OptimConfig:
     """Reduce and log metrics every N steps (no host-device sync in between)."""
     max_bad_steps: int = 20
     """Abort after this many consecutive steps with a non-finite loss or gradient."""
+    trackers: list[str] = field(default_factory=lambda: ["tensorboard"])
+    """Experiment trackers (through accelerate), writing under RUN/logs: `tensorboard`, and
+    `wandb` or `mlflow` when installed; [] for none. metrics.jsonl and loss.png are always
+    written."""
 
     def check(self, section: str = "train") -> None:
         """One-line errors for settings the loop cannot run with."""
@@ -414,9 +418,12 @@ def flatten_keys(d: dict, prefix: str = "") -> dict:
 def check_resume_compatible(saved: dict, current: Any, run_dir: Path, resumable: set[str]) -> None:
     """Refuse to resume a run directory with a different experiment (keys outside `resumable`)."""
     old, new = flatten_keys(saved), flatten_keys(to_dict(current))
+    defaults = flatten_keys(to_dict(type(current)()))
     for key in sorted(set(old) | set(new)):
         if key in resumable or key == "out":
             continue
+        if key not in old and new.get(key) == defaults.get(key):
+            continue  # a setting added since the run began, left at its default
         if old.get(key) != new.get(key):
             raise UserError(
                 f"run directory '{run_dir}' was started with {key}={old.get(key)!r}, now "

@@ -80,7 +80,8 @@ def test_cli_distill_export_roundtrip(tmp_path, teacher_dir, toy_corpus, capsys)
     assert [m["step"] for m in metrics] == [2, 4, 6]
     assert set(metrics[0]["layers"]) == {"s1_t2", "s2_t4"}
     assert all(m["audio_s_per_s"] > 0 for m in metrics)
-    assert list((out / "logs").glob("events.out.tfevents.*"))
+    assert list((out / "logs").rglob("events.out.tfevents.*"))
+    assert (out / "loss.png").stat().st_size > 1000  # the loss curve, drawn at each checkpoint
     saved = (out / "config.yaml").read_text()
     assert "max_steps: 6" in saved
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
 from safetensors import SafetensorError
 
 from distilxlsr.config import DistillConfig
@@ -37,8 +36,8 @@ from distilxlsr.models.teacher import (
     load_teacher,
 )
 from distilxlsr.training import checkpoint as ckpt
-from distilxlsr.training.loop import RunState, Trainer
-from distilxlsr.training.optim import Schedule, lr_factor, mixed_precision_mode
+from distilxlsr.training.loop import RunState, Trainer, make_accelerator
+from distilxlsr.training.optim import Schedule, lr_factor
 from distilxlsr.training.rundir import RunDir, default_command_line
 
 # Settings that may change when a run is resumed; any other difference is an error, because the
@@ -51,6 +50,7 @@ RESUMABLE_CHANGES = {
     "train.max_bad_steps",
     "train.compile",
     "train.extend",
+    "train.trackers",
     "data.num_workers",
 }
 
@@ -209,12 +209,8 @@ def distill(
 ) -> Path:
     """Run (or resume) a distillation; returns the run directory."""
     validate(config)
-    # cpu=True when there is no GPU: several CPU processes (torchrun) then join one gloo group.
-    accelerator = Accelerator(
-        mixed_precision=mixed_precision_mode(config.train.mixed_precision),
-        cpu=not torch.cuda.is_available(),
-    )
     run = RunDir(config.out)
+    accelerator = make_accelerator(config.train, run)
     if accelerator.is_main_process:
         run.acquire()  # one live process per run directory
     try:

@@ -91,6 +91,14 @@ def plot_per(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def similarity_range(grid: np.ndarray) -> tuple[float, float]:
+    """The colour range of a similarity heatmap: fitted to its values (0.85-0.96 on a 0-1
+    scale would all look alike), widened a little so that equal values still get a range."""
+    low, high = float(np.nanmin(grid)), float(np.nanmax(grid))
+    pad = max(0.01, 0.05 * (high - low))
+    return max(0.0, low - pad), min(1.0, high + pad)
+
+
 def plot_similarity(similarity: dict, path: Path) -> None:
     students = sorted({s for table in similarity.values() for s in table})
     fig, axes = plt.subplots(
@@ -100,7 +108,19 @@ def plot_similarity(similarity: dict, path: Path) -> None:
         langs = [lang for lang in similarity if student in similarity[lang]]
         grid = np.array([similarity[lang][student]["cka"] for lang in langs])
         targets = similarity[langs[0]][student]["targets"]
-        image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        low, high = similarity_range(grid)
+        image = ax.imshow(grid, vmin=low, vmax=high, cmap="viridis", aspect="auto")
+        middle = (low + high) / 2
+        for (row, col), value in np.ndenumerate(grid):
+            ax.text(
+                col,
+                row,
+                f"{value:.2f}",
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="black" if value > middle else "white",
+            )
         ax.set_xticks(
             range(len(targets)), [f"s{i + 1}→t{t}" for i, t in enumerate(targets)], fontsize=7
         )

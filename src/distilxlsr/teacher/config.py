@@ -148,6 +148,7 @@ RESUMABLE_CHANGES = {
     "train.keep_checkpoints",
     "train.log_every",
     "train.max_bad_steps",
+    "train.trackers",
     "loader.num_workers",
 }
 

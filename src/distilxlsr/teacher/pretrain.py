@@ -28,7 +28,6 @@ from pathlib import Path
 import torch
 import transformers
 import yaml
-from accelerate import Accelerator
 from lhotse import CutSet
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -46,9 +45,9 @@ from distilxlsr.teacher.model import MAX_MODEL_MB, build_encoder, export_model
 from distilxlsr.teacher.tasks import PhoneCTC, StageTask, UnitPrediction
 from distilxlsr.teacher.units import PretrainBatches, UnitLabeler, fit_units, phone_vocabulary
 from distilxlsr.training import checkpoint as ckpt
-from distilxlsr.training.loop import RunState, Trainer
+from distilxlsr.training.loop import RunState, Trainer, make_accelerator
 from distilxlsr.training.machine import describe_machine
-from distilxlsr.training.optim import Schedule, mixed_precision_mode
+from distilxlsr.training.optim import Schedule
 from distilxlsr.training.rundir import RunDir, default_command_line
 
 UNITS_FILE = "units.safetensors"
@@ -101,13 +100,10 @@ class _Pretraining:
     def __init__(self, config: PretrainConfig, command_line: str | None):
         self.config = config
         self.command_line = command_line
-        self.accelerator = Accelerator(
-            mixed_precision=mixed_precision_mode(config.train.mixed_precision),
-            cpu=not torch.cuda.is_available(),
-        )
+        self.run = RunDir(config.out)
+        self.accelerator = make_accelerator(config.train, self.run)
         self.main = self.accelerator.is_main_process
         self.rank = self.accelerator.process_index
-        self.run = RunDir(config.out)
 
     def say(self, message: str) -> None:
         if self.main:

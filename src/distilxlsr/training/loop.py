@@ -17,15 +17,50 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import accelerate.utils
 import torch
+from accelerate import Accelerator
 from safetensors import SafetensorError
 from torch import nn
 from tqdm.auto import tqdm
 
+from distilxlsr.config import flatten_keys, to_dict
 from distilxlsr.errors import UserError
 from distilxlsr.training import checkpoint as ckpt
-from distilxlsr.training.optim import Schedule, make_optimizer
+from distilxlsr.training.optim import Schedule, make_optimizer, mixed_precision_mode
+from distilxlsr.training.plots import plot_loss
 from distilxlsr.training.rundir import RunDir
+
+LOSS_PLOT = "loss.png"
+TRACKERS = ("tensorboard", "wandb", "mlflow")
+
+
+def make_accelerator(optim, run: RunDir) -> Accelerator:
+    """The run's accelerate object: precision, CPU process groups without a GPU, and the
+    experiment trackers of `train.trackers` writing under RUN/logs."""
+    available = {
+        "tensorboard": accelerate.utils.is_tensorboard_available,
+        "wandb": accelerate.utils.is_wandb_available,
+        "mlflow": accelerate.utils.is_mlflow_available,
+    }
+    for name in optim.trackers:
+        if name not in available:
+            raise UserError(f"train.trackers: '{name}' is not one of {', '.join(TRACKERS)}.")
+        if not available[name]():
+            raise UserError(f"train.trackers: {name} is not installed; `pip install {name}`.")
+    return Accelerator(
+        mixed_precision=mixed_precision_mode(optim.mixed_precision),
+        # cpu=True when there is no GPU: several CPU processes (torchrun) join one gloo group.
+        cpu=not torch.cuda.is_available(),
+        log_with=list(optim.trackers) or None,
+        project_dir=str(run.logs),
+    )
+
+
+def tracker_config(config) -> dict:
+    """The run's settings as trackers take them: flat keys, plain scalar values."""
+    flat = flatten_keys(to_dict(config))
+    return {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in flat.items()}
 
 
 class TrainingDiverged(UserError):
@@ -262,7 +297,7 @@ class Trainer:
         self.started = time.perf_counter()
         self.wall_before = state.wall_seconds
         self.pending_samples = 0  # trained on since audio_seconds was last brought up to date
-        self.writer = None
+        self.tracking = False
 
     def say(self, message: str) -> None:
         if self.main:
@@ -308,10 +343,9 @@ class Trainer:
             ckpt.restore_rng(rank_state)
         elif rng_seed is not None:
             torch.manual_seed(rng_seed)
-        if self.main and self.writer is None:
-            from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 (slow import)
-
-            self.writer = SummaryWriter(str(self.run.logs))
+        if not self.tracking:
+            acc.init_trackers(self.run.path.name or "run", config=tracker_config(self.config))
+            self.tracking = True
         bad_total = torch.tensor(state.bad_steps, device=acc.device)
         consecutive_bad = torch.tensor(state.consecutive_bad, device=acc.device)
         window = _Window()
@@ -355,9 +389,9 @@ class Trainer:
         return not stopped
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+        """Draw the loss curve one last time (trackers end with `accelerator.end_training`)."""
+        if self.main:
+            plot_loss(self.run.metrics(), self.run.file(LOSS_PLOT))
 
     def _count_bad(self, bad_total, consecutive_bad, task: Task) -> None:
         state = self.state
@@ -407,10 +441,9 @@ class Trainer:
         if not self.main:
             return
         self.run.append_metrics(record)
-        for key, value in means.items():
-            self.writer.add_scalar(f"{task.key}/{key}", value, state.step)
-        for key in ("lr", "grad_norm", "audio_s_per_s", "bad_steps"):
-            self.writer.add_scalar(f"train/{key}", record[key], state.step)
+        scalars = {f"{task.key}/{key}": value for key, value in means.items()}
+        scalars |= {f"train/{k}": record[k] for k in ("lr", "grad_norm", "audio_s_per_s")}
+        acc.log(scalars | {"train/bad_steps": state.bad_steps}, step=state.step)
         shown = {k: f"{means[k]:.4f}" for k in task.progress_keys if k in means}
         progress.set_postfix(**shown, audio_s_per_s=f"{record['audio_s_per_s']:.1f}")
 
@@ -439,6 +472,7 @@ class Trainer:
                 ckpt.write_trainer_state(tmp, trainer_state)
                 ckpt.write_manifest(tmp)
                 final = self.run.commit(tmp, state.step, self.optim.keep_checkpoints)
+            plot_loss(self.run.metrics(), self.run.file(LOSS_PLOT))
         acc.wait_for_everyone()
         return final
 
