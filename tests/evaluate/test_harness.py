@@ -144,3 +144,42 @@ def test_evaluate_reads_a_prepared_fairseq_directory(tmp_path):
     assert results["languages"] == ["sw"]
     detail = results["models"][0]["details"]["sw"]
     assert detail["test_split"] == "valid" and detail["phones"] == 4
+
+
+def test_two_models_with_one_name_keep_their_own_rows(tmp_path, eval_corpus, teacher_dir):
+    from distilxlsr.models.student import save_student
+    from distilxlsr.models.teacher import count_parameters, load_teacher
+
+    teacher = load_teacher(str(teacher_dir))
+    paths = []
+    for where, seed in (("a", 1), ("b", 2)):  # two different students, both called `student`
+        from distilxlsr.models.student import init_student
+
+        student, layer_map = init_student(teacher, "random:2", seed=seed)
+        path = tmp_path / where / "student"
+        save_student(student, layer_map, "t", count_parameters(teacher), path)
+        paths.append(str(path))
+    results = evaluate(
+        paths, str(eval_corpus / "aa"), str(tmp_path / "out"), probe=ProbeConfig(steps=5)
+    )
+    names = [m["name"] for m in results["models"]]
+    assert names == paths
+    alone = evaluate(
+        paths[1:], str(eval_corpus / "aa"), str(tmp_path / "alone"), probe=ProbeConfig(steps=5)
+    )
+    assert results["models"][1]["per"] == alone["models"][0]["per"]
+    with pytest.raises(UserError, match="given twice"):
+        evaluate([paths[0], paths[0]], str(eval_corpus / "aa"), str(tmp_path / "x"))
+
+
+def test_a_language_without_a_test_split_is_skipped(tmp_path, eval_corpus, capsys):
+    import shutil
+
+    root = tmp_path / "corpus"
+    shutil.copytree(eval_corpus, root)
+    make_toy_corpus(root, "en", "train", num_utterances=4, seed=9)  # distillation data only
+    results = evaluate(["logmel"], str(root), str(tmp_path / "out"), probe=ProbeConfig(steps=5))
+    assert results["languages"] == ["aa", "bb"]
+    assert "skipping en: no test, valid or dev split" in capsys.readouterr().out
+    with pytest.raises(UserError, match="'en' has no test, valid or dev split"):
+        evaluate(["logmel"], str(root), str(tmp_path / "o2"), langs=["en"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -95,9 +95,43 @@ def find_languages(data: str | Path, langs: list[str] | None) -> list[tuple[str,
                 f"present: {', '.join(sorted(present)) or 'none'}."
             )
         found = [(name, d) for name, d in found if name in langs]
+        untestable = [name for name, d in found if not _has_test_split(d)]
+        if untestable:
+            raise UserError(
+                f"language '{untestable[0]}' has no test, valid or dev split under '{data}'."
+            )
+    else:
+        skipped = [name for name, d in found if not _has_test_split(d)]
+        if skipped:  # e.g. English, which a distillation corpus holds for training only
+            print(f"evaluate: skipping {', '.join(skipped)}: no test, valid or dev split")
+        found = [(name, d) for name, d in found if _has_test_split(d)]
     if not found:
-        raise UserError(f"'{data}' holds no language with a train split (cuts_train.jsonl.gz).")
+        raise UserError(
+            f"'{data}' holds no language with a train split and a test, valid or dev split."
+        )
     return found
+
+
+def _has_test_split(lang_dir: Path) -> bool:
+    return any(cuts_file(lang_dir, s) is not None for s in TEST_SPLITS)
+
+
+def distinct_names(specs: list[ModelSpec], args: list[str]) -> list[ModelSpec]:
+    """Models whose names collide (two runs both called `student`) are named by the path given;
+    the same model twice is an error."""
+    counts: dict[str, int] = {}
+    for spec in specs:
+        counts[spec.name] = counts.get(spec.name, 0) + 1
+    named = [
+        replace(spec, name=arg) if counts[spec.name] > 1 else spec
+        for spec, arg in zip(specs, args, strict=True)
+    ]
+    seen: set[str] = set()
+    for spec in named:
+        if spec.name in seen:
+            raise UserError(f"--model '{spec.name}' is given twice; give each model once.")
+        seen.add(spec.name)
+    return named
 
 
 def load_utterances(
@@ -156,7 +190,7 @@ def evaluate(
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     probe = probe or ProbeConfig()
     finetune_config = finetune_config or FinetuneConfig()
-    specs = [resolve_model(m) for m in models]
+    specs = distinct_names([resolve_model(m) for m in models], list(models))
     if mode == "finetune" and any(s.kind == "logmel" for s in specs):
         raise UserError("logmel has no network to fine-tune; use it with --mode probe.")
     languages = find_languages(data, langs)
