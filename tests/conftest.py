@@ -43,3 +43,19 @@ def toy_corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("toy")
     make_toy_corpus(root, "en", "train", num_utterances=12, seed=0)
     return root
+
+
+def distill_args(teacher, corpus, out, *extra: str) -> list[str]:
+    """`distilxlsr distill` arguments for a tiny run on a toy corpus's English."""
+    return [
+        "distill",
+        "--config",
+        "tiny-cpu",
+        f"teacher={teacher}",
+        f"data.train={corpus / 'en'}",
+        f"out={out}",
+        "data.num_workers=0",
+        "data.max_seconds=2.0",
+        "train.batch_seconds=6.0",
+        *extra,
+    ]

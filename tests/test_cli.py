@@ -6,6 +6,7 @@ import pytest
 
 from distilxlsr import __version__
 from distilxlsr.cli import main
+from tests.conftest import distill_args
 
 
 def test_version(capsys):
@@ -61,18 +62,9 @@ def test_distill_starts_from_an_init_student_directory(tmp_path, teacher_dir, to
     assert main(["init-student", "--teacher", str(teacher_dir), "--out", str(init)]) == 0
     before = load_file(init / "model.safetensors")
     run = tmp_path / "run"
-    common = [
-        "distill",
-        "--config",
-        "tiny-cpu",
-        f"teacher={teacher_dir}",
-        f"data.train={toy_corpus / 'en'}",
-        "data.num_workers=0",
-        "data.max_seconds=2.0",
-        "train.batch_seconds=6.0",
-        "train.max_steps=1",
-        f"student.init={init}",
-    ]
+    common = distill_args(
+        teacher_dir, toy_corpus, tmp_path / "unused", "train.max_steps=1", f"student.init={init}"
+    )
     # the init directory must have been built with this run's layer map
     assert main([*common, f"out={tmp_path / 'other'}", "student.layers=first:2"]) == 2
     assert "was built with layer map jump:2" in capsys.readouterr().err
@@ -91,8 +83,7 @@ def test_distill_starts_from_an_init_student_directory(tmp_path, teacher_dir, to
 
 
 def test_an_unknown_or_missing_tracker_is_one_line(tmp_path, teacher_dir, toy_corpus, capsys):
-    common = ["distill", "--config", "tiny-cpu", f"teacher={teacher_dir}"]
-    common += [f"data.train={toy_corpus / 'en'}", f"out={tmp_path / 'r'}"]
+    common = distill_args(teacher_dir, toy_corpus, tmp_path / "r")
     assert main([*common, "train.trackers=[tensorbored]"]) == 2
     assert "'tensorbored' is not one of tensorboard, wandb, mlflow" in capsys.readouterr().err
 

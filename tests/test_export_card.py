@@ -10,6 +10,7 @@ import yaml
 
 from distilxlsr.card import StudentFacts, pick_results, render_student_card, teacher_name
 from distilxlsr.cli import main
+from tests.conftest import distill_args
 
 
 def _front_matter(card: str) -> dict:
@@ -19,20 +20,7 @@ def _front_matter(card: str) -> dict:
 
 def _distill(tmp_path, teacher_dir, toy_corpus, *extra):
     out = tmp_path / "run"
-    args = [
-        "distill",
-        "--config",
-        "tiny-cpu",
-        f"teacher={teacher_dir}",
-        f"data.train={toy_corpus / 'en'}",
-        f"out={out}",
-        "data.num_workers=0",
-        "data.max_seconds=2.0",
-        "train.batch_seconds=6.0",
-        "train.max_steps=2",
-        *extra,
-    ]
-    assert main(args) == 0
+    assert main(distill_args(teacher_dir, toy_corpus, out, "train.max_steps=2", *extra)) == 0
     return out
 
 

@@ -19,9 +19,9 @@ from distilxlsr.cli import main
 from distilxlsr.data.toy import make_toy_corpus
 from distilxlsr.training.checkpoint import list_checkpoints, read_trainer_state
 from distilxlsr.training.rundir import RunDir
+from tests.conftest import distill_args
 
 PRETRAIN = "pretrain-tiny-teacher"
-DISTILL = "tiny-cpu"
 TINY_TEACHER = [
     "model.hidden=32",
     "model.layers=2",
@@ -131,19 +131,11 @@ def test_two_process_pretraining_keeps_ranks_identical(tmp_path, corpus):
 
 def test_a_failed_start_does_not_block_the_corrected_command(tmp_path, teacher_dir, toy_corpus):
     out = tmp_path / "run"
-    base = [
-        f"teacher={teacher_dir}",
-        f"data.train={toy_corpus / 'en'}",
-        f"out={out}",
-        "data.num_workers=0",
-        "data.max_seconds=2.0",
-        "train.batch_seconds=6.0",
-        "train.max_steps=2",
-    ]
+    base = distill_args(teacher_dir, toy_corpus, out, "train.max_steps=2")
     for mistake in ("student.layers=jump:5", f"teacher={tmp_path / 'typo'}"):
-        assert main(["distill", "--config", DISTILL, *base, mistake]) == 2
+        assert main([*base, mistake]) == 2
         assert not (out / "config.yaml").exists()
-    assert main(["distill", "--config", DISTILL, *base]) == 0
+    assert main(base) == 0
     invocations = RunDir(out).invocations()
     assert [i["start_step"] for i in invocations] == [0]
 
@@ -177,22 +169,9 @@ def test_raising_max_steps_says_what_happens_to_the_rate(
     tmp_path, teacher_dir, toy_corpus, capsys, extend
 ):
     out = tmp_path / "run"
-    base = [
-        "distill",
-        "--config",
-        DISTILL,
-        f"teacher={teacher_dir}",
-        f"data.train={toy_corpus / 'en'}",
-        f"out={out}",
-        "data.num_workers=0",
-        "data.max_seconds=2.0",
-        "train.batch_seconds=6.0",
-        "train.log_every=1",
-        "train.lr=0.001",
-        "train.warmup_steps=1",
-        "train.min_lr_ratio=0.5",
-        f"train.extend={extend}",
-    ]
+    extra = ["train.log_every=1", "train.lr=0.001", "train.warmup_steps=1"]
+    extra += ["train.min_lr_ratio=0.5", f"train.extend={extend}"]
+    base = distill_args(teacher_dir, toy_corpus, out, *extra)
     assert main([*base, "train.max_steps=3"]) == 0
     capsys.readouterr()
     assert main([*base, "train.max_steps=6"]) == 0

@@ -17,23 +17,12 @@ from distilxlsr.cli import main
 from distilxlsr.errors import UserError
 from distilxlsr.training.checkpoint import check_checkpoint, list_checkpoints, write_manifest
 from distilxlsr.training.rundir import RunDir
+from tests.conftest import distill_args
 
 
 def _args(teacher_dir, toy_corpus, out, steps=4):
-    return [
-        "distill",
-        "--config",
-        "tiny-cpu",
-        f"teacher={teacher_dir}",
-        f"data.train={toy_corpus / 'en'}",
-        f"out={out}",
-        "data.num_workers=0",
-        "data.max_seconds=2.0",
-        "train.batch_seconds=6.0",
-        "train.log_every=2",
-        "train.checkpoint_every=2",
-        f"train.max_steps={steps}",
-    ]
+    extra = ["train.log_every=2", "train.checkpoint_every=2", f"train.max_steps={steps}"]
+    return distill_args(teacher_dir, toy_corpus, out, *extra)
 
 
 def _damage(path, kind: str) -> None:

@@ -19,7 +19,7 @@ from safetensors import SafetensorError
 
 from distilxlsr.config import DistillConfig
 from distilxlsr.data.corpora import load_cuts
-from distilxlsr.data.loader import AudioBatches, BatchPlan, Transform, make_loader, scan_cuts
+from distilxlsr.data.loader import AudioBatches, Transform, make_loader, scan_cuts
 from distilxlsr.distill.distiller import (  # noqa: F401 (Distiller: the package's public name)
     Distiller,
     DistillTask,
@@ -36,7 +36,7 @@ from distilxlsr.models.teacher import (
     load_teacher,
 )
 from distilxlsr.training import checkpoint as ckpt
-from distilxlsr.training.loop import RunState, Trainer, make_accelerator
+from distilxlsr.training.loop import RunState, Trainer, make_accelerator, plan_batches
 from distilxlsr.training.optim import Schedule, lr_factor
 from distilxlsr.training.rundir import RunDir, default_command_line
 
@@ -171,17 +171,7 @@ def _start_from(student, directory: str, layer_map: LayerMap) -> None:
 
 def _batches(config: DistillConfig, cuts, extractor, transform, accelerator):
     """The data as a function of the position to start from (see `Trainer.fit`)."""
-    plan = BatchPlan(
-        cuts,
-        batch_seconds=config.train.batch_seconds,
-        max_seconds=config.data.max_seconds,
-        min_seconds=config.data.min_seconds,
-        num_buckets=config.data.num_buckets,
-        seed=config.train.seed,
-        sample_rate=config.data.sample_rate,
-        world_size=accelerator.num_processes,
-        rank=accelerator.process_index,
-    )
+    plan = plan_batches(cuts, config.data, config.train, config.data.sample_rate, accelerator)
     dataset = AudioBatches(
         sample_rate=config.data.sample_rate,
         normalize=bool(getattr(extractor, "do_normalize", True)),

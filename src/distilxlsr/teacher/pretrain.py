@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from distilxlsr.config import to_dict
 from distilxlsr.conventions import SAMPLE_RATE
 from distilxlsr.data.corpora import find_manifests, load_cuts
-from distilxlsr.data.loader import BatchPlan, make_loader, scan_cuts
+from distilxlsr.data.loader import make_loader, scan_cuts
 from distilxlsr.errors import UserError
 from distilxlsr.models.teacher import count_parameters, load_model
 from distilxlsr.teacher.card import StageFacts, TeacherFacts, render_card
@@ -45,7 +45,7 @@ from distilxlsr.teacher.model import MAX_MODEL_MB, build_encoder, export_model
 from distilxlsr.teacher.tasks import PhoneCTC, StageTask, UnitPrediction
 from distilxlsr.teacher.units import PretrainBatches, UnitLabeler, fit_units, phone_vocabulary
 from distilxlsr.training import checkpoint as ckpt
-from distilxlsr.training.loop import RunState, Trainer, make_accelerator
+from distilxlsr.training.loop import RunState, Trainer, make_accelerator, plan_batches
 from distilxlsr.training.machine import describe_machine
 from distilxlsr.training.optim import Schedule
 from distilxlsr.training.rundir import RunDir, default_command_line
@@ -201,17 +201,7 @@ class _Pretraining:
         )
 
         trainer = Trainer(acc, run, config, config.train, state, SAMPLE_RATE)
-        plan = BatchPlan(
-            cuts,
-            batch_seconds=config.train.batch_seconds,
-            max_seconds=config.loader.max_seconds,
-            min_seconds=config.loader.min_seconds,
-            num_buckets=config.loader.num_buckets,
-            seed=config.train.seed,
-            sample_rate=SAMPLE_RATE,
-            world_size=acc.num_processes,
-            rank=self.rank,
-        )
+        plan = plan_batches(cuts, config.loader, config.train, SAMPLE_RATE, acc)
         finished = True
         try:
             for number in (1, 2):

@@ -25,6 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from distilxlsr.config import flatten_keys, to_dict
+from distilxlsr.data.loader import BatchPlan
 from distilxlsr.errors import UserError
 from distilxlsr.training import checkpoint as ckpt
 from distilxlsr.training.optim import Schedule, make_optimizer, mixed_precision_mode
@@ -54,6 +55,22 @@ def make_accelerator(optim, run: RunDir) -> Accelerator:
         cpu=not torch.cuda.is_available(),
         log_with=list(optim.trackers) or None,
         project_dir=str(run.logs),
+    )
+
+
+def plan_batches(cuts, loader, optim, sample_rate: int, accelerator) -> BatchPlan:
+    """This process's batches of a run: the loader section's crops and buckets, the optimizer
+    section's batch size and seed, split over the processes."""
+    return BatchPlan(
+        cuts,
+        batch_seconds=optim.batch_seconds,
+        max_seconds=loader.max_seconds,
+        min_seconds=loader.min_seconds,
+        num_buckets=loader.num_buckets,
+        seed=optim.seed,
+        sample_rate=sample_rate,
+        world_size=accelerator.num_processes,
+        rank=accelerator.process_index,
     )
 
 
