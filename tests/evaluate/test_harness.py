@@ -7,10 +7,17 @@ import torch
 from distilxlsr.cli import main
 from distilxlsr.data.toy import make_toy_corpus
 from distilxlsr.errors import UserError
-from distilxlsr.evaluate.ctc import FinetuneConfig, ProbeConfig, probe_decode, train_probe
+from distilxlsr.evaluate.ctc import (
+    FinetuneConfig,
+    ProbeConfig,
+    finetune,
+    probe_decode,
+    train_probe,
+)
 from distilxlsr.evaluate.features import ModelFeatures, linear_cka, resolve_model
 from distilxlsr.evaluate.harness import _extract, evaluate, load_language
 from distilxlsr.evaluate.per import phone_error_rate
+from distilxlsr.models.teacher import load_teacher
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +151,34 @@ def test_evaluate_reads_a_prepared_fairseq_directory(tmp_path):
     assert results["languages"] == ["sw"]
     detail = results["models"][0]["details"]["sw"]
     assert detail["test_split"] == "valid" and detail["phones"] == 4
+
+
+def _finetuned(teacher_dir, eval_corpus, head_only_fraction):
+    data = load_language("aa", eval_corpus / "aa")
+    labels = [data.encode(p) for p in data.train.phones]
+    config = FinetuneConfig(steps=2, batch_utterances=2, head_only_fraction=head_only_fraction)
+    model, info = finetune(
+        str(teacher_dir), data.train.waves, labels, len(data.vocab), config, normalize=True
+    )
+    assert info["steps"] == 2 and math.isfinite(info["final_loss"])
+    return model
+
+
+def _changed(before: dict, model, prefix: str) -> list[bool]:
+    after = model.base_model.state_dict()
+    return [not torch.equal(before[k], after[k]) for k in before if k.startswith(prefix)]
+
+
+def test_finetuning_keeps_the_cnn_frozen_and_trains_head_then_body(teacher_dir, eval_corpus):
+    pretrained = load_teacher(str(teacher_dir)).state_dict()
+    # Half head-only: step 1 trains the head only, step 2 the transformer too.
+    model = _finetuned(teacher_dir, eval_corpus, head_only_fraction=0.5)
+    cnn = _changed(pretrained, model, "feature_extractor.")
+    assert cnn and not any(cnn), "the CNN feature encoder must stay frozen"
+    assert all(not p.requires_grad for p in model.base_model.feature_extractor.parameters())
+    assert all(_changed(pretrained, model, "encoder.layers.0.attention."))
+    # Head-only throughout: the transformer keeps its pretrained weights, the head learns.
+    model = _finetuned(teacher_dir, eval_corpus, head_only_fraction=1.0)
+    assert not any(_changed(pretrained, model, "encoder."))
+    assert not any(_changed(pretrained, model, "feature_projection."))
+    assert model.lm_head.weight.shape[0] == len(load_language("aa", eval_corpus / "aa").vocab)
