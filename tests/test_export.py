@@ -185,3 +185,9 @@ def test_export_of_a_model_directory_and_refusals(run, tmp_path):
     ]
     with pytest.raises(UserError, match="is the source itself"):
         export_hf(model_dir, model_dir)
+    # Into a directory that does not exist yet, two levels deep; then again into the same one.
+    nested = tmp_path / "exports" / "v1" / "student"
+    assert export_hf(model_dir, nested) == nested
+    (nested / "README.md").write_text("stale")
+    export_hf(model_dir, nested)
+    assert (nested / "README.md").read_text() == model_card(model_dir, None, None)
