@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint format clean reproduce-mini
+.PHONY: setup demo test lint format clean reproduce-mini mutation
 
 setup: $(STAMP)
 
@@ -26,6 +26,15 @@ reproduce-mini: setup
 test: setup
 	$(BIN)/python -m pytest -q tests
 
+# Mutation testing of the core modules ([tool.mutmut] in pyproject.toml; not part of `make test`):
+# a fresh run in mutants/, then the share of mutants killed per module and the survivors. One
+# torch thread per test process: spinning OpenMP threads would eat the CPU-time limit per mutant.
+MUTATION_JOBS ?= 2
+mutation: setup
+	rm -rf mutants
+	OMP_NUM_THREADS=1 nice -n 10 $(BIN)/mutmut run --max-children $(MUTATION_JOBS)
+	$(BIN)/python benchmarks/mutation_report.py --min 85
+
 lint: setup
 	$(BIN)/ruff check src tests benchmarks experiments
 	$(BIN)/ruff format --check src tests benchmarks experiments
@@ -35,4 +44,4 @@ format: setup
 	$(BIN)/ruff check --fix src tests benchmarks experiments
 
 clean:
-	rm -rf $(VENV) runs demo_out .pytest_cache
+	rm -rf $(VENV) runs demo_out .pytest_cache mutants

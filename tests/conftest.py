@@ -17,9 +17,26 @@ from distilxlsr.models.teacher import model_class  # noqa: E402
 
 
 def tiny_model(model_type: str = "wav2vec2", pre_ln: bool = True, layers: int = 4, seed: int = 0):
+    """A tiny random model whose every LayerNorm (and GroupNorm) has its own random weight and
+    bias: with transformers' 1/0 initialisation all norms compute the same function, and a test
+    could not tell one LayerNorm from another (say LN_l from LN_{l+1})."""
     torch.manual_seed(seed)
     model = model_class(model_type)(tiny_config(model_type, pre_ln=pre_ln, layers=layers))
+    randomize_norms(model, seed)
     return model.eval()
+
+
+def randomize_norms(model: torch.nn.Module, seed: int = 0) -> None:
+    generator = torch.Generator().manual_seed(10_000 + seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if (
+                isinstance(module, torch.nn.LayerNorm | torch.nn.GroupNorm)
+                and module.weight is not None
+            ):
+                shape = module.weight.shape
+                module.weight.copy_(1.0 + 0.3 * torch.randn(shape, generator=generator))
+                module.bias.copy_(0.3 * torch.randn(shape, generator=generator))
 
 
 @pytest.fixture(scope="session")

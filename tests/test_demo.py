@@ -17,6 +17,15 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     assert results["languages"] == ["es", "sw"]
     teacher, student = results["models"]
     assert student["params"] < 0.6 * teacher["params"]
+    # Sanity bounds (this run: teacher 5.3%, student 10.0% mean PER; a broken probe or
+    # representation scores near 100%, an untrained probe near 1000%).
+    assert teacher["per_mean"] < 0.15 and student["per_mean"] < 0.3, (teacher, student)
+    assert student["rel_gap"] == student["per_mean"] / teacher["per_mean"] - 1
+    # The 6 distillation steps lowered the loss.
+    losses = [
+        json.loads(x)["loss"] for x in (out / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert losses[-1] < losses[0], losses
     assert (out / "per.png").is_file() and (out / "similarity.png").is_file()
     model = transformers.AutoModel.from_pretrained(out / "student")
     assert model.config.num_hidden_layers == 4

@@ -3,7 +3,14 @@ import pytest
 import torch
 
 from distilxlsr.data.corpora import find_manifests, load_cuts
-from distilxlsr.data.loader import AudioBatches, BatchPlan, collate, duration_bins
+from distilxlsr.data.loader import (
+    AudioBatches,
+    BatchPlan,
+    BatchRef,
+    collate,
+    cut_rng,
+    duration_bins,
+)
 from distilxlsr.data.toy import make_toy_corpus
 from distilxlsr.errors import UserError
 
@@ -113,3 +120,90 @@ def test_corpus_layout(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(UserError, match="not a lhotse cut manifest"):
         find_manifests(tmp_path / "notes.txt")
+
+
+def test_cut_rng_depends_on_every_part_of_its_key():
+    def draw(*key):
+        return cut_rng(*key).random(4).tolist()
+
+    base = draw(0, 0, "utt1", "crop")
+    assert draw(0, 0, "utt1", "crop") == base  # a pure function of its key
+    for other in [(1, 0, "utt1", "crop"), (0, 1, "utt1", "crop"), (0, 0, "utt2", "crop")]:
+        assert draw(*other) != base, other
+    assert draw(0, 0, "utt1", "transform") != base
+
+
+def _crop_starts(plan, epoch):
+    """{cut id: (start, duration)} of every cut the sampler of `epoch` yields."""
+    return {c.id: (c.start, c.duration) for batch in plan.epoch_sampler(epoch) for c in batch}
+
+
+def test_each_cut_gets_its_own_crop_and_each_epoch_a_new_one(toy_corpus):
+    cuts = load_cuts(toy_corpus / "en")
+    durations = {c.id: c.duration for c in cuts}
+    plan = _plan(cuts, max_seconds=1.0, batch_seconds=4.0)
+    first, second = _crop_starts(plan, 0), _crop_starts(plan, 1)
+    assert first.keys() == second.keys() == durations.keys()
+    long = [i for i, d in durations.items() if d > 1.0]
+    assert len(long) >= 8
+    for starts in (first, second):
+        for i in long:
+            start, duration = starts[i]
+            assert duration == pytest.approx(1.0)
+            assert 0.0 <= start <= durations[i] - 1.0 + 1e-9
+    # Where in its free range each crop starts: one draw shared by all cuts would put them all
+    # at the same fraction (up to the rounding of the start to a sample).
+    fractions = sorted(first[i][0] / (durations[i] - 1.0) for i in long)
+    assert fractions[-1] - fractions[0] > 0.3, fractions
+    # Another epoch, another window, for every cropped cut.
+    assert all(first[i][0] != second[i][0] for i in long)
+    # Cuts that fit are not cropped.
+    assert all(first[i] == (0.0, durations[i]) for i in durations if i not in long)
+
+
+def test_each_cut_and_each_epoch_gets_its_own_transform_stream(toy_corpus):
+    cuts = load_cuts(toy_corpus / "en")
+    ref = next(iter(_plan(cuts)))
+    assert len(ref.cuts) >= 2
+    draws = {}
+
+    def transform(audio, cut, rng):
+        draws[cut.id] = rng.random()
+        return audio
+
+    def run(epoch, seed=3):
+        draws.clear()
+        dataset = AudioBatches(normalize=False, transform=transform, transform_p=1.0, seed=seed)
+        dataset[BatchRef(epoch, ref.index, ref.cuts)]
+        return dict(draws)
+
+    epoch0 = run(0)
+    assert len(set(epoch0.values())) == len(ref.cuts)  # no two cuts share a stream
+    epoch1 = run(1)
+    assert all(epoch0[i] != epoch1[i] for i in epoch0)
+    other_seed = run(0, seed=4)
+    assert all(epoch0[i] != other_seed[i] for i in epoch0)
+    assert run(0) == epoch0
+
+
+def test_transform_probability_decides_per_cut(toy_corpus):
+    cuts = load_cuts(toy_corpus / "en")
+    refs = [ref for ref, _ in zip(_plan(cuts), range(4), strict=False)]
+    seen = []
+
+    def transform(audio, cut, rng):
+        seen.append(cut.id)
+        return np.zeros_like(audio)
+
+    dataset = AudioBatches(normalize=False, transform=transform, transform_p=0.5, seed=0)
+    total = 0
+    for ref in refs:
+        batch = dataset[ref]
+        total += len(ref.cuts)
+        for row, cut in enumerate(ref.cuts):
+            n = int(batch["attention_mask"][row].sum())
+            zeroed = not batch["input_values"][row, :n].any()
+            assert zeroed == (cut.id in seen)
+            # The decision is the first draw of the cut's own transform stream.
+            assert zeroed == (cut_rng(0, ref.epoch, cut.id, "transform").random() < 0.5)
+    assert 0 < len(seen) < total

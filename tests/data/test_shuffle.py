@@ -8,6 +8,7 @@ from distilxlsr.data.loader import AudioBatches, cut_rng, load_mono
 from distilxlsr.data.shuffle import (
     Segment,
     assemble,
+    cut_segments,
     energy_segments,
     make_transform,
     phoneme_shuffle,
@@ -244,3 +245,52 @@ def test_loader_refuses_a_transform_made_for_another_rate():
     with pytest.raises(ValueError, match="8000 Hz"):
         AudioBatches(sample_rate=8000, transform=transform)
     assert make_transform(ShuffleConfig(mode="none"), sample_rate=8000) is None
+
+
+def test_cropped_cut_segments_follow_the_cut_not_the_recording(toy_corpus):
+    cut = next(c for c in load_cuts(toy_corpus / "en") if c.duration > 1.8)
+    phones = cut.supervisions[0].alignment["phone"]
+    offset, duration = 0.5, 1.0
+    cropped = cut.truncate(offset=offset, duration=duration)
+    n = cropped.num_samples
+    segments = cut_segments(cropped, n, SR)
+    assert segments[0].start == 0 and segments[-1].end == n
+    # Every phone that lies wholly inside the crop is a segment of its own, at its place in
+    # the crop (its recording time minus the crop's start) and with its label.
+    inside = [a for a in phones if offset <= a.start and a.end <= offset + duration]
+    assert len(inside) >= 3
+    found = {(s.start, s.end): s.label for s in segments if not s.silence}
+    for a in inside:
+        span = (round((a.start - offset) * SR), round((a.end - offset) * SR))
+        assert found.get(span) == a.symbol, (a, sorted(found.items())[:4])
+    # And the audio under each such segment is that phone's audio.
+    full, crop = cut.load_audio()[0], cropped.load_audio()[0]
+    shift = round(offset * SR)
+    for (a, b), _ in found.items():
+        if b - a > 100:
+            np.testing.assert_allclose(crop[a:b], full[a + shift : b + shift], atol=1e-6)
+
+
+def test_shuffling_a_crop_moves_whole_phones(toy_corpus):
+    """Shuffled with its alignment, a crop keeps every phone intact: the audio of each phone
+    inside the crop (by the recording's alignment) turns up unchanged, but for the few fade
+    samples at its ends, somewhere in the output; most of them elsewhere than before."""
+    cut = next(c for c in load_cuts(toy_corpus / "en") if c.duration > 1.8)
+    offset = 0.5
+    cropped = cut.truncate(offset=offset, duration=1.0)
+    audio = cropped.load_audio()[0]
+    out = make_transform(ShuffleConfig(mode="utterance"))(audio, cropped, np.random.default_rng(1))
+    inside = [
+        (round((a.start - offset) * SR), round((a.end - offset) * SR))
+        for a in cut.supervisions[0].alignment["phone"]
+        if offset < a.start and a.end < offset + 1.0
+    ]
+    assert len(inside) >= 3
+    moved = 0
+    for start, end in inside:
+        inner = audio[start + 40 : end - 40]  # clear of the 4 ms cross-fades
+        candidates = np.flatnonzero(out == inner[0])
+        places = [i for i in candidates if np.array_equal(out[i : i + len(inner)], inner)]
+        assert places, (start, end)
+        moved += places[0] != start + 40
+    assert moved >= 2

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import transformers
@@ -18,6 +19,7 @@ from safetensors.torch import load_file
 
 from distilxlsr.cli import main
 from distilxlsr.config import load_config
+from distilxlsr.data.corpora import load_cuts
 from distilxlsr.data.loader import collate
 from distilxlsr.distill.train import Distiller, distill
 from distilxlsr.models.layers import parse_layer_map
@@ -238,13 +240,6 @@ def test_dry_run_counts_xlsr_300m(capsys):
     assert lines[2] == "ratio student/teacher: 0.521"
 
 
-def test_distill_returns_run_dir(tmp_path, teacher_dir, toy_corpus):
-    config = load_config(
-        TINY, _overrides(teacher_dir, toy_corpus, tmp_path / "r", **{"train.max_steps": 1})
-    )
-    assert distill(config) == tmp_path / "r"
-
-
 def test_two_process_gloo_run_keeps_ranks_identical(tmp_path, teacher_dir, toy_corpus):
     out = tmp_path / "ddp"
     args = _overrides(
@@ -300,3 +295,132 @@ def test_shared_cnn_gives_the_same_loss_and_gradients(teacher_dir, toy_corpus):
         assert out.shape[0] == 1
     torch.testing.assert_close(results[0][0], results[1][0], rtol=0, atol=0)
     torch.testing.assert_close(results[0][1], results[1][1], rtol=0, atol=0)
+
+
+def _expected_representations(model, batch, layers):
+    """Layer representations (DESIGN.md) from transformers' hidden states, which for pre-LN
+    models are the raw residual stream h_0..h_L: pre-LN LN_{l+1}(h_l) (the encoder's final
+    LayerNorm for l = L); post-LN h_l."""
+    with torch.no_grad():
+        states = model(
+            batch["input_values"], attention_mask=batch["attention_mask"], output_hidden_states=True
+        ).hidden_states
+        if not model.config.do_stable_layer_norm:
+            return [states[l] for l in layers]
+        norms = [layer.layer_norm for layer in model.encoder.layers] + [model.encoder.layer_norm]
+        return [norms[l](states[l]) for l in layers]
+
+
+@pytest.mark.parametrize("pre_ln", [True, False])
+@pytest.mark.parametrize(
+    "layers, targets, expected_targets",
+    [("jump:2", "auto", (2, 4)), ("first:2", "list:1,3", (1, 3))],
+)
+def test_distiller_pairs_student_layer_i_with_target_i(pre_ln, layers, targets, expected_targets):
+    """Student layer i (1-based) against teacher layer targets[i]: every term by hand."""
+    from distilxlsr.distill.losses import layer_loss
+    from tests.conftest import tiny_model
+
+    teacher = tiny_model("wav2vec2", pre_ln=pre_ln, layers=4)
+    layer_map = parse_layer_map(layers, 4, targets)
+    assert layer_map.targets == expected_targets
+    student = build_student(teacher, layer_map).eval()
+    generator = torch.Generator().manual_seed(5)
+    batch = collate(
+        [torch.randn(n, generator=generator).numpy() for n in (4000, 2800)], normalize=True
+    )
+    frames = student._get_feature_vector_attention_mask(
+        teacher._get_feat_extract_output_lengths(4000), batch["attention_mask"]
+    )
+    want_t = _expected_representations(teacher, batch, layer_map.targets)
+    want_s = _expected_representations(student, batch, [1, 2])
+    expected = [layer_loss(s, t, frames) for s, t in zip(want_s, want_t, strict=True)]
+
+    config = load_config(None, ["teacher=x", "loss.layer_weights=[1.0, 3.0]"])
+    distiller = Distiller(teacher, student, layer_map, config)
+    loss, terms = distiller(batch)
+    torch.testing.assert_close(terms, torch.stack(expected).detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(loss.detach(), (expected[0] + 3 * expected[1]).detach() / 4)
+    # Every student layer, the top one included, is distilled: all its weights get a gradient.
+    loss.backward()
+    for index, layer in enumerate(student.encoder.layers):
+        grads = [p.grad for p in layer.parameters()]
+        assert all(g is not None and g.abs().sum() > 0 for g in grads), f"student layer {index + 1}"
+
+
+def _teacher_with_training_settings(path):
+    """A tiny teacher whose config has layerdrop and SpecAugment on, as released models do."""
+    from tests.conftest import tiny_model
+
+    model = tiny_model("wav2vec2", pre_ln=True)
+    model.config.update(
+        {
+            "layerdrop": 0.1,
+            "apply_spec_augment": True,
+            "mask_time_prob": 0.05,
+            "mask_time_length": 3,
+            "mask_feature_prob": 0.1,
+            "mask_feature_length": 4,
+        }
+    )
+    model.save_pretrained(path)
+    return path
+
+
+def _config_dict(path):
+    config = json.loads((path / "config.json").read_text())
+    return {k: v for k, v in config.items() if k not in ("transformers_version", "_name_or_path")}
+
+
+def test_checkpoints_and_exports_carry_the_teachers_config(tmp_path, toy_corpus):
+    teacher = _teacher_with_training_settings(tmp_path / "teacher")
+    config = load_config(
+        TINY, _overrides(teacher, toy_corpus, tmp_path / "r", **{"train.max_steps": 1})
+    )
+    assert distill(config) == tmp_path / "r"
+    assert main(["export", str(tmp_path / "r"), "--out", str(tmp_path / "student")]) == 0
+    expected = _config_dict(teacher) | {"num_hidden_layers": 2, "architectures": ["Wav2Vec2Model"]}
+    for directory in (
+        tmp_path / "r" / "checkpoints" / "step-0000001",
+        tmp_path / "r" / "student_init",
+        tmp_path / "student",
+    ):
+        assert _config_dict(directory) == expected, directory
+
+
+def test_nan_guard_skips_bad_steps_and_counts_them(tmp_path, teacher_dir, toy_corpus):
+    """A batch holding one poisoned utterance gives a NaN loss: that step must leave the weights
+    (and the optimizer's step count) untouched, the others train as usual."""
+    poisoned = sorted(c.id for c in load_cuts(toy_corpus / "en"))[0]
+    loads = []
+
+    def poison(audio, cut, rng):
+        loads.append(cut.id)
+        return np.full_like(audio, np.nan) if cut.id == poisoned else audio
+
+    steps = 8
+    out = tmp_path / "run"
+    config = load_config(
+        TINY,
+        _overrides(
+            teacher_dir, toy_corpus, out, **{"train.max_steps": steps, "train.checkpoint_every": 8}
+        ),
+    )
+    distill(config, transform=poison)
+    bad = loads.count(poisoned)
+    assert 1 <= bad < steps
+    last = list_checkpoints(out)[-1]
+    assert last.name == "step-0000008"
+    weights = load_file(last / "model.safetensors")
+    assert all(torch.isfinite(w).all() for w in weights.values())
+    run_state = json.loads((last / "trainer_state.json").read_text())["run_state"]
+    assert run_state["bad_steps"] == bad
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[-1]["bad_steps"] == bad
+    # AdamW took exactly the good steps.
+    optimizer = torch.load(last / "training_state.pt", weights_only=True)["optimizer"]
+    assert {float(s["step"]) for s in optimizer["state"].values()} == {float(steps - bad)}
+    # And they trained: the student moved away from its initialisation.
+    init = build_student(load_teacher(str(teacher_dir)), parse_layer_map("jump:2", 4)).state_dict()
+    key = "encoder.layers.1.feed_forward.output_dense.weight"
+    assert not torch.equal(init[key], weights[key])

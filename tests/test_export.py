@@ -1,0 +1,218 @@
+"""`export`: which directory a run's student comes from, what lands in the export, and the card,
+on a run directory assembled by hand (no distillation needed)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import transformers
+import yaml
+
+from distilxlsr.config import load_config, save_config
+from distilxlsr.errors import UserError
+from distilxlsr.export import export_hf, find_student, model_card, student_info
+from distilxlsr.models.layers import parse_layer_map
+from distilxlsr.models.student import STUDENT_INFO, StudentInfo, build_student
+from distilxlsr.training import checkpoint as ckpt
+from distilxlsr.training.rundir import RunDir
+from tests.conftest import tiny_model
+
+RUN_STATE = {"step": 40, "audio_seconds": 7200.0, "bad_steps": 3}
+
+
+def _student():
+    teacher = tiny_model("wav2vec2", layers=4)
+    layer_map = parse_layer_map("jump:2", 4)
+    return build_student(teacher, layer_map).eval(), layer_map
+
+
+def _checkpoint(run, student, step: int, run_state: dict | None = None):
+    tmp = ckpt.temporary_dir(run, step)
+    tmp.mkdir(parents=True)
+    ckpt.save_model(student, student.config, tmp)
+    state = {"run_state": run_state or RUN_STATE | {"step": step}}
+    (tmp / "trainer_state.json").write_text(json.dumps(state))
+    ckpt.write_manifest(tmp)
+    return ckpt.commit(tmp, run, step, keep=5)
+
+
+@pytest.fixture
+def run(tmp_path):
+    """A run directory as `distill` leaves it: config, student_init, metrics, two checkpoints."""
+    run = tmp_path / "run"
+    student, layer_map = _student()
+    config = load_config(
+        None,
+        ["teacher=my/teacher", "data.train=corpus/en", "shuffle.mode=word", "shuffle.p=0.5"],
+    )
+    run.mkdir()
+    save_config(config, run / "config.yaml")
+    init = run / "student_init"
+    student.config.save_pretrained(init)
+    transformers.Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(init)
+    StudentInfo("my/teacher", "jump:2", [2, 4], [2, 4], 4, 1000, 520).write(init)
+    (run / "metrics.jsonl").write_text(
+        json.dumps({"step": 20, "loss": 2.0})
+        + "\n"
+        + json.dumps({"step": 40, "loss": 1.23456})
+        # a trailing blank line, as an interrupted writer may leave
+        + "\n\n"
+    )
+    _checkpoint(run, student, 20)
+    with torch.no_grad():
+        student.encoder.layers[0].attention.q_proj.weight.add_(1.0)  # the newer weights
+    _checkpoint(run, student, 40)
+    return run
+
+
+def test_find_student_picks_the_newest_checkpoint_of_a_run(run, tmp_path):
+    found, of = find_student(run)
+    assert found == run / "checkpoints" / "step-0000040" and of.path == run
+    # A checkpoint directory is its own student; its run is found from its path.
+    model_dir = run / "checkpoints" / "step-0000020"
+    found, of = find_student(model_dir)
+    assert found == model_dir and of.path == run
+    # A plain model directory has no run.
+    plain = tmp_path / "plain"
+    ckpt.save_model(_student()[0], _student()[0].config, plain)
+    assert find_student(plain) == (plain, None)
+    # A run that has not written a checkpoint yet.
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "config.yaml").write_text("teacher: x\n")
+    with pytest.raises(UserError, match="no intact checkpoint"):
+        find_student(fresh)
+    (fresh / "config.yaml").unlink()
+    (fresh / "checkpoints").mkdir()
+    with pytest.raises(UserError, match="no intact checkpoint"):
+        find_student(fresh)
+    with pytest.raises(UserError, match="does not exist"):
+        find_student(tmp_path / "missing")
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "config.json").write_text("{}")  # weights missing
+    with pytest.raises(UserError, match="neither a run directory"):
+        find_student(half)
+
+
+def test_student_info_beside_the_model_or_in_the_run(run, tmp_path):
+    model_dir = run / "checkpoints" / "step-0000040"
+    from_run = student_info(model_dir)  # found through the checkpoint's run
+    assert from_run.layer_map == "jump:2" and from_run.targets == [2, 4]
+    assert student_info(tmp_path) is None
+    beside = StudentInfo("t", "first:2", [1, 2], [2, 4], 4, 10, 5)
+    beside.write(model_dir)
+    assert student_info(model_dir) == beside
+
+
+def test_export_of_a_run(run, tmp_path):
+    out = export_hf(run, tmp_path / "out")
+    assert out == tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["config.json", "model.safetensors", "preprocessor_config.json", STUDENT_INFO, "README.md"]
+    )
+    newest = run / "checkpoints" / "step-0000040"
+    for name in ("config.json", "model.safetensors"):
+        assert (out / name).read_bytes() == (newest / name).read_bytes()
+    assert (out / "preprocessor_config.json").read_bytes() == (
+        run / "student_init" / "preprocessor_config.json"
+    ).read_bytes()
+    assert json.loads((out / STUDENT_INFO).read_text()) == json.loads(
+        (run / "student_init" / STUDENT_INFO).read_text()
+    )
+    assert transformers.AutoModel.from_pretrained(out).config.num_hidden_layers == 2
+    card = (out / "README.md").read_text()
+    assert card == model_card(newest, RunDir(run), None, out)
+    assert "## Evaluation" not in card
+
+
+def test_model_card_lines(run, tmp_path):
+    card = model_card(run / "checkpoints" / "step-0000040", RunDir(run), None, tmp_path / "mine")
+    lines = card.splitlines()
+    meta = yaml.safe_load(card.split("---\n")[1])
+    assert meta["library_name"] == "transformers" and meta["base_model"] == "my/teacher"
+    assert meta["pipeline_tag"] == "feature-extraction" and "distillation" in meta["tags"]
+    assert "# DistilXLSR student (wav2vec2)" in lines
+    assert 'model = AutoModel.from_pretrained("mine")' in lines
+    expected = [
+        "| architecture | Wav2Vec2Model, 2 layers, hidden 32 |",
+        "| teacher | `my/teacher` (4 layers, 1,000 parameters) |",
+        "| layer map | `jump:2`: student layers copied from teacher layers [2, 4], distilled "
+        "towards [2, 4] |",
+        "| parameters | 520 (52.0% of the teacher) |",
+        "| phoneme shuffling | mode `word`, p = 0.5 |",
+        "| loss | L1 + λ·(−log σ(cos)), λ = 1.0 |",
+        "| training | 40 steps, 2.000 h of audio, peak lr 0.0002, 3 skipped steps |",
+        "| final loss | 1.2346 |",
+    ]
+    table = [line for line in lines if line.startswith("| ") and "---" not in line]
+    assert table == ["| | |"] + expected
+    assert "with randomly shuffled phonemes (word level)" in card
+
+
+def test_model_card_of_a_plain_model_directory(run, tmp_path):
+    """Without a run: no data, loss or training lines; an mse run names its loss."""
+    student, _ = _student()
+    plain = tmp_path / "plain"
+    ckpt.save_model(student, student.config, plain)
+    results = {
+        "mode": "probe",
+        "models": [
+            {"path": "t", "per": {"sw": 0.1}, "per_mean": 0.1},
+            {"path": str(plain), "per": {"sw": 0.25}, "per_mean": 0.25},
+        ],
+    }
+    card = model_card(plain, None, results)
+    assert "| architecture | Wav2Vec2Model, 2 layers, hidden 32 |" in card
+    assert "| teacher |" not in card and "| training |" not in card
+    assert "## Evaluation (probe, phone error rate %)" in card and "| 25.0 | 25.0 |" in card
+    config = load_config(run / "config.yaml", ["loss.kind=mse", "loss.cos_weight=0.5"])
+    save_config(config, run / "config.yaml")
+    (run / "metrics.jsonl").write_text("")
+    card = model_card(run / "checkpoints" / "step-0000040", RunDir(run), None)
+    assert "| loss | MSE, λ = 0.5 |" in card and "final loss" not in card
+    (run / "metrics.jsonl").unlink()
+    assert "final loss" not in model_card(run / "checkpoints" / "step-0000040", RunDir(run), None)
+
+
+def _results(per: float) -> dict:
+    return {
+        "mode": "probe",
+        "models": [
+            {"path": "teacher", "per": {"sw": 0.1}, "per_mean": 0.1},
+            {"path": "student", "per": {"sw": per}, "per_mean": per},
+        ],
+    }
+
+
+def test_export_takes_results_from_the_run_or_a_file(run, tmp_path):
+    (run / "results.json").write_text(json.dumps(_results(0.5)))
+    card = (export_hf(run, tmp_path / "a") / "README.md").read_text()
+    assert "| 50.0 | 50.0 |" in card
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(_results(0.75)))
+    card = (export_hf(run, tmp_path / "b", other) / "README.md").read_text()
+    assert "| 75.0 | 75.0 |" in card and "| 50.0 |" not in card
+
+
+def test_export_of_a_model_directory_and_refusals(run, tmp_path):
+    model_dir = tmp_path / "plain"
+    student, _ = _student()
+    ckpt.save_model(student, student.config, model_dir)
+    out = export_hf(model_dir, tmp_path / "m")
+    # No run: nothing but the model and its card (no extractor, no layer-map record).
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+    ]
+    with pytest.raises(UserError, match="is the source itself"):
+        export_hf(model_dir, model_dir)
+    # Into a directory that does not exist yet, two levels deep; then again into the same one.
+    nested = tmp_path / "exports" / "v1" / "student"
+    assert export_hf(model_dir, nested) == nested
+    (nested / "README.md").write_text("stale")
+    export_hf(model_dir, nested)
+    assert (nested / "README.md").read_text() == model_card(model_dir, None, None, nested)
