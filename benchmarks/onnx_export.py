@@ -230,7 +230,11 @@ def main() -> None:
         "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__},
         "student": {"path": spec.path, "layers": features.num_layers - 1, "dim": features.dim},
         "student_parameters": features.parameters,
-        "files_mb": {p.name: round(p.stat().st_size / 1e6, 2) for p in (fp32_file, int8_file)},
+        "files_mb": {
+            p.name: round(p.stat().st_size / 1e6, 2)
+            for p in (Path(spec.path) / "model.safetensors", fp32_file, int8_file)
+            if p.is_file()
+        },
         "export_seconds": round(export_seconds, 1),
         "data": {
             "language": args.lang,
@@ -238,6 +242,7 @@ def main() -> None:
             "train_seconds": round(data.train.seconds, 1),
             "test_utterances": len(test_waves),
             "test_seconds": round(data.test.seconds, 1),
+            "test_phones": sum(len(p) for p in data.test.phones),
         },
         "threads": args.threads,
     }
