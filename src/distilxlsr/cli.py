@@ -90,6 +90,16 @@ def _cmd_distill(args: argparse.Namespace) -> None:
 def _cmd_export(args: argparse.Namespace) -> None:
     from distilxlsr.export import export_hf, find_student
 
+    if args.format == "onnx":
+        from distilxlsr.export_onnx import export_onnx_dir
+
+        written = export_onnx_dir(args.source, args.out, args.quantize)
+        print(
+            f"exported {args.source} to {', '.join(str(p) for p in written)} (run with onnxruntime)"
+        )
+        return
+    if args.quantize:
+        raise UserError("--quantize applies to --format onnx only.")
     if args.format == "distilxlsr":
         from distilxlsr.models.interop import export_official
 
@@ -341,14 +351,24 @@ def _parser_import_official(sub) -> None:
 
 
 def _parser_export(sub) -> None:
-    p = sub.add_parser("export", help="write a student as a plain Hugging Face model directory")
+    p = sub.add_parser(
+        "export", help="write a student as a plain Hugging Face model directory (or ONNX)"
+    )
     p.add_argument("source", help="run directory (its newest checkpoint) or HF model directory")
-    p.add_argument("--out", required=True, help="output directory (hf) or .pt file (distilxlsr)")
+    p.add_argument(
+        "--out", required=True, help="output directory (hf, onnx) or .pt file (distilxlsr)"
+    )
     p.add_argument(
         "--format",
         default="hf",
-        choices=["hf", "distilxlsr"],
-        help="hf (default) or distilxlsr: the authors' fairseq-style checkpoint",
+        choices=["hf", "distilxlsr", "onnx"],
+        help="hf (default), distilxlsr: the authors' fairseq-style checkpoint, or onnx: "
+        "OUT/model.onnx for onnxruntime (needs pip install 'distilxlsr[onnx]')",
+    )
+    p.add_argument(
+        "--quantize",
+        choices=["int8"],
+        help="with --format onnx: also write OUT/model.int8.onnx (dynamic int8 MatMul weights)",
     )
     p.add_argument("--results", help="an evaluation results.json to include in the model card")
     p.add_argument(
