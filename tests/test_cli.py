@@ -96,3 +96,18 @@ def test_similarity_colours_fit_the_values():
     low, high = similarity_range(np.array([[0.85, 0.96], [0.9, 0.93]]))
     assert 0.8 < low < 0.85 and 0.96 < high < 1.0
     assert similarity_range(np.array([[0.5, 0.5]]))[1] > 0.5  # one value still gets a range
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--max-seconds", "nan"], "must be a finite number above 0"),
+        (["--max-reject-share", "nan"], "must lie between 0 and 1"),
+        (["--jobs", "0"], "must be at least 1"),
+        (["--lang", "../escape"], "is not a language code"),
+    ],
+)
+def test_prepare_refuses_bad_options(tmp_path, capsys, option, message):
+    with pytest.raises(SystemExit):
+        main(["prepare", "commonvoice", str(tmp_path), "--out", str(tmp_path / "o"), *option])
+    assert message in capsys.readouterr().err

@@ -247,6 +247,37 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     run_demo(Path(args.out), quick=args.quick)
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def _fraction(text: str) -> float:
+    """argparse type: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text} must lie between 0 and 1")
+    return value
+
+
+def _language_code(text: str) -> str:
+    """argparse type: a language code, also a directory name (no path separators)."""
+    if not re.fullmatch(r"[A-Za-z0-9][\w-]*", text):
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not a language code (letters, digits, - and _ only)"
+        )
+    return text
+
+
 def _positive_number(text: str) -> float:
     """argparse type: a finite number above 0."""
     try:
@@ -318,7 +349,11 @@ def _parser_prepare(sub) -> None:
     p.add_argument("--alignments", dest="alignments_opt", help="MFA TextGrid directory")
     p.add_argument("--ctm", help="Kaldi CTM phone alignments instead of TextGrids")
     p.add_argument("--out", required=True, help="output corpus directory")
-    p.add_argument("--lang", help="language code (fairseq: default the directory name)")
+    p.add_argument(
+        "--lang",
+        type=_language_code,
+        help="language code (fairseq: default the directory name)",
+    )
     p.add_argument("--split", default="train", help="split name (textgrid; default train)")
     p.add_argument(
         "--parts", help="LibriSpeech parts, e.g. train-clean-100,dev-clean (default all)"
@@ -327,10 +362,15 @@ def _parser_prepare(sub) -> None:
         "--phones", help="commonvoice: a clip<TAB>phones file instead of eSpeak phonemization"
     )
     p.add_argument("--voice", help="commonvoice: the eSpeak voice (default from --lang)")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes")
-    p.add_argument("--max-seconds", type=float, default=36.0, help="longer utterances are rejected")
+    p.add_argument("--jobs", type=_positive_int, default=1, help="worker processes")
     p.add_argument(
-        "--max-reject-share", type=float, default=0.05, help="abort above this share of rejects"
+        "--max-seconds", type=_positive_number, default=36.0, help="longer utterances are rejected"
+    )
+    p.add_argument(
+        "--max-reject-share",
+        type=_fraction,
+        default=0.05,
+        help="abort above this share of rejects (0 to 1)",
     )
     p.add_argument("--silence-labels", help="comma-separated silence labels (default: ,sil,sp,spn)")
     p.add_argument("--phone-set", help="comma-separated allowed phones (others are rejected)")
@@ -433,7 +473,7 @@ def _parser_synth(sub) -> None:
     p.add_argument("--split", default="train", choices=["train", "test"])
     p.add_argument("--out", required=True, help="corpus directory (ROOT/<lang>/...)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--jobs", type=int, default=1, help="worker processes")
+    p.add_argument("--jobs", type=_positive_int, default=1, help="worker processes")
     p.set_defaults(func=_cmd_synth)
 
 

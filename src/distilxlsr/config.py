@@ -396,11 +396,21 @@ def load_config(path: str | Path | None, overrides: list[str] = (), cls: type = 
                 "save it as UTF-8."
             ) from None
         except yaml.YAMLError as err:
-            raise UserError(f"config file '{path}' is not valid YAML: {err}".strip()) from None
+            raise UserError(
+                f"config file '{path}' is not valid YAML: {yaml_problem(err)}."
+            ) from None
         if not isinstance(values, dict):
             raise UserError(f"config file '{path}' must hold a mapping of keys to values.")
     values = _merge(values, parse_overrides(list(overrides)))
     return from_dict(cls, values, where="")
+
+
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML error in one line: what is wrong and where (PyYAML's own text spans several)."""
+    problem = getattr(err, "problem", None) or str(err).strip().splitlines()[0]
+    mark = getattr(err, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return f"{problem}{where}"
 
 
 def flatten_keys(d: dict, prefix: str = "") -> dict:

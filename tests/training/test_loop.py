@@ -132,7 +132,14 @@ def test_two_process_pretraining_keeps_ranks_identical(tmp_path, corpus):
 def test_a_failed_start_does_not_block_the_corrected_command(tmp_path, teacher_dir, toy_corpus):
     out = tmp_path / "run"
     base = distill_args(teacher_dir, toy_corpus, out, "train.max_steps=2")
-    for mistake in ("student.layers=jump:5", f"teacher={tmp_path / 'typo'}"):
+    mistakes = [
+        "student.layers=jump:5",
+        f"teacher={tmp_path / 'typo'}",
+        "loss.kind=l2",
+        "student.representation=bogus",
+        "loss.layer_weights=[1,1,1]",
+    ]
+    for mistake in mistakes:
         assert main([*base, mistake]) == 2
         assert not (out / "config.yaml").exists()
     assert main(base) == 0

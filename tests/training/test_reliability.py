@@ -163,3 +163,62 @@ def test_damaged_teacher_and_config_files_are_one_line(tmp_path, teacher_dir, to
     args[args.index("tiny-cpu")] = str(latin)
     assert main(args) == 2
     assert "is not UTF-8 text" in capsys.readouterr().err
+
+
+def test_hostile_or_damaged_run_files_are_one_line(
+    finished_run, tmp_path, teacher_dir, toy_corpus, capsys
+):
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "ran"), "w"))
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    newest = list_checkpoints(run)[-1]
+    (newest / "training_state.pt").write_bytes(pickle.dumps({"optimizer": Payload()}))
+    write_manifest(newest)  # re-signed: the checksum cannot catch it
+    capsys.readouterr()
+    assert main(_args(teacher_dir, toy_corpus, run, steps=6)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "cannot be loaded without running code" in err[-1] and not (tmp_path / "ran").exists()
+    assert "Traceback" not in "\n".join(err)
+    # a YAML tag in the run's own config.yaml
+    (run / "config.yaml").write_text("teacher: !!python/object/apply:os.system ['true']\n")
+    assert main(_args(teacher_dir, toy_corpus, run)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "config.yaml' cannot be read" in err[-1] and "Traceback" not in "\n".join(err)
+    # ... and in a --config file: one line
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: !!python/object/apply:os.system ['true']\n")
+    args = _args(teacher_dir, toy_corpus, tmp_path / "other")
+    args[args.index("tiny-cpu")] = str(bad)
+    assert main(args) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_a_checkpoint_without_trainer_state_is_named_when_skipped(finished_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    newest = list_checkpoints(run)[-1]
+    (newest / "trainer_state.json").unlink()
+    capsys.readouterr()
+    assert RunDir(run).latest_checkpoint().name == "step-0000002"
+    assert f"skipping checkpoint {newest} (trainer_state.json missing)" in capsys.readouterr().err
+
+
+def test_audio_damaged_after_prepare_is_one_line_from_a_loader_worker(
+    tmp_path, teacher_dir, capsys
+):
+    from distilxlsr.data.toy import make_toy_corpus
+
+    corpus = tmp_path / "corpus"
+    make_toy_corpus(corpus, "en", "train", num_utterances=6, seed=0)
+    for audio in sorted((corpus / "en" / "audio").rglob("*.flac")):
+        audio.write_bytes(os.urandom(2000))  # still there, no longer audio
+    args = _args(teacher_dir, corpus, tmp_path / "run", steps=2) + ["data.num_workers=1"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "could not be read" in err[-1] and "restore the file" in err[-1]
+    assert "Traceback" not in "\n".join(err)

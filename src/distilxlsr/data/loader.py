@@ -13,6 +13,7 @@ import os
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import soxr
@@ -58,7 +59,7 @@ class CorpusStats:
         return text
 
 
-def scan_cuts(cuts: CutSet, min_seconds: float) -> CorpusStats:
+def scan_cuts(cuts: CutSet, min_seconds: float, source: str | Path = "") -> CorpusStats:
     """One pass over the manifest: counts, hours and cuts that will be skipped. A manifest line
     that cannot be read, or audio files that are gone, are one error here (not a traceback
     from a loader worker later)."""
@@ -82,8 +83,9 @@ def scan_cuts(cuts: CutSet, min_seconds: float) -> CorpusStats:
                 first_unaligned = first_unaligned or cut.id
             missing += [s for s in _local_sources(cut) if not os.path.isfile(s)]
     except (OSError, EOFError, ValueError, KeyError, TypeError) as err:
+        where = f"the cut manifest(s) of '{source}'" if source else "a cut manifest"
         raise UserError(
-            f"a cut manifest could not be read after {n + short} cuts ({type(err).__name__}: "
+            f"{where} could not be read after {n + short} cuts ({type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else 'no detail'}); write it again with "
             "`distilxlsr prepare` / `distilxlsr synth`."
         ) from None
@@ -257,7 +259,14 @@ class AudioBatches(torch.utils.data.Dataset):
         self.seed = seed
 
     def load(self, cut: Cut, epoch: int) -> np.ndarray:
-        audio = load_mono(cut, self.sample_rate)
+        try:
+            audio = load_mono(cut, self.sample_rate)
+        except Exception as err:  # lhotse, soundfile and soxr each raise their own types
+            raise UserError(
+                f"the audio of cut '{cut.id}' could not be read ({type(err).__name__}: "
+                f"{str(err).strip().splitlines()[0] if str(err).strip() else 'no detail'}); "
+                "restore the file or run `distilxlsr prepare` again."
+            ) from None
         if self.transform is not None:
             rng = cut_rng(self.seed, epoch, cut.id, "transform")
             if rng.random() < self.transform_p:

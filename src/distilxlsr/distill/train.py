@@ -219,12 +219,16 @@ def _distill(config, transform, command_line, accelerator, run: RunDir) -> None:
 
     models = load_models(config, resume)
     cuts = load_cuts(config.data.train, "train")
-    stats = scan_cuts(cuts, config.data.min_seconds)  # every process: the same errors on all
+    stats = scan_cuts(
+        cuts, config.data.min_seconds, config.data.train
+    )  # every process: the same errors on all
     _check_data(config, stats)
     if transform is None:
         transform = resolve_transform(config)
     batches = _batches(config, cuts, models.extractor, transform, accelerator)
 
+    # Built before the run is claimed: a wrong loss or representation setting fails here.
+    distiller = Distiller(models.teacher, models.student, models.layer_map, config)
     state = RunState()
     if resume is not None:
         state = RunState.from_dict(ckpt.read_trainer_state(resume)["run_state"])
@@ -246,7 +250,6 @@ def _distill(config, transform, command_line, accelerator, run: RunDir) -> None:
         )
     accelerator.wait_for_everyone()
 
-    distiller = Distiller(models.teacher, models.student, models.layer_map, config)
     models.teacher.to(accelerator.device)
     task = DistillTask(distiller, models.student, models.pristine_config)
     trainer = Trainer(accelerator, run, config, config.train, state, config.data.sample_rate)

@@ -161,7 +161,7 @@ class _Pretraining:
     def run_all(self) -> Path:
         config, acc, run = self.config, self.accelerator, self.run
         cuts = load_cuts(config.data, "train")  # a missing or empty data path fails here
-        stats = scan_cuts(cuts, config.loader.min_seconds)
+        stats = scan_cuts(cuts, config.loader.min_seconds, config.data)
         if stats.cuts == 0:
             raise UserError(
                 f"'{config.data}' holds no utterance of at least loader.min_seconds="

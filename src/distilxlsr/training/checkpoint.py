@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import re
 import shutil
 from pathlib import Path
@@ -25,6 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from distilxlsr.config import save_config
+from distilxlsr.errors import UserError
 
 CHECKPOINT_DIR = re.compile(r"^step-(\d+)$")
 
@@ -44,6 +46,18 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
         if d.is_dir() and CHECKPOINT_DIR.match(d.name) and (d / "trainer_state.json").is_file()
     ]
     return sorted(found, key=lambda d: int(CHECKPOINT_DIR.match(d.name).group(1)))
+
+
+def incomplete_checkpoints(run_dir: Path) -> list[Path]:
+    """step-* directories without trainer_state.json (not temporaries: those never count)."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    return sorted(
+        d
+        for d in root.iterdir()
+        if d.is_dir() and CHECKPOINT_DIR.match(d.name) and not (d / "trainer_state.json").is_file()
+    )
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -179,7 +193,7 @@ def load_rank_state(directory: Path, rank: int) -> dict | None:
     path = Path(directory) / f"rank-{rank}.pt"
     if not path.is_file():
         return None
-    return torch.load(path, weights_only=True)
+    return _safe_load(path)
 
 
 def restore_rng(state: dict) -> None:
@@ -206,8 +220,19 @@ def save_training_state(directory: Path, state: dict) -> None:
     torch.save(state, Path(directory) / "training_state.pt")
 
 
+def _safe_load(path: Path):
+    """torch.load with weights_only=True; a file that would need more is one error line."""
+    try:
+        return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError:
+        raise UserError(
+            f"'{path}' holds objects that cannot be loaded without running code, which "
+            "distilxlsr refuses; delete that checkpoint directory to resume from the one before."
+        ) from None
+
+
 def load_training_state(directory: Path) -> dict:
-    return torch.load(Path(directory) / "training_state.pt", weights_only=True)
+    return _safe_load(Path(directory) / "training_state.pt")
 
 
 TASK_STATE = "task_state.safetensors"

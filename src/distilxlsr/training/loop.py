@@ -250,6 +250,16 @@ class OptimizerStep:
         return StepResult(grad_norm.detach(), bad, sums, self.grad_accum, samples, position)
 
 
+def worker_message(err: Exception) -> str:
+    """The message of an error re-raised from a DataLoader worker, without the traceback text
+    the loader wraps around it."""
+    text = str(err).strip()
+    if "Traceback" not in text:
+        return text
+    last = text.splitlines()[-1]
+    return last.split("UserError: ", 1)[-1]
+
+
 def any_rank(accelerator, flag: bool) -> bool:
     """True on every process if `flag` is true on any (a collective with several)."""
     if accelerator.num_processes == 1:
@@ -378,7 +388,10 @@ class Trainer:
         with _StopRequest() as stop, progress:
             while state.step < last:
                 step_start = time.perf_counter()
-                result = stepper(lambda: next(stream), state.step)
+                try:
+                    result = stepper(lambda: next(stream), state.step)
+                except UserError as err:  # raised in a loader worker: its message, one line
+                    raise UserError(worker_message(err)) from None
                 bad_total += result.bad
                 consecutive_bad = (consecutive_bad + 1) * result.bad
                 if result.position is not None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from distilxlsr.config import check_resume_compatible, save_config
+from distilxlsr.config import check_resume_compatible, save_config, yaml_problem
 from distilxlsr.errors import UserError
 from distilxlsr.training import checkpoint as ckpt
 
@@ -87,7 +87,17 @@ class RunDir:
     def saved_config(self) -> dict | None:
         if not self.config_file.is_file():
             return None
-        return yaml.safe_load(self.config_file.read_text())
+        try:
+            saved = yaml.safe_load(self.config_file.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            problem = yaml_problem(err) if isinstance(err, yaml.YAMLError) else str(err)
+            raise UserError(
+                f"'{self.config_file}' cannot be read ({problem}); this run directory was not "
+                "written by distilxlsr as it is: use a new out=DIR."
+            ) from None
+        if not isinstance(saved, dict):
+            raise UserError(f"'{self.config_file}' holds no config; use a new out=DIR.")
+        return saved
 
     def check_resumable(self, config: Any, resumable: set[str]) -> dict | None:
         """Refuse a config that would make a resumed run another experiment; returns the saved
@@ -181,7 +191,12 @@ class RunDir:
     def latest_checkpoint(self) -> Path | None:
         """The newest intact checkpoint (corrupt or incomplete newer ones are skipped, each with
         a one-line warning on stderr)."""
-        return ckpt.latest_intact_checkpoint(self.path, warn=_warn)
+        latest = ckpt.latest_intact_checkpoint(self.path, warn=_warn)
+        newest = latest.name if latest is not None else ""
+        for unfinished in ckpt.incomplete_checkpoints(self.path):
+            if unfinished.name > newest:
+                _warn(f"warning: skipping checkpoint {unfinished} (trainer_state.json missing).")
+        return latest
 
     def new_checkpoint(self, step: int) -> Path:
         """The temporary directory a checkpoint of `step` is written to (see `commit`)."""
