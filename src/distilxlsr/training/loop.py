@@ -325,6 +325,7 @@ class Trainer:
         self.wall_before = state.wall_seconds
         self.pending_samples = 0  # trained on since audio_seconds was last brought up to date
         self.tracking = False
+        self.plot_failed = False
 
     def say(self, message: str) -> None:
         if self.main:
@@ -421,7 +422,16 @@ class Trainer:
     def close(self) -> None:
         """Draw the loss curve one last time (trackers end with `accelerator.end_training`)."""
         if self.main:
+            self._plot()
+
+    def _plot(self) -> None:
+        """RUN/loss.png, best effort: a picture that cannot be drawn never ends a run."""
+        try:
             plot_loss(self.run.metrics(), self.run.file(LOSS_PLOT))
+        except Exception as err:  # matplotlib's own errors (fonts, cache, backend)
+            if not self.plot_failed:
+                self.say(f"warning: {LOSS_PLOT} not drawn ({type(err).__name__}: {err}).")
+            self.plot_failed = True
 
     def _count_bad(self, bad_total, consecutive_bad, task: Task) -> None:
         state = self.state
@@ -502,7 +512,8 @@ class Trainer:
                 ckpt.write_trainer_state(tmp, trainer_state)
                 ckpt.write_manifest(tmp)
                 final = self.run.commit(tmp, state.step, self.optim.keep_checkpoints)
-            plot_loss(self.run.metrics(), self.run.file(LOSS_PLOT))
+        if self.main:
+            self._plot()
         acc.wait_for_everyone()
         return final
 
@@ -513,6 +524,8 @@ class Trainer:
         except (OSError, SafetensorError) as err:  # safetensors wraps its I/O errors
             shutil.rmtree(tmp, ignore_errors=True)
             reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
+            if getattr(err, "filename", None):
+                reason += f": {err.filename}"
             raise UserError(
                 f"could not write checkpoint {tmp.name.removeprefix('.tmp-')} in {tmp.parent} "
                 f"({reason}); free disk space or fix permissions, then run the "

@@ -14,6 +14,7 @@ through `RunDir`; no other code composes paths inside one. Layout:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -181,6 +182,8 @@ class RunDir:
         holder = _read_lock(lock) if lock.is_file() else {}
         if holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
             lock.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self.path.rmdir()  # a start that failed before claiming leaves nothing behind
 
     # --- checkpoints ---
 
