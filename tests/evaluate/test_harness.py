@@ -129,7 +129,9 @@ def test_finetune_mode_runs(tmp_path, eval_corpus, teacher_dir):
 
 def test_errors(tmp_path, eval_corpus, teacher_dir):
     make_toy_corpus(tmp_path, "cc", "train", num_utterances=2)
-    with pytest.raises(UserError, match="no language with a train split and a test, valid or dev split"):
+    with pytest.raises(
+        UserError, match="no language with a train split and a test, valid or dev split"
+    ):
         evaluate([str(teacher_dir)], str(tmp_path), str(tmp_path / "o"))
     with pytest.raises(UserError, match="language 'zz'"):
         evaluate([str(teacher_dir)], str(eval_corpus), str(tmp_path / "o"), langs=["zz"])
