@@ -62,6 +62,15 @@ def toy_corpus(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="session")
+def two_language_corpus(tmp_path_factory):
+    """ROOT with en and sw train splits of 10 toy utterances each (teacher pretraining)."""
+    root = tmp_path_factory.mktemp("two_languages")
+    make_toy_corpus(root, "en", "train", num_utterances=10, seed=0)
+    make_toy_corpus(root, "sw", "train", num_utterances=10, seed=1)
+    return root
+
+
 def distill_args(teacher, corpus, out, *extra: str) -> list[str]:
     """`distilxlsr distill` arguments for a tiny run on a toy corpus's English."""
     return [

@@ -20,7 +20,6 @@ from lhotse import CutSet
 from safetensors.torch import load_file
 
 from distilxlsr.data.loader import collate
-from distilxlsr.data.toy import make_toy_corpus
 from distilxlsr.errors import UserError
 from distilxlsr.models.frames import frame_lengths
 from distilxlsr.teacher.config import TeacherShape, load_pretrain_config
@@ -55,11 +54,8 @@ TINY = [
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("multilingual")
-    make_toy_corpus(root, "en", "train", num_utterances=10, seed=0)
-    make_toy_corpus(root, "sw", "train", num_utterances=10, seed=1)
-    return root
+def corpus(two_language_corpus) -> Path:
+    return two_language_corpus
 
 
 def _waves(corpus: Path, n: int = 4) -> list[np.ndarray]:

@@ -16,7 +16,6 @@ import torch
 from safetensors.torch import load_file
 
 from distilxlsr.cli import main
-from distilxlsr.data.toy import make_toy_corpus
 from distilxlsr.training.checkpoint import list_checkpoints, read_trainer_state
 from distilxlsr.training.rundir import RunDir
 from tests.conftest import distill_args
@@ -43,11 +42,8 @@ TINY_TEACHER = [
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("two_languages")
-    make_toy_corpus(root, "en", "train", num_utterances=10, seed=0)
-    make_toy_corpus(root, "sw", "train", num_utterances=10, seed=1)
-    return root
+def corpus(two_language_corpus) -> Path:
+    return two_language_corpus
 
 
 def _pretrain(corpus: Path, out: Path, workers: int) -> list[str]:
