@@ -23,6 +23,7 @@ from lhotse.cut import Cut
 from lhotse.dataset import DynamicBucketingSampler
 
 from distilxlsr.conventions import SAMPLE_RATE
+from distilxlsr.data.corpora import find_manifests
 from distilxlsr.errors import UserError
 
 # A transform changes one utterance's waveform, e.g. the phoneme shuffle:
@@ -83,7 +84,7 @@ def scan_cuts(cuts: CutSet, min_seconds: float, source: str | Path = "") -> Corp
                 first_unaligned = first_unaligned or cut.id
             missing += [s for s in _local_sources(cut) if not os.path.isfile(s)]
     except (OSError, EOFError, ValueError, KeyError, TypeError) as err:
-        where = f"the cut manifest(s) of '{source}'" if source else "a cut manifest"
+        where = _manifests_named(source)
         raise UserError(
             f"{where} could not be read after {n + short} cuts ({type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else 'no detail'}); write it again with "
@@ -95,6 +96,18 @@ def scan_cuts(cuts: CutSet, min_seconds: float, source: str | Path = "") -> Corp
             "restore them or run `distilxlsr prepare` again."
         )
     return CorpusStats(n, seconds / 3600, short, languages, unaligned, first_unaligned)
+
+
+def _manifests_named(source) -> str:
+    """The manifest files behind a data path, for an error message."""
+    if not source:
+        return "a cut manifest"
+    try:
+        files = find_manifests(source, "train")
+    except UserError:
+        return f"the cut manifests of '{source}'"
+    names = ", ".join(f"'{f}'" for f in files[:3]) + (" ..." if len(files) > 3 else "")
+    return f"cut manifest {names}" if len(files) == 1 else f"one of the cut manifests {names}"
 
 
 def _local_sources(cut: Cut) -> list[str]:
