@@ -62,6 +62,21 @@ def toy_corpus(tmp_path_factory):
     return root
 
 
+TINY_TEACHER = [
+    "model.hidden=32",
+    "model.layers=2",
+    "model.heads=2",
+    "model.ffn=64",
+    "model.conv_channels=16",
+    "model.pos_conv_kernel=16",
+    "model.pos_conv_groups=4",
+    "units.clusters=8",
+    "units.sample_seconds=20",
+    "units.iterations=10",
+]
+"""`pretrain-teacher` overrides for a teacher of hidden 32, 2 layers, and 8 k-means units."""
+
+
 @pytest.fixture(scope="session")
 def two_language_corpus(tmp_path_factory):
     """ROOT with en and sw train splits of 10 toy utterances each (teacher pretraining)."""

@@ -28,6 +28,7 @@ from distilxlsr.teacher.pretrain import pretrain_teacher
 from distilxlsr.teacher.tasks import UnitPrediction, span_mask
 from distilxlsr.teacher.units import UnitLabeler, cut_phones, kmeans, unit_features
 from distilxlsr.training.checkpoint import list_checkpoints
+from tests.conftest import TINY_TEACHER
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "pretrain-tiny-teacher"
@@ -35,16 +36,7 @@ TINY_SHAPE = TeacherShape(
     hidden=32, layers=2, heads=2, ffn=64, conv_channels=16, pos_conv_kernel=16, pos_conv_groups=4
 )
 TINY = [
-    "model.hidden=32",
-    "model.layers=2",
-    "model.heads=2",
-    "model.ffn=64",
-    "model.conv_channels=16",
-    "model.pos_conv_kernel=16",
-    "model.pos_conv_groups=4",
-    "units.clusters=8",
-    "units.sample_seconds=20",
-    "units.iterations=10",
+    *TINY_TEACHER,
     "loader.num_workers=0",
     "loader.max_seconds=2.0",
     "train.batch_seconds=6.0",

@@ -7,7 +7,6 @@ a teacher given as a directory is named by the directory's name.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,7 +168,3 @@ def pick_results(results: dict | None, paths: list[str]) -> dict | None:
         return None
     m = chosen[0]
     return {"mode": results.get("mode", "probe"), "per": m["per"], "per_mean": m["per_mean"]}
-
-
-def read_json(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None

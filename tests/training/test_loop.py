@@ -18,20 +18,11 @@ from safetensors.torch import load_file
 from distilxlsr.cli import main
 from distilxlsr.training.checkpoint import list_checkpoints, read_trainer_state
 from distilxlsr.training.rundir import RunDir
-from tests.conftest import distill_args
+from tests.conftest import TINY_TEACHER, distill_args
 
 PRETRAIN = "pretrain-tiny-teacher"
-TINY_TEACHER = [
-    "model.hidden=32",
-    "model.layers=2",
-    "model.heads=2",
-    "model.ffn=64",
-    "model.conv_channels=16",
-    "model.pos_conv_kernel=16",
-    "model.pos_conv_groups=4",
-    "units.clusters=8",
-    "units.sample_seconds=20",
-    "units.iterations=10",
+TINY_PRETRAINING = [
+    *TINY_TEACHER,
     "loader.max_seconds=2.0",
     "train.batch_seconds=6.0",
     "train.log_every=3",
@@ -47,7 +38,7 @@ def corpus(two_language_corpus) -> Path:
 
 
 def _pretrain(corpus: Path, out: Path, workers: int) -> list[str]:
-    args = [f"data={corpus}", f"out={out}", *TINY_TEACHER, f"loader.num_workers={workers}"]
+    args = [f"data={corpus}", f"out={out}", *TINY_PRETRAINING, f"loader.num_workers={workers}"]
     return [sys.executable, "-m", "distilxlsr", "pretrain-teacher", "--config", PRETRAIN, *args]
 
 
@@ -96,7 +87,7 @@ def test_two_process_pretraining_keeps_ranks_identical(tmp_path, corpus):
     args = [
         f"data={corpus}",
         f"out={out}",
-        *TINY_TEACHER,
+        *TINY_PRETRAINING,
         "loader.num_workers=0",
         "stage1.steps=2",
         "stage2.steps=2",
