@@ -459,7 +459,7 @@ def _parser_synth(sub) -> None:
     p = sub.add_parser(
         "synth", help="synthesize a multilingual corpus with exact phone alignments (eSpeak NG)"
     )
-    from distilxlsr.data.synthetic import EVAL_LANGUAGES
+    from distilxlsr.data.synthetic import EVAL_LANGUAGES, SPLITS
 
     p.add_argument(
         "--langs",
@@ -470,7 +470,13 @@ def _parser_synth(sub) -> None:
     p.add_argument(
         "--minutes", type=_positive_number, required=True, help="minutes of speech per language"
     )
-    p.add_argument("--split", default="train", choices=["train", "test"])
+    p.add_argument(
+        "--split",
+        default="train",
+        choices=list(SPLITS),
+        help="train (probe training, English distillation), dev (choices), test (reports), "
+        "pretrain (teachers' corpus; its own speakers)",
+    )
     p.add_argument("--out", required=True, help="corpus directory (ROOT/<lang>/...)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=_positive_int, default=1, help="worker processes")

@@ -84,20 +84,44 @@ def test_phone_segments_tile_the_audio(corpus):
         }
     card = (corpus / "en" / "README.md").read_text(encoding="utf-8")
     assert "| train |" in card and "| test |" in card and "Lady Susan" in card
-    assert "| sw | Swahili | train |" in (corpus / "SYNTHETIC.md").read_text(encoding="utf-8")
+    assert "| sw | Swahili | unheard | train |" in (corpus / "SYNTHETIC.md").read_text(
+        encoding="utf-8"
+    )
 
 
-def test_train_and_test_speakers_and_texts_are_disjoint(corpus):
+def test_held_out_splits_share_no_voice_variant_rate_or_word_with_training(corpus):
+    """Corpus v2: dev/test speakers are held out by whole voice variant, one rate is held out,
+    and no dev or test word occurs in a train or pretrain text (numbers included)."""
     for lang in available_languages():
-        train = {s.id for s in speakers(lang, "train")}
-        test = {s.id for s in speakers(lang, "test")}
-        assert train and test and not train & test
-    # no (variant, pitch) voice is shared either
-    assert not {(s.variant, s.pitch) for s in speakers("sw", "train")} & {
-        (s.variant, s.pitch) for s in speakers("sw", "test")
-    }
-    assert not set(texts._english_pool("train")) & set(texts._english_pool("test"))
+        pool = {split: speakers(lang, split) for split in synthetic.SPLITS}
+        assert all(pool.values())
+        trained = {(s.voice, s.variant) for split in ("train", "pretrain") for s in pool[split]}
+        for held_out in ("dev", "test"):
+            assert not {(s.voice, s.variant) for s in pool[held_out]} & trained
+        assert not {(s.voice, s.variant) for s in pool["dev"]} & {
+            (s.voice, s.variant) for s in pool["test"]
+        }
+        assert not {(s.voice, s.variant) for s in pool["train"]} & {
+            (s.voice, s.variant) for s in pool["pretrain"]
+        }
+        rates = {split: {s.rate for s in pool[split]} for split in pool}
+        assert rates["test"] - rates["train"] - rates["pretrain"] >= set(synthetic.HELD_OUT_RATES)
     assert len(texts._text_source("en")) >= 1000
+    rng = np.random.default_rng(0)
+    for lang in ("en", "sw", "ka"):
+        seen = {split: [synthetic.make_text(lang, split, rng) for _ in range(60)] for split in pool}
+        train_words = {
+            w for split in ("train", "pretrain") for t in seen[split] for w in texts.tokens(t)
+        }
+        for held_out in ("dev", "test"):
+            assert all(synthetic.text_split(lang, t) == held_out for t in seen[held_out])
+            held_words = {w for t in seen[held_out] for w in texts.tokens(t)}
+            own = {w for w in held_words if synthetic.word_split(lang, w) == held_out}
+            assert own and not own & train_words
+        assert all(synthetic.text_split(lang, t) == "train" for t in seen["train"])
+    numbers = [synthetic.make_text("ka", "test", rng) for _ in range(300)]
+    digits = {w for t in numbers for w in texts.tokens(t) if w.isdigit()}
+    assert digits and all(synthetic.word_split("ka", d) == "test" for d in digits)
     for lang in ("en", "sw"):
         train, test = (
             _cuts(corpus / lang / f"cuts_{split}.jsonl.gz") for split in ("train", "test")
@@ -106,9 +130,19 @@ def test_train_and_test_speakers_and_texts_are_disjoint(corpus):
         texts_of = [{c.supervisions[0].text for c in cuts} for cuts in (train, test)]
         assert not speakers_of[0] & speakers_of[1]
         assert not texts_of[0] & texts_of[1]
-    rng = np.random.default_rng(0)
-    for _ in range(50):
-        assert synthetic.text_split(synthetic.make_text("ka", "test", rng)) == "test"
+        assert {c.custom["tier"] for c in train + test} == {synthetic.tier_of(lang)}
+    assert synthetic.tier_of("sw") == "unheard" and synthetic.tier_of("es") == "label"
+    assert sorted(x for tier in synthetic.TIERS.values() for x in tier) == sorted(
+        synthetic.EVAL_LANGUAGES
+    )
+
+
+def test_the_english_draw_follows_the_seed():
+    draws = [
+        [synthetic.utterance_spec("en", "train", seed, i)["text"] for i in range(20)]
+        for seed in (0, 0, 1)
+    ]
+    assert draws[0] == draws[1] and draws[0] != draws[2]
 
 
 _RUN = """
@@ -293,7 +327,7 @@ def test_unknown_language_is_a_user_error(tmp_path):
     assert "'xx'" in message and "en, el, eu" in message and "ka" in message
     assert "\n" not in message
     with pytest.raises(UserError):
-        synthesize_corpus(tmp_path, ["en"], TINY, "dev", progress=False)
+        synthesize_corpus(tmp_path, ["en"], TINY, "valid", progress=False)
     with pytest.raises(UserError):
         synthesize_corpus(tmp_path, ["en"], 0, "train", progress=False)
     assert not (tmp_path / "en").exists()

@@ -14,8 +14,8 @@ the event timing.
 
 Modules, in the order the data flows:
 
-- `voices`: languages, eSpeak NG voices, the speaker grid and its train/test split;
-- `texts`: what each utterance says (and who says it: `utterance_spec`);
+- `voices`: languages and tiers, eSpeak NG voices, the speaker grid and its split by variant;
+- `texts`: what each utterance says, split by word (and who says it: `utterance_spec`);
 - `engine`: the ctypes binding that synthesises one text with phoneme and word events;
 - `ipa` and `segments`: event names -> IPA, events -> phone and word segments;
 - `render`: one utterance from text to 16 kHz FLAC and its alignment;
@@ -37,22 +37,31 @@ from distilxlsr.data.synthetic.segments import (
     segments_from_events,
     word_spans,
 )
-from distilxlsr.data.synthetic.texts import TEXT_DIR, make_text, text_split, utterance_spec
+from distilxlsr.data.synthetic.texts import (
+    TEXT_DIR,
+    make_text,
+    text_split,
+    utterance_spec,
+    word_split,
+)
 from distilxlsr.data.synthetic.voices import (
     ENGLISH_VOICES,
     EVAL_LANGUAGES,
+    HELD_OUT_RATES,
     LANGUAGE_NAMES,
     PITCH_RANGE,
     PITCHES,
     RATES,
     SPLITS,
+    TIERS,
     VARIANTS,
     VOICES,
     Speaker,
     available_languages,
     check_language,
-    speaker_split,
     speakers,
+    tier_of,
+    variant_split,
 )
 from distilxlsr.data.synthetic.workers import serve_worker
 
@@ -61,6 +70,7 @@ __all__ = [
     "ENGLISH_VOICES",
     "ESPEAK_RATE",
     "EVAL_LANGUAGES",
+    "HELD_OUT_RATES",
     "GENERATOR_VERSION",
     "KIRSHENBAUM_TO_IPA",
     "LANGUAGE_FIXES",
@@ -71,6 +81,7 @@ __all__ = [
     "SAMPLE_RATE",
     "SILENCE",
     "SPLITS",
+    "TIERS",
     "TEXT_DIR",
     "VARIANTS",
     "VOICES",
@@ -88,11 +99,13 @@ __all__ = [
     "resample_segments",
     "segments_from_events",
     "serve_worker",
-    "speaker_split",
     "speakers",
     "synthesize_corpus",
     "text_split",
+    "tier_of",
     "to_ipa",
     "utterance_spec",
+    "variant_split",
+    "word_split",
     "word_spans",
 ]

@@ -13,13 +13,22 @@ from distilxlsr.conventions import SAMPLE_RATE, SILENCE
 from distilxlsr.data.synthetic.files import stamp_path, write_text
 from distilxlsr.data.synthetic.texts import asset_path
 from distilxlsr.data.synthetic.voices import (
+    HELD_OUT_RATES,
     LANGUAGE_NAMES,
     PITCHES,
     RATES,
     SPLITS,
-    VARIANTS,
     VOICES,
+    tier_of,
+    variant_splits,
 )
+
+TIER_MEANING = {
+    "label": "a teacher may be trained on its phone labels (train and pretrain splits only)",
+    "heard": "a teacher may hear its audio, never its labels",
+    "unheard": "no teacher or student hears it before evaluation",
+    "english": "the distillation language",
+}
 
 
 def _read_stamps(lang_dir: Path) -> dict[str, dict]:
@@ -43,6 +52,8 @@ def write_cards(root: Path, langs: Iterable[str]) -> None:
         lines = [
             f"# Synthetic {LANGUAGE_NAMES[lang]} ({lang}) speech",
             "",
+            f"Tier: `{tier_of(lang)}` ({TIER_MEANING[tier_of(lang)]}).",
+            "",
             "Made by `distilxlsr synth` (distilxlsr.data.synthetic) with eSpeak NG from the PyPI",
             f"package espeakng-loader. {SAMPLE_RATE // 1000} kHz FLAC; lhotse manifests with phone and word alignments",
             f"from the engine's phoneme and word events (pauses are `{SILENCE}`).",
@@ -59,13 +70,23 @@ def write_cards(root: Path, langs: Iterable[str]) -> None:
         lines += [
             "",
             f"Voices: {', '.join(VOICES[lang])}.",
-            f"Variants: {', '.join(VARIANTS)}. Pitch: {', '.join(map(str, PITCHES))}.",
-            f"Rate: {', '.join(map(str, RATES))} words/min.",
-            "A speaker is one voice x variant x pitch x rate; the (variant, pitch) pair decides",
-            "the split, so test speakers never occur in train.",
+            "Variants per split (voice: split <- variants):",
+            *(
+                f"- {voice}: "
+                + "; ".join(
+                    f"{split} <- {', '.join(v for v, s in variant_splits(voice).items() if s == split)}"
+                    for split in SPLITS
+                )
+                for voice in VOICES[lang]
+            ),
+            f"Pitch: {', '.join(map(str, PITCHES))}. Rate: {', '.join(map(str, RATES))} words/min;",
+            f"{', '.join(map(str, HELD_OUT_RATES))} only in dev and test.",
+            "A speaker is one voice x variant x pitch x rate; whole variants are held out, so no",
+            "dev or test voice variant is heard in train or pretrain.",
             "",
             f"Text: {_text_source_line(lang)}.",
-            "Test texts (CRC-32 = 0 mod 10) never occur in train.",
+            "Words are split (CRC-32 mod 10: 0 test, 1 dev; in English only words of at most 3",
+            "sentences): no dev or test word occurs in a train or pretrain text.",
             "",
         ]
         write_text(lang_dir / "README.md", "\n".join(lines))
@@ -94,7 +115,8 @@ def write_cards(root: Path, langs: Iterable[str]) -> None:
         for split, stamp in _read_stamps(lang_dir).items():
             s = stamp["stats"]
             rows.append(
-                f"| {lang_dir.name} | {LANGUAGE_NAMES[lang_dir.name]} | {split} | {s['utterances']} | "
+                f"| {lang_dir.name} | {LANGUAGE_NAMES[lang_dir.name]} | {tier_of(lang_dir.name)} | "
+                f"{split} | {s['utterances']} | "
                 f"{s['hours']:.3f} | {s['speakers']} | {s['phones']} |"
             )
     card = [
@@ -102,8 +124,12 @@ def write_cards(root: Path, langs: Iterable[str]) -> None:
         "",
         "Written by `distilxlsr synth`; each language's README.md has the details.",
         "",
-        "| language | name | split | utterances | hours | speakers | phones |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "Tiers: "
+        + "; ".join(f"`{tier}`: {meaning}" for tier, meaning in TIER_MEANING.items())
+        + ".",
+        "",
+        "| language | name | tier | split | utterances | hours | speakers | phones |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
         *rows,
         "",
     ]

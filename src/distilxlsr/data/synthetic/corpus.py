@@ -32,7 +32,7 @@ from distilxlsr.data.synthetic.files import (
     write_text,
 )
 from distilxlsr.data.synthetic.texts import utterance_spec
-from distilxlsr.data.synthetic.voices import SPLITS, VOICES, Speaker, check_language
+from distilxlsr.data.synthetic.voices import SPLITS, VOICES, Speaker, check_language, tier_of
 from distilxlsr.data.synthetic.workers import Workers
 from distilxlsr.errors import UserError
 
@@ -161,6 +161,8 @@ def write_split(lang: str, split: str, lang_dir: Path, result: dict, key: str, a
     recording_set = RecordingSet.from_recordings(recordings)
     supervision_set = SupervisionSet.from_segments(supervisions)
     cuts = CutSet.from_manifests(recordings=recording_set, supervisions=supervision_set)
+    tier = tier_of(lang)
+    cuts = CutSet.from_cuts(cut.with_custom("tier", tier) for cut in cuts)
     rec_path, sup_path, cut_path, phones_path = split_files(lang_dir, split)
     write_jsonl_gz(rec_path, recording_set.to_dicts())
     write_jsonl_gz(sup_path, supervision_set.to_dicts())
@@ -193,6 +195,7 @@ def write_split(lang: str, split: str, lang_dir: Path, result: dict, key: str, a
         "hours": seconds / 3600,
         "speakers": len(speaker_ids),
         "phones": len(phone_table),
+        "tier": tier,
         "espeak": result["espeak"],
     }
     stamp = {
@@ -224,9 +227,7 @@ def synthesize_corpus(
     if not langs:
         raise UserError(f"no synth language given; pass --langs with some of {', '.join(VOICES)}.")
     if split not in SPLITS:
-        raise UserError(
-            f"synth split '{split}' is not supported; use --split train or --split test."
-        )
+        raise UserError(f"synth split '{split}' is not supported; use --split {'|'.join(SPLITS)}.")
     if not minutes > 0:
         raise UserError(f"--minutes must be positive, got {minutes}; e.g. --minutes 5.")
     if jobs < 1:
