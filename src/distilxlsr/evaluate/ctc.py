@@ -1,4 +1,4 @@
-"""CTC phone recognisers: the probe (frozen features, softmax layer weights, linear head) and
+"""CTC phone recognisers: the probe (frozen, standardised features, softmax layer weights, linear head) and
 fine-tuning (CNN frozen; head first, then the transformer; tri-stage LR; SpecAugment)."""
 
 from __future__ import annotations
@@ -55,28 +55,48 @@ class FinetuneConfig:
 
 
 class Probe(nn.Module):
-    """Softmax-weighted sum of all layers, then a linear CTC head (SUPERB's recipe)."""
+    """Per-dimension standardisation (statistics of the training features), a softmax-weighted
+    sum of all layers, then a linear CTC head (SUPERB's recipe)."""
 
     def __init__(self, num_layers: int, dim: int, vocab_size: int):
         super().__init__()
         self.layer_logits = nn.Parameter(torch.zeros(num_layers))
         self.head = nn.Linear(dim, vocab_size)
+        self.register_buffer("mean", torch.zeros(num_layers, dim))
+        self.register_buffer("scale", torch.ones(num_layers, dim))
 
     def layer_weights(self) -> torch.Tensor:
         return torch.softmax(self.layer_logits, dim=0)
 
-    def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        """feats (B, layers, T, D) -> log-probabilities (B, T, V)."""
-        mixed = torch.einsum("l,bltd->btd", self.layer_weights(), feats)
-        return F.log_softmax(self.head(mixed), dim=-1)
+    @torch.no_grad()
+    def fit_standardisation(self, feats: list[torch.Tensor], eps: float = 1e-8) -> None:
+        """Mean and 1/std per (layer, dimension) over every frame of `feats` (the train split)."""
+        total = torch.zeros_like(self.mean, dtype=torch.float64)
+        squares = torch.zeros_like(total)
+        frames = 0
+        for f in feats:
+            x = f.double()
+            total += x.sum(1)
+            squares += (x * x).sum(1)
+            frames += f.shape[1]
+        mean = total / max(1, frames)
+        var = (squares / max(1, frames) - mean * mean).clamp_min(0)
+        self.mean.copy_(mean.float())
+        self.scale.copy_((var + eps).rsqrt().float())  # a constant dimension stays 0
 
+    @torch.no_grad()
+    def standardise(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        """float32, standardised copies of (layers, T, dim) features."""
+        return [(f.float() - self.mean[:, None]) * self.scale[:, None] for f in feats]
 
-def _pad_feats(feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    lengths = torch.tensor([f.shape[1] for f in feats])
-    out = torch.zeros(len(feats), feats[0].shape[0], int(lengths.max()), feats[0].shape[2])
-    for i, f in enumerate(feats):
-        out[i, :, : f.shape[1]] = f.float()
-    return out, lengths
+    def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Standardised (layers, T, D) features -> log-probabilities (B, T, V) and lengths.
+        Each utterance's layers are mixed before padding: one read of its features per step."""
+        weights = self.layer_weights()
+        mixed = [(weights @ f.reshape(f.shape[0], -1)).view(f.shape[1], f.shape[2]) for f in feats]
+        lengths = torch.tensor([m.shape[0] for m in mixed])
+        padded = nn.utils.rnn.pad_sequence(mixed, batch_first=True)
+        return F.log_softmax(self.head(padded), dim=-1), lengths
 
 
 def _ctc(log_probs: torch.Tensor, lengths: torch.Tensor, labels: list[list[int]]) -> torch.Tensor:
@@ -90,22 +110,25 @@ def _ctc(log_probs: torch.Tensor, lengths: torch.Tensor, labels: list[list[int]]
 def train_probe(
     feats: list[torch.Tensor], labels: list[list[int]], vocab_size: int, config: ProbeConfig
 ) -> tuple[Probe, dict]:
-    """Train a probe on cached features; returns it and {steps, seconds, final_loss}."""
+    """Train a probe on cached features; returns it and {steps, seconds, final_loss}. The
+    standardised float32 copy of `feats` lives only while the probe trains."""
     start = time.perf_counter()
     generator = torch.Generator().manual_seed(config.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         probe = Probe(feats[0].shape[0], feats[0].shape[2], vocab_size)
+    probe.fit_standardisation(feats)
+    ready = probe.standardise(feats)
     optimizer = torch.optim.Adam(probe.parameters(), lr=config.lr)
     warmup = max(1, config.steps // 20)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
     loss = torch.tensor(float("nan"))
     for _ in range(config.steps):
         pick = torch.randint(
-            len(feats), (min(config.batch_utterances, len(feats)),), generator=generator
+            len(ready), (min(config.batch_utterances, len(ready)),), generator=generator
         )
-        x, lengths = _pad_feats([feats[i] for i in pick])
-        loss = _ctc(probe(x), lengths, [labels[i] for i in pick])
+        log_probs, lengths = probe([ready[i] for i in pick])
+        loss = _ctc(log_probs, lengths, [labels[i] for i in pick])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -122,8 +145,7 @@ def train_probe(
 def probe_decode(probe: Probe, feats: list[torch.Tensor], batch: int = 16) -> list[list[int]]:
     out = []
     for i in range(0, len(feats), batch):
-        x, lengths = _pad_feats(feats[i : i + batch])
-        out += greedy_decode(probe(x), lengths)
+        out += greedy_decode(*probe(probe.standardise(feats[i : i + batch])))
     return out
 
 

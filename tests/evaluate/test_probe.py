@@ -1,0 +1,51 @@
+"""The probe's standardisation: statistics from the training features, applied to any split."""
+
+import torch
+
+from distilxlsr.evaluate.ctc import Probe, ProbeConfig, probe_decode, train_probe
+from distilxlsr.evaluate.per import phone_error_rate
+
+
+def _toy(seed: int, n: int = 12, layers: int = 3, dim: int = 8):
+    """Features whose layer 1, dimension 2 announces the label (1 or 2) in each frame block."""
+    g = torch.Generator().manual_seed(seed)
+    feats, labels = [], []
+    for _ in range(n):
+        seq = torch.randint(1, 3, (6,), generator=g).tolist()
+        frames = torch.randn(layers, 6 * 5, dim, generator=g) * 0.1
+        for k, label in enumerate(seq):
+            frames[1, 5 * k + 1 : 5 * k + 4, 2] += 1.0 if label == 1 else -1.0
+        feats.append(frames.half())
+        labels.append(seq)
+    return feats, labels
+
+
+def test_statistics_come_from_the_training_features():
+    feats, _ = _toy(0)
+    probe = Probe(3, 8, 3)
+    probe.fit_standardisation(feats)
+    ready = torch.cat(probe.standardise(feats), dim=1)  # (layers, all frames, dim)
+    assert torch.allclose(ready.mean(1), torch.zeros(3, 8), atol=1e-4)
+    assert torch.allclose(ready.std(1, unbiased=False), torch.ones(3, 8), atol=1e-3)
+    # other features are standardised with the same statistics, not their own
+    other = [f * 3 + 1 for f in feats]
+    shifted = torch.cat(probe.standardise(other), dim=1)
+    assert shifted.mean().abs() > 1
+
+
+def test_the_probe_does_not_care_about_each_dimension_s_scale_and_offset():
+    feats, labels = _toy(1)
+    scale = torch.logspace(-1, 2, 8)  # dimensions a thousand times apart, as log-mel's and
+    shift = torch.linspace(-5, 5, 8)  # a transformer's are
+    warped = [f.float() * scale + shift for f in feats]
+    config = ProbeConfig(steps=300, lr=3e-2, batch_utterances=4)
+    plain, _ = train_probe(feats, labels, 3, config)
+    scaled, _ = train_probe(warped, labels, 3, config)
+    # both see the same standardised inputs
+    for a, b in zip(plain.standardise(feats), scaled.standardise(warped), strict=True):
+        assert torch.allclose(a, b, atol=1e-2)
+    for probe, inputs in ((plain, feats), (scaled, warped)):
+        hyp = [[str(t) for t in h] for h in probe_decode(probe, inputs)]
+        assert (
+            phone_error_rate([[str(t) for t in seq] for seq in labels], hyp) < 0.1
+        )  # untrained: about 1
