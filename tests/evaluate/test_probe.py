@@ -49,3 +49,19 @@ def test_the_probe_does_not_care_about_each_dimension_s_scale_and_offset():
         assert (
             phone_error_rate([[str(t) for t in seq] for seq in labels], hyp) < 0.1
         )  # untrained: about 1
+
+
+def test_the_first_n_steps_of_a_longer_probe_are_an_n_step_probe():
+    """The selection scores several lengths in one run; that must equal separate runs."""
+    feats, labels = _toy(2)
+    seen = {}
+
+    def keep(step, probe):
+        if step in (20, 70):
+            seen[step] = {k: v.clone() for k, v in probe.state_dict().items()}
+
+    train_probe(feats, labels, 3, ProbeConfig(steps=90, lr=3e-2, warmup_steps=30), keep)
+    for steps in (20, 70):
+        alone, _ = train_probe(feats, labels, 3, ProbeConfig(steps=steps, lr=3e-2, warmup_steps=30))
+        for key, value in alone.state_dict().items():
+            assert torch.equal(value, seen[steps][key]), (steps, key)

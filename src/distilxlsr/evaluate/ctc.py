@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,7 +32,10 @@ class ProbeConfig:
     """Optimizer steps per language."""
     batch_utterances: int = 8
     lr: float = 1e-2
-    """Adam learning rate (constant after a 5% warm-up)."""
+    """Adam learning rate (constant after the warm-up)."""
+    warmup_steps: int = 50
+    """Linear warm-up; fixed in steps, so the first n steps of a longer probe are an n-step probe
+    (the selection scores several lengths in one run)."""
     seed: int = 0
 
 
@@ -108,10 +112,15 @@ def _ctc(log_probs: torch.Tensor, lengths: torch.Tensor, labels: list[list[int]]
 
 
 def train_probe(
-    feats: list[torch.Tensor], labels: list[list[int]], vocab_size: int, config: ProbeConfig
+    feats: list[torch.Tensor],
+    labels: list[list[int]],
+    vocab_size: int,
+    config: ProbeConfig,
+    after_step: Callable[[int, Probe], None] | None = None,
 ) -> tuple[Probe, dict]:
     """Train a probe on cached features; returns it and {steps, seconds, final_loss}. The
-    standardised float32 copy of `feats` lives only while the probe trains."""
+    standardised float32 copy of `feats` lives only while the probe trains. `after_step(n,
+    probe)` is called after each step n = 1, 2, ... (to score several lengths in one run)."""
     start = time.perf_counter()
     generator = torch.Generator().manual_seed(config.seed)
     with torch.random.fork_rng(devices=[]):
@@ -120,10 +129,10 @@ def train_probe(
     probe.fit_standardisation(feats)
     ready = probe.standardise(feats)
     optimizer = torch.optim.Adam(probe.parameters(), lr=config.lr)
-    warmup = max(1, config.steps // 20)
+    warmup = max(1, config.warmup_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
     loss = torch.tensor(float("nan"))
-    for _ in range(config.steps):
+    for step in range(1, config.steps + 1):
         pick = torch.randint(
             len(ready), (min(config.batch_utterances, len(ready)),), generator=generator
         )
@@ -133,6 +142,8 @@ def train_probe(
         loss.backward()
         optimizer.step()
         scheduler.step()
+        if after_step is not None:
+            after_step(step, probe)
     info = {
         "steps": config.steps,
         "seconds": time.perf_counter() - start,

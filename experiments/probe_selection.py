@@ -1,0 +1,172 @@
+"""Choose the evaluation probe's learning rate and length on the `dev` split (never `test`).
+
+For a log-mel front end and for a trained model (the shipped teacher), on two languages of each
+tier: a probe is trained on the language's `train` split (corpus v2: its own speakers and words)
+and scored (PER) on `dev` after each length in the grid, for each learning rate. Lengths are
+scored inside one run (the first n steps of a longer probe are an n-step probe). The grid is
+widened until the best learning rate is inside it (at most twice per side), and the best length
+must not be the longest tried (else the longest length is doubled, at most twice). The setting
+with the lowest mean dev PER over both feature kinds becomes `ProbeConfig`'s default.
+
+    python experiments/probe_selection.py [--data runs/evidence/data] [--out docs/probe_selection.json]
+
+Resumable: every (model, language, lr, max steps) result is kept in the output's `runs` and
+skipped when present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from distilxlsr import tune_malloc
+from distilxlsr.demo import shipped_teacher
+from distilxlsr.evaluate.ctc import ProbeConfig, probe_decode, train_probe
+from distilxlsr.evaluate.features import ModelFeatures, resolve_model
+from distilxlsr.evaluate.harness import _extract, load_utterances
+from distilxlsr.evaluate.per import phone_error_rate
+
+LANGS = "es,ru,it,el,sw,ka"  # two per tier: label, heard, unheard
+LRS = (3e-3, 1e-2, 3e-2)
+LENGTHS = (250, 500, 1000, 2000)
+
+
+def _score(out: Path, record: dict) -> None:
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.replace(out)
+
+
+def run_grid(record, out, models, langs, data, lrs, lengths) -> None:
+    runs = record.setdefault("runs", {})
+    for name, spec in models.items():
+        features = None
+        for lang in langs:
+            todo = [lr for lr in lrs if f"{name}/{lang}/lr={lr:g}/max={max(lengths)}" not in runs]
+            if not todo:
+                continue
+            if features is None:
+                features = (
+                    ModelFeatures(resolve_model(spec))
+                    if spec != "logmel"
+                    else ModelFeatures(resolve_model("logmel"), frame_stride=320)
+                )
+            train, _ = load_utterances(data / lang, "train")
+            dev, _ = load_utterances(data / lang, "dev")
+            vocab = sorted({p for seq in train.phones for p in seq})
+            index = {p: i + 1 for i, p in enumerate(vocab)}
+            labels = [[index[p] for p in seq] for seq in train.phones]
+            train_feats = _extract(features, train.waves)
+            dev_feats = _extract(features, dev.waves)
+            for lr in todo:
+                scores = {}
+                start = time.perf_counter()
+
+                def score(step, probe, scores=scores, dev=dev, feats=dev_feats, vocab=vocab):
+                    if step in lengths:
+                        hyp = probe_decode(probe, feats)
+                        words = [[vocab[t - 1] for t in h] for h in hyp]
+                        scores[str(step)] = phone_error_rate(dev.phones, words)
+
+                config = ProbeConfig(steps=max(lengths), lr=lr)
+                train_probe(train_feats, labels, len(vocab) + 1, config, score)
+                key = f"{name}/{lang}/lr={lr:g}/max={max(lengths)}"
+                runs[key] = {
+                    "model": name,
+                    "lang": lang,
+                    "lr": lr,
+                    "dev_per": scores,
+                    "seconds": time.perf_counter() - start,
+                    "dev_utterances": len(dev.ids),
+                    "dev_phones": sum(len(p) for p in dev.phones),
+                }
+                best = min(scores, key=scores.get)
+                print(
+                    f"{name} {lang} lr={lr:g}: dev PER "
+                    + " ".join(f"{k}:{v:.3f}" for k, v in scores.items())
+                    + f" (best {best}; {runs[key]['seconds']:.0f} s)",
+                    flush=True,
+                )
+                _score(out, record)
+
+
+def table(record, models, langs, lrs, lengths) -> dict[str, dict[str, float]]:
+    """(model -> 'lr=.. steps=..' -> mean dev PER over languages), from the runs so far."""
+    means: dict[str, dict[str, float]] = {}
+    for name in models:
+        for lr in lrs:
+            for steps in lengths:
+                values = []
+                for lang in langs:
+                    for run in record["runs"].values():
+                        if (
+                            run["model"] == name
+                            and run["lang"] == lang
+                            and run["lr"] == lr
+                            and str(steps) in run["dev_per"]
+                        ):
+                            values.append(run["dev_per"][str(steps)])
+                            break
+                if len(values) == len(langs):
+                    means.setdefault(name, {})[f"lr={lr:g} steps={steps}"] = float(np.mean(values))
+    return means
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default="runs/evidence/data")
+    parser.add_argument("--langs", default=LANGS)
+    parser.add_argument("--out", default="docs/probe_selection.json")
+    args = parser.parse_args()
+    out = Path(args.out)
+    record = json.loads(out.read_text()) if out.is_file() else {}
+    if "runs" not in record:
+        record = {"runs": {}}
+    models = {"logmel": "logmel", "teacher": str(shipped_teacher())}
+    langs = args.langs.split(",")
+    lrs, lengths = list(LRS), list(LENGTHS)
+    for _ in range(5):
+        run_grid(record, out, models, langs, Path(args.data), lrs, lengths)
+        means = table(record, models, langs, lrs, lengths)
+        overall = {k: float(np.mean([means[m][k] for m in models])) for k in means["logmel"]}
+        best = min(overall, key=overall.get)
+        best_lr = float(best.split()[0].split("=")[1])
+        best_steps = int(best.split()[1].split("=")[1])
+        widened = False
+        if best_lr == lrs[0]:
+            lrs.insert(0, lrs[0] / 3)
+            widened = True
+        elif best_lr == lrs[-1]:
+            lrs.append(lrs[-1] * 3)
+            widened = True
+        if best_steps == lengths[-1]:
+            lengths.append(lengths[-1] * 2)
+            widened = True
+        if not widened:
+            break
+        print(f"best {best} at the grid's edge: widening to lr {lrs}, steps {lengths}")
+    record.update(
+        {
+            "what": "probe lr and steps chosen on the dev split (corpus v2), never test",
+            "command": "python experiments/probe_selection.py",
+            "langs": langs,
+            "lrs": lrs,
+            "lengths": lengths,
+            "means": means,
+            "overall": overall,
+            "chosen": best,
+            "inside_grid": not widened,
+        }
+    )
+    _score(out, record)
+    print(json.dumps(overall, indent=1))
+    print(f"chosen: {best} (mean dev PER {overall[best]:.4f} over logmel and the teacher)")
+
+
+if __name__ == "__main__":
+    tune_malloc()
+    main()
