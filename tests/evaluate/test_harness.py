@@ -106,6 +106,7 @@ def test_statistics_with_tiers(tmp_path, eval_corpus, teacher_dir):
         models, str(root), str(tmp_path / "out"), seeds=[0, 1], probe=ProbeConfig(steps=5)
     )
     assert results["tiers"] == {"heard": ["bb"], "unheard": ["aa"]}
+    assert list(results["tiers"]) == ["heard", "unheard"]  # the corpus's order, not by name
     teacher, logmel, untrained = results["models"]
     assert [m["name"] for m in results["models"]] == [
         "teacher",

@@ -505,7 +505,7 @@ def parse_comparisons(
     return pairs
 
 
-TIER_ORDER = ("label", "heard", "unheard")
+TIER_ORDER = ("label", "heard", "unheard", "english")  # the synthetic corpus's
 
 
 def group_tiers(tiers: dict[str, str | None]) -> dict[str, list[str]]:
@@ -521,7 +521,8 @@ def group_tiers(tiers: dict[str, str | None]) -> dict[str, list[str]]:
             )
         if tier is not None:
             groups.setdefault(tier, []).append(lang)
-    order = sorted(groups, key=lambda t: (TIER_ORDER.index(t) if t in TIER_ORDER else 3, t))
+    rank = {tier: k for k, tier in enumerate(TIER_ORDER)}
+    order = sorted(groups, key=lambda t: (rank.get(t, len(rank)), t))
     return {tier: groups[tier] for tier in order}
 
 
