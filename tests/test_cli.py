@@ -111,3 +111,36 @@ def test_prepare_refuses_bad_options(tmp_path, capsys, option, message):
     with pytest.raises(SystemExit):
         main(["prepare", "commonvoice", str(tmp_path), "--out", str(tmp_path / "o"), *option])
     assert message in capsys.readouterr().err
+
+
+def test_evaluate_labels_split_compare_and_bootstrap(tmp_path, capsys):
+    import json
+
+    from distilxlsr.data.toy import make_toy_corpus
+
+    for lang, seed in (("xx", 1), ("yy", 2)):
+        make_toy_corpus(tmp_path / "corpus", lang, "train", num_utterances=6, seed=seed)
+        make_toy_corpus(tmp_path / "corpus", lang, "test", num_utterances=2, seed=seed + 10)
+    make_toy_corpus(tmp_path / "corpus", "xx", "dev", num_utterances=3, seed=20)
+    common = ["evaluate", "--data", str(tmp_path / "corpus"), "--out", str(tmp_path / "out")]
+    models = ["--model", "ref=logmel", "--model", "other:v1=logmel"]
+    argv = [*common, *models, "--split", "dev", "--steps", "2", "--bootstrap", "200"]
+    assert main([*argv, "--compare", "other:v1:ref"]) == 0
+    printed = capsys.readouterr().out
+    assert "skipping yy: no dev split" in printed and "Holm p" in printed
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [m["name"] for m in results["models"]] == ["ref", "other:v1"]
+    assert results["split"] == "dev" and results["languages"] == ["xx"]
+    assert results["bootstrap"]["resamples"] == 200
+    assert [(c["a"], c["b"]) for c in results["comparisons"]] == [("other:v1", "ref")]
+    for wrong, message in [
+        (["--compare", "ref:nope"], "--compare 'ref:nope' must be A:B"),
+        (["--langs", "yy"], "language 'yy' has no dev split"),
+        (["--bootstrap", "5"], "at least 100"),
+        (["--model", "ref=logmel"], "label 'ref' is given twice"),
+    ]:
+        assert main([*argv, *wrong]) == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*common, *models, "--split", "train"])
+    assert "invalid choice: 'train'" in capsys.readouterr().err

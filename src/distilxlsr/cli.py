@@ -192,13 +192,14 @@ def _cmd_shuffle(args: argparse.Namespace) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from distilxlsr.evaluate.ctc import FinetuneConfig, ProbeConfig
     from distilxlsr.evaluate.harness import evaluate
-    from distilxlsr.evaluate.report import markdown_table
+    from distilxlsr.evaluate.report import report_markdown
 
     probe, finetune = ProbeConfig(), FinetuneConfig()
     if args.steps is not None:
         probe.steps = finetune.steps = args.steps
     langs = [x for x in args.langs.split(",") if x] if args.langs else None
     seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    compare = [x.strip() for x in args.compare.split(",")] if args.compare is not None else None
     results = evaluate(
         args.model,
         args.data,
@@ -209,8 +210,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         similarity=args.similarity,
         probe=probe,
         finetune_config=finetune,
+        compare=compare,
+        split=args.split,
+        bootstrap=args.bootstrap,
     )
-    print(markdown_table(results))
+    print(report_markdown(results))
     print(f"results in {args.out}/results.json, results.md and per.png")
 
 
@@ -435,7 +439,10 @@ def _parser_evaluate(sub) -> None:
         "--model",
         action="append",
         required=True,
-        help="HF dir, hub id, run dir, `logmel` or `untrained:M`; repeat; the first is the reference",
+        metavar="[NAME=]MODEL",
+        help="HF dir, hub id, run dir, `logmel` or `untrained:M`, optionally labelled NAME=MODEL "
+        "(NAME: letters, digits, _.:+-; the row's name in the results); repeat; the first is "
+        "the reference",
     )
     p.add_argument("--data", required=True, help="corpus directory (ROOT or ROOT/<lang>)")
     p.add_argument(
@@ -451,6 +458,26 @@ def _parser_evaluate(sub) -> None:
     )
     p.add_argument(
         "--similarity", action="store_true", help="per-layer CKA of students vs the first model"
+    )
+    p.add_argument(
+        "--split",
+        choices=["test", "dev", "valid"],
+        help="the split to score on (default: per language the first present of test, valid, "
+        "dev); languages without it are skipped, or an error if --langs names them",
+    )
+    p.add_argument(
+        "--compare",
+        metavar="A:B[,C:D]",
+        help="model pairs (names or labels) whose PER difference is tested (default: every model "
+        "against the first); p-values are Holm-corrected over the pairs listed",
+    )
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="paired bootstrap resamples of test utterances (and seeds) behind the 95%% "
+        "intervals and p-values (default 1000, at least 100)",
     )
     p.set_defaults(func=_cmd_evaluate)
 

@@ -15,7 +15,7 @@ from distilxlsr.evaluate.ctc import (
     train_probe,
 )
 from distilxlsr.evaluate.features import ModelFeatures, linear_cka, resolve_model
-from distilxlsr.evaluate.harness import _extract, evaluate, load_language
+from distilxlsr.evaluate.harness import _extract, evaluate, load_language, split_label
 from distilxlsr.evaluate.per import phone_error_rate
 from distilxlsr.models.teacher import load_teacher
 
@@ -57,6 +57,8 @@ def test_evaluate_writes_reports_and_is_deterministic(tmp_path, eval_corpus, tea
     )
     b = evaluate(models, str(eval_corpus), str(tmp_path / "b"), seeds=[0, 1], probe=probe)
     assert [m["per"] for m in a["models"]] == [m["per"] for m in b["models"]]
+    assert a["comparisons"] == b["comparisons"]  # the bootstrap is seeded
+    assert [m["per_ci"] for m in a["models"]] == [m["per_ci"] for m in b["models"]]
     saved = json.loads((tmp_path / "a" / "results.json").read_text())
     assert saved["mode"] == "probe" and saved["languages"] == ["aa", "bb"]
     names = [m["name"] for m in saved["models"]]
@@ -66,13 +68,171 @@ def test_evaluate_writes_reports_and_is_deterministic(tmp_path, eval_corpus, tea
         assert {"params", "per_mean", "per_mean_std", "rel_gap", "train_per"} <= set(model)
         detail = model["details"]["aa"]
         assert detail["phones"] > 0 and detail["steps"] == 30 and len(detail["per"]) == 2
-    assert saved["models"][0]["rel_gap"] == 0.0
-    table = (tmp_path / "a" / "results.md").read_text().splitlines()
+    assert saved["models"][0]["rel_gap"] == 0.0 and saved["models"][0]["abs_gap"] == 0.0
+    report = (tmp_path / "a" / "results.md").read_text()
+    table = report.split("\n\n")[1].splitlines()  # the language table
     assert (
-        table[2].startswith("| language |")
+        table[0].startswith("| language |")
         and sum(line.startswith("| aa |") for line in table) == 1
     )
+    assert "| tier (languages) | model | PER [95% CI] |" in report and "Holm p" in report
+    assert "| aa | test |  | 5 |" in report  # test size: split, no tier, 5 utterances
     assert (tmp_path / "a" / "per.png").stat().st_size > 1000
+
+
+def _with_tiers(root, tiers: dict) -> None:
+    """Write custom["tier"] into each language's test cuts; the first cut gets none (the first
+    cut that has one decides) and the last another (which must not)."""
+    from lhotse import CutSet
+
+    for lang, tier in tiers.items():
+        path = root / lang / "cuts_test.jsonl.gz"
+        cuts = list(CutSet.from_file(path))
+        for k, cut in enumerate(cuts):
+            cut.custom = None if k == 0 else {"tier": tier if k < len(cuts) - 1 else "other"}
+        CutSet.from_cuts(cuts).to_file(path)
+
+
+def test_statistics_with_tiers(tmp_path, eval_corpus, teacher_dir):
+    import shutil
+
+    root = tmp_path / "corpus"
+    shutil.copytree(eval_corpus, root)
+    make_toy_corpus(root, "cc", "train", num_utterances=16, seed=3)
+    make_toy_corpus(root, "cc", "test", num_utterances=4, seed=103)  # no tier
+    _with_tiers(root, {"aa": "unheard", "bb": "heard"})
+    models = [f"teacher={teacher_dir}", "logmel", f"untrained:{teacher_dir}"]
+    results = evaluate(
+        models, str(root), str(tmp_path / "out"), seeds=[0, 1], probe=ProbeConfig(steps=5)
+    )
+    assert results["tiers"] == {"heard": ["bb"], "unheard": ["aa"]}
+    assert list(results["tiers"]) == ["heard", "unheard"]  # the corpus's order, not by name
+    teacher, logmel, untrained = results["models"]
+    assert [m["name"] for m in results["models"]] == [
+        "teacher",
+        "logmel",
+        f"untrained:{teacher_dir.name}",
+    ]
+    for model in results["models"]:
+        assert set(model["tiers"]) == {"heard", "unheard", "all"}
+        assert model["tiers"]["heard"]["per"] == pytest.approx(model["per"]["bb"])
+        assert model["tiers"]["heard"]["worst"] == ["bb", pytest.approx(model["per"]["bb"])]
+        assert model["tiers"]["all"]["languages"] == 3
+        assert model["tiers"]["all"]["per"] == pytest.approx(model["per_mean"])
+        worst = max(model["per"], key=model["per"].get)
+        assert model["tiers"]["all"]["worst"][0] == worst
+        assert set(model["per_ci_by_lang"]) == {"aa", "bb", "cc"}
+        lo, hi = model["per_ci"]
+        assert lo <= hi and model["per_ci"] == model["tiers"]["all"]["per_ci"]
+        # Per-utterance records: PER is their total edits over their total phones, per seed.
+        records = model["details"]["cc"]["utterances"]
+        assert len(records) == 4 and all(len(r["edits"]) == 2 for r in records)
+        phones = sum(r["phones"] for r in records)
+        assert phones == model["details"]["cc"]["phones"]
+        for k in range(2):
+            assert sum(r["edits"][k] for r in records) / phones == pytest.approx(
+                model["details"]["cc"]["per"][k]
+            )
+        assert model["abs_gap"] == pytest.approx(model["per_mean"] - teacher["per_mean"])
+    # Gain retained: only the untrained network, measured from logmel.
+    assert results["floor"] == "logmel"
+    assert "gain_retained" not in teacher and "gain_retained" not in logmel
+    for lang in ("aa", "bb", "cc"):
+        gain = logmel["per"][lang] - teacher["per"][lang]
+        expected = (logmel["per"][lang] - untrained["per"][lang]) / gain if gain > 0 else None
+        assert untrained["gain_retained_by_lang"][lang] == pytest.approx(expected)
+    gain = logmel["per_mean"] - teacher["per_mean"]
+    expected = (logmel["per_mean"] - untrained["per_mean"]) / gain if gain > 0 else None
+    assert untrained["gain_retained"]["all"] == pytest.approx(expected)
+    assert set(untrained["gain_retained_ci"]) == {"heard", "unheard", "all"}
+    assert [(c["a"], c["b"]) for c in results["comparisons"]] == [
+        ("logmel", "teacher"),
+        (untrained["name"], "teacher"),
+    ]
+    report = (tmp_path / "out" / "results.md").read_text()
+    assert "| heard (1) | teacher |" in report and "gain retained [95% CI]" in report
+    assert "| bb | test | heard | 5 |" in report and "| cc | test |  | 4 |" in report
+    _with_tiers(root, {"cc": "all"})
+    with pytest.raises(UserError, match="tier 'all' .* is reserved"):
+        evaluate(models, str(root), str(tmp_path / "x"))
+    assert not (tmp_path / "x").exists()  # refused before any training
+
+
+def test_labels_and_paired_comparisons(tmp_path, eval_corpus, teacher_dir):
+    results = evaluate(
+        ["one=logmel", "two=logmel", f"t={teacher_dir}"],
+        str(eval_corpus / "aa"),
+        str(tmp_path / "out"),
+        probe=ProbeConfig(steps=5),
+        compare=["two:one", ("t", "two")],
+        bootstrap=200,
+    )
+    one, two, _ = results["models"]
+    assert (one["name"], two["name"]) == ("one", "two") and one["per"] == two["per"]
+    same, other = results["comparisons"]
+    # The same model twice, scored on paired resamples: a difference of exactly 0.
+    assert (same["a"], same["b"], same["diff"], same["ci"], same["p"]) == (
+        "two",
+        "one",
+        0.0,
+        [0.0, 0.0],
+        1.0,
+    )
+    assert (other["a"], other["b"]) == ("t", "two")
+    assert results["bootstrap"]["resamples"] == 200
+    # Holm over two tests: the smaller p doubled (same's p is 1).
+    assert other["p"] >= 1 / 200 and other["p_holm"] == min(1.0, 2 * other["p"])
+    assert same["p_holm"] == 1.0
+    with pytest.raises(UserError, match="label 'x' is given twice"):
+        evaluate(["x=logmel", f"x={teacher_dir}"], str(eval_corpus), str(tmp_path / "e"))
+    with pytest.raises(UserError, match="--compare 'one:nope' must be A:B"):
+        evaluate(
+            ["one=logmel", "two=logmel"],
+            str(eval_corpus),
+            str(tmp_path / "e"),
+            compare=["one:nope"],
+        )
+    with pytest.raises(UserError, match="compares a model with itself"):
+        evaluate(
+            ["one=logmel", "two=logmel"],
+            str(eval_corpus),
+            str(tmp_path / "e"),
+            compare=[("one", "one")],
+        )
+    with pytest.raises(UserError, match="at least 100"):
+        evaluate(["logmel"], str(eval_corpus), str(tmp_path / "e"), bootstrap=10)
+    assert not (tmp_path / "e").exists()
+
+
+def test_split_label():
+    assert split_label("teacher=assets/teacher") == ("teacher", "assets/teacher")
+    assert split_label("base:v2=logmel") == ("base:v2", "logmel")
+    assert split_label("logmel") == (None, "logmel")
+    assert split_label("runs/lr=1e-4") == (None, "runs/lr=1e-4")  # '/' is no label
+    assert split_label("name=") == (None, "name=")  # no model after it
+    assert split_label("a b=x") == (None, "a b=x")
+
+
+def test_split_choice(tmp_path, eval_corpus, capsys):
+    import shutil
+
+    root = tmp_path / "corpus"
+    shutil.copytree(eval_corpus, root)
+    make_toy_corpus(root, "aa", "dev", num_utterances=3, seed=7)
+    results = evaluate(
+        ["logmel"], str(root), str(tmp_path / "dev"), split="dev", probe=ProbeConfig(steps=3)
+    )
+    assert "skipping bb: no dev split" in capsys.readouterr().out
+    assert results["languages"] == ["aa"] and results["split"] == "dev"
+    detail = results["models"][0]["details"]["aa"]
+    assert detail["test_split"] == "dev" and len(detail["utterances"]) == 3
+    assert all("-dev-" in u["id"] for u in detail["utterances"])
+    default = evaluate(["logmel"], str(root), str(tmp_path / "t"), probe=ProbeConfig(steps=3))
+    assert default["split"] == "test" and default["test_splits"] == {"aa": "test", "bb": "test"}
+    with pytest.raises(UserError, match="language 'bb' has no dev split"):
+        evaluate(["logmel"], str(root), str(tmp_path / "x"), split="dev", langs=["bb"])
+    with pytest.raises(UserError, match="--split 'train' must be one of test, valid, dev"):
+        evaluate(["logmel"], str(root), str(tmp_path / "x"), split="train")
 
 
 def test_similarity_of_a_student_with_its_teacher(tmp_path, eval_corpus, teacher_dir):
@@ -180,6 +340,16 @@ def test_two_models_with_one_name_keep_their_own_rows(tmp_path, eval_corpus, tea
         paths[1:], str(eval_corpus / "aa"), str(tmp_path / "alone"), probe=ProbeConfig(steps=5)
     )
     assert results["models"][1]["per"] == alone["models"][0]["per"]
+    assert results["models"][0]["per"] != results["models"][1]["per"]
+    # Labelled, the same two keep their own rows under their labels.
+    labelled = evaluate(
+        [f"first={paths[0]}", f"second={paths[1]}"],
+        str(eval_corpus / "aa"),
+        str(tmp_path / "labelled"),
+        probe=ProbeConfig(steps=5),
+    )
+    assert [m["name"] for m in labelled["models"]] == ["first", "second"]
+    assert [m["per"] for m in labelled["models"]] == [m["per"] for m in results["models"]]
     with pytest.raises(UserError, match="given twice"):
         evaluate([paths[0], paths[0]], str(eval_corpus / "aa"), str(tmp_path / "x"))
 

@@ -1,9 +1,11 @@
 """`distilxlsr evaluate`: every model gets the same data, steps, batches and seeds; per language
-a CTC phone recogniser is trained on the train split and scored by PER on the test split."""
+a CTC phone recogniser is trained on the train split and scored by PER on the test split, with
+bootstrap statistics over the test utterances (evaluate/stats.py)."""
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, replace
 from functools import cached_property
@@ -32,10 +34,20 @@ from distilxlsr.evaluate.features import (
     linear_cka,
     resolve_model,
 )
-from distilxlsr.evaluate.per import phone_error_rate
+from distilxlsr.evaluate.per import edit_distance, phone_error_rate
 from distilxlsr.evaluate.report import write_reports
+from distilxlsr.evaluate.stats import (
+    LEVEL,
+    REL_GAP_MIN_REFERENCE,
+    RESAMPLES,
+    SEED,
+    bootstrap_per,
+    relative_gap,
+    statistics,
+)
 
 TEST_SPLITS = ("test", "valid", "dev")
+LABEL = re.compile(r"[A-Za-z0-9_.:+-]+")
 
 
 @dataclass
@@ -75,8 +87,20 @@ class LanguageData:
         return sum(1 for seq in self.test.phones for p in seq if p not in known)
 
 
-def find_languages(data: str | Path, langs: list[str] | None) -> list[tuple[str, Path]]:
-    """(language, directory) pairs: `data` is one language directory or a root holding several."""
+def check_split(split: str | None) -> None:
+    if split is not None and split not in TEST_SPLITS:
+        raise UserError(f"--split '{split}' must be one of {', '.join(TEST_SPLITS)}.")
+
+
+def find_languages(
+    data: str | Path, langs: list[str] | None, split: str | None = None
+) -> list[tuple[str, Path]]:
+    """(language, directory) pairs: `data` is one language directory or a root holding several.
+    A language needs a train split and a split to score on: `split` if given, else any of
+    TEST_SPLITS. One without it is skipped with a printed note, or is an error when `langs`
+    asked for it."""
+    check_split(split)
+    wanted = f"{split} split" if split else "test, valid or dev split"
     root = Path(data)
     if not root.is_dir():
         raise UserError(f"--data '{data}' is not a directory; pass a corpus directory.")
@@ -95,41 +119,71 @@ def find_languages(data: str | Path, langs: list[str] | None) -> list[tuple[str,
                 f"present: {', '.join(sorted(present)) or 'none'}."
             )
         found = [(name, d) for name, d in found if name in langs]
-        untestable = [name for name, d in found if not _has_test_split(d)]
+        untestable = [name for name, d in found if scored_split(d, split) is None]
         if untestable:
-            raise UserError(
-                f"language '{untestable[0]}' has no test, valid or dev split under '{data}'."
-            )
+            raise UserError(f"language '{untestable[0]}' has no {wanted} under '{data}'.")
     else:
-        skipped = [name for name, d in found if not _has_test_split(d)]
+        skipped = [name for name, d in found if scored_split(d, split) is None]
         if skipped:  # e.g. English, which a distillation corpus holds for training only
-            print(f"evaluate: skipping {', '.join(skipped)}: no test, valid or dev split")
-        found = [(name, d) for name, d in found if _has_test_split(d)]
+            print(f"evaluate: skipping {', '.join(skipped)}: no {wanted}")
+        found = [(name, d) for name, d in found if scored_split(d, split) is not None]
     if not found:
-        raise UserError(
-            f"'{data}' holds no language with a train split and a test, valid or dev split."
-        )
+        raise UserError(f"'{data}' holds no language with a train split and a {wanted}.")
     return found
 
 
-def _has_test_split(lang_dir: Path) -> bool:
-    return any(cuts_file(lang_dir, s) is not None for s in TEST_SPLITS)
+def split_label(arg: str) -> tuple[str | None, str]:
+    """`NAME=PATH` -> (NAME, PATH): a `--model` argument's label, when the text before its first
+    '=' is a label (letters, digits, `_.:+-`) and a model follows. An existing path that holds
+    '=' (a run called `lr=1e-4`) stays a path."""
+    label, sep, rest = arg.partition("=")
+    if sep and rest and LABEL.fullmatch(label) and not Path(arg).exists():
+        return label, rest
+    return None, arg
 
 
-def distinct_names(specs: list[ModelSpec], args: list[str]) -> list[ModelSpec]:
-    """Models whose names collide (two runs both called `student`) are named by the path given;
-    the same model twice is an error."""
+def resolve_models(args: list[str]) -> list[ModelSpec]:
+    """Every `--model` argument resolved and named: its label if it has one, else its model's
+    name (distinct_names keeps colliding names apart)."""
+    labels, specs, plain = [], [], []
+    for arg in args:
+        label, model = split_label(arg)
+        labels.append(label)
+        specs.append(resolve_model(model))
+        plain.append(model)
+    given = [x for x in labels if x is not None]
+    twice = next((x for x in given if given.count(x) > 1), None)
+    if twice is not None:
+        raise UserError(f"--model label '{twice}' is given twice; give each model its own label.")
+    return distinct_names(specs, plain, labels)
+
+
+def distinct_names(
+    specs: list[ModelSpec], args: list[str], labels: list[str | None] | None = None
+) -> list[ModelSpec]:
+    """A labelled model is named by its label. Unlabelled models whose names collide (two runs
+    both called `student`, or a run called like another model's label) are named by the path
+    given; the same name twice after that (the same model twice) is an error."""
+    labels = labels or [None] * len(specs)
     counts: dict[str, int] = {}
-    for spec in specs:
-        counts[spec.name] = counts.get(spec.name, 0) + 1
+    for spec, label in zip(specs, labels, strict=True):
+        name = label or spec.name
+        counts[name] = counts.get(name, 0) + 1
     named = [
-        replace(spec, name=arg) if counts[spec.name] > 1 else spec
-        for spec, arg in zip(specs, args, strict=True)
+        replace(spec, name=label)
+        if label
+        else replace(spec, name=arg)
+        if counts[spec.name] > 1
+        else spec
+        for spec, arg, label in zip(specs, args, labels, strict=True)
     ]
     seen: set[str] = set()
     for spec in named:
         if spec.name in seen:
-            raise UserError(f"--model '{spec.name}' is given twice; give each model once.")
+            raise UserError(
+                f"--model '{spec.name}' is given twice; give each model once "
+                "(or a label each: --model NAME=PATH)."
+            )
         seen.add(spec.name)
     return named
 
@@ -152,11 +206,35 @@ def load_utterances(
     return Utterances(ids, speakers, waves, phones), skipped
 
 
-def load_language(lang: str, lang_dir: Path) -> LanguageData:
+def scored_split(lang_dir: Path, split: str | None = None) -> str | None:
+    """The split a language is scored on: `split` if present, by default the first present of
+    TEST_SPLITS; None if there is none."""
+    candidates = (split,) if split else TEST_SPLITS
+    return next((s for s in candidates if cuts_file(lang_dir, s) is not None), None)
+
+
+def read_tier(lang_dir: Path, split: str) -> str | None:
+    """A language's tier: custom["tier"] of the first cut of the split that has one (the
+    synthetic corpus writes "label", "heard" or "unheard"); None when no cut has one."""
+    for cut in load_cuts(lang_dir, split):
+        tier = (cut.custom or {}).get("tier")
+        if tier is not None:
+            return str(tier)
+    return None
+
+
+def load_language(lang: str, lang_dir: Path, split: str | None = None) -> LanguageData:
+    """A language's train split and the split it is scored on: `split`, or by default the first
+    present of TEST_SPLITS."""
+    check_split(split)
     train, skipped = load_utterances(lang_dir, "train")
-    split = next((s for s in TEST_SPLITS if cuts_file(lang_dir, s) is not None), None)
+    requested = split
+    split = scored_split(lang_dir, split)
     if split is None:
-        raise UserError(f"language '{lang}' in '{lang_dir}' has no test, valid or dev split.")
+        raise UserError(
+            f"language '{lang}' in '{lang_dir}' has no "
+            f"{requested or ' or '.join(TEST_SPLITS)} split."
+        )
     test, skipped_test = load_utterances(lang_dir, split)
     if not train.ids or not test.ids:
         raise UserError(
@@ -183,17 +261,34 @@ def evaluate(
     probe: ProbeConfig | None = None,
     finetune_config: FinetuneConfig | None = None,
     device: str | None = None,
+    compare: list[str] | list[tuple[str, str]] | None = None,
+    split: str | None = None,
+    bootstrap: int = RESAMPLES,
 ) -> dict:
-    """Evaluate `models` (the first is the reference) on every language; write the reports."""
+    """Evaluate `models` (the first is the reference) on every language; write the reports.
+
+    A model may carry a label, `NAME=PATH`. `compare` lists the model pairs to test, as
+    "A:B" strings or (A, B) pairs of names (default: every model against the reference).
+    `split` is the split scored (default: the first present of test, valid, dev per language).
+    `bootstrap` is the number of paired resamples behind every interval and p-value.
+    """
     if mode not in ("probe", "finetune"):
         raise UserError(f"--mode '{mode}' must be probe or finetune.")
+    check_split(split)
+    if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 100:
+        raise UserError(
+            f"--bootstrap {bootstrap!r} must be a whole number of at least 100 resamples "
+            f"(default {RESAMPLES}); fewer cannot place a 95% interval's ends."
+        )
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     probe = probe or ProbeConfig()
     finetune_config = finetune_config or FinetuneConfig()
-    specs = distinct_names([resolve_model(m) for m in models], list(models))
+    specs = resolve_models(list(models))
+    pairs = parse_comparisons(compare, [s.name for s in specs])
     if mode == "finetune" and any(s.kind == "logmel" for s in specs):
         raise UserError("logmel has no network to fine-tune; use it with --mode probe.")
-    languages = find_languages(data, langs)
+    languages = find_languages(data, langs, split)
+    tiers = group_tiers({lang: read_tier(d, scored_split(d, split)) for lang, d in languages})
     # Every model must load before any training starts.
     stride = FRAME_HOP
     loaded: dict[str, ModelFeatures] = {}
@@ -218,7 +313,7 @@ def evaluate(
     similarity_table: dict = {}
     progress = tqdm(total=len(specs) * len(languages), desc=f"evaluate ({mode})", unit="model·lang")
     for lang, lang_dir in languages:
-        data_l = load_language(lang, lang_dir)
+        data_l = load_language(lang, lang_dir, split)
         train_labels = [data_l.encode(p) for p in data_l.train.phones]
         subset = _train_subset(len(data_l.train.ids))
         cache: dict[str, dict[str, list[torch.Tensor]]] = {}
@@ -234,6 +329,10 @@ def evaluate(
                 "skipped": data_l.skipped,
                 "per": [],
                 "train_per": [],
+                "utterances": [
+                    {"id": i, "phones": len(p), "edits": []}
+                    for i, p in zip(data_l.test.ids, data_l.test.phones, strict=True)
+                ],
                 "seconds": [],
                 "steps": 0,
             }
@@ -269,9 +368,13 @@ def evaluate(
                     train_hyp = finetune_decode(
                         model, [data_l.train.waves[i] for i in subset], features.normalize, device
                     )
-                run["per"].append(
-                    phone_error_rate(data_l.test.phones, [data_l.decode(h) for h in test_hyp])
-                )
+                edits = [
+                    edit_distance(ref, data_l.decode(hyp))
+                    for ref, hyp in zip(data_l.test.phones, test_hyp, strict=True)
+                ]
+                for record, count in zip(run["utterances"], edits, strict=True):
+                    record["edits"].append(count)
+                run["per"].append(sum(edits) / run["phones"])  # = phone_error_rate
                 run["train_per"].append(
                     phone_error_rate(
                         [data_l.train.phones[i] for i in subset],
@@ -287,7 +390,14 @@ def evaluate(
             if table:
                 similarity_table[lang] = table
     progress.close()
-    results = _summarise(mode, [lang for lang, _ in languages], list(seeds), specs, rows)
+    results = _summarise(
+        mode, [lang for lang, _ in languages], list(seeds), specs, rows, tiers, pairs, bootstrap
+    )
+    splits = {lang: rows[specs[0].name]["runs"][lang]["test_split"] for lang, _ in languages}
+    results["split"] = split or (
+        next(iter(splits.values())) if len(set(splits.values())) == 1 else None
+    )
+    results["test_splits"] = splits
     results["config"] = asdict(probe) if mode == "probe" else asdict(finetune_config)
     if similarity_table:
         results["similarity"] = similarity_table
@@ -354,8 +464,85 @@ def _similarity(specs: list[ModelSpec], loaded: dict, cache: dict) -> dict:
     return table
 
 
+def parse_comparisons(
+    compare: list[str] | list[tuple[str, str]] | None, names: list[str]
+) -> list[tuple[str, str]] | None:
+    """The model pairs to compare, checked against the models' names. An "A:B" string is split
+    at the one ':' that leaves a model name on both sides (names may hold ':' themselves, as
+    `untrained:teacher` does). None: the default, every model against the reference."""
+    if compare is None:
+        return None
+    known = set(names)
+    pairs = []
+    for item in compare:
+        if isinstance(item, str):
+            cuts = [
+                (item[:i], item[i + 1 :])
+                for i, c in enumerate(item)
+                if c == ":" and item[:i] in known and item[i + 1 :] in known
+            ]
+            if len(cuts) != 1:
+                raise UserError(
+                    f"--compare '{item}' must be A:B with A and B two of the models: "
+                    f"{', '.join(names)}."
+                )
+            a, b = cuts[0]
+        else:
+            if not (isinstance(item, (tuple, list)) and len(item) == 2):
+                raise UserError(f"compare item {item!r} must be 'A:B' or a pair (A, B).")
+            a, b = item
+            for name in (a, b):
+                if name not in known:
+                    raise UserError(
+                        f"--compare names '{name}', which is none of the models: "
+                        f"{', '.join(names)}."
+                    )
+        if a == b:
+            raise UserError(f"--compare '{a}:{b}' compares a model with itself.")
+        pairs.append((a, b))
+    if not pairs:
+        raise UserError("--compare lists no pair; give A:B[,C:D] or leave it out.")
+    return pairs
+
+
+TIER_ORDER = ("label", "heard", "unheard", "english")  # the synthetic corpus's
+
+
+def group_tiers(tiers: dict[str, str | None]) -> dict[str, list[str]]:
+    """{tier: its languages} from each language's tier (None: in no tier), the synthetic
+    corpus's tiers first in their order, others by name. "all" names every language and cannot
+    be a tier."""
+    groups: dict[str, list[str]] = {}
+    for lang, tier in tiers.items():
+        if tier == "all":
+            raise UserError(
+                f"language '{lang}': tier 'all' (cut custom['tier']) is reserved for every "
+                "language together; rename the tier."
+            )
+        if tier is not None:
+            groups.setdefault(tier, []).append(lang)
+    rank = {tier: k for k, tier in enumerate(TIER_ORDER)}
+    order = sorted(groups, key=lambda t: (rank.get(t, len(rank)), t))
+    return {tier: groups[tier] for tier in order}
+
+
+def floor_model(specs: list[ModelSpec]) -> str | None:
+    """The log-mel floor that gain retained is measured from: the first model of kind (or
+    named) logmel, unless it is the reference itself."""
+    floor = next((s.name for s in specs if s.kind == "logmel"), None)
+    floor = floor or next((s.name for s in specs if s.name == "logmel"), None)
+    return floor if floor is not None and floor != specs[0].name else None
+
+
 def _summarise(
-    mode: str, langs: list[str], seeds: list[int], specs: list[ModelSpec], rows: dict
+    mode: str,
+    langs: list[str],
+    seeds: list[int],
+    specs: list[ModelSpec],
+    rows: dict,
+    tiers: dict[str, list[str]] | None = None,
+    compare: list[tuple[str, str]] | None = None,
+    bootstrap: int = RESAMPLES,
 ) -> dict:
     models = []
     for spec in specs:
@@ -379,7 +566,44 @@ def _summarise(
             entry["per_std"] = {lang: float(np.std(row["runs"][lang]["per"])) for lang in langs}
             entry["per_mean_std"] = float(np.std(by_seed))
         models.append(entry)
+    groups = tiers or {}
+    names = [spec.name for spec in specs]
+    edits = [
+        np.array([[u["edits"] for u in rows[n]["runs"][lang]["utterances"]] for n in names])
+        for lang in langs
+    ]
+    phones = [
+        np.array([u["phones"] for u in rows[names[0]]["runs"][lang]["utterances"]])
+        for lang in langs
+    ]
+    stats = statistics(
+        names,
+        langs,
+        groups,
+        bootstrap_per(edits, phones, resamples=bootstrap),
+        comparisons=compare,
+        floor=floor_model(specs),
+    )
+    notes = stats["notes"]
     reference = models[0]["per_mean"]
     for entry in models:
-        entry["rel_gap"] = entry["per_mean"] / reference - 1 if reference > 0 else float("nan")
-    return {"mode": mode, "languages": langs, "seeds": seeds, "models": models}
+        entry.update(stats["models"][entry["name"]])
+        entry["abs_gap"] = entry["per_mean"] - reference
+        entry["rel_gap"] = relative_gap(entry["per_mean"], reference)
+    if len(models) > 1 and models[0]["rel_gap"] is None:
+        notes.append(
+            f"rel_gap is null: the reference's mean PER ({100 * reference:.1f}%) is below "
+            f"{100 * REL_GAP_MIN_REFERENCE:.0f}%, where a ratio to it is unstable; abs_gap "
+            "gives the difference."
+        )
+    return {
+        "mode": mode,
+        "languages": langs,
+        "seeds": seeds,
+        "models": models,
+        "tiers": groups,
+        "comparisons": stats["comparisons"],
+        "bootstrap": {"resamples": bootstrap, "level": LEVEL, "seed": SEED},
+        "floor": floor_model(specs),
+        "notes": notes,
+    }

@@ -1,5 +1,6 @@
-"""Evaluation reports: results.md (languages x models), per.png (grouped bars) and, with
---similarity, similarity.md / similarity.png (CKA of each student layer with its teacher layer)."""
+"""Evaluation reports: results.md (languages x models, then the bootstrap statistics: tiers,
+comparisons, test sizes), per.png (grouped bars) and, with --similarity, similarity.md /
+similarity.png (CKA of each student layer with its teacher layer)."""
 
 from __future__ import annotations
 
@@ -37,11 +38,129 @@ def markdown_table(results: dict) -> str:
         + " | ".join(f"{100 * m['train_per_mean']:.1f}" for m in models)
         + " |"
     )
+    if any("abs_gap" in m for m in models):
+        lines.append(
+            "| gap (points) | "
+            + " | ".join(f"{100 * m['abs_gap']:+.1f}" if "abs_gap" in m else "" for m in models)
+            + " |"
+        )
     lines.append(
-        "| relative gap | " + " | ".join(f"{100 * m['rel_gap']:+.1f}%" for m in models) + " |"
+        "| relative gap | " + " | ".join(_relative(m.get("rel_gap")) for m in models) + " |"
     )
     lines.append("| parameters | " + " | ".join(f"{m['params'] / 1e6:.2f}M" for m in models) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _relative(value: float | None) -> str:
+    """A relative gap, or n/a where there is none (a reference PER below 10%, stats.py)."""
+    return "n/a" if value is None else f"{100 * value:+.1f}%"
+
+
+def _interval(ci: list[float] | None, scale: float = 100, digits: int = 1) -> str:
+    if ci is None:
+        return "[n/a]"
+    return f"[{scale * ci[0]:.{digits}f}, {scale * ci[1]:.{digits}f}]"
+
+
+def _p(value: float) -> str:
+    return f"{value:.3f}" if value >= 0.001 else f"{value:.0e}"
+
+
+def tier_table(results: dict) -> str:
+    """Models by tier (and "all"): macro PER with its bootstrap interval, the spread across the
+    tier's languages, its worst language and, with a log-mel floor, the gain retained."""
+    models = results["models"]
+    tiers = [*results.get("tiers", {}), "all"]
+    gain = any("gain_retained" in m for m in models)
+    boot = results.get("bootstrap", {})
+    lines = [
+        f"Macro PER (%) by tier with {100 * boot.get('level', 0.95):.0f}% bootstrap intervals "
+        f"({boot.get('resamples', '?')} paired resamples of the test utterances"
+        + (" and seeds" if len(results["seeds"]) > 1 else "")
+        + "); std: across the tier's languages; worst: its highest-PER language."
+        + (
+            f" Gain retained: (PER {results['floor']} − PER model) / "
+            f"(PER {results['floor']} − PER {models[0]['name']})."
+            if gain
+            else ""
+        ),
+        "",
+        "| tier (languages) | model | PER [95% CI] | std | worst |"
+        + (" gain retained [95% CI] |" if gain else ""),
+        "| --- | --- | ---: | ---: | --- |" + (" ---: |" if gain else ""),
+    ]
+    for tier in tiers:
+        for k, model in enumerate(models):
+            t = model["tiers"][tier]
+            cells = [
+                f"{tier} ({t['languages']})" if k == 0 else "",
+                model["name"],
+                f"{100 * t['per']:.1f} {_interval(t['per_ci'])}",
+                f"{100 * t['std']:.1f}",
+                f"{t['worst'][0]} {100 * t['worst'][1]:.1f}",
+            ]
+            if gain:
+                value = model.get("gain_retained", {}).get(tier)
+                cells.append(
+                    ""
+                    if "gain_retained" not in model
+                    else "n/a"
+                    if value is None
+                    else f"{value:.2f} {_interval(model['gain_retained_ci'][tier], 1, 2)}"
+                )
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def comparison_table(results: dict) -> str:
+    """Paired differences of macro PER over all languages, with Holm-corrected p-values."""
+    lines = [
+        "Paired differences of macro PER (points, a − b; negative: a is better), two-sided "
+        "bootstrap p-values, Holm-corrected over the comparisons listed.",
+        "",
+        "| a | b | diff [95% CI] | p | Holm p |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    for row in results["comparisons"]:
+        lines.append(
+            f"| {row['a']} | {row['b']} | {100 * row['diff']:+.2f} "
+            f"{_interval(row['ci'], digits=2)} | {_p(row['p'])} | {_p(row['p_holm'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def sizes_table(results: dict) -> str:
+    """What each language was scored on: split, tier, utterances and reference phones."""
+    details = results["models"][0]["details"]
+    tier_of = {lang: t for t, langs in results.get("tiers", {}).items() for lang in langs}
+    lines = [
+        "Test data per language (the same for every model).",
+        "",
+        "| language | split | tier | utterances | phones |",
+        "| --- | --- | --- | ---: | ---: |",
+    ]
+    for lang in results["languages"]:
+        d = details[lang]
+        lines.append(
+            f"| {lang} | {d['test_split']} | {tier_of.get(lang, '')} | "
+            f"{len(d['utterances'])} | {d['phones']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def report_markdown(results: dict) -> str:
+    """results.md: the language table, then (for results with statistics) the tier table, the
+    comparisons, the test sizes and any notes."""
+    parts = [markdown_table(results)]
+    if "tiers" in results["models"][0]:
+        parts.append(tier_table(results))
+    if results.get("comparisons"):
+        parts.append(comparison_table(results))
+    if "utterances" in next(iter(results["models"][0]["details"].values()), {}):
+        parts.append(sizes_table(results))
+    if results.get("notes"):
+        parts.append("Notes:\n\n" + "".join(f"- {note}\n" for note in results["notes"]))
+    return "\n".join(parts)
 
 
 def similarity_markdown(similarity: dict) -> str:
@@ -133,7 +252,7 @@ def plot_similarity(similarity: dict, path: Path) -> None:
 
 
 def write_reports(results: dict, out_dir: Path) -> None:
-    (out_dir / "results.md").write_text(markdown_table(results))
+    (out_dir / "results.md").write_text(report_markdown(results))
     plot_per(results, out_dir / "per.png")
     if results.get("similarity"):
         (out_dir / "similarity.md").write_text(similarity_markdown(results["similarity"]))

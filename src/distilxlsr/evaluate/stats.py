@@ -1,0 +1,262 @@
+"""Evaluation statistics: bootstrap confidence intervals of phone error rates, paired
+differences between models with Holm-corrected p-values, tier summaries and gain retained.
+
+The unit of resampling is the test utterance. For each language, B resamples draw that
+language's test utterances with replacement (as many as it has) and, where the recogniser was
+trained with several seeds, the seeds with replacement too; a resample's PER is its total edits
+over its total reference phones, as for the full test split. Every model is scored on the same
+resamples, so a difference between two models is measured on paired data and the shared
+difficulty of the utterances drawn cancels out. Intervals are percentile intervals; the
+two-sided p-value of a difference is twice the smaller share of resampled differences on either
+side of zero, floored at 1/B. docs/design.md ("Evaluation statistics") describes the use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+RESAMPLES = 1000
+SEED = 0
+LEVEL = 0.95
+# Below this reference PER a relative gap divides by a number near zero: a difference of half a
+# point would read as +50% against a 1% reference, and sampling noise dominates the ratio.
+REL_GAP_MIN_REFERENCE = 0.10
+
+
+@dataclass
+class PerSamples:
+    """Phone error rates of M models on L languages: as scored on the full test data (`point`,
+    shape (M, L)) and on B paired resamples of it (`samples`, shape (M, L, B))."""
+
+    point: np.ndarray
+    samples: np.ndarray
+
+    @property
+    def resamples(self) -> int:
+        return self.samples.shape[-1]
+
+    def macro(self, langs: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The unweighted mean over the languages with these indices: (M,) and (M, B)."""
+        index = list(langs)
+        return self.point[:, index].mean(axis=1), self.samples[:, index].mean(axis=1)
+
+
+def resample_counts(n: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """How often each of `n` items is drawn in each of `resamples` draws of n with replacement:
+    an integer array (resamples, n) whose rows sum to n."""
+    drawn = rng.integers(0, n, size=(resamples, n))
+    offsets = (np.arange(resamples) * n)[:, None]
+    return np.bincount((drawn + offsets).ravel(), minlength=resamples * n).reshape(resamples, n)
+
+
+def bootstrap_per(
+    edits: Sequence[np.ndarray],
+    phones: Sequence[np.ndarray],
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+) -> PerSamples:
+    """PER of every model and language on the test data and on `resamples` paired resamples.
+
+    `edits[l]` has shape (M, n_l, S): the edit distance of model m's hypothesis for utterance i
+    of language l under recogniser seed s; `phones[l]` (n_l,) the reference phone counts. The
+    point PER averages the seeds' PERs (all seeds share the reference phones). The generator is
+    seeded, so the same inputs give the same resamples and the same intervals.
+    """
+    if len(edits) != len(phones) or not edits:
+        raise ValueError("edits and phones must list the same languages, at least one")
+    rng = np.random.default_rng(seed)
+    models = edits[0].shape[0]
+    point = np.empty((models, len(edits)))
+    samples = np.empty((models, len(edits), resamples))
+    for lang, (e, p) in enumerate(zip(edits, phones, strict=True)):
+        e = np.asarray(e, dtype=np.float64)
+        p = np.asarray(p, dtype=np.float64)
+        if e.ndim != 3 or e.shape[0] != models or e.shape[1] != len(p) or e.shape[2] < 1:
+            raise ValueError(f"language {lang}: edits {e.shape} do not match {len(p)} utterances")
+        if np.any(p <= 0):
+            raise ValueError(f"language {lang}: every utterance needs reference phones")
+        n, seeds = e.shape[1], e.shape[2]
+        point[:, lang] = e.sum(axis=(1, 2)) / (seeds * p.sum())
+        utterances = resample_counts(n, resamples, rng).astype(np.float64)  # (B, n)
+        if seeds > 1:
+            seed_weights = resample_counts(seeds, resamples, rng).astype(np.float64)  # (B, S)
+        else:
+            seed_weights = np.ones((resamples, 1))
+        # Edits of each resample per model and seed: (B, n) @ (n, M*S) -> (B, M, S).
+        per_seed = (utterances @ e.transpose(1, 0, 2).reshape(n, models * seeds)).reshape(
+            resamples, models, seeds
+        )
+        total_edits = (per_seed * seed_weights[:, None, :]).sum(axis=2)  # (B, M)
+        total_phones = (utterances @ p) * seeds  # seed weights sum to S
+        samples[:, lang, :] = (total_edits / total_phones[:, None]).T
+    return PerSamples(point, samples)
+
+
+def interval(values: np.ndarray, level: float = LEVEL) -> list[float]:
+    """The central percentile interval [lo, hi] holding `level` of the resampled values."""
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.percentile(values, [tail, 100 - tail])
+    return [float(lo), float(hi)]
+
+
+def p_value(differences: np.ndarray) -> float:
+    """Two-sided bootstrap p-value of "no difference": twice the smaller share of resampled
+    differences at or below zero and at or above zero, capped at 1 and floored at 1/B (B
+    resamples cannot show a smaller probability)."""
+    below = float(np.mean(differences <= 0))
+    above = float(np.mean(differences >= 0))
+    return float(min(1.0, max(2 * min(below, above), 1 / len(differences))))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down correction for a family of tests: the k-th smallest of m p-values is
+    multiplied by m - k + 1 (k from 1), kept monotone in that order and capped at 1."""
+    m = len(p_values)
+    order = np.argsort(p_values, kind="stable")
+    adjusted = [0.0] * m
+    running = 0.0
+    for k, i in enumerate(order):
+        running = max(running, min(1.0, (m - k) * float(p_values[i])))
+        adjusted[i] = running
+    return adjusted
+
+
+def gain_retained(floor: float, model: float, reference: float) -> float | None:
+    """The share of the reference's improvement over the floor that the model keeps:
+    (floor − model) / (floor − reference); 1 = as good as the reference, 0 = no better than the
+    floor. None when the floor is not worse than the reference (no gain to retain)."""
+    gain = floor - reference
+    if not gain > 0:
+        return None
+    return (floor - model) / gain
+
+
+def gain_retained_interval(
+    floor: np.ndarray, model: np.ndarray, reference: np.ndarray, level: float = LEVEL
+) -> list[float] | None:
+    """Percentile interval of the gain retained over paired resamples; None when the
+    reference's gain over the floor is not clearly positive (its own interval reaches zero),
+    since a ratio whose denominator may be zero has no bounded interval. The few resamples left
+    with a zero gain count as +inf or -inf by the sign of the model's gain (none when that is
+    zero too: 0/0 says nothing)."""
+    gain = floor - reference
+    if not interval(gain, level)[0] > 0:
+        return None
+    kept = floor - model
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = kept / gain
+    ratio = ratio[~np.isnan(ratio)]
+    return interval(ratio, level)
+
+
+def relative_gap(model: float, reference: float) -> float | None:
+    """model / reference − 1, or None when the reference PER is below REL_GAP_MIN_REFERENCE."""
+    if reference < REL_GAP_MIN_REFERENCE:
+        return None
+    return model / reference - 1
+
+
+def tier_summary(
+    langs: Sequence[str], point: np.ndarray, samples: np.ndarray, level: float = LEVEL
+) -> dict:
+    """One model over one tier's languages: macro PER and its interval, the population standard
+    deviation across the languages and the worst language. `point` (L,), `samples` (L, B)."""
+    worst = int(np.argmax(point))
+    return {
+        "per": float(point.mean()),
+        "per_ci": interval(samples.mean(axis=0), level),
+        "std": float(point.std()),
+        "worst": [langs[worst], float(point[worst])],
+        "languages": len(langs),
+    }
+
+
+def statistics(
+    names: Sequence[str],
+    langs: Sequence[str],
+    tiers: dict[str, list[str]],
+    per: PerSamples,
+    comparisons: Sequence[tuple[str, str]] | None = None,
+    floor: str | None = None,
+    level: float = LEVEL,
+) -> dict:
+    """Every statistic of an evaluation from its paired resamples.
+
+    `names[0]` is the reference. `tiers` maps tier names to their languages; "all" (every
+    language) is added. `comparisons` lists (a, b) pairs, default every model against the
+    reference. `floor` names the model that gain retained is measured from (logmel), if any.
+    Returns {"models": {name: {...}}, "comparisons": [...], "notes": [...]}.
+    """
+    index = {lang: i for i, lang in enumerate(langs)}
+    groups = {**tiers, "all": list(langs)}
+    notes: list[str] = []
+    models: dict[str, dict] = {}
+    macro = {tier: per.macro([index[x] for x in members]) for tier, members in groups.items()}
+    position = {name: m for m, name in enumerate(names)}
+    for m, name in enumerate(names):
+        entry = {
+            "per_ci_by_lang": {
+                lang: interval(per.samples[m, i], level) for lang, i in index.items()
+            },
+            "tiers": {
+                tier: tier_summary(
+                    members,
+                    per.point[m, [index[x] for x in members]],
+                    per.samples[m, [index[x] for x in members]],
+                    level,
+                )
+                for tier, members in groups.items()
+            },
+        }
+        entry["per_ci"] = entry["tiers"]["all"]["per_ci"]
+        models[name] = entry
+    if floor is not None:
+        f = position[floor]
+        for tier, (point, samples) in macro.items():
+            if gain_retained(point[f], point[0], point[0]) is None:
+                notes.append(
+                    f"gain retained on '{tier}' is null: {floor} ({100 * point[f]:.1f}%) is not "
+                    f"worse than the reference {names[0]} ({100 * point[0]:.1f}%)."
+                )
+            elif gain_retained_interval(samples[f], samples[0], samples[0], level) is None:
+                notes.append(
+                    f"gain retained on '{tier}' has no interval: the reference's gain over "
+                    f"{floor} is not clearly above zero."
+                )
+        for m, name in enumerate(names):
+            if m == 0 or m == f:
+                continue
+            entry = models[name]
+            entry["gain_retained_by_lang"] = {
+                lang: gain_retained(per.point[f, i], per.point[m, i], per.point[0, i])
+                for lang, i in index.items()
+            }
+            entry["gain_retained"] = {
+                tier: gain_retained(point[f], point[m], point[0])
+                for tier, (point, _) in macro.items()
+            }
+            entry["gain_retained_ci"] = {
+                tier: gain_retained_interval(samples[f], samples[m], samples[0], level)
+                for tier, (_, samples) in macro.items()
+            }
+    pairs = list(comparisons) if comparisons is not None else [(n, names[0]) for n in names[1:]]
+    point, samples = macro["all"]
+    rows = []
+    for a, b in pairs:
+        i, j = position[a], position[b]
+        differences = samples[i] - samples[j]
+        rows.append(
+            {
+                "a": a,
+                "b": b,
+                "diff": float(point[i] - point[j]),
+                "ci": interval(differences, level),
+                "p": p_value(differences),
+            }
+        )
+    for row, adjusted in zip(rows, holm([r["p"] for r in rows]), strict=True):
+        row["p_holm"] = adjusted
+    return {"models": models, "comparisons": rows, "notes": notes}

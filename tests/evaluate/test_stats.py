@@ -1,0 +1,200 @@
+"""Bootstrap statistics on small hand-made edit counts (evaluate/stats.py)."""
+
+import time
+
+import numpy as np
+import pytest
+
+from distilxlsr.evaluate.stats import (
+    PerSamples,
+    bootstrap_per,
+    gain_retained,
+    gain_retained_interval,
+    holm,
+    interval,
+    p_value,
+    relative_gap,
+    resample_counts,
+    statistics,
+)
+
+
+def _edits(*models):
+    """(M, n, S) edit counts from one list of per-utterance counts (one seed) per model."""
+    return np.array([[[e] for e in model] for model in models])
+
+
+def test_point_per_is_total_edits_over_total_phones_mean_over_seeds():
+    phones = [np.array([4, 6])]
+    # Model 0: seed 0 makes 1 + 2 edits, seed 1 makes 0 + 5: PERs 0.3 and 0.5, mean 0.4.
+    edits = [np.array([[[1, 0], [2, 5]]])]
+    per = bootstrap_per(edits, phones, resamples=200)
+    assert per.point[0, 0] == pytest.approx(0.4)
+    assert per.samples.shape == (1, 1, 200)
+
+
+def test_resample_counts_draw_n_with_replacement():
+    counts = resample_counts(7, 500, np.random.default_rng(3))
+    assert counts.shape == (500, 7) and (counts.sum(axis=1) == 7).all()
+    assert (counts == 0).any() and (counts > 1).any()  # with replacement, not a permutation
+    assert abs(counts.mean() - 1.0) < 0.05  # every item equally likely
+
+
+def test_interval_holds_the_true_rate_and_is_reproducible():
+    # 200 utterances of 10 phones, each phone wrong with probability 0.2: the true PER is 0.2.
+    # Over 100 such test sets a 95% interval must hold it about 95 times (not 60, not always
+    # because it is wide).
+    rng = np.random.default_rng(0)
+    held, widths = 0, []
+    for _ in range(100):
+        per = bootstrap_per([rng.binomial(10, 0.2, size=(1, 200, 1))], [np.full(200, 10)])
+        lo, hi = interval(per.samples[0, 0])
+        held += lo < 0.2 < hi
+        widths.append(hi - lo)
+        assert lo <= per.point[0, 0] <= hi
+    assert 88 <= held <= 100 and max(widths) < 0.07, (held, max(widths))
+    edits = [rng.binomial(10, 0.2, size=(1, 200, 1))]
+    per = bootstrap_per(edits, [np.full(200, 10)])
+    again = bootstrap_per(edits, [np.full(200, 10)])
+    assert np.array_equal(per.samples, again.samples)  # a fixed seed: the same intervals
+    other = bootstrap_per(edits, [np.full(200, 10)], seed=1)
+    assert not np.array_equal(per.samples, other.samples)
+
+
+def test_a_language_without_errors_has_the_interval_zero():
+    per = bootstrap_per([_edits([0, 0, 0])], [np.array([3, 4, 5])], resamples=100)
+    assert interval(per.samples[0, 0]) == [0.0, 0.0]
+
+
+def test_resamples_are_paired_across_models():
+    # Model 1 makes exactly twice model 0's edits on every utterance, so on every resample its
+    # PER is exactly twice as high: only paired resamples (the same utterances for both) do that.
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 5, size=30)
+    per = bootstrap_per([_edits(a, 2 * a)], [np.full(30, 10)], resamples=300)
+    assert np.allclose(per.samples[1, 0], 2 * per.samples[0, 0])
+    assert per.samples[0, 0].std() > 0
+
+
+def test_seeds_are_resampled_too():
+    # One utterance (always drawn); two seeds with 0 and 4 edits: resampled PERs 0, 0.5 or 1.
+    per = bootstrap_per([np.array([[[0, 4]]])], [np.array([4])], resamples=400)
+    assert per.point[0, 0] == 0.5
+    assert set(np.round(per.samples[0, 0], 6)) == {0.0, 0.5, 1.0}
+
+
+def test_bootstrap_is_fast_at_full_size():
+    rng = np.random.default_rng(2)
+    phones = [rng.integers(5, 40, size=300) for _ in range(15)]
+    edits = [rng.integers(0, 6, size=(5, 300, 3)) for _ in range(15)]
+    start = time.perf_counter()
+    per = bootstrap_per(edits, phones, resamples=1000)
+    langs = [f"l{i}" for i in range(15)]
+    statistics(list("abcde"), langs, {"heard": langs[:5]}, per, floor="c")
+    assert time.perf_counter() - start < 1.0
+
+
+def test_p_value_is_two_sided_and_floored():
+    assert p_value(np.zeros(100)) == 1.0
+    assert p_value(np.linspace(1, 2, 100)) == pytest.approx(0.01)  # all above zero: 1/B
+    assert p_value(np.array([-1.0] * 10 + [1.0] * 90)) == pytest.approx(0.2)
+    assert p_value(np.array([-1.0] * 90 + [1.0] * 10)) == pytest.approx(0.2)
+
+
+def test_holm_on_known_p_values():
+    # Sorted 0.01, 0.03, 0.04 times 3, 2, 1 = 0.03, 0.06, 0.04 -> monotone 0.03, 0.06, 0.06.
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert holm([0.02]) == [0.02]
+
+
+def test_gain_retained():
+    assert gain_retained(0.5, 0.2, 0.2) == 1.0  # as good as the reference
+    assert gain_retained(0.5, 0.5, 0.2) == 0.0  # no better than the floor
+    assert gain_retained(0.5, 0.35, 0.2) == pytest.approx(0.5)
+    assert gain_retained(0.2, 0.3, 0.2) is None  # the floor is not worse than the reference
+    assert gain_retained(0.1, 0.3, 0.2) is None
+
+
+def test_gain_retained_interval():
+    rng = np.random.default_rng(4)
+    floor = 0.5 + 0.01 * rng.standard_normal(500)
+    reference = 0.2 + 0.01 * rng.standard_normal(500)
+    assert gain_retained_interval(floor, reference, reference) == pytest.approx([1.0, 1.0])
+    assert gain_retained_interval(floor, floor, reference) == pytest.approx([0.0, 0.0])
+    # A floor no better than the reference on many resamples: no bounded interval.
+    close = reference + 0.005 + 0.01 * rng.standard_normal(500)
+    assert gain_retained_interval(close, floor, reference) is None
+    assert gain_retained_interval(reference + 0.005, floor, reference) is not None
+
+
+def test_relative_gap_only_against_a_reference_of_ten_percent_or_more():
+    assert relative_gap(0.15, 0.10) == pytest.approx(0.5)
+    assert relative_gap(0.02, 0.01) is None
+    assert relative_gap(0.0999, 0.0999) is None
+
+
+def _two_language_stats(comparisons=None):
+    phones = [np.full(40, 10), np.full(40, 10)]
+    rng = np.random.default_rng(5)
+    base = [rng.binomial(10, 0.1, size=40), rng.binomial(10, 0.3, size=40)]
+    edits = [
+        np.stack([b, b, np.minimum(10, b + 4), np.minimum(10, b + 2)])[..., None] for b in base
+    ]
+    per = bootstrap_per(edits, phones, resamples=500)
+    names = ["ref", "same", "logmel", "half"]
+    return per, statistics(
+        names, ["x", "y"], {"heard": ["x"], "unheard": ["y"]}, per, comparisons, floor="logmel"
+    )
+
+
+def test_statistics_of_models():
+    per, stats = _two_language_stats()
+    ref, same, half = stats["models"]["ref"], stats["models"]["same"], stats["models"]["half"]
+    # Identical models: difference exactly 0 with interval [0, 0], p 1.
+    first = stats["comparisons"][0]
+    assert (first["a"], first["b"]) == ("same", "ref")
+    assert first["diff"] == 0.0 and first["ci"] == [0.0, 0.0] and first["p"] == 1.0
+    assert [(c["a"], c["b"]) for c in stats["comparisons"]] == [
+        ("same", "ref"),
+        ("logmel", "ref"),
+        ("half", "ref"),
+    ]
+    logmel_row = stats["comparisons"][1]
+    assert logmel_row["diff"] > 0.3 and logmel_row["ci"][0] > 0
+    assert logmel_row["p"] == pytest.approx(1 / 500) and logmel_row["p_holm"] == pytest.approx(
+        3 / 500
+    )
+    # Tiers and "all": macro PER, std across languages, worst language.
+    assert set(ref["tiers"]) == {"heard", "unheard", "all"}
+    assert ref["tiers"]["heard"]["per"] == pytest.approx(per.point[0, 0])
+    assert ref["tiers"]["all"]["per"] == pytest.approx(per.point[0].mean())
+    assert ref["tiers"]["all"]["std"] == pytest.approx(abs(per.point[0, 0] - per.point[0, 1]) / 2)
+    assert ref["tiers"]["all"]["worst"] == ["y", pytest.approx(per.point[0, 1])]
+    assert ref["tiers"]["all"]["languages"] == 2 and ref["per_ci"] == ref["tiers"]["all"]["per_ci"]
+    lo, hi = ref["per_ci_by_lang"]["x"]
+    assert lo <= per.point[0, 0] <= hi
+    # Gain retained: only for models other than the reference and the floor.
+    assert "gain_retained" not in ref and "gain_retained" not in stats["models"]["logmel"]
+    assert same["gain_retained"] == {"heard": 1.0, "unheard": 1.0, "all": 1.0}
+    assert same["gain_retained_ci"]["all"] == pytest.approx([1.0, 1.0])
+    assert same["gain_retained_by_lang"] == {"x": 1.0, "y": 1.0}
+    assert 0.3 < half["gain_retained"]["all"] < 0.7
+    lo, hi = half["gain_retained_ci"]["all"]
+    assert lo < half["gain_retained"]["all"] < hi
+    assert stats["notes"] == []
+
+
+def test_statistics_with_listed_comparisons_and_a_floor_not_worse():
+    _, stats = _two_language_stats([("half", "logmel"), ("same", "ref")])
+    assert [(c["a"], c["b"]) for c in stats["comparisons"]] == [("half", "logmel"), ("same", "ref")]
+    ps = [c["p"] for c in stats["comparisons"]]
+    assert [c["p_holm"] for c in stats["comparisons"]] == pytest.approx(holm(ps))
+    # The reference as its own floor's equal: gain retained is null, with a note.
+    point = np.array([[0.2], [0.3], [0.2]])
+    per = PerSamples(point, np.repeat(point[..., None], 100, axis=2))
+    stats = statistics(["ref", "m", "logmel"], ["x"], {}, per, floor="logmel")
+    assert stats["models"]["m"]["gain_retained"] == {"all": None}
+    assert stats["models"]["m"]["gain_retained_ci"] == {"all": None}
+    assert stats["models"]["m"]["gain_retained_by_lang"] == {"x": None}
+    assert any("not worse than the reference" in note for note in stats["notes"])
