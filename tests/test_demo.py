@@ -12,10 +12,14 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "| **mean** |" in printed and "relative gap" in printed
+    assert "| **mean** |" in printed and "points" in printed
+    assert "| unheard (1) | teacher |" in printed and "gain retained [95% CI]" in printed
     results = json.loads((out / "results.json").read_text())
     assert results["languages"] == ["es", "sw"]
-    teacher, student = results["models"]
+    teacher, student, logmel = results["models"]
+    assert [m["name"] for m in results["models"]] == ["teacher", "student", "logmel"]
+    assert results["tiers"] == {"label": ["es"], "unheard": ["sw"]}
+    assert "all" in student["gain_retained"] and "gain_retained" not in teacher
     assert student["params"] < 0.6 * teacher["params"]
     # Sanity bounds (this run: teacher 5.3%, student 10.0% mean PER; a broken probe or
     # representation scores near 100%, an untrained probe near 1000%).

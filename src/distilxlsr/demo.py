@@ -1,10 +1,13 @@
 """`distilxlsr demo`: the DistilXLSR recipe end to end, offline, on the embedded defaults.
 
-1. synthesize (cached) English training speech and the 15 evaluation languages' train/test sets;
+1. synthesize (cached) English training speech and the 15 evaluation languages' train/test sets
+   (corpus v2: test speakers, a speaking rate and test words held out; docs/design.md);
 2. distil the shipped multilingual teacher into a `jump:2` student on English only, with
    utterance-level phoneme shuffling;
 3. export the student as a plain Hugging Face model;
-4. probe teacher and student on the 15 languages and print the PER table.
+4. probe teacher, student and log-mel features on the 15 languages and print the PER tables:
+   per language, and per tier with bootstrap confidence intervals and the gain retained (the
+   share of the teacher's improvement over log-mel that the student keeps).
 
 `--quick` runs the same stages at toy size (two languages, a few steps) in about a minute.
 """
@@ -19,6 +22,7 @@ from pathlib import Path
 from distilxlsr.config import DataConfig, DistillConfig, ShuffleConfig, StudentConfig, TrainConfig
 from distilxlsr.data.synthetic import EVAL_LANGUAGES
 from distilxlsr.errors import UserError
+from distilxlsr.evaluate.ctc import ProbeConfig
 
 EVAL_LANGS = list(EVAL_LANGUAGES)  # the paper's low-resource set, mirrored
 
@@ -31,10 +35,13 @@ class DemoSize:
     test_minutes: float
     distill_steps: int
     probe_steps: int
+    probe_warmup_steps: int = ProbeConfig.warmup_steps
 
 
-FULL = DemoSize(20.0, EVAL_LANGS, 5.0, 2.0, distill_steps=300, probe_steps=1500)
-QUICK = DemoSize(0.5, ["es", "sw"], 0.4, 0.25, distill_steps=6, probe_steps=40)
+FULL = DemoSize(20.0, EVAL_LANGS, 5.0, 5.0, distill_steps=300, probe_steps=ProbeConfig.steps)
+QUICK = DemoSize(
+    0.5, ["es", "sw"], 0.4, 0.25, distill_steps=6, probe_steps=40, probe_warmup_steps=4
+)
 
 
 def shipped_teacher() -> Path:
@@ -88,9 +95,8 @@ def demo_distill_config(
 
 def run_demo(out: Path, quick: bool = False, jobs: int = 2) -> dict:
     from distilxlsr.distill.train import distill  # noqa: PLC0415
-    from distilxlsr.evaluate.ctc import ProbeConfig  # noqa: PLC0415
     from distilxlsr.evaluate.harness import evaluate  # noqa: PLC0415
-    from distilxlsr.evaluate.report import markdown_table  # noqa: PLC0415
+    from distilxlsr.evaluate.report import markdown_table, tier_table  # noqa: PLC0415
     from distilxlsr.export import export_hf  # noqa: PLC0415
 
     size = QUICK if quick else FULL
@@ -119,25 +125,32 @@ def run_demo(out: Path, quick: bool = False, jobs: int = 2) -> dict:
     export_hf(run_dir, student)
 
     start = time.perf_counter()
-    print(f"[4/4] probing teacher and student on {len(size.langs)} languages", flush=True)
+    print(
+        f"[4/4] probing teacher, student and log-mel features on {len(size.langs)} languages",
+        flush=True,
+    )
     results = evaluate(
-        [str(teacher), str(student)],
+        [f"teacher={teacher}", f"student={student}", "logmel"],
         str(data),
         str(out),
         mode="probe",
         langs=size.langs,
-        probe=ProbeConfig(steps=size.probe_steps),
+        probe=ProbeConfig(steps=size.probe_steps, warmup_steps=size.probe_warmup_steps),
         similarity=True,
     )
     timings["evaluate"] = time.perf_counter() - start
     export_hf(run_dir, student, out / "results.json")  # the card now carries the results
     print()
     print(markdown_table(results))
-    teacher_row, student_row = results["models"]
+    print(tier_table(results))
+    teacher_row, student_row, _ = results["models"]
+    kept = student_row.get("gain_retained", {}).get("all")
     print(
         f"student: {student_row['params']:,} parameters ({student_row['params'] / teacher_row['params']:.1%} "
         f"of the teacher), mean PER {100 * student_row['per_mean']:.1f}% vs the teacher's "
-        f"{100 * teacher_row['per_mean']:.1f}% (relative gap {100 * student_row['rel_gap']:+.1f}%)"
+        f"{100 * teacher_row['per_mean']:.1f}% (gap {100 * student_row['abs_gap']:+.1f} points"
+        + ("" if kept is None else f"; gain over log-mel retained {kept:.2f}")
+        + ")"
     )
     print(
         f"stages: synth {timings['synth']:.0f} s, distill {timings['distill']:.0f} s, "

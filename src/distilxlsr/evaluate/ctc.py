@@ -33,6 +33,8 @@ class ProbeConfig:
     batch_utterances: int = 8
     lr: float = 1e-2
     """Adam learning rate (constant after the warm-up)."""
+    standardise: bool = True
+    """Standardise each feature dimension with the training split's mean and std."""
     warmup_steps: int = 50
     """Linear warm-up; fixed in steps, so the first n steps of a longer probe are an n-step probe
     (the selection scores several lengths in one run)."""
@@ -126,7 +128,8 @@ def train_probe(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         probe = Probe(feats[0].shape[0], feats[0].shape[2], vocab_size)
-    probe.fit_standardisation(feats)
+    if config.standardise:
+        probe.fit_standardisation(feats)
     ready = probe.standardise(feats)
     optimizer = torch.optim.Adam(probe.parameters(), lr=config.lr)
     warmup = max(1, config.warmup_steps)
