@@ -21,9 +21,11 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     assert results["tiers"] == {"label": ["es"], "unheard": ["sw"]}
     assert "all" in student["gain_retained"] and "gain_retained" not in teacher
     assert student["params"] < 0.6 * teacher["params"]
-    # Sanity bounds (this run: teacher 5.3%, student 10.0% mean PER; a broken probe or
-    # representation scores near 100%, an untrained probe near 1000%).
-    assert teacher["per_mean"] < 0.15 and student["per_mean"] < 0.3, (teacher, student)
+    # Sanity bounds (corpus v2, whose test speakers and words are unseen; this run: teacher
+    # 26.7%, student 29.3%, log-mel 80% mean PER; a broken probe or representation scores near
+    # 100%, an untrained probe near 1000%).
+    assert teacher["per_mean"] < 0.45 and student["per_mean"] < 0.55, (teacher, student)
+    assert student["per_mean"] < logmel["per_mean"] - 0.2, (student, logmel)
     assert student["abs_gap"] == student["per_mean"] - teacher["per_mean"]
     # A relative gap only against a reference PER of 10% or more (evaluate/stats.py).
     if teacher["per_mean"] >= 0.10:
