@@ -213,6 +213,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         compare=compare,
         split=args.split,
         bootstrap=args.bootstrap,
+        jobs=args.jobs,
     )
     print(report_markdown(results))
     print(f"results in {args.out}/results.json, results.md and per.png")
@@ -478,6 +479,13 @@ def _parser_evaluate(sub) -> None:
         metavar="N",
         help="paired bootstrap resamples of test utterances (and seeds) behind the 95%% "
         "intervals and p-values (default 1000, at least 100)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=1,
+        help="worker processes on the CPU, one language each at a time (same results; each "
+        "loads every model)",
     )
     p.set_defaults(func=_cmd_evaluate)
 

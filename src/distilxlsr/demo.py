@@ -137,6 +137,7 @@ def run_demo(out: Path, quick: bool = False, jobs: int = 2) -> dict:
         langs=size.langs,
         probe=ProbeConfig(steps=size.probe_steps, warmup_steps=size.probe_warmup_steps),
         similarity=True,
+        jobs=jobs,
     )
     timings["evaluate"] = time.perf_counter() - start
     export_hf(run_dir, student, out / "results.json")  # the card now carries the results

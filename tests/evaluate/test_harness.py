@@ -396,3 +396,19 @@ def test_finetuning_keeps_the_cnn_frozen_and_trains_head_then_body(teacher_dir, 
     assert not any(_changed(pretrained, model, "encoder."))
     assert not any(_changed(pretrained, model, "feature_projection."))
     assert model.lm_head.weight.shape[0] == len(load_language("aa", eval_corpus / "aa").vocab)
+
+
+def test_languages_in_worker_processes_give_the_same_results(tmp_path, eval_corpus, teacher_dir):
+    models = [f"t={teacher_dir}", "logmel"]
+    probe = ProbeConfig(steps=5)
+    one = evaluate(models, str(eval_corpus), str(tmp_path / "one"), probe=probe, similarity=True)
+    two = evaluate(
+        models, str(eval_corpus), str(tmp_path / "two"), probe=probe, similarity=True, jobs=2
+    )
+    for a, b in zip(one["models"], two["models"], strict=True):
+        assert a["per"] == b["per"]
+        for lang in one["languages"]:
+            assert a["details"][lang]["utterances"] == b["details"][lang]["utterances"]
+    assert one.get("similarity") == two.get("similarity")
+    with pytest.raises(UserError, match="--jobs"):
+        evaluate(models, str(eval_corpus), str(tmp_path / "bad"), probe=probe, jobs=0)

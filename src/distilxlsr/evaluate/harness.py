@@ -264,16 +264,20 @@ def evaluate(
     compare: list[str] | list[tuple[str, str]] | None = None,
     split: str | None = None,
     bootstrap: int = RESAMPLES,
+    jobs: int = 1,
 ) -> dict:
     """Evaluate `models` (the first is the reference) on every language; write the reports.
 
     A model may carry a label, `NAME=PATH`. `compare` lists the model pairs to test, as
     "A:B" strings or (A, B) pairs of names (default: every model against the reference).
     `split` is the split scored (default: the first present of test, valid, dev per language).
-    `bootstrap` is the number of paired resamples behind every interval and p-value.
+    `bootstrap` is the number of paired resamples behind every interval and p-value. `jobs` > 1
+    evaluates languages in that many worker processes on the CPU (same results).
     """
     if mode not in ("probe", "finetune"):
         raise UserError(f"--mode '{mode}' must be probe or finetune.")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise UserError(f"--jobs {jobs!r} must be a whole number of processes, at least 1.")
     check_split(split)
     if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 100:
         raise UserError(
@@ -312,83 +316,20 @@ def evaluate(
     }
     similarity_table: dict = {}
     progress = tqdm(total=len(specs) * len(languages), desc=f"evaluate ({mode})", unit="model·lang")
-    for lang, lang_dir in languages:
-        data_l = load_language(lang, lang_dir, split)
-        train_labels = [data_l.encode(p) for p in data_l.train.phones]
-        subset = _train_subset(len(data_l.train.ids))
-        cache: dict[str, dict[str, list[torch.Tensor]]] = {}
-        for spec in specs:
-            progress.set_postfix(model=spec.name, lang=lang)
-            features = loaded[spec.name]
-            run = {
-                "phones": sum(len(p) for p in data_l.test.phones),
-                "unseen_phones": data_l.unseen_test_phones,
-                "test_split": data_l.test_split,
-                "train_seconds": data_l.train.seconds,
-                "test_seconds": data_l.test.seconds,
-                "skipped": data_l.skipped,
-                "per": [],
-                "train_per": [],
-                "utterances": [
-                    {"id": i, "phones": len(p), "edits": []}
-                    for i, p in zip(data_l.test.ids, data_l.test.phones, strict=True)
-                ],
-                "seconds": [],
-                "steps": 0,
-            }
-            if mode == "probe":
-                start = time.perf_counter()
-                feats = {
-                    "train": _extract(features, data_l.train.waves),
-                    "test": _extract(features, data_l.test.waves),
-                }
-                run["feature_seconds"] = time.perf_counter() - start
-                cache[spec.name] = feats
-            for seed in seeds:
-                if mode == "probe":
-                    head, info = train_probe(
-                        feats["train"], train_labels, len(data_l.vocab), _with_seed(probe, seed)
-                    )
-                    test_hyp = probe_decode(head, feats["test"])
-                    train_hyp = probe_decode(head, [feats["train"][i] for i in subset])
-                    run.setdefault("layer_weights", []).append(
-                        [round(w, 4) for w in head.layer_weights().tolist()]
-                    )
-                else:
-                    model, info = finetune(
-                        spec.path,
-                        data_l.train.waves,
-                        train_labels,
-                        len(data_l.vocab),
-                        _with_seed(finetune_config, seed),
-                        features.normalize,
-                        device,
-                    )
-                    test_hyp = finetune_decode(model, data_l.test.waves, features.normalize, device)
-                    train_hyp = finetune_decode(
-                        model, [data_l.train.waves[i] for i in subset], features.normalize, device
-                    )
-                edits = [
-                    edit_distance(ref, data_l.decode(hyp))
-                    for ref, hyp in zip(data_l.test.phones, test_hyp, strict=True)
-                ]
-                for record, count in zip(run["utterances"], edits, strict=True):
-                    record["edits"].append(count)
-                run["per"].append(sum(edits) / run["phones"])  # = phone_error_rate
-                run["train_per"].append(
-                    phone_error_rate(
-                        [data_l.train.phones[i] for i in subset],
-                        [data_l.decode(h) for h in train_hyp],
-                    )
-                )
-                run["seconds"].append(info["seconds"])
-                run["steps"] = info["steps"]
-            rows[spec.name]["runs"][lang] = run
-            progress.update(1)
-        if similarity and mode == "probe":
-            table = _similarity(specs, loaded, cache)
-            if table:
-                similarity_table[lang] = table
+    task = LanguageTask(specs, stride, mode, list(seeds), similarity, probe, finetune_config, split)
+    if jobs > 1 and len(languages) > 1 and device == "cpu":
+        finished = _in_workers(task, languages, jobs)
+    else:
+        finished = (
+            task.run(lang, lang_dir, loaded, device, progress) for lang, lang_dir in languages
+        )
+    for lang, runs, table in finished:
+        for name, run in runs.items():
+            rows[name]["runs"][lang] = run
+        if table:
+            similarity_table[lang] = table
+        if jobs > 1:
+            progress.update(len(specs))
     progress.close()
     results = _summarise(
         mode, [lang for lang, _ in languages], list(seeds), specs, rows, tiers, pairs, bootstrap
@@ -404,6 +345,146 @@ def evaluate(
     (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     write_reports(results, out_dir)
     return results
+
+
+@dataclass
+class LanguageTask:
+    """What `evaluate` does for one language, for every model: the same in a worker process."""
+
+    specs: list[ModelSpec]
+    stride: int
+    mode: str
+    seeds: list[int]
+    similarity: bool
+    probe: ProbeConfig
+    finetune_config: FinetuneConfig
+    split: str | None
+
+    def load(self, device: str) -> dict[str, ModelFeatures]:
+        return {
+            spec.name: ModelFeatures(spec, frame_stride=self.stride, device=device)
+            if spec.kind == "logmel"
+            else ModelFeatures(spec, device=device)
+            for spec in self.specs
+        }
+
+    def run(
+        self,
+        lang: str,
+        lang_dir: Path,
+        loaded: dict[str, ModelFeatures],
+        device: str,
+        progress=None,
+    ) -> tuple[str, dict[str, dict], dict | None]:
+        """(lang, {model name: its run record}, similarity table or None)."""
+        data_l = load_language(lang, lang_dir, self.split)
+        train_labels = [data_l.encode(p) for p in data_l.train.phones]
+        subset = _train_subset(len(data_l.train.ids))
+        cache: dict[str, dict[str, list[torch.Tensor]]] = {}
+        runs = {}
+        for spec in self.specs:
+            if progress is not None:
+                progress.set_postfix(model=spec.name, lang=lang)
+            runs[spec.name] = self._run_model(
+                spec, loaded[spec.name], data_l, train_labels, subset, cache, device
+            )
+            if progress is not None:
+                progress.update(1)
+        table = None
+        if self.similarity and self.mode == "probe":
+            table = _similarity(self.specs, loaded, cache) or None
+        return lang, runs, table
+
+    def _run_model(self, spec, features, data_l, train_labels, subset, cache, device) -> dict:
+        run = {
+            "phones": sum(len(p) for p in data_l.test.phones),
+            "unseen_phones": data_l.unseen_test_phones,
+            "test_split": data_l.test_split,
+            "train_seconds": data_l.train.seconds,
+            "test_seconds": data_l.test.seconds,
+            "skipped": data_l.skipped,
+            "per": [],
+            "train_per": [],
+            "utterances": [
+                {"id": i, "phones": len(p), "edits": []}
+                for i, p in zip(data_l.test.ids, data_l.test.phones, strict=True)
+            ],
+            "seconds": [],
+            "steps": 0,
+        }
+        if self.mode == "probe":
+            start = time.perf_counter()
+            feats = {
+                "train": _extract(features, data_l.train.waves),
+                "test": _extract(features, data_l.test.waves),
+            }
+            run["feature_seconds"] = time.perf_counter() - start
+            cache[spec.name] = feats
+        for seed in self.seeds:
+            if self.mode == "probe":
+                head, info = train_probe(
+                    feats["train"], train_labels, len(data_l.vocab), _with_seed(self.probe, seed)
+                )
+                test_hyp = probe_decode(head, feats["test"])
+                train_hyp = probe_decode(head, [feats["train"][i] for i in subset])
+                run.setdefault("layer_weights", []).append(
+                    [round(w, 4) for w in head.layer_weights().tolist()]
+                )
+            else:
+                model, info = finetune(
+                    spec.path,
+                    data_l.train.waves,
+                    train_labels,
+                    len(data_l.vocab),
+                    _with_seed(self.finetune_config, seed),
+                    features.normalize,
+                    device,
+                )
+                test_hyp = finetune_decode(model, data_l.test.waves, features.normalize, device)
+                train_hyp = finetune_decode(
+                    model, [data_l.train.waves[i] for i in subset], features.normalize, device
+                )
+            edits = [
+                edit_distance(ref, data_l.decode(hyp))
+                for ref, hyp in zip(data_l.test.phones, test_hyp, strict=True)
+            ]
+            for record, count in zip(run["utterances"], edits, strict=True):
+                record["edits"].append(count)
+            run["per"].append(sum(edits) / run["phones"])  # = phone_error_rate
+            run["train_per"].append(
+                phone_error_rate(
+                    [data_l.train.phones[i] for i in subset],
+                    [data_l.decode(h) for h in train_hyp],
+                )
+            )
+            run["seconds"].append(info["seconds"])
+            run["steps"] = info["steps"]
+        return run
+
+
+_WORKER: dict = {}
+
+
+def _worker_run(task: LanguageTask, lang: str, lang_dir: Path):
+    """One language in a worker process (one torch thread; models loaded once per worker)."""
+    key = (task.specs, task.stride)
+    if _WORKER.get("key") != key:
+        torch.set_num_threads(1)
+        _WORKER.update(key=key, loaded=task.load("cpu"))
+    return task.run(lang, lang_dir, _WORKER["loaded"], "cpu")
+
+
+def _in_workers(task: LanguageTask, languages: list[tuple[str, Path]], jobs: int):
+    """Languages evaluated by `jobs` spawned processes, yielded in the given order as they
+    finish (each language's result does not depend on the process that computed it)."""
+    import multiprocessing  # noqa: PLC0415
+    from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(jobs, len(languages)), mp_context=context) as pool:
+        futures = [pool.submit(_worker_run, task, lang, d) for lang, d in languages]
+        for future in futures:
+            yield future.result()
 
 
 def _extract(
