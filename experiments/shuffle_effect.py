@@ -79,6 +79,7 @@ def evaluate_students(made: dict, seeds: list[int], data: Path, work: Path, out:
             str(work / "eval"),
             split="test",
             compare=compare,
+            jobs=2,
         )
         results["wall_seconds"] = time.perf_counter() - start
         results_path.write_text(json.dumps(results, indent=1) + "\n")
