@@ -117,24 +117,28 @@ def run_grid(record, out, models, langs, data, lrs, lengths) -> None:
 
 
 def table(record, models, langs, lrs, lengths) -> dict[str, dict[str, float]]:
-    """(model -> 'lr=.. steps=..' -> mean dev PER over languages), from the runs so far."""
+    """(model -> setting -> mean dev PER over languages), from the runs so far."""
     means: dict[str, dict[str, float]] = {}
     for name in models:
         for lr in lrs:
-            for steps in lengths:
-                values = []
-                for lang in langs:
-                    for run in record["runs"].values():
-                        if (
-                            run["model"] == name
-                            and run["lang"] == lang
-                            and run["lr"] == lr
-                            and str(steps) in run["dev_per"]
-                        ):
-                            values.append(run["dev_per"][str(steps)])
-                            break
-                if len(values) == len(langs):
-                    means.setdefault(name, {})[f"lr={lr:g} steps={steps}"] = float(np.mean(values))
+            for std in STANDARDISE:
+                for steps in lengths:
+                    values = []
+                    for lang in langs:
+                        for run in record["runs"].values():
+                            if (
+                                run["model"] == name
+                                and run["lang"] == lang
+                                and run["lr"] == lr
+                                and run.get("standardise") == std
+                                and str(steps) in run["dev_per"]
+                            ):
+                                values.append(run["dev_per"][str(steps)])
+                                break
+                    if len(values) == len(langs):
+                        means.setdefault(name, {})[_setting(lr, std, steps)] = float(
+                            np.mean(values)
+                        )
     return means
 
 
@@ -143,6 +147,11 @@ def main() -> None:
     parser.add_argument("--data", default="runs/evidence/data")
     parser.add_argument("--langs", default=LANGS)
     parser.add_argument("--out", default="docs/probe_selection.json")
+    parser.add_argument(
+        "--check",
+        metavar="LR,STANDARDISE,STEPS",
+        help="only train this one setting longer (e.g. 0.01,False,4000), keeping the record",
+    )
     args = parser.parse_args()
     out = Path(args.out)
     record = json.loads(out.read_text()) if out.is_file() else {}
@@ -151,6 +160,12 @@ def main() -> None:
     models = {"logmel": "logmel", "teacher": str(shipped_teacher())}
     langs = args.langs.split(",")
     lrs, lengths = list(LRS), list(LENGTHS)
+    if args.check:
+        lr, std, steps = args.check.split(",")
+        global STANDARDISE  # noqa: PLW0603 - a one-setting run of the same grid code
+        STANDARDISE = (std == "True",)
+        run_grid(record, out, models, langs, Path(args.data), [float(lr)], [*lengths, int(steps)])
+        return
     for _ in range(5):
         run_grid(record, out, models, langs, Path(args.data), lrs, lengths)
         means = table(record, models, langs, lrs, lengths)

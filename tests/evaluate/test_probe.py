@@ -38,7 +38,7 @@ def test_the_probe_does_not_care_about_each_dimension_s_scale_and_offset():
     scale = torch.logspace(-1, 2, 8)  # dimensions a thousand times apart, as log-mel's and
     shift = torch.linspace(-5, 5, 8)  # a transformer's are
     warped = [f.float() * scale + shift for f in feats]
-    config = ProbeConfig(steps=300, lr=3e-2, batch_utterances=4)
+    config = ProbeConfig(steps=300, lr=3e-2, batch_utterances=4, standardise=True)
     plain, _ = train_probe(feats, labels, 3, config)
     scaled, _ = train_probe(warped, labels, 3, config)
     # both see the same standardised inputs
@@ -65,3 +65,12 @@ def test_the_first_n_steps_of_a_longer_probe_are_an_n_step_probe():
         alone, _ = train_probe(feats, labels, 3, ProbeConfig(steps=steps, lr=3e-2, warmup_steps=30))
         for key, value in alone.state_dict().items():
             assert torch.equal(value, seen[steps][key]), (steps, key)
+
+
+def test_without_standardisation_the_features_are_used_as_they_are():
+    feats, labels = _toy(3)
+    probe, _ = train_probe(feats, labels, 3, ProbeConfig(steps=1, standardise=False))
+    assert torch.equal(probe.mean, torch.zeros(3, 8)) and torch.equal(probe.scale, torch.ones(3, 8))
+    assert torch.equal(probe.standardise(feats)[0], feats[0].float())
+    probe, _ = train_probe(feats, labels, 3, ProbeConfig(steps=1, standardise=True))
+    assert not torch.equal(probe.scale, torch.ones(3, 8))
