@@ -96,7 +96,8 @@ def prepare_for_distillation(student, freeze_cnn: bool) -> None:
     student.config.layerdrop = 0.0
     student.config.apply_spec_augment = False
     if freeze_cnn:
-        student.freeze_feature_encoder()
+        # What freeze_feature_encoder does (HubertModel lacks that method).
+        student.feature_extractor._freeze_parameters()
     for name, param in student.named_parameters():
         if "masked_spec_embed" in name:
             param.requires_grad_(False)  # unused without masking (and DDP rejects unused params)
