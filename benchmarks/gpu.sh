@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # One GPU: an XLS-R-300M-shaped teacher (random weights, nothing downloaded) distilled into a
-# 12-layer student on synthetic 15 s batches (8 per step, 120 s of audio), in fp32, bf16 and
-# bf16 + torch.compile; prints audio-seconds/s, fraction of the measured matmul peak and peak
-# memory, and writes bench-gpu.json. Target: >= 4,000 audio-s/s in bf16 on one H100. < 8 min.
+# 12-layer student on synthetic 15 s batches (8 per step, 120 s of audio): fp32, bf16 with the
+# old hook-based layer taps (reference), bf16 with the explicit taps, and bf16 with both
+# explicit taps torch.compiled (one graph each); prints audio-seconds/s, fraction of the
+# measured matmul peak and peak memory, the explicit/hook and compiled/eager ratios, and writes
+# bench-gpu.json. Target: >= 4,000 audio-s/s in bf16 on one H100. < 8 min.
 #
 #   bash benchmarks/gpu.sh            (from the repository root; sets up .venv if needed)
 set -euo pipefail

@@ -26,6 +26,18 @@ def test_distill_throughput_counts_flops_and_shared_cnn_saves_them(tiny_shape):
     assert shared["flops_per_step"] < 0.9 * unshared["flops_per_step"]
 
 
+def test_distill_throughput_with_hook_or_explicit_taps(tiny_shape):
+    """The GPU suite's reference run (hook taps) computes what the explicit taps do."""
+    runs = {
+        taps: bench.distill_throughput(tiny_shape, utterances=1, seconds=0.5, steps=1, taps=taps)
+        for taps in ("hooks", "explicit")
+    }
+    assert runs["hooks"]["taps"] == "hooks" and runs["explicit"]["taps"] == "explicit"
+    assert runs["hooks"]["flops_per_step"] == runs["explicit"]["flops_per_step"] > 0
+    with pytest.raises(ValueError, match="explicit or hooks"):
+        bench.distill_throughput(tiny_shape, utterances=1, seconds=0.5, steps=1, taps="other")
+
+
 def test_inference_ratio(monkeypatch):
     """The student's peak memory is below the teacher's by at least the weights of the layers
     it lacks (memory, not time, is asserted; latency is measured with no minimum duration)."""

@@ -191,8 +191,11 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _pair(shape: str, layers: str, device: torch.device, share_cnn: bool = True):
-    """A random-weight teacher of a named shape, its student, and the Distiller joining them."""
+def _pair(
+    shape: str, layers: str, device: torch.device, share_cnn: bool = True, taps: str = "explicit"
+):
+    """A random-weight teacher of a named shape, its student, and the Distiller joining them;
+    `taps="hooks"`: layers captured by forward hooks (the taps before the explicit ones)."""
     from distilxlsr.config import load_config  # noqa: PLC0415
     from distilxlsr.distill.distiller import Distiller, prepare_for_distillation  # noqa: PLC0415
     from distilxlsr.models.layers import parse_layer_map  # noqa: PLC0415
@@ -211,7 +214,10 @@ def _pair(shape: str, layers: str, device: torch.device, share_cnn: bool = True)
     teacher.to(device)
     student.to(device)
     run = load_config(None, ["teacher=x", f"student.share_cnn={str(share_cnn).lower()}"])
-    return teacher, student, Distiller(teacher, student, layer_map, run)
+    if taps not in ("explicit", "hooks"):
+        raise ValueError(f"taps '{taps}' must be explicit or hooks")
+    explicit = None if taps == "explicit" else False
+    return teacher, student, Distiller(teacher, student, layer_map, run, explicit=explicit)
 
 
 def _audio_batch(utterances: int, seconds: float, device: torch.device) -> dict:
@@ -223,27 +229,26 @@ def _audio_batch(utterances: int, seconds: float, device: torch.device) -> dict:
     }
 
 
-def distill_throughput(
+def distill_stepper(
     shape: str = "cpu-mid",
     layers: str = "jump:2",
     utterances: int = 2,
     seconds: float = 5.0,
-    steps: int = 3,
     precision: str = "fp32",
     share_cnn: bool = True,
     device: str | None = None,
-) -> dict:
-    """Distillation steps (teacher forward, student forward + backward, fused AdamW) on random
-    audio: audio-seconds per second, and FLOP/s counted by torch's FlopCounterMode."""
-    from torch.utils.flop_counter import FlopCounterMode  # noqa: PLC0415
-
+    taps: str = "explicit",
+):
+    """One distillation step as a function (teacher forward, student forward + backward, fused
+    AdamW: the training loop's own step) on a fixed random batch; `precision` "+compile"
+    compiles both taps (`train.compile`). Returns (step, device)."""
     from distilxlsr.config import TrainConfig  # noqa: PLC0415
     from distilxlsr.distill.distiller import DistillTask  # noqa: PLC0415
     from distilxlsr.training.loop import OptimizerStep, PlainProcess  # noqa: PLC0415
     from distilxlsr.training.optim import Schedule  # noqa: PLC0415
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    teacher, student, distiller = _pair(shape, layers, dev, share_cnn)
+    teacher, student, distiller = _pair(shape, layers, dev, share_cnn, taps)
     task = DistillTask(distiller, student, student.config)
     process = PlainProcess(dev, torch.bfloat16 if precision.startswith("bf16") else None)
     # The training loop's own step (accumulation, clipping, NaN guard, fused AdamW, schedule).
@@ -254,6 +259,27 @@ def distill_throughput(
     def step():
         stepper(lambda: batch, 0)
 
+    return step, dev
+
+
+def distill_throughput(
+    shape: str = "cpu-mid",
+    layers: str = "jump:2",
+    utterances: int = 2,
+    seconds: float = 5.0,
+    steps: int = 3,
+    precision: str = "fp32",
+    share_cnn: bool = True,
+    device: str | None = None,
+    taps: str = "explicit",
+) -> dict:
+    """Distillation steps (teacher forward, student forward + backward, fused AdamW) on random
+    audio: audio-seconds per second, and FLOP/s counted by torch's FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode  # noqa: PLC0415
+
+    step, dev = distill_stepper(
+        shape, layers, utterances, seconds, precision, share_cnn, device, taps
+    )
     step()  # warm-up (and compilation)
     counter = FlopCounterMode(display=False)
     with counter:
@@ -272,6 +298,7 @@ def distill_throughput(
         "layers": layers,
         "precision": precision,
         "share_cnn": share_cnn,
+        "taps": taps,
         "batch_audio_seconds": utterances * seconds,
         "step_seconds": per_step,
         "audio_s_per_s": utterances * seconds / per_step,
@@ -413,27 +440,40 @@ def run_bench(out: str | Path, sections: list[str] | None = None) -> dict:
 def gpu_suite(
     shape: str = "xls-r-300m", utterances: int = 8, seconds: float = 15.0, steps: int = 10
 ) -> dict:
-    """XLS-R-300M-shaped teacher -> 12-layer student on one GPU: fp32, bf16, bf16 + compile."""
+    """XLS-R-300M-shaped teacher -> 12-layer student on one GPU: fp32, bf16 with the hook taps
+    (the eager reference before the explicit ones), bf16, and bf16 + torch.compile of both
+    explicit taps."""
     if not torch.cuda.is_available():
         return {"error": "no GPU"}
     dev = torch.device("cuda")
     peaks = {"fp32": matmul_peak(dev, torch.float32), "bf16": matmul_peak(dev, torch.bfloat16)}
     runs = []
-    for precision in ("fp32", "bf16", "bf16+compile"):
+    for precision, taps in (
+        ("fp32", "explicit"),
+        ("bf16", "hooks"),
+        ("bf16", "explicit"),
+        ("bf16+compile", "explicit"),
+    ):
         torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32
         torch.cuda.empty_cache()
         result = distill_throughput(
-            shape, "jump:2", utterances, seconds, steps, precision, True, "cuda"
+            shape, "jump:2", utterances, seconds, steps, precision, True, "cuda", taps
         )
         peak = peaks["fp32" if precision == "fp32" else "bf16"]
         runs.append(result | {"fraction_of_peak": result["flops_per_s"] / peak})
         print(
-            f"{precision:>13}: {result['audio_s_per_s']:8.0f} audio-s/s, "
+            f"{precision:>13} {taps:>8} taps: {result['audio_s_per_s']:8.0f} audio-s/s, "
             f"{result['flops_per_s'] / 1e12:6.1f} TFLOP/s = {result['flops_per_s'] / peak:.0%} of "
             f"the measured {peak / 1e12:.0f} TFLOP/s, peak memory {result['peak_memory_gb']:.1f} GB",
             flush=True,
         )
-    return {"matmul_peak_flops": peaks, "runs": runs}
+    speed = {(r["precision"], r["taps"]): r["audio_s_per_s"] for r in runs}
+    return {
+        "matmul_peak_flops": peaks,
+        "runs": runs,
+        "explicit_vs_hook_taps": speed[("bf16", "explicit")] / speed[("bf16", "hooks")],
+        "compile_speedup": speed[("bf16+compile", "explicit")] / speed[("bf16", "explicit")],
+    }
 
 
 def synth_throughput(seconds_per_language: float = 30.0) -> dict:
@@ -485,6 +525,12 @@ def summary_table(results: dict) -> str:
                 "measured here",
             )
         )
+    if "gpu" in results and "runs" in results["gpu"]:
+        g = results["gpu"]
+        rows.append(
+            ("gpu explicit/hook taps", f"{g['explicit_vs_hook_taps']:.2f}x", "bf16 audio-s/s")
+        )
+        rows.append(("gpu compile speed-up", f"{g['compile_speedup']:.2f}x", "bf16, explicit taps"))
     if "inference" in results:
         i = results["inference"]
         rows.append(

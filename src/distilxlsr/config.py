@@ -166,7 +166,7 @@ class TrainConfig(OptimConfig):
     warmup_steps: int = 0
     """Linear warm-up steps; 0 means 5% of `max_steps`."""
     compile: bool = False
-    """torch.compile the student (GPU runs)."""
+    """torch.compile the student's and the teacher's layer taps, one graph each (GPU runs)."""
     extend: str = "replan"
     """When a resumed run's max_steps is raised: `replan` (the schedule is laid over the new
     length: the rate rises again from where the old decay had brought it) or `hold` (keep the

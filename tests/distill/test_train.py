@@ -285,7 +285,7 @@ def test_shared_cnn_gives_the_same_loss_and_gradients(teacher_dir, toy_corpus):
         student.eval()  # no dropout: both runs must be comparable
         config = load_config(None, ["teacher=x", f"student.share_cnn={str(share).lower()}"])
         distiller = Distiller(teacher, student, layer_map, config)
-        assert (distiller.shared_cnn is not None) == share
+        assert distiller.share_cnn == share
         loss, _ = distiller(batch)
         loss.backward()
         grad = student.encoder.layers[0].attention.q_proj.weight.grad.clone()
@@ -424,3 +424,15 @@ def test_nan_guard_skips_bad_steps_and_counts_them(tmp_path, teacher_dir, toy_co
     init = build_student(load_teacher(str(teacher_dir)), parse_layer_map("jump:2", 4)).state_dict()
     key = "encoder.layers.1.feed_forward.output_dense.weight"
     assert not torch.equal(init[key], weights[key])
+
+
+@pytest.mark.parametrize("model_type", ["wav2vec2", "hubert", "wavlm", "data2vec-audio"])
+def test_prepare_for_distillation_freezes_the_cnn_of_every_family(model_type):
+    from distilxlsr.distill.distiller import prepare_for_distillation
+    from tests.conftest import tiny_model
+
+    student = tiny_model(model_type, pre_ln=model_type != "data2vec-audio")
+    prepare_for_distillation(student, freeze_cnn=True)
+    assert student.training
+    assert not any(p.requires_grad for p in student.feature_extractor.parameters())
+    assert all(p.requires_grad for p in student.encoder.parameters())

@@ -23,7 +23,6 @@ from distilxlsr.data.loader import AudioBatches, Transform, make_loader, scan_cu
 from distilxlsr.distill.distiller import (  # noqa: F401 (Distiller: the package's public name)
     Distiller,
     DistillTask,
-    SharedCNN,
     prepare_for_distillation,
 )
 from distilxlsr.errors import UserError
@@ -250,7 +249,7 @@ def _distill(config, transform, command_line, accelerator, run: RunDir) -> None:
         )
     accelerator.wait_for_everyone()
 
-    models.teacher.to(accelerator.device)
+    distiller.teacher_tap.to(accelerator.device)  # the teacher, and a norm kept above its layers
     task = DistillTask(distiller, models.student, models.pristine_config)
     trainer = Trainer(accelerator, run, config, config.train, state, config.data.sample_rate)
     info, layer_map = models.info, models.layer_map

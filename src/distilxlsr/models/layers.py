@@ -115,76 +115,144 @@ def is_pre_ln(model: PreTrainedModel) -> bool:
     return bool(getattr(model.config, "do_stable_layer_norm", False))
 
 
-class LayerTap:
+@dataclass(frozen=True)
+class _Encoder:
+    """What the explicit forward must know of an encoder class (transformers' own forward)."""
+
+    pre_ln: bool
+    """Stable-LayerNorm encoder: no LayerNorm before layer 1, the final one after layer L."""
+    wavlm: bool
+    """Layers take and return a relative position bias, read the frame mask itself (no
+    prepared attention mask), and layer 1 is never dropped by layerdrop."""
+
+
+def _known_encoders() -> dict[type, _Encoder]:
+    from transformers.models.data2vec import modeling_data2vec_audio as d2v
+    from transformers.models.hubert import modeling_hubert as hubert
+    from transformers.models.wav2vec2 import modeling_wav2vec2 as w2v
+    from transformers.models.wavlm import modeling_wavlm as wavlm
+
+    return {
+        w2v.Wav2Vec2Encoder: _Encoder(pre_ln=False, wavlm=False),
+        w2v.Wav2Vec2EncoderStableLayerNorm: _Encoder(pre_ln=True, wavlm=False),
+        hubert.HubertEncoder: _Encoder(pre_ln=False, wavlm=False),
+        hubert.HubertEncoderStableLayerNorm: _Encoder(pre_ln=True, wavlm=False),
+        d2v.Data2VecAudioEncoder: _Encoder(pre_ln=False, wavlm=False),
+        wavlm.WavLMEncoder: _Encoder(pre_ln=False, wavlm=True),
+        wavlm.WavLMEncoderStableLayerNorm: _Encoder(pre_ln=True, wavlm=True),
+    }
+
+
+def explicit_encoder(model: PreTrainedModel) -> _Encoder | None:
+    """How to run `model`'s encoder piece by piece; None for an encoder class the explicit
+    forward does not know (LayerTap then captures layers with hooks)."""
+    return _known_encoders().get(type(model.encoder))
+
+
+def _dropped(encoder: nn.Module, kind: _Encoder, index: int) -> bool:
+    """transformers' LayerDrop, the same draw for the same layers: whether layer `index`
+    (0-based) is skipped in this pass (never under DeepSpeed ZeRO-3 or FSDP, which run it)."""
+    if not (encoder.training and encoder.config.layerdrop > 0.0):
+        return False
+    if kind.wavlm and index == 0:
+        return False
+    if not torch.rand([]) < encoder.config.layerdrop:
+        return False
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+    from transformers.integrations.fsdp import is_fsdp_managed_module
+
+    return not (is_deepspeed_zero3_enabled() or is_fsdp_managed_module(encoder))
+
+
+def _run_cnn(extractor: nn.Module, input_values: torch.Tensor) -> torch.Tensor:
+    """The CNN feature encoder's forward. In training with a trainable CNN transformers marks
+    the waveform as requiring grad, for gradient checkpointing's sake (a setattr that
+    torch.compile cannot capture); without checkpointing the conv layers run directly, with the
+    same values and parameter gradients."""
+    if any(layer.gradient_checkpointing for layer in extractor.conv_layers):
+        return extractor(input_values)
+    hidden = input_values[:, None]
+    for layer in extractor.conv_layers:
+        hidden = layer(hidden)
+    return hidden
+
+
+class LayerTap(nn.Module):
     """Runs a speech encoder and returns the representations of chosen layers.
 
     Representation of layer l (docs/design.md, "Layer representations"): for pre-LN models LN_{l+1}(h_l) with layer l+1's first
     (self-attention) LayerNorm, and the encoder's final LayerNorm for l = L; for post-LN models
     h_l itself. `mode="residual"` gives h_l for every model. Layer 0 is the transformer input.
+
+    The tap is the module to wrap (DDP) or compile: its forward runs the model's pieces
+    explicitly (CNN, feature projection, positional convolution, the layers one by one up to
+    the highest requested one) as transformers' forward runs them, with no hooks, so
+    `torch.compile(tap, fullgraph=True)` captures it whole. An encoder class it does not know
+    runs through the model's own forward with forward hooks instead (`explicit=False` forces
+    that path for every model: the reference the explicit one is tested against).
     """
 
-    def __init__(self, model: PreTrainedModel, mode: str = "auto"):
+    def __init__(self, model: PreTrainedModel, mode: str = "auto", explicit: bool | None = None):
         if mode not in ("auto", "residual"):
             raise UserError(f"student.representation '{mode}' must be 'auto' or 'residual'.")
+        super().__init__()
         self.model = model
-        # What __call__ runs: the model itself, or a wrapper of it (DDP, torch.compile) that
-        # must see the forward pass for gradient synchronisation.
-        self.forward_module: nn.Module = model
+        self.training = model.training  # the tap has no mode of its own: the model's is used
+        encoder = explicit_encoder(model)
+        if explicit and encoder is None:
+            raise ValueError(f"no explicit forward for {type(model.encoder).__name__}")
+        self.kind = encoder if explicit is not False else None
         layers = model.encoder.layers
         self.num_layers = len(layers)
         self.normed = mode == "auto" and is_pre_ln(model)
-        # norms[l] turns h_l into the representation of layer l (pre-LN only). Kept here so the
-        # model can be truncated after its last needed layer without losing LN_{l+1}.
+        # norms[l] turns h_l into the representation of layer l (pre-LN only). A plain list (not
+        # registered twice): kept here so the model can be truncated after its last needed
+        # layer without losing LN_{l+1}.
         self.norms: list[nn.Module | None] = [None] * (self.num_layers + 1)
         if self.normed:
             for l in range(self.num_layers):
                 self.norms[l] = layers[l].layer_norm
             self.norms[self.num_layers] = model.encoder.layer_norm
-        self._captured: dict[int, torch.Tensor] = {}
-        self._wanted: set[int] = set()
-        for index, layer in enumerate(layers):
-            layer.register_forward_hook(self._output_hook(index + 1))
-        layers[0].register_forward_pre_hook(self._input_hook)
 
-    def _output_hook(self, l: int):
-        def hook(module, args, output):
-            if l in self._wanted:
-                self._captured[l] = output[0] if isinstance(output, tuple) else output
-
-        return hook
-
-    def _input_hook(self, module, args):
-        if 0 in self._wanted:
-            self._captured[0] = args[0]
+    @property
+    def explicit(self) -> bool:
+        return self.kind is not None
 
     def drop_layers_after(self, last: int) -> None:
         """Remove transformer layers above `last` (a frozen teacher needs none of them)."""
         if last < len(self.model.encoder.layers):
             self.model.encoder.layers = self.model.encoder.layers[:last]
+            if self.norms[last] is not None:
+                # LN_{last+1} left the model with its layer: registered here, so that moving
+                # the tap (`tap.to(device)`) moves it too.
+                self.top_norm = self.norms[last]
 
     def representation(self, l: int, hidden: torch.Tensor) -> torch.Tensor:
         norm = self.norms[l] if self.normed else None
         return norm(hidden) if norm is not None else hidden
 
-    def __call__(
+    def forward(
         self,
         input_values: torch.Tensor,
         attention_mask: torch.Tensor | None,
         layers: list[int] | tuple[int, ...],
-    ) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Representations of `layers` (B, T, D each) and the frame mask (B, T; True = real)."""
+        cnn_features: torch.Tensor | None = None,
+        return_cnn: bool = False,
+    ):
+        """Representations of `layers` (B, T, D each) and the frame mask (B, T; True = real).
+
+        `cnn_features`: the CNN's output for `input_values` (B, C, T), computed elsewhere (the
+        shared CNN): the model's CNN does not run. `return_cnn=True` adds the CNN output as a
+        third value.
+        """
         present = len(self.model.encoder.layers)
         for l in layers:
             if not 0 <= l <= present:
                 raise ValueError(f"layer {l} requested from a model with {present} layers")
-        self._wanted = set(layers)
-        self._captured = {}
-        try:
-            self.forward_module(input_values, attention_mask=attention_mask)
-            hidden = [self._captured[l] for l in layers]
-        finally:
-            self._wanted = set()
-            self._captured = {}
+        if self.kind is not None:
+            hidden, cnn = self._explicit(input_values, attention_mask, layers, cnn_features)
+        else:
+            hidden, cnn = self._hooked(input_values, attention_mask, layers, cnn_features)
         reps = [self.representation(l, h) for l, h in zip(layers, hidden, strict=True)]
         frames = reps[0].shape[1]
         if attention_mask is None:
@@ -192,4 +260,102 @@ class LayerTap:
         else:
             lengths = frame_lengths(self.model, attention_mask)
             mask = torch.arange(frames, device=lengths.device)[None, :] < lengths[:, None]
-        return reps, mask
+        return (reps, mask, cnn) if return_cnn else (reps, mask)
+
+    def _explicit(self, input_values, attention_mask, layers, cnn_features):
+        """h_l for `layers` as transformers' model and encoder forward compute them."""
+        model, encoder, kind = self.model, self.model.encoder, self.kind
+        hubert = model.config.model_type == "hubert"  # its model forward differs in two calls
+        cnn = (
+            _run_cnn(model.feature_extractor, input_values)
+            if cnn_features is None
+            else cnn_features
+        )
+        extract = cnn.transpose(1, 2)
+        frame_mask = None
+        if attention_mask is not None:
+            extra = {} if hubert else {"add_adapter": False}
+            frame_mask = model._get_feature_vector_attention_mask(
+                extract.shape[1], attention_mask, **extra
+            )
+        hidden = model.feature_projection(extract)
+        if isinstance(hidden, tuple):  # (projected, normed CNN features)
+            hidden = hidden[0]
+        if hubert:
+            hidden = model._mask_hidden_states(hidden)
+        else:
+            hidden = model._mask_hidden_states(hidden, attention_mask=frame_mask)
+        # The encoder's forward. Padded frames are zeroed (transformers assigns in place).
+        if frame_mask is not None:
+            hidden = hidden.masked_fill(~frame_mask[..., None], 0.0)
+        if kind.wavlm:
+            attention = frame_mask  # WavLM's attention reads the frame mask itself
+        else:
+            from transformers.masking_utils import create_bidirectional_mask
+
+            attention = create_bidirectional_mask(
+                config=encoder.config, inputs_embeds=hidden, attention_mask=frame_mask
+            )
+        hidden = hidden + encoder.pos_conv_embed(hidden)
+        if not kind.pre_ln:
+            hidden = encoder.layer_norm(hidden)
+        hidden = encoder.dropout(hidden)
+        captured = {0: hidden}
+        position_bias = None
+        for i in range(max(layers)):  # the layers above the highest requested one never run
+            layer = encoder.layers[i]
+            if _dropped(encoder, kind, i):
+                if i + 1 in layers:
+                    raise RuntimeError(
+                        f"layer {i + 1} was dropped by layerdrop: it has no output this pass "
+                        "(set layerdrop=0 to tap every layer)"
+                    )
+                continue
+            if kind.wavlm:
+                index = {} if kind.pre_ln else {"index": i}
+                hidden, position_bias = layer(
+                    hidden, attention_mask=attention, position_bias=position_bias, **index
+                )
+            else:
+                hidden = layer(hidden, attention_mask=attention)
+            captured[i + 1] = hidden
+        return [captured[l] for l in layers], cnn
+
+    def _hooked(self, input_values, attention_mask, layers, cnn_features):
+        """h_l for `layers` captured by forward hooks while the model's own forward runs."""
+        captured: dict = {}
+        wanted = set(layers)
+        model = self.model
+        extractor = model.feature_extractor
+
+        def output_hook(l):
+            def hook(module, args, output):
+                if l in wanted:
+                    captured[l] = output[0] if isinstance(output, tuple) else output
+
+            return hook
+
+        def input_hook(module, args):
+            if 0 in wanted:
+                captured[0] = args[0]
+
+        def cnn_hook(module, args, output):
+            captured["cnn"] = output
+
+        handles = [
+            layer.register_forward_hook(output_hook(i + 1))
+            for i, layer in enumerate(model.encoder.layers)
+        ]
+        handles.append(model.encoder.layers[0].register_forward_pre_hook(input_hook))
+        handles.append(extractor.register_forward_hook(cnn_hook))
+        if cnn_features is not None:
+            extractor.forward = lambda values: cnn_features  # an instance attribute, removed below
+        try:
+            model(input_values, attention_mask=attention_mask)
+            hidden = [captured[l] for l in layers]
+        finally:
+            for handle in handles:
+                handle.remove()
+            if cnn_features is not None:
+                del extractor.forward
+        return hidden, captured["cnn"]

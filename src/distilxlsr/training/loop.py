@@ -127,6 +127,10 @@ class Task:
         metrics are 0-dim tensors, averaged over micro-batches and processes when logged."""
         raise NotImplementedError
 
+    def compile_extra(self) -> None:
+        """With `compile_module`: compile what the task runs besides `module` (the distiller's
+        frozen teacher)."""
+
     def record(self, means: dict[str, float]) -> dict:
         """The task's part of a metrics record."""
         return dict(means)
@@ -211,7 +215,10 @@ class OptimizerStep:
 
     def prepare(self, compile_module: bool = False) -> None:
         """Wrap for the processes (DDP) after any resumed state has been loaded."""
-        module = torch.compile(self.task.module) if compile_module else self.task.module
+        module = self.task.module
+        if compile_module:
+            module = torch.compile(module)
+            self.task.compile_extra()
         self.module, self.optimizer = self.accelerator.prepare(module, self.optimizer)
 
     def __call__(self, next_batch: Callable[[], dict], step: int) -> StepResult:

@@ -1,0 +1,124 @@
+"""The distiller on explicit taps: the loss and gradients of the hook-based taps it replaced, bit
+for bit, with and without the shared CNN; and `train.compile` compiling both taps."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from distilxlsr.config import TrainConfig, load_config
+from distilxlsr.data.loader import collate
+from distilxlsr.distill.distiller import Distiller, DistillTask, prepare_for_distillation
+from distilxlsr.models.layers import parse_layer_map
+from distilxlsr.models.student import build_student
+from distilxlsr.training.loop import OptimizerStep, PlainProcess
+from distilxlsr.training.optim import Schedule
+from tests.conftest import tiny_model
+
+
+def _batch():
+    generator = torch.Generator().manual_seed(5)
+    waves = [torch.randn(n, generator=generator).numpy() for n in (4000, 2800, 3300)]
+    return collate(waves, normalize=True)
+
+
+def _pair(model_type, pre_ln, share, explicit, layers="jump:2"):
+    teacher = tiny_model(model_type, pre_ln=pre_ln).requires_grad_(False)
+    layer_map = parse_layer_map(layers, 4)
+    student = build_student(teacher, layer_map)
+    prepare_for_distillation(student, freeze_cnn=True)  # train mode: dropout on
+    config = load_config(None, ["teacher=x", f"student.share_cnn={str(share).lower()}"])
+    return student, Distiller(teacher, student, layer_map, config, explicit=explicit)
+
+
+def _step(student, distiller, batch, seed=3):
+    torch.manual_seed(seed)
+    loss, terms = distiller(batch)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in student.named_parameters() if p.grad is not None}
+    return loss.detach(), terms, grads, torch.get_rng_state()
+
+
+@pytest.mark.parametrize(
+    "model_type, pre_ln, layers",
+    [
+        ("wav2vec2", True, "jump:2"),
+        ("wav2vec2", False, "jump:2"),
+        ("wav2vec2", True, "list:1,3"),  # the teacher cut after layer 3: LN_4 kept by the tap
+        ("hubert", False, "jump:2"),
+        ("wavlm", True, "jump:2"),
+    ],
+)
+@pytest.mark.parametrize("share", [True, False])
+def test_loss_and_gradients_equal_the_hook_taps(model_type, pre_ln, layers, share):
+    batch = _batch()
+    # The reference: hook-based taps around transformers' own forward, each model's CNN its own.
+    student, distiller = _pair(model_type, pre_ln, False, explicit=False, layers=layers)
+    assert not distiller.teacher_tap.explicit and not distiller.share_cnn
+    want = _step(student, distiller, batch)
+    student, distiller = _pair(model_type, pre_ln, share, explicit=None, layers=layers)
+    assert distiller.teacher_tap.explicit and distiller.student_tap.explicit
+    assert distiller.share_cnn == share
+    got = _step(student, distiller, batch)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    assert got[2].keys() == want[2].keys() and len(got[2]) > 0
+    for name in want[2]:
+        assert torch.equal(got[2][name], want[2][name]), name
+    assert torch.equal(got[3], want[3])  # the same dropout draws
+    # The hook taps with the shared CNN (the student's CNN replaced for the call) agree too.
+    student, distiller = _pair(model_type, pre_ln, share, explicit=False, layers=layers)
+    again = _step(student, distiller, batch)
+    assert torch.equal(again[0], want[0])
+
+
+def test_shared_cnn_skips_the_students_cnn():
+    student, distiller = _pair("wav2vec2", True, True, explicit=None)
+    runs = []
+    student.feature_extractor.register_forward_hook(lambda *a: runs.append("module"))
+    student.feature_extractor.conv_layers[0].register_forward_hook(lambda *a: runs.append("conv"))
+    distiller(_batch())
+    assert runs == []
+    # Outside a step the student's own CNN runs.
+    student(_batch()["input_values"][:1])
+    assert runs == ["conv", "module"]
+
+
+def test_train_compile_compiles_both_taps_as_whole_graphs(monkeypatch):
+    """`train.compile`: the loop compiles the student's tap (the task's module) and the task
+    compiles the teacher's; fullgraph=True fails on any graph break. The eager backend keeps it
+    cheap and gives the eager step's loss."""
+    batch = _batch()
+    losses = []
+    real_compile = torch.compile
+    for compile_module in (False, True):
+        torch._dynamo.reset()
+        compiled = []
+
+        def fake_compile(module, compiled=compiled, **kwargs):
+            compiled.append(module)
+            return real_compile(module, fullgraph=True, backend="eager")
+
+        monkeypatch.setattr(torch, "compile", fake_compile)
+        student, distiller = _pair("wav2vec2", True, True, explicit=None)
+        task = DistillTask(distiller, student, student.config)
+        assert task.module is distiller.student_tap and task.model is student
+        process = PlainProcess(torch.device("cpu"))
+        stepper = OptimizerStep(task, Schedule(steps=10, lr=1e-3), TrainConfig(), process)
+        stepper.prepare(compile_module=compile_module)
+        torch.manual_seed(0)
+        for step in range(2):
+            # The second step runs the graphs of the first (a recompilation is an error).
+            with torch._dynamo.config.patch(error_on_recompile=step > 0):
+                result = stepper(lambda: batch, step)
+            losses.append((compile_module, result.metrics["loss"]))
+        if compile_module:
+            assert compiled == [distiller.student_tap, distiller.teacher_tap]
+            assert stepper.module._orig_mod is distiller.student_tap
+            assert distiller.teacher_forward._orig_mod is distiller.teacher_tap
+            assert distiller.student_forward is stepper.module  # what the task ran
+        else:
+            assert compiled == []
+    eager = [loss for flag, loss in losses if not flag]
+    compiled_losses = [loss for flag, loss in losses if flag]
+    for a, b in zip(eager, compiled_losses, strict=True):
+        torch.testing.assert_close(a, b)
