@@ -412,3 +412,21 @@ def test_languages_in_worker_processes_give_the_same_results(tmp_path, eval_corp
     assert one.get("similarity") == two.get("similarity")
     with pytest.raises(UserError, match="--jobs"):
         evaluate(models, str(eval_corpus), str(tmp_path / "bad"), probe=probe, jobs=0)
+
+
+def test_an_evaluation_redoes_only_what_is_missing_or_changed(
+    tmp_path, eval_corpus, teacher_dir, capsys
+):
+    out = tmp_path / "e"
+    first = evaluate(["logmel"], str(eval_corpus), str(out), probe=ProbeConfig(steps=5))
+    (out / "languages" / "bb.json").unlink()  # as if interrupted after the first language
+    capsys.readouterr()
+    again = evaluate(["logmel"], str(eval_corpus), str(out), probe=ProbeConfig(steps=5))
+    assert "reusing 1 of 2 languages" in capsys.readouterr().out
+    assert again["models"][0]["per"] == first["models"][0]["per"]
+    assert (out / "languages" / "bb.json").is_file()
+    # another setting, or another model, is evaluated afresh
+    evaluate(["logmel"], str(eval_corpus), str(out), probe=ProbeConfig(steps=6))
+    assert "reusing" not in capsys.readouterr().out
+    evaluate([str(teacher_dir)], str(eval_corpus), str(out), probe=ProbeConfig(steps=6))
+    assert "reusing" not in capsys.readouterr().out

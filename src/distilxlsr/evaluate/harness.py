@@ -315,15 +315,27 @@ def evaluate(
         for s in specs
     }
     similarity_table: dict = {}
-    progress = tqdm(total=len(specs) * len(languages), desc=f"evaluate ({mode})", unit="model·lang")
     task = LanguageTask(specs, stride, mode, list(seeds), similarity, probe, finetune_config, split)
-    if jobs > 1 and len(languages) > 1 and device == "cpu":
-        finished = _in_workers(task, languages, jobs)
-    else:
-        finished = (
-            task.run(lang, lang_dir, loaded, device, progress) for lang, lang_dir in languages
+    store = LanguageStore(out_dir / "languages", task)
+    done = [store.load(lang, d) for lang, d in languages]
+    todo = [(lang, d) for (lang, d), kept in zip(languages, done, strict=True) if kept is None]
+    if len(todo) < len(languages):
+        print(
+            f"evaluate: reusing {len(languages) - len(todo)} of {len(languages)} languages from "
+            f"{store.root} (same models, data and settings)"
         )
-    for lang, runs, table in finished:
+    progress = tqdm(total=len(specs) * len(todo), desc=f"evaluate ({mode})", unit="model·lang")
+    if jobs > 1 and len(todo) > 1 and device == "cpu":
+        finished = _in_workers(task, todo, jobs)
+    else:
+        finished = (task.run(lang, lang_dir, loaded, device, progress) for lang, lang_dir in todo)
+    for lang, runs, table in [kept for kept in done if kept is not None]:
+        for name, run in runs.items():
+            rows[name]["runs"][lang] = run
+        if table:
+            similarity_table[lang] = table
+    for (lang, runs, table), (_, lang_dir) in zip(finished, todo, strict=True):
+        store.save(lang, lang_dir, runs, table)
         for name, run in runs.items():
             rows[name]["runs"][lang] = run
         if table:
@@ -460,6 +472,62 @@ class LanguageTask:
             run["seconds"].append(info["seconds"])
             run["steps"] = info["steps"]
         return run
+
+
+class LanguageStore:
+    """OUT/languages/<lang>.json: each finished language's results, so that an interrupted or
+    repeated evaluation redoes only what is missing. A stored language is used only when its
+    fingerprint matches: the models (name, kind, path and their weight files' sizes and
+    modification times), the mode, seeds, probe or fine-tuning settings, the split, the
+    language's manifests (sizes and modification times) and the package version."""
+
+    def __init__(self, root: Path, task: LanguageTask):
+        self.root = root
+        self.task = task
+
+    def fingerprint(self, lang_dir: Path) -> str:
+        import hashlib  # noqa: PLC0415
+
+        from distilxlsr import __version__  # noqa: PLC0415
+
+        def files(path: Path, pattern: str) -> list:
+            if not path.is_dir():
+                return []
+            return [
+                [f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in sorted(path.glob(pattern))
+            ]
+
+        t = self.task
+        facts = {
+            "version": __version__,
+            "models": [
+                [m.name, m.kind, m.path, files(Path(m.path), "*.safetensors")] for m in t.specs
+            ],
+            "stride": t.stride,
+            "mode": t.mode,
+            "seeds": t.seeds,
+            "similarity": t.similarity,
+            "settings": asdict(t.probe) if t.mode == "probe" else asdict(t.finetune_config),
+            "split": t.split,
+            "data": [str(lang_dir.resolve()), files(lang_dir, "cuts_*")],
+        }
+        return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+
+    def load(self, lang: str, lang_dir: Path) -> tuple[str, dict, dict | None] | None:
+        try:
+            stored = json.loads((self.root / f"{lang}.json").read_text())
+        except (OSError, ValueError):
+            return None
+        if stored.get("fingerprint") != self.fingerprint(lang_dir):
+            return None
+        return lang, stored["runs"], stored.get("similarity")
+
+    def save(self, lang: str, lang_dir: Path, runs: dict, table: dict | None) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        record = {"fingerprint": self.fingerprint(lang_dir), "runs": runs, "similarity": table}
+        tmp = self.root / f".{lang}.json.tmp"
+        tmp.write_text(json.dumps(record) + "\n")
+        tmp.replace(self.root / f"{lang}.json")
 
 
 _WORKER: dict = {}
