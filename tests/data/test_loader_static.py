@@ -59,16 +59,21 @@ def audio_corpus(tmp_path_factory):
 def test_every_batch_has_one_of_the_k_shapes_with_full_rows(audio_corpus):
     cuts = load_cuts(audio_corpus)
     durations = {c.id: c.duration for c in cuts}
-    plan = StaticBatchPlan(
-        cuts, batch_seconds=6.0, crop_lengths=[2.0, 1.0, 3.0], max_seconds=3.0,
-        min_seconds=0.5, seed=0,
-    )  # fmt: skip
+
+    def make():  # over the lazily read manifest
+        return StaticBatchPlan(
+            cuts, batch_seconds=6.0, crop_lengths=[2.0, 1.0, 3.0], max_seconds=3.0,
+            min_seconds=0.5, seed=0,
+        )  # fmt: skip
+
+    plan = make()
     assert plan.lengths == [1.0, 2.0, 3.0] and plan.per_batch == [6, 3, 2]
     shapes = {(6, SR), (3, 2 * SR), (2, 3 * SR)}
     dataset = AudioBatches(normalize=True)
     seen = set()
     refs = _refs(plan, 3 * plan.stats.batches_per_rank)
     assert len({r.epoch for r in refs}) == 3
+    assert [_key(r) for r in refs] == [_key(r) for r in _refs(make(), len(refs))]
     for ref in refs:
         batch = dataset[ref]
         shape = tuple(batch["input_values"].shape)
