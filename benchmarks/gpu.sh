@@ -6,7 +6,17 @@
 # measured matmul peak and peak memory, the explicit/hook and compiled/eager ratios, and writes
 # bench-gpu.json. Target: >= 4,000 audio-s/s in bf16 on one H100. < 8 min.
 #
-#   bash benchmarks/gpu.sh            (from the repository root; sets up .venv if needed)
+# SECTIONS=gpu-shapes: batch shapes instead, in bf16: the dynamic bucketing loader's batches
+# (120 s each, padded) eager and compiled, and the static-shape loader's (data.static_shapes:
+# 3/6/9/12/15 s crops, 5 shapes, full rows, no mask) eager and compiled (one static graph per
+# shape); 24 batches of each loader's epoch over LibriSpeech-like durations, timed after a
+# warm-up that compiles every shape (its seconds are printed). Prints audio-s/s, the share of
+# real samples, graphs compiled while timed, and the static/dynamic ratio. Compilation of the
+# 5 + 2 shapes dominates its time: about 5-8 min (not yet measured).
+#
+#   bash benchmarks/gpu.sh [OUT.json] [SECTIONS]    (from the repository root; sets up .venv
+#                                                    if needed; SECTIONS default gpu,inference)
+#   bash benchmarks/gpu.sh bench-gpu-shapes.json gpu-shapes
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/distilxlsr ]; then
@@ -15,4 +25,4 @@ if [ ! -x .venv/bin/distilxlsr ]; then
   .venv/bin/pip install --quiet --no-deps -e .
 fi
 .venv/bin/python -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
-timeout 480 .venv/bin/distilxlsr bench --sections gpu,inference --out "${1:-bench-gpu.json}"
+timeout 540 .venv/bin/distilxlsr bench --sections "${2:-gpu,inference}" --out "${1:-bench-gpu.json}"

@@ -3,7 +3,7 @@ import json
 import pytest
 import transformers
 
-from distilxlsr import bench
+from distilxlsr import bench, bench_shapes
 from distilxlsr.cli import main
 from distilxlsr.models import presets
 
@@ -66,10 +66,45 @@ def test_bench_cli_writes_json(tmp_path, capsys):
     results = json.loads(out.read_text())
     assert results["shuffle"]["x_realtime_per_core"] > 0
     assert 0.5 < results["padding_efficiency"] <= 1.0
+    assert results["padding"]["static_shapes"]["crop_lengths"] == [3.0, 6.0, 9.0, 12.0, 15.0]
     assert results["machine"]["cores"] >= 1
-    assert "padding efficiency" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "padding efficiency" in out and "static shapes: audio kept" in out
 
 
 def test_librispeech_like_durations():
     d = bench.librispeech_like_durations(20000)
     assert 11.5 < d.mean() < 13.0 and d.min() >= 1.0 and d.max() <= 35.0
+
+
+def test_the_loaders_batch_sequences_for_the_shapes_benchmark():
+    static = bench_shapes.plan_rows(True, batch_seconds=30.0, count=12, n=400)
+    dynamic = bench_shapes.plan_rows(False, batch_seconds=30.0, count=12, n=400)
+    assert len(static) == len(dynamic) == 12
+    lengths = {3: 10, 6: 5, 9: 3, 12: 2, 15: 2}  # seconds: utterances per 30 s batch
+    for rows in static:
+        assert len(set(rows)) == 1 and lengths[rows[0] // 16000] == len(rows)
+    assert len({(len(r), r[0]) for r in static}) > 1
+    assert any(len(set(rows)) > 1 for rows in dynamic)  # padded rows
+    assert all(max(rows) <= 15 * 16000 and sum(rows) <= 30 * 16000 for rows in dynamic)
+
+
+def test_shapes_throughput_counts_real_audio_only(tiny_shape):
+    static = bench_shapes.shapes_throughput(
+        tiny_shape, [[8000, 8000], [16000], [8000, 8000]], True, "fp32", "cpu"
+    )
+    assert static["distinct_shapes"] == static["warmup_batches"] == 2
+    assert static["real_sample_share"] == 1.0 and static["audio_seconds"] == 3.0
+    assert static["audio_s_per_s"] > 0 and static["graphs_compiled_while_timed"] == 0
+    dynamic = bench_shapes.shapes_throughput(
+        tiny_shape, [[8000, 4000], [16000, 12000]], False, "fp32", "cpu", warmup=1
+    )
+    assert dynamic["real_sample_share"] == pytest.approx(40000 / 48000)
+    assert dynamic["audio_seconds"] == 2.5 and dynamic["warmup_batches"] == 1
+
+
+def test_static_yield_of_the_default_lengths():
+    result = bench_shapes.static_yield(n=4000)
+    assert result["crop_lengths"] == [3.0, 6.0, 9.0, 12.0, 15.0]
+    assert result["per_batch"] == [66, 33, 22, 16, 13]
+    assert 0.85 < result["audio_kept"] < 0.95 and 0.02 < result["cuts_skipped_short"] < 0.1

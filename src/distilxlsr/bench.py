@@ -192,10 +192,16 @@ def _sync(device: torch.device) -> None:
 
 
 def _pair(
-    shape: str, layers: str, device: torch.device, share_cnn: bool = True, taps: str = "explicit"
+    shape: str,
+    layers: str,
+    device: torch.device,
+    share_cnn: bool = True,
+    taps: str = "explicit",
+    static_shapes: bool = False,
 ):
     """A random-weight teacher of a named shape, its student, and the Distiller joining them;
-    `taps="hooks"`: layers captured by forward hooks (the taps before the explicit ones)."""
+    `taps="hooks"`: layers captured by forward hooks (the taps before the explicit ones);
+    `static_shapes`: the Distiller of a `data.static_shapes` run (taps without a mask)."""
     from distilxlsr.config import load_config  # noqa: PLC0415
     from distilxlsr.distill.distiller import Distiller, prepare_for_distillation  # noqa: PLC0415
     from distilxlsr.models.layers import parse_layer_map  # noqa: PLC0415
@@ -213,7 +219,14 @@ def _pair(
     prepare_for_distillation(student, freeze_cnn=True)
     teacher.to(device)
     student.to(device)
-    run = load_config(None, ["teacher=x", f"student.share_cnn={str(share_cnn).lower()}"])
+    run = load_config(
+        None,
+        [
+            "teacher=x",
+            f"student.share_cnn={str(share_cnn).lower()}",
+            f"data.static_shapes={str(static_shapes).lower()}",
+        ],
+    )
     if taps not in ("explicit", "hooks"):
         raise ValueError(f"taps '{taps}' must be explicit or hooks")
     explicit = None if taps == "explicit" else False
@@ -238,25 +251,29 @@ def distill_stepper(
     share_cnn: bool = True,
     device: str | None = None,
     taps: str = "explicit",
+    static_shapes: bool = False,
 ):
     """One distillation step as a function (teacher forward, student forward + backward, fused
-    AdamW: the training loop's own step) on a fixed random batch; `precision` "+compile"
-    compiles both taps (`train.compile`). Returns (step, device)."""
+    AdamW: the training loop's own step) on a fixed random batch, or on the batch it is given;
+    `precision` "+compile" compiles both taps (`train.compile`); `static_shapes`: as a
+    `data.static_shapes` run (taps without a mask, static graphs). Returns (step, device)."""
     from distilxlsr.config import TrainConfig  # noqa: PLC0415
     from distilxlsr.distill.distiller import DistillTask  # noqa: PLC0415
     from distilxlsr.training.loop import OptimizerStep, PlainProcess  # noqa: PLC0415
     from distilxlsr.training.optim import Schedule  # noqa: PLC0415
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    teacher, student, distiller = _pair(shape, layers, dev, share_cnn, taps)
+    teacher, student, distiller = _pair(shape, layers, dev, share_cnn, taps, static_shapes)
     task = DistillTask(distiller, student, student.config)
     process = PlainProcess(dev, torch.bfloat16 if precision.startswith("bf16") else None)
     # The training loop's own step (accumulation, clipping, NaN guard, fused AdamW, schedule).
     stepper = OptimizerStep(task, Schedule(steps=10**6, lr=1e-5), TrainConfig(), process)
-    stepper.prepare(compile_module=precision.endswith("+compile"))
-    batch = _audio_batch(utterances, seconds, dev)
+    stepper.prepare(
+        compile_module=precision.endswith("+compile"), dynamic=False if static_shapes else None
+    )
+    fixed = _audio_batch(utterances, seconds, dev)
 
-    def step():
+    def step(batch: dict = fixed):
         stepper(lambda: batch, 0)
 
     return step, dev
@@ -420,6 +437,10 @@ def run_bench(out: str | Path, sections: list[str] | None = None) -> dict:
         results["inference"] = inference_ratio("xls-r-300m", utterances=1, seconds=10.0)
     if "gpu" in wanted:
         results["gpu"] = gpu_suite()
+    if "gpu-shapes" in wanted:
+        from distilxlsr.bench_shapes import gpu_shapes_suite  # noqa: PLC0415
+
+        results["gpu_shapes"] = gpu_shapes_suite()
     if "shuffle" in wanted:
         torch.set_num_threads(torch.get_num_threads())
         results["shuffle"] = shuffle_throughput("utterance")
@@ -427,9 +448,11 @@ def run_bench(out: str | Path, sections: list[str] | None = None) -> dict:
     if "loader" in wanted:
         results["loader"] = loader_throughput()
     if "padding" in wanted:
+        from distilxlsr.bench_shapes import static_yield  # noqa: PLC0415
+
         pad = padding_efficiency()
         results["padding_efficiency"] = pad["efficiency"]
-        results["padding"] = pad
+        results["padding"] = pad | {"static_shapes": static_yield()}
     if "synth" in wanted:
         results["synth"] = synth_throughput()
     Path(out).write_text(json.dumps(results, indent=2) + "\n")
@@ -556,6 +579,19 @@ def summary_table(results: dict) -> str:
     if "padding_efficiency" in results:
         rows.append(
             ("padding efficiency", f"{results['padding_efficiency']:.3f}", "target >= 0.95")
+        )
+    static = results.get("padding", {}).get("static_shapes")
+    if static:
+        lengths = "/".join(f"{x:g}" for x in static["crop_lengths"])
+        rows.append(("static shapes: audio kept", f"{static['audio_kept']:.3f}", f"{lengths} s"))
+    if "gpu_shapes" in results and "runs" in results["gpu_shapes"]:
+        g = results["gpu_shapes"]
+        rows.append(
+            (
+                "gpu static/dynamic shapes",
+                f"{g['static_compiled_over_dynamic_compiled']:.2f}x",
+                "bf16, both compiled",
+            )
         )
     if "synth" in results and "x_realtime_per_core" in results["synth"]:
         rows.append(

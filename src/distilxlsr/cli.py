@@ -543,7 +543,8 @@ def _parser_bench(sub) -> None:
     p.add_argument(
         "--sections",
         help="comma-separated subset of distill,inference,shuffle,loader,padding,synth "
-        "(the default: all of these) and gpu (XLS-R-shaped sizes; needs a GPU)",
+        "(the default: all of these), gpu and gpu-shapes (XLS-R-shaped sizes; need a GPU; "
+        "gpu-shapes: static vs dynamic batch shapes, eager and compiled)",
     )
     p.set_defaults(func=_cmd_bench)
 

@@ -29,6 +29,62 @@ DECAYS = ("linear", "cosine", "constant")
 PRECISIONS = ("auto", "bf16", "fp16", "no")
 
 
+STATIC_DEFAULT_SHAPES = 5
+"""Static shapes with `crop_lengths=[]`: max_seconds x 1/5, 2/5, ..., 5/5 (those below
+min_seconds left out). On LibriSpeech-like durations, crops of 3, 6, 9, 12 and 15 s keep 89.5%
+of the audio cropped to 15 s and skip 5.4% of the cuts (4 lengths: 86.7% and 7.5%; 6 lengths:
+91.7% and 4.1%; `distilxlsr bench --sections padding`)."""
+STATIC_MAX_SHAPES = 8
+"""At most this many lengths: torch.compile keeps 8 graphs per function by default
+(`torch._dynamo.config.recompile_limit`), one per shape."""
+
+
+def default_crop_lengths(max_seconds: float, min_seconds: float = 0.0) -> list[float]:
+    """max_seconds x k/5 for k = 1..5, rounded to 10 ms, those below `min_seconds` left out."""
+    k = STATIC_DEFAULT_SHAPES
+    lengths = [round(max_seconds * i / k, 2) for i in range(1, k)] + [max_seconds]
+    return [x for x in lengths if x >= min_seconds] or [max_seconds]
+
+
+def resolve_crop_lengths(
+    crop_lengths: list[float],
+    max_seconds: float,
+    min_seconds: float,
+    batch_seconds: float,
+    section: str = "data",
+    batch_section: str = "train",
+) -> list[float]:
+    """The sorted crop lengths of a static-shape run (the default for []); a one-line UserError
+    naming the settings for lengths the loader cannot use."""
+    if not crop_lengths:
+        return default_crop_lengths(max_seconds, min_seconds)
+    lengths = sorted(float(x) for x in crop_lengths)
+    where = f"{section}.crop_lengths"
+    if len(set(lengths)) != len(lengths):
+        raise UserError(f"{where}={crop_lengths} names a length twice; list each once.")
+    if len(lengths) > STATIC_MAX_SHAPES:
+        raise UserError(
+            f"{where} has {len(lengths)} lengths; at most {STATIC_MAX_SHAPES} (one compiled "
+            "graph each)."
+        )
+    if lengths[-1] > max_seconds:
+        raise UserError(
+            f"{where}: {lengths[-1]:g} s is longer than {section}.max_seconds ({max_seconds:g}); "
+            f"raise {section}.max_seconds or drop the length."
+        )
+    if lengths[0] < min_seconds:
+        raise UserError(
+            f"{where}: {lengths[0]:g} s is shorter than {section}.min_seconds ({min_seconds:g}), "
+            f"below which cuts are skipped; lower {section}.min_seconds or drop the length."
+        )
+    if batch_seconds < lengths[-1]:
+        raise UserError(
+            f"{batch_section}.batch_seconds ({batch_seconds:g}) must be at least the longest of "
+            f"{where} ({lengths[-1]:g}), or its batches hold no utterance."
+        )
+    return lengths
+
+
 @dataclass
 class LoaderConfig:
     """How training batches are cut from a corpus (shared by every training run)."""
@@ -42,6 +98,36 @@ class LoaderConfig:
     gives 96.5% real samples on LibriSpeech-like durations, benchmarks/padding_efficiency.py)."""
     num_workers: int = 2
     """Data-loader worker processes per training process (0 = load in the training process)."""
+    static_shapes: bool = False
+    """Batches of fixed shapes, for compiled graphs (`train.compile`): each cut is cropped to the
+    longest of `crop_lengths` it fills (a seeded random window) and batched with cuts of that
+    length, floor(batch_seconds / length) per batch, so every batch has one of K shapes and no
+    padding. Cuts shorter than the shortest length are skipped, and each epoch's last partial
+    batch of each length is dropped (both counted at the start; docs/design.md, "Data
+    loading"). `num_buckets` is then unused."""
+    crop_lengths: list[float] = field(default_factory=list)
+    """With `static_shapes`: the fixed crop lengths in seconds (at most 8, each between
+    `min_seconds` and `max_seconds`); [] = `max_seconds` x 1/5, 2/5, ..., 5/5 (3, 6, 9, 12 and
+    15 s for 15 s), those below `min_seconds` left out."""
+
+    def check(self, batch_seconds: float, section: str = "data", batch: str = "train") -> None:
+        """One-line errors for static-shape settings the loader cannot use (`batch`: the
+        section of batch_seconds)."""
+        if not self.static_shapes:
+            if self.crop_lengths:
+                raise UserError(
+                    f"{section}.crop_lengths is set but {section}.static_shapes is false; set "
+                    f"{section}.static_shapes=true, or drop {section}.crop_lengths."
+                )
+            return
+        resolve_crop_lengths(
+            self.crop_lengths,
+            self.max_seconds,
+            self.min_seconds,
+            batch_seconds,
+            section,
+            batch,
+        )
 
 
 @dataclass
@@ -208,6 +294,7 @@ VALUE_RULES = {
     "eps": _POSITIVE,
     "batch_seconds": _POSITIVE,
     "max_seconds": _POSITIVE,
+    "crop_lengths": _POSITIVE,
     "sample_rate": _POSITIVE,
     "sample_seconds": _POSITIVE,
     "weight_decay": _NON_NEGATIVE,

@@ -122,3 +122,79 @@ def test_train_compile_compiles_both_taps_as_whole_graphs(monkeypatch):
     compiled_losses = [loss for flag, loss in losses if flag]
     for a, b in zip(eager, compiled_losses, strict=True):
         torch.testing.assert_close(a, b)
+
+
+def _static_batch(rows: int, samples: int, seed: int = 0) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    waves = [torch.randn(samples, generator=generator).numpy() for _ in range(rows)]
+    return collate(waves, normalize=True, length=samples)
+
+
+def test_static_shapes_run_the_taps_without_a_mask_and_the_same_loss():
+    """`data.static_shapes`: no row is padded, so both taps get no mask (SDPA keeps its flash
+    kernel); the loss is the one computed with the batch's all-true mask."""
+    batch = _static_batch(3, 3000)
+    losses = {}
+    for static in (False, True):
+        teacher = tiny_model("wav2vec2", pre_ln=True).requires_grad_(False)
+        layer_map = parse_layer_map("jump:2", 4)
+        student = build_student(teacher, layer_map)
+        prepare_for_distillation(student, freeze_cnn=True)
+        student.eval()  # no dropout: the two losses must agree
+        overrides = ["teacher=x", f"data.static_shapes={str(static).lower()}"]
+        distiller = Distiller(teacher, student, layer_map, load_config(None, overrides))
+        masks: list = []
+        for tap in (distiller.teacher_tap, distiller.student_tap):
+            tap.register_forward_pre_hook(lambda m, args, masks=masks: masks.append(args[1]))
+        losses[static] = distiller(batch)[0].detach()
+        assert len(masks) == 2
+        if static:
+            assert masks == [None, None]
+        else:
+            assert all(m is not None and bool(m.all()) for m in masks)
+    torch.testing.assert_close(losses[True], losses[False])
+
+
+def _graph_recorder(graphs: list):
+    def backend(gm, example_inputs):
+        graphs.append(
+            [tuple(x.shape) if isinstance(x, torch.Tensor) else x for x in example_inputs]
+        )
+        return gm.forward
+
+    return backend
+
+
+@pytest.mark.parametrize("dynamic", [False, None])
+def test_static_shapes_compile_one_static_graph_per_shape(monkeypatch, dynamic):
+    """With static shapes the loop compiles with dynamic=False: each of the K shapes gets its
+    own static graph, built once and reused (no recompilation when a shape comes back). The
+    default (None) turns the second shape into one dynamic-shape graph: what this avoids."""
+    torch._dynamo.reset()
+    graphs: list = []
+    real_compile = torch.compile
+
+    def fake_compile(module, **kwargs):
+        assert kwargs == {"dynamic": dynamic}
+        return real_compile(module, fullgraph=True, backend=_graph_recorder(graphs), **kwargs)
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    student, distiller = _pair("wav2vec2", True, True, explicit=None)
+    distiller.unpadded = True
+    task = DistillTask(distiller, student, student.config)
+    stepper = OptimizerStep(
+        task, Schedule(steps=10, lr=1e-3), TrainConfig(), PlainProcess(torch.device("cpu"))
+    )
+    stepper.prepare(compile_module=True, dynamic=dynamic)
+    shapes = [(4, 2000), (2, 4000)]
+    for step in range(4):
+        rows, samples = shapes[step % 2]
+        with torch._dynamo.config.patch(error_on_recompile=step >= 2):
+            batch = _static_batch(rows, samples, step)
+            stepper(lambda batch=batch: batch, step)
+    symbolic = [g for g in graphs if any(isinstance(x, torch.SymInt) for x in g)]
+    if dynamic is False:
+        assert len(graphs) == 4 and not symbolic  # 2 shapes x (teacher, student), all static
+        assert {g[0] for g in graphs if g} >= {(4, 2000), (2, 4000)}
+    else:
+        assert symbolic  # what dynamic=False prevents

@@ -436,3 +436,60 @@ def test_prepare_for_distillation_freezes_the_cnn_of_every_family(model_type):
     assert student.training
     assert not any(p.requires_grad for p in student.feature_extractor.parameters())
     assert all(p.requires_grad for p in student.encoder.parameters())
+
+
+def test_static_shapes_distil_and_resume_exactly(
+    tmp_path, teacher_dir, toy_corpus, monkeypatch, capsys
+):
+    """`data.static_shapes`: a few steps on the toy corpus where every batch has one of the K
+    shapes and full rows, the taps run without a mask, `train.compile` asks torch.compile for
+    static graphs, and a run resumed from its middle checkpoint ends bit-identical."""
+    import shutil
+
+    from distilxlsr.distill.distiller import DistillTask
+
+    shapes, masks, compiled = [], [], []
+    call = DistillTask.__call__
+
+    def recording(self, module, batch, step):
+        shapes.append(tuple(batch["input_values"].shape))
+        assert bool(batch["attention_mask"].all())
+        masks.append(self.distiller.attention_mask(batch))
+        return call(self, module, batch, step)
+
+    def fake_compile(module, **kwargs):
+        compiled.append(kwargs)
+        return module
+
+    monkeypatch.setattr(DistillTask, "__call__", recording)
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    straight = tmp_path / "straight"
+    extra = {
+        "data.static_shapes": "true",
+        "data.crop_lengths": "[1,2]",
+        "train.batch_seconds": 3.0,  # 3 x 1 s or 1 x 2 s
+        "train.max_steps": 6,
+        "train.checkpoint_every": 3,
+        "train.compile": "true",
+    }
+    args = ["distill", "--config", TINY, *_overrides(teacher_dir, toy_corpus, straight, **extra)]
+    assert main(args) == 0
+    assert "static shapes 3 x 1 s, 1 x 2 s" in capsys.readouterr().out
+    assert set(shapes) == {(3, 16000), (1, 32000)} and len(shapes) == 6
+    assert masks == [None] * 6
+    assert compiled == [{"dynamic": False}, {"dynamic": False}]  # the student's, the teacher's
+    # From the middle checkpoint: the same batches, the same weights.
+    resumed = tmp_path / "resumed"
+    shutil.copytree(straight, resumed)
+    shutil.rmtree(resumed / "checkpoints" / "step-0000006")
+    first, shapes[:] = list(shapes), []
+    args = ["distill", "--config", TINY, *_overrides(teacher_dir, toy_corpus, resumed, **extra)]
+    assert main(args) == 0
+    assert shapes == first[3:]
+    assert list_checkpoints(resumed)[-1].name == "step-0000006"
+    assert _same(_final_weights(straight), _final_weights(resumed))
+    # Other crop lengths make another experiment: refused on resume.
+    capsys.readouterr()
+    other = "data.crop_lengths=[1.5,2]"
+    assert main([other if a.startswith("data.crop_lengths=") else a for a in args]) == 2
+    assert "data.crop_lengths=[1.0, 2.0], now [1.5, 2.0]" in capsys.readouterr().err

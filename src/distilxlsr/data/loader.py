@@ -139,9 +139,20 @@ def duration_bins(durations: list[float], num_buckets: int) -> list[float]:
     return sorted(set(e for e in edges if e > values[0]))
 
 
+def crop_window(cut: Cut, seconds: float, seed: int, epoch: int) -> Cut:
+    """A random window of `seconds` of `cut` (the whole cut if it is not longer), its offset
+    drawn from (seed, epoch, cut id, "crop"); in manifest space, so samplers see the cropped
+    duration."""
+    if cut.duration <= seconds:
+        return cut
+    rng = cut_rng(seed, epoch, cut.id, "crop")
+    offset = float(rng.uniform(0.0, cut.duration - seconds))
+    return cut.truncate(offset=offset, duration=seconds, preserve_id=True)
+
+
 class _Crop:
-    """Crop cuts longer than `max_seconds` to a random window (in manifest space, so the sampler
-    sees the cropped durations and batches stay full)."""
+    """Crop cuts longer than `max_seconds` to a random window (so the sampler sees the cropped
+    durations and batches stay full)."""
 
     def __init__(self, max_seconds: float, seed: int, epoch: int, sample_rate: int):
         self.max_seconds = max_seconds
@@ -150,11 +161,7 @@ class _Crop:
         self.sample_rate = sample_rate
 
     def __call__(self, cut: Cut) -> Cut:
-        if cut.duration <= self.max_seconds:
-            return cut
-        rng = cut_rng(self.seed, self.epoch, cut.id, "crop")
-        offset = float(rng.uniform(0.0, cut.duration - self.max_seconds))
-        return cut.truncate(offset=offset, duration=self.max_seconds, preserve_id=True)
+        return crop_window(cut, self.max_seconds, self.seed, self.epoch)
 
 
 @dataclass(frozen=True)
@@ -164,6 +171,9 @@ class BatchRef:
     epoch: int
     index: int
     cuts: CutSet
+    samples: int | None = None
+    """A static-shape batch's length in samples at the loader's rate (every row exactly this
+    long); None: padded to the longest cut."""
 
 
 class BatchPlan:
@@ -222,15 +232,20 @@ class BatchPlan:
         sampler.set_epoch(epoch)
         return sampler
 
+    def epoch_batches(self, epoch: int) -> Iterator[tuple[CutSet, int | None]]:
+        """This rank's batches of `epoch`: (cuts, fixed length in samples or None)."""
+        for batch in self.epoch_sampler(epoch):
+            yield batch, None
+
     def __iter__(self) -> Iterator[BatchRef]:
         epoch, skip = self.epoch, self.skip
         while True:
             count = 0
-            for index, batch in enumerate(self.epoch_sampler(epoch)):
+            for index, (batch, samples) in enumerate(self.epoch_batches(epoch)):
                 count += 1
                 if index < skip:
                     continue  # resuming: fast-forward over consumed batches (no audio read)
-                yield BatchRef(epoch, index, batch)
+                yield BatchRef(epoch, index, batch, samples)
             if count == 0:
                 raise UserError(
                     "the training data yield no batch; check data.train and data.min_seconds."
@@ -288,16 +303,24 @@ class AudioBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, ref: BatchRef) -> dict:
         waves = [self.load(cut, ref.epoch) for cut in ref.cuts]
-        return collate(waves, self.normalize) | {"epoch": ref.epoch, "index": ref.index}
+        batch = collate(waves, self.normalize, ref.samples)
+        return batch | {"epoch": ref.epoch, "index": ref.index}
 
 
-def collate(waves: list[np.ndarray], normalize: bool) -> dict:
+def collate(waves: list[np.ndarray], normalize: bool, length: int | None = None) -> dict:
     """Pad to the longest; zero-mean unit-variance per utterance over its real samples (as the
     models' feature extractors do); an attention mask of real samples.
 
+    `length` (static shapes): every row is exactly this many samples, the mask all true. The
+    loader cropped each cut to it; a window that comes out a few samples long or short (sample
+    rounding of the crop or the resampling) is cut or zero-filled at its end, and counts as
+    `length` real samples.
+
     The mask is bool, one byte per sample: as int64 it was twice the audio's own bytes to make,
     pass from the loader workers, pin and copy to the GPU (`benchmarks/loader_mask_dtype.py`)."""
-    lengths = [len(w) for w in waves]
+    if length is not None:
+        waves = [w[:length] for w in waves]
+    lengths = [len(w) for w in waves] if length is None else [length] * len(waves)
     batch = np.zeros((len(waves), max(lengths)), dtype=np.float32)
     for row, wave in enumerate(waves):
         if normalize:

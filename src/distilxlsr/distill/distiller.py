@@ -29,6 +29,10 @@ class Distiller:
     runs under inference mode (compiled too, by `compile_teacher`). With a shared CNN the
     teacher's CNN output is handed to the student's tap, whose CNN does not run: it saves a
     whole CNN pass (about 5 of XLS-R's 35 forward GFLOP per audio-second).
+
+    With static shapes (`data.static_shapes`) no row is padded: both taps run without an
+    attention mask, so SDPA may take its flash kernel, also in a compiled graph (there,
+    transformers cannot see that an all-true mask is all true and hands it to SDPA).
     """
 
     def __init__(self, teacher, student, layer_map: LayerMap, config: DistillConfig, explicit=None):
@@ -37,6 +41,7 @@ class Distiller:
         self.share_cnn = config.student.share_cnn and cnn_shareable(
             teacher, student, config.student.freeze_cnn
         )
+        self.unpadded = config.data.static_shapes
         self.teacher_tap = LayerTap(teacher, mode, explicit)
         self.teacher_tap.drop_layers_after(max(layer_map.targets))  # layers above feed no target
         self.student_tap = LayerTap(student, mode, explicit)
@@ -52,15 +57,19 @@ class Distiller:
             len(self.student_layers),
         )
 
-    def compile_teacher(self) -> None:
-        """torch.compile the teacher's tap (`train.compile`)."""
-        self.teacher_forward = torch.compile(self.teacher_tap)
+    def compile_teacher(self, dynamic: bool | None = None) -> None:
+        """torch.compile the teacher's tap (`train.compile`); `dynamic` as torch.compile's."""
+        self.teacher_forward = torch.compile(self.teacher_tap, dynamic=dynamic)
+
+    def attention_mask(self, batch: dict) -> torch.Tensor | None:
+        """The mask the taps run with: None for static-shape batches (every row is audio)."""
+        return None if self.unpadded else batch["attention_mask"]
 
     def _teacher(self, batch: dict):
         with torch.inference_mode():
             reps, mask, cnn = self.teacher_forward(
                 batch["input_values"],
-                batch["attention_mask"],
+                self.attention_mask(batch),
                 self.layer_map.targets,
                 return_cnn=True,
             )
@@ -76,7 +85,7 @@ class Distiller:
     def __call__(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         targets, mask, cnn = self._teacher(batch)
         preds, _ = self.student_forward(
-            batch["input_values"], batch["attention_mask"], self.student_layers, cnn
+            batch["input_values"], self.attention_mask(batch), self.student_layers, cnn
         )
         return self.loss(preds, [t.to(p.dtype) for t, p in zip(targets, preds, strict=True)], mask)
 
@@ -109,8 +118,8 @@ class DistillTask(Task):
         self.pristine_config = pristine_config
         self.layer_names = [f"s{i + 1}_t{t}" for i, t in enumerate(distiller.layer_map.targets)]
 
-    def compile_extra(self) -> None:
-        self.distiller.compile_teacher()
+    def compile_extra(self, dynamic: bool | None = None) -> None:
+        self.distiller.compile_teacher(dynamic)
 
     def __call__(self, module, batch: dict, step: int):
         self.distiller.student_forward = module  # the student's tap as wrapped (DDP, compiled)

@@ -68,6 +68,7 @@ def validate(config: DistillConfig) -> None:
         raise UserError(f"train.extend '{t.extend}' must be replan or hold.")
     if not 0.0 <= config.shuffle.p <= 1.0:
         raise UserError(f"shuffle.p={config.shuffle.p} must lie between 0 and 1.")
+    config.data.check(t.batch_seconds)
 
 
 def resolve_transform(config: DistillConfig) -> Transform | None:
@@ -169,7 +170,8 @@ def _start_from(student, directory: str, layer_map: LayerMap) -> None:
 
 
 def _batches(config: DistillConfig, cuts, extractor, transform, accelerator):
-    """The data as a function of the position to start from (see `Trainer.fit`)."""
+    """The data as a function of the position to start from (see `Trainer.fit`), and the
+    batch plan."""
     plan = plan_batches(cuts, config.data, config.train, config.data.sample_rate, accelerator)
     dataset = AudioBatches(
         sample_rate=config.data.sample_rate,
@@ -190,7 +192,7 @@ def _batches(config: DistillConfig, cuts, extractor, transform, accelerator):
         )
         return iter(loader)
 
-    return from_position
+    return from_position, plan
 
 
 def distill(
@@ -224,7 +226,7 @@ def _distill(config, transform, command_line, accelerator, run: RunDir) -> None:
     _check_data(config, stats)
     if transform is None:
         transform = resolve_transform(config)
-    batches = _batches(config, cuts, models.extractor, transform, accelerator)
+    batches, plan = _batches(config, cuts, models.extractor, transform, accelerator)
 
     # Built before the run is claimed: a wrong loss or representation setting fails here.
     distiller = Distiller(models.teacher, models.student, models.layer_map, config)
@@ -254,6 +256,8 @@ def _distill(config, transform, command_line, accelerator, run: RunDir) -> None:
     trainer = Trainer(accelerator, run, config, config.train, state, config.data.sample_rate)
     info, layer_map = models.info, models.layer_map
     trainer.say(f"train data {config.data.train}: {stats.summary(config.data.min_seconds)}")
+    if config.data.static_shapes:
+        trainer.say(plan.stats.summary())
     if len(stats.languages) > 1:
         trainer.say(
             f"warning: the training data hold {len(stats.languages)} languages "
@@ -282,6 +286,7 @@ def _distill(config, transform, command_line, accelerator, run: RunDir) -> None:
             resume=resume,
             rng_seed=config.train.seed * 1000 + accelerator.process_index,
             compile_module=config.train.compile,
+            compile_dynamic=False if config.data.static_shapes else None,
         )
     finally:
         trainer.close()

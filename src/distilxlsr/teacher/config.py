@@ -180,6 +180,7 @@ def validate(config: PretrainConfig) -> None:
             f"train.batch_seconds ({t.batch_seconds:g}) must be at least loader.max_seconds "
             f"({ld.max_seconds:g}), or the longest utterances fit no batch."
         )
+    ld.check(t.batch_seconds, "loader", "train")
     if config.units.clusters < 2 or config.units.sample_seconds <= 0:
         raise UserError("units.clusters must be at least 2 and units.sample_seconds positive.")
     shortest = frames_of(int(ld.min_seconds * SAMPLE_RATE))

@@ -202,6 +202,8 @@ class _Pretraining:
 
         trainer = Trainer(acc, run, config, config.train, state, SAMPLE_RATE)
         plan = plan_batches(cuts, config.loader, config.train, SAMPLE_RATE, acc)
+        if config.loader.static_shapes:
+            self.say(plan.stats.summary())
         finished = True
         try:
             for number in (1, 2):

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from distilxlsr.config import flatten_keys, to_dict
 from distilxlsr.data.loader import BatchPlan
+from distilxlsr.data.static import StaticBatchPlan
 from distilxlsr.errors import UserError
 from distilxlsr.training import checkpoint as ckpt
 from distilxlsr.training.optim import Schedule, make_optimizer, mixed_precision_mode
@@ -59,8 +60,20 @@ def make_accelerator(optim, run: RunDir) -> Accelerator:
 
 
 def plan_batches(cuts, loader, optim, sample_rate: int, accelerator) -> BatchPlan:
-    """This process's batches of a run: the loader section's crops and buckets, the optimizer
-    section's batch size and seed, split over the processes."""
+    """This process's batches of a run: the loader section's crops and buckets (or static
+    shapes), the optimizer section's batch size and seed, split over the processes."""
+    if loader.static_shapes:
+        return StaticBatchPlan(
+            cuts,
+            batch_seconds=optim.batch_seconds,
+            crop_lengths=loader.crop_lengths,
+            max_seconds=loader.max_seconds,
+            min_seconds=loader.min_seconds,
+            seed=optim.seed,
+            sample_rate=sample_rate,
+            world_size=accelerator.num_processes,
+            rank=accelerator.process_index,
+        )
     return BatchPlan(
         cuts,
         batch_seconds=optim.batch_seconds,
@@ -127,9 +140,9 @@ class Task:
         metrics are 0-dim tensors, averaged over micro-batches and processes when logged."""
         raise NotImplementedError
 
-    def compile_extra(self) -> None:
+    def compile_extra(self, dynamic: bool | None = None) -> None:
         """With `compile_module`: compile what the task runs besides `module` (the distiller's
-        frozen teacher)."""
+        frozen teacher); `dynamic` as torch.compile's."""
 
     def record(self, means: dict[str, float]) -> dict:
         """The task's part of a metrics record."""
@@ -213,12 +226,14 @@ class OptimizerStep:
     def state(self) -> dict:
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
 
-    def prepare(self, compile_module: bool = False) -> None:
-        """Wrap for the processes (DDP) after any resumed state has been loaded."""
+    def prepare(self, compile_module: bool = False, dynamic: bool | None = None) -> None:
+        """Wrap for the processes (DDP) after any resumed state has been loaded; `dynamic` is
+        torch.compile's (False for static-shape batches: one static graph per shape, never a
+        dynamic-shape one)."""
         module = self.task.module
         if compile_module:
-            module = torch.compile(module)
-            self.task.compile_extra()
+            module = torch.compile(module, dynamic=dynamic)
+            self.task.compile_extra(dynamic)
         self.module, self.optimizer = self.accelerator.prepare(module, self.optimizer)
 
     def __call__(self, next_batch: Callable[[], dict], step: int) -> StepResult:
@@ -352,11 +367,13 @@ class Trainer:
         rng_seed: int | None = None,
         extra_state: dict | None = None,
         compile_module: bool = False,
+        compile_dynamic: bool | None = None,
     ) -> bool:
         """Train `task` from `state.step` up to `first_step + schedule.steps`; False if stopped
         by a signal. `batches(position)` gives the data from a position; `resume` is the
         checkpoint to continue from (its optimizer, schedule, task state and RNG); otherwise
-        the global RNG is seeded with `rng_seed` (None: the caller has seeded it)."""
+        the global RNG is seeded with `rng_seed` (None: the caller has seeded it).
+        `compile_dynamic`: torch.compile's `dynamic` (False with static-shape batches)."""
         acc, state = self.accelerator, self.state
         last = first_step + schedule.steps
         task.module.to(acc.device).train()
@@ -372,7 +389,7 @@ class Trainer:
             else:
                 state.data_position = rank_state["data_position"]
             self.say(f"resuming {self.run.path} from step {state.step} ({resume.name})")
-        stepper.prepare(compile_module)
+        stepper.prepare(compile_module, compile_dynamic)
         stream = batches(state.data_position)
         if rank_state is not None:
             ckpt.restore_rng(rank_state)
