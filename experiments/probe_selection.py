@@ -152,6 +152,11 @@ def main() -> None:
         metavar="LR,STANDARDISE,STEPS",
         help="only train this one setting longer (e.g. 0.01,False,4000), keeping the record",
     )
+    parser.add_argument(
+        "--no-widen",
+        action="store_true",
+        help="summarise the grid as it is, even if the best is at its edge (recorded)",
+    )
     args = parser.parse_args()
     out = Path(args.out)
     record = json.loads(out.read_text()) if out.is_file() else {}
@@ -178,18 +183,16 @@ def main() -> None:
         best = min(overall, key=overall.get)
         best_lr = float(best.split()[0].split("=")[1])
         best_steps = int(best.split()[2].split("=")[1])
-        widened = False
+        at_edge = best_lr in (lrs[0], lrs[-1]) or best_steps == lengths[-1]
+        widened = at_edge
+        if not at_edge or args.no_widen:
+            break
         if best_lr == lrs[0]:
             lrs.insert(0, lrs[0] / 3)
-            widened = True
         elif best_lr == lrs[-1]:
             lrs.append(lrs[-1] * 3)
-            widened = True
         if best_steps == lengths[-1]:
             lengths.append(lengths[-1] * 2)
-            widened = True
-        if not widened:
-            break
         print(f"best {best} at the grid's edge: widening to lr {lrs}, steps {lengths}")
     near = [k for k, v in overall.items() if v <= overall[best] + TOLERANCE]
     chosen = min(near, key=lambda k: (int(k.split()[2].split("=")[1]), overall[k]))
@@ -207,6 +210,11 @@ def main() -> None:
             "tolerance": TOLERANCE,
             "chosen": chosen,
             "inside_grid": not widened,
+            "longer_checks": {
+                key: run["dev_per"]
+                for key, run in record["runs"].items()
+                if int(key.rsplit("=", 1)[1]) > max(lengths)
+            },
         }
     )
     _score(out, record)
