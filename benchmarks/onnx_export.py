@@ -35,7 +35,8 @@ from distilxlsr import tune_malloc
 from distilxlsr.data.loader import collate
 from distilxlsr.evaluate.ctc import ProbeConfig, probe_decode, train_probe
 from distilxlsr.evaluate.features import ModelFeatures, resolve_model
-from distilxlsr.evaluate.harness import _extract, load_language
+from distilxlsr.evaluate.harness import _extract
+from distilxlsr.evaluate.languages import load_language
 from distilxlsr.evaluate.per import phone_error_rate
 from distilxlsr.export_onnx import export_onnx
 

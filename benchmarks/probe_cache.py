@@ -18,7 +18,8 @@ import torch
 from distilxlsr import tune_malloc
 from distilxlsr.evaluate.ctc import ProbeConfig, train_probe
 from distilxlsr.evaluate.features import ModelFeatures, resolve_model
-from distilxlsr.evaluate.harness import _extract, load_language
+from distilxlsr.evaluate.harness import _extract
+from distilxlsr.evaluate.languages import load_language
 
 
 def main() -> None:

@@ -29,7 +29,8 @@ from distilxlsr import tune_malloc
 from distilxlsr.demo import shipped_teacher
 from distilxlsr.evaluate.ctc import ProbeConfig, probe_decode, train_probe
 from distilxlsr.evaluate.features import ModelFeatures, resolve_model
-from distilxlsr.evaluate.harness import _extract, load_utterances
+from distilxlsr.evaluate.harness import _extract
+from distilxlsr.evaluate.languages import load_utterances
 from distilxlsr.evaluate.per import phone_error_rate
 
 LANGS = "es,it,sw"  # one per tier: label, heard, unheard

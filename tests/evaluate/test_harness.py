@@ -15,7 +15,8 @@ from distilxlsr.evaluate.ctc import (
     train_probe,
 )
 from distilxlsr.evaluate.features import ModelFeatures, linear_cka, resolve_model
-from distilxlsr.evaluate.harness import _extract, evaluate, load_language, split_label
+from distilxlsr.evaluate.harness import _extract, evaluate, split_label
+from distilxlsr.evaluate.languages import load_language
 from distilxlsr.evaluate.per import phone_error_rate
 from distilxlsr.models.teacher import load_teacher
 
