@@ -14,8 +14,14 @@
 # real samples, graphs compiled while timed, and the static/dynamic ratio. Compilation of the
 # 5 + 2 shapes dominates its time: about 5-8 min (not yet measured).
 #
+# gpu-sweep: the bf16 step at 4, 8, 16, 32, 64 utterances of 15 s until out of memory (audio-s/s,
+# share of peak, peak memory; the fastest size). gpu-split: one bf16 step of 8 x 15 s cut into
+# teacher CNN, teacher layers, student forward + loss, backward, clipping + AdamW (time between
+# synchronisations, FLOPs, share of peak per phase: what bounds the step), and the CNN alone in
+# fp32, bf16 and bf16 with cuDNN's autotuner. Both together about 2 min (estimate).
+#
 #   bash benchmarks/gpu.sh [OUT.json] [SECTIONS]    (from the repository root; sets up .venv
-#                                                    if needed; SECTIONS default gpu,inference)
+#                                  if needed; SECTIONS default gpu,gpu-split,gpu-sweep,inference)
 #   bash benchmarks/gpu.sh bench-gpu-shapes.json gpu-shapes
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,4 +31,4 @@ if [ ! -x .venv/bin/distilxlsr ]; then
   .venv/bin/pip install --quiet --no-deps -e .
 fi
 .venv/bin/python -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
-timeout 540 .venv/bin/distilxlsr bench --sections "${2:-gpu,inference}" --out "${1:-bench-gpu.json}"
+timeout 540 .venv/bin/distilxlsr bench --sections "${2:-gpu,gpu-split,gpu-sweep,inference}" --out "${1:-bench-gpu.json}"

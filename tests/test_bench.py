@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 import transformers
 
 from distilxlsr import bench, bench_shapes
@@ -108,3 +109,54 @@ def test_static_yield_of_the_default_lengths():
     assert result["crop_lengths"] == [3.0, 6.0, 9.0, 12.0, 15.0]
     assert result["per_batch"] == [66, 33, 22, 16, 13]
     assert 0.85 < result["audio_kept"] < 0.95 and 0.02 < result["cuts_skipped_short"] < 0.1
+
+
+def test_batch_sweep_measures_each_size_and_stops_at_out_of_memory(tiny_shape, monkeypatch):
+    from distilxlsr import bench_gpu
+
+    sweep = bench_gpu.batch_sweep(tiny_shape, sizes=(1, 2), seconds=0.5, steps=1, device="cpu")
+    assert [r["utterances"] for r in sweep["runs"]] == [1, 2]
+    assert [r["batch_audio_seconds"] for r in sweep["runs"]] == [0.5, 1.0]
+    assert sweep["best_audio_s_per_s"] == max(r["audio_s_per_s"] for r in sweep["runs"])
+    assert all(r["fraction_of_peak"] > 0 for r in sweep["runs"])
+    # The first size that does not fit ends the sweep: recorded, never raised.
+    real = bench_gpu.distill_throughput
+
+    def fits_one(shape, layers, utterances, *args):
+        if utterances > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return real(shape, layers, utterances, *args)
+
+    monkeypatch.setattr(bench_gpu, "distill_throughput", fits_one)
+    sweep = bench_gpu.batch_sweep(tiny_shape, sizes=(1, 2, 4), seconds=0.5, steps=1, device="cpu")
+    assert [r.get("oom", False) for r in sweep["runs"]] == [False, True]
+    assert sweep["best_utterances"] == 1
+    # Any other error is the caller's to see.
+    monkeypatch.setattr(bench_gpu, "distill_throughput", lambda *a: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        bench_gpu.batch_sweep(tiny_shape, sizes=(1,), seconds=0.5, steps=1, device="cpu")
+
+
+def test_step_split_phases_add_up_to_the_step_and_count_its_flops(tiny_shape):
+    from distilxlsr import bench_gpu
+
+    split = bench_gpu.step_split(tiny_shape, utterances=1, seconds=1.0, steps=1, device="cpu")
+    phases = split["phases"]
+    assert list(phases) == list(bench_gpu.PHASES)
+    assert sum(p["share"] for p in phases.values()) == pytest.approx(1.0)
+    assert split["bound_by"] == max(phases, key=lambda n: phases[n]["seconds"])
+    # The FLOPs of the phases are those of one whole distillation step (shared CNN, explicit
+    # taps), counted the same way: nothing is left out of the split, nothing counted twice.
+    whole = bench.distill_throughput(tiny_shape, utterances=1, seconds=1.0, steps=1)
+    assert sum(p["flops"] for p in phases.values()) == whole["flops_per_step"]
+    # The backward (input and weight gradients) costs more than the student's forward.
+    assert phases["backward"]["flops"] > 1.5 * phases["student_forward"]["flops"]
+    assert phases["teacher_cnn"]["flops"] > 0 and phases["teacher_layers"]["flops"] > 0
+    assert set(split["cnn"]) == {"fp32", "bf16"}  # cuDNN's autotuner is the GPU's only
+
+
+def test_unknown_bench_section_is_one_clear_error(tmp_path):
+    from distilxlsr.errors import UserError
+
+    with pytest.raises(UserError, match="'gpu-split'"):
+        bench.run_bench(tmp_path / "b.json", ["gpu-splt"])

@@ -8,11 +8,14 @@
 - loader: decode + shuffle + crop + collate throughput, x real time;
 - padding_efficiency: real samples / all samples in the bucketing sampler's batches on a
   LibriSpeech-like duration distribution;
-- synth: synthetic-corpus throughput, x real time per core (when the eSpeak engine is present).
+- synth: synthetic-corpus throughput, x real time per core (when the eSpeak engine is present);
+- gpu, gpu-sweep, gpu-split (bench_gpu.py) and gpu-shapes (bench_shapes.py): XLS-R-shaped runs
+  on one GPU, only when named.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import tempfile
 import time
@@ -23,6 +26,7 @@ import torch
 
 from distilxlsr.conventions import SAMPLE_RATE
 from distilxlsr.data.shuffle import phoneme_shuffle, tile_segments
+from distilxlsr.errors import UserError
 from distilxlsr.training.machine import machine_info
 
 
@@ -416,10 +420,23 @@ def inference_ratio(
     return result
 
 
+DEFAULT_SECTIONS = ("distill", "inference", "shuffle", "loader", "padding", "synth")
+GPU_SECTIONS = ("gpu", "gpu-sweep", "gpu-split", "gpu-shapes")
+"""Sections at XLS-R-shaped sizes, run only when asked for (they need a GPU)."""
+
+
 def run_bench(out: str | Path, sections: list[str] | None = None) -> dict:
     """Measure every section (or the named ones), print a table, write JSON to `out`."""
     results: dict = {"machine": machine_info()}
-    wanted = set(sections or ["distill", "inference", "shuffle", "loader", "padding", "synth"])
+    wanted = set(sections or DEFAULT_SECTIONS)
+    unknown = sorted(wanted - set(DEFAULT_SECTIONS) - set(GPU_SECTIONS))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], [*DEFAULT_SECTIONS, *GPU_SECTIONS], n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise UserError(
+            f"bench section '{unknown[0]}' is unknown{hint}; the sections are "
+            f"{', '.join(DEFAULT_SECTIONS + GPU_SECTIONS)}."
+        )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if "distill" in wanted:
         precision = "bf16" if device.type == "cuda" else "fp32"
@@ -435,8 +452,16 @@ def run_bench(out: str | Path, sections: list[str] | None = None) -> dict:
     if "inference" in wanted:
         # XLS-R 300M's shape: the claim is about the real model, whose CNN is a small share.
         results["inference"] = inference_ratio("xls-r-300m", utterances=1, seconds=10.0)
-    if "gpu" in wanted:
-        results["gpu"] = gpu_suite()
+    if wanted & {"gpu", "gpu-sweep", "gpu-split"}:
+        from distilxlsr import bench_gpu  # noqa: PLC0415
+
+        cuda = torch.cuda.is_available()
+        if "gpu" in wanted:
+            results["gpu"] = bench_gpu.gpu_suite()
+        if "gpu-sweep" in wanted:
+            results["gpu_sweep"] = bench_gpu.batch_sweep() if cuda else {"error": "no GPU"}
+        if "gpu-split" in wanted:
+            results["gpu_split"] = bench_gpu.step_split() if cuda else {"error": "no GPU"}
     if "gpu-shapes" in wanted:
         from distilxlsr.bench_shapes import gpu_shapes_suite  # noqa: PLC0415
 
@@ -458,45 +483,6 @@ def run_bench(out: str | Path, sections: list[str] | None = None) -> dict:
     Path(out).write_text(json.dumps(results, indent=2) + "\n")
     print(summary_table(results))
     return results
-
-
-def gpu_suite(
-    shape: str = "xls-r-300m", utterances: int = 8, seconds: float = 15.0, steps: int = 10
-) -> dict:
-    """XLS-R-300M-shaped teacher -> 12-layer student on one GPU: fp32, bf16 with the hook taps
-    (the eager reference before the explicit ones), bf16, and bf16 + torch.compile of both
-    explicit taps."""
-    if not torch.cuda.is_available():
-        return {"error": "no GPU"}
-    dev = torch.device("cuda")
-    peaks = {"fp32": matmul_peak(dev, torch.float32), "bf16": matmul_peak(dev, torch.bfloat16)}
-    runs = []
-    for precision, taps in (
-        ("fp32", "explicit"),
-        ("bf16", "hooks"),
-        ("bf16", "explicit"),
-        ("bf16+compile", "explicit"),
-    ):
-        torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32
-        torch.cuda.empty_cache()
-        result = distill_throughput(
-            shape, "jump:2", utterances, seconds, steps, precision, True, "cuda", taps
-        )
-        peak = peaks["fp32" if precision == "fp32" else "bf16"]
-        runs.append(result | {"fraction_of_peak": result["flops_per_s"] / peak})
-        print(
-            f"{precision:>13} {taps:>8} taps: {result['audio_s_per_s']:8.0f} audio-s/s, "
-            f"{result['flops_per_s'] / 1e12:6.1f} TFLOP/s = {result['flops_per_s'] / peak:.0%} of "
-            f"the measured {peak / 1e12:.0f} TFLOP/s, peak memory {result['peak_memory_gb']:.1f} GB",
-            flush=True,
-        )
-    speed = {(r["precision"], r["taps"]): r["audio_s_per_s"] for r in runs}
-    return {
-        "matmul_peak_flops": peaks,
-        "runs": runs,
-        "explicit_vs_hook_taps": speed[("bf16", "explicit")] / speed[("bf16", "hooks")],
-        "compile_speedup": speed[("bf16+compile", "explicit")] / speed[("bf16", "explicit")],
-    }
 
 
 def synth_throughput(seconds_per_language: float = 30.0) -> dict:
@@ -554,6 +540,19 @@ def summary_table(results: dict) -> str:
             ("gpu explicit/hook taps", f"{g['explicit_vs_hook_taps']:.2f}x", "bf16 audio-s/s")
         )
         rows.append(("gpu compile speed-up", f"{g['compile_speedup']:.2f}x", "bf16, explicit taps"))
+    sweep = results.get("gpu_sweep", {})
+    if sweep.get("best_utterances"):
+        rows.append(
+            (
+                "gpu best batch",
+                f"{sweep['best_audio_s_per_s']:.0f} audio-s/s",
+                f"{sweep['best_utterances']} x {sweep['seconds_per_utterance']:g} s, bf16",
+            )
+        )
+    split = results.get("gpu_split", {})
+    if "phases" in split:
+        shares = ", ".join(f"{k} {v['share']:.0%}" for k, v in split["phases"].items())
+        rows.append(("gpu step bound by", split["bound_by"], shares))
     if "inference" in results:
         i = results["inference"]
         rows.append(

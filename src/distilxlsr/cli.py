@@ -543,8 +543,9 @@ def _parser_bench(sub) -> None:
     p.add_argument(
         "--sections",
         help="comma-separated subset of distill,inference,shuffle,loader,padding,synth "
-        "(the default: all of these), gpu and gpu-shapes (XLS-R-shaped sizes; need a GPU; "
-        "gpu-shapes: static vs dynamic batch shapes, eager and compiled)",
+        "(the default: all of these), gpu, gpu-sweep, gpu-split and gpu-shapes (XLS-R-shaped "
+        "sizes; need a GPU; gpu-sweep: batch sizes until out of memory; gpu-split: the step's "
+        "time by phase and the CNN alone; gpu-shapes: static vs dynamic batch shapes)",
     )
     p.set_defaults(func=_cmd_bench)
 
