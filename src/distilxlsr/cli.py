@@ -190,13 +190,17 @@ def _cmd_shuffle(args: argparse.Namespace) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from distilxlsr.evaluate.ctc import FinetuneConfig, ProbeConfig
+    from dataclasses import replace
+
+    from distilxlsr.evaluate.ctc import FLOOR_PROBE, FinetuneConfig, ProbeConfig
     from distilxlsr.evaluate.harness import evaluate
     from distilxlsr.evaluate.report import report_markdown
 
-    probe, finetune = ProbeConfig(), FinetuneConfig()
+    probe, finetune, floor = ProbeConfig(), FinetuneConfig(), replace(FLOOR_PROBE)
     if args.steps is not None:
         probe.steps = finetune.steps = args.steps
+    if args.floor_steps is not None:
+        floor.steps = args.floor_steps
     langs = [x for x in args.langs.split(",") if x] if args.langs else None
     seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
     compare = [x.strip() for x in args.compare.split(",")] if args.compare is not None else None
@@ -210,6 +214,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         similarity=args.similarity,
         probe=probe,
         finetune_config=finetune,
+        floor_probe=floor,
         compare=compare,
         split=args.split,
         bootstrap=args.bootstrap,
@@ -454,8 +459,13 @@ def _parser_evaluate(sub) -> None:
     p.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2 (mean ± std)")
     p.add_argument(
         "--steps",
-        type=int,
-        help="training steps per language (default: probe 1500, finetune 400)",
+        type=_positive_int,
+        help="training steps per language (default: probe 1000, finetune 400)",
+    )
+    p.add_argument(
+        "--floor-steps",
+        type=_positive_int,
+        help="probe steps of the logmel floor (default 4000: chosen on dev for log-mel)",
     )
     p.add_argument(
         "--similarity", action="store_true", help="per-layer CKA of students vs the first model"

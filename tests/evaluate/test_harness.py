@@ -423,11 +423,48 @@ def test_an_evaluation_redoes_only_what_is_missing_or_changed(
     (out / "languages" / "bb.json").unlink()  # as if interrupted after the first language
     capsys.readouterr()
     again = evaluate(["logmel"], str(eval_corpus), str(out), probe=ProbeConfig(steps=5))
-    assert "reusing 1 of 2 languages" in capsys.readouterr().out
+    assert "reusing 1 of 2 (model, language) results" in capsys.readouterr().out
     assert again["models"][0]["per"] == first["models"][0]["per"]
     assert (out / "languages" / "bb.json").is_file()
-    # another setting, or another model, is evaluated afresh
+    # another setting is evaluated afresh
     evaluate(["logmel"], str(eval_corpus), str(out), probe=ProbeConfig(steps=6))
     assert "reusing" not in capsys.readouterr().out
-    evaluate([str(teacher_dir)], str(eval_corpus), str(out), probe=ProbeConfig(steps=6))
+    # a model added: only it runs; the stored one is reused in every language (log-mel's
+    # frames follow the networks' stride, so the teacher comes first)
+    out = tmp_path / "added"
+    alone = evaluate([f"t={teacher_dir}"], str(eval_corpus), str(out), probe=ProbeConfig(steps=6))
+    capsys.readouterr()
+    both = evaluate(
+        [f"t={teacher_dir}", "logmel"], str(eval_corpus), str(out), probe=ProbeConfig(steps=6)
+    )
+    assert "reusing 2 of 4 (model, language) results" in capsys.readouterr().out
+    assert both["models"][0]["per"] == alone["models"][0]["per"]
+    # the floor's own setting changes the floor's results only
+    evaluate(
+        [f"t={teacher_dir}", "logmel"],
+        str(eval_corpus),
+        str(out),
+        probe=ProbeConfig(steps=6),
+        floor_probe=ProbeConfig(steps=7),
+    )
+    assert "reusing 2 of 4 (model, language) results" in capsys.readouterr().out
+    stored = json.loads((out / "languages" / "aa.json").read_text())
+    assert set(stored["models"]) == {"t", "logmel"}
+    # a similarity table needs every model's features: with one model changed, all run again
+    evaluate(
+        [f"t={teacher_dir}", "logmel"],
+        str(eval_corpus),
+        str(out),
+        probe=ProbeConfig(steps=6),
+        similarity=True,
+    )
     assert "reusing" not in capsys.readouterr().out
+    again = evaluate(
+        [f"t={teacher_dir}", "logmel"],
+        str(eval_corpus),
+        str(out),
+        probe=ProbeConfig(steps=6),
+        similarity=True,
+    )
+    assert "reusing 4 of 4" in capsys.readouterr().out
+    assert again["models"][0]["per"] == both["models"][0]["per"]

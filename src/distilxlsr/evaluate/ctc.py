@@ -21,7 +21,8 @@ from distilxlsr.models.frames import frame_lengths
 
 @dataclass
 class ProbeConfig:
-    """The harness's probe, fixed for every model (never tuned per model).
+    """The harness's probe, the same for every network (never tuned per model); the log-mel
+    floor has its own (`FLOOR_PROBE`).
 
     Chosen on corpus v2's dev split, never test (experiments/probe_selection.py,
     docs/probe_selection.json): for log-mel features and the shipped teacher, on es, it and sw,
@@ -42,6 +43,12 @@ class ProbeConfig:
     """Linear warm-up; fixed in steps, so the first n steps of a longer probe are an n-step probe
     (the selection scores several lengths in one run)."""
     seed: int = 0
+
+
+FLOOR_PROBE = ProbeConfig(steps=4000, lr=1e-2)
+"""The log-mel floor's probe, chosen on dev for log-mel (experiments/probe_selection.py,
+docs/probe_selection.json): a linear CTC head on single 80-band frames learns slowly, and a floor
+trained short would inflate every gain retained."""
 
 
 @dataclass

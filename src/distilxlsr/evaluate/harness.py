@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from distilxlsr.conventions import FRAME_HOP, SAMPLE_RATE
 from distilxlsr.errors import UserError
 from distilxlsr.evaluate.ctc import (
+    FLOOR_PROBE,
     FinetuneConfig,
     ProbeConfig,
     finetune,
@@ -121,6 +122,7 @@ def evaluate(
     probe: ProbeConfig | None = None,
     finetune_config: FinetuneConfig | None = None,
     device: str | None = None,
+    floor_probe: ProbeConfig | None = None,
     compare: list[str] | list[tuple[str, str]] | None = None,
     split: str | None = None,
     bootstrap: int = RESAMPLES,
@@ -132,7 +134,11 @@ def evaluate(
     "A:B" strings or (A, B) pairs of names (default: every model against the reference).
     `split` is the split scored (default: the first present of test, valid, dev per language).
     `bootstrap` is the number of paired resamples behind every interval and p-value. `jobs` > 1
-    evaluates languages in that many worker processes on the CPU (same results).
+    evaluates languages in that many worker processes on the CPU (same results). `probe` is the
+    probe of every network; `floor_probe` that of `logmel` (default: `FLOOR_PROBE` when `probe`
+    is not given, else `probe`; the two defaults are each chosen on dev for their kind,
+    docs/probe_selection.json). A model already evaluated in OUT with the
+    same settings and data is reused, per language and model.
     """
     if mode not in ("probe", "finetune"):
         raise UserError(f"--mode '{mode}' must be probe or finetune.")
@@ -145,6 +151,7 @@ def evaluate(
             f"(default {RESAMPLES}); fewer cannot place a 95% interval's ends."
         )
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    floor_probe = floor_probe or (FLOOR_PROBE if probe is None else probe)
     probe = probe or ProbeConfig()
     finetune_config = finetune_config or FinetuneConfig()
     specs = resolve_models(list(models))
@@ -175,34 +182,52 @@ def evaluate(
         for s in specs
     }
     similarity_table: dict = {}
-    task = LanguageTask(specs, stride, mode, list(seeds), similarity, probe, finetune_config, split)
+    task = LanguageTask(
+        specs, stride, mode, list(seeds), similarity, probe, finetune_config, split, floor_probe
+    )
     store = LanguageStore(out_dir / "languages", task)
-    done = [store.load(lang, d) for lang, d in languages]
-    todo = [(lang, d) for (lang, d), kept in zip(languages, done, strict=True) if kept is None]
-    if len(todo) < len(languages):
+    kept = {lang: store.load(lang, d) for lang, d in languages}
+    todo = []
+    for lang, d in languages:
+        runs, table = kept[lang]
+        missing = [s.name for s in specs if s.name not in runs]
+        if missing and similarity and mode == "probe":
+            missing = [s.name for s in specs]  # the similarity table needs every model's features
+        elif not missing and similarity and mode == "probe" and table is None:
+            missing = [s.name for s in specs]
+        if missing:
+            todo.append((lang, d, missing))
+    reused = len(specs) * len(languages) - sum(len(m) for *_, m in todo)
+    if reused:
         print(
-            f"evaluate: reusing {len(languages) - len(todo)} of {len(languages)} languages from "
-            f"{store.root} (same models, data and settings)"
+            f"evaluate: reusing {reused} of {len(specs) * len(languages)} (model, language) "
+            f"results from {store.root} (same model, data and settings)"
         )
-    progress = tqdm(total=len(specs) * len(todo), desc=f"evaluate ({mode})", unit="model·lang")
+    progress = tqdm(
+        total=sum(len(m) for *_, m in todo), desc=f"evaluate ({mode})", unit="model·lang"
+    )
     if jobs > 1 and len(todo) > 1 and device == "cpu":
         finished = _in_workers(task, todo, jobs)
     else:
-        finished = (task.run(lang, lang_dir, loaded, device, progress) for lang, lang_dir in todo)
-    for lang, runs, table in [kept for kept in done if kept is not None]:
-        for name, run in runs.items():
-            rows[name]["runs"][lang] = run
-        if table:
-            similarity_table[lang] = table
-    for (lang, runs, table), (_, lang_dir) in zip(finished, todo, strict=True):
+        finished = (
+            task.run(lang, lang_dir, loaded, device, progress, names)
+            for lang, lang_dir, names in todo
+        )
+    new = {}
+    for (lang, runs, table), (_, lang_dir, names) in zip(finished, todo, strict=True):
+        runs = kept[lang][0] | runs
+        table = table if table is not None else kept[lang][1]
         store.save(lang, lang_dir, runs, table)
+        new[lang] = (runs, table)
+        if jobs > 1:
+            progress.update(len(names))
+    progress.close()
+    for lang, _ in languages:
+        runs, table = new.get(lang, kept[lang])
         for name, run in runs.items():
             rows[name]["runs"][lang] = run
         if table:
             similarity_table[lang] = table
-        if jobs > 1:
-            progress.update(len(specs))
-    progress.close()
     results = _summarise(
         mode, [lang for lang, _ in languages], list(seeds), specs, rows, tiers, pairs, bootstrap
     )
@@ -212,6 +237,8 @@ def evaluate(
     )
     results["test_splits"] = splits
     results["config"] = asdict(probe) if mode == "probe" else asdict(finetune_config)
+    if mode == "probe" and any(s.kind == "logmel" for s in specs):
+        results["floor_config"] = asdict(floor_probe)
     if similarity_table:
         results["similarity"] = similarity_table
     (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -231,6 +258,16 @@ class LanguageTask:
     probe: ProbeConfig
     finetune_config: FinetuneConfig
     split: str | None
+    floor_probe: ProbeConfig = field(default_factory=lambda: FLOOR_PROBE)
+
+    def probe_for(self, spec: ModelSpec) -> ProbeConfig:
+        """The floor's probe for log-mel, the networks' probe for every other model."""
+        return self.floor_probe if spec.kind == "logmel" else self.probe
+
+    def settings(self, spec: ModelSpec) -> dict:
+        return (
+            asdict(self.probe_for(spec)) if self.mode == "probe" else asdict(self.finetune_config)
+        )
 
     def load(self, device: str) -> dict[str, ModelFeatures]:
         return {
@@ -247,14 +284,18 @@ class LanguageTask:
         loaded: dict[str, ModelFeatures],
         device: str,
         progress=None,
+        names: list[str] | None = None,
     ) -> tuple[str, dict[str, dict], dict | None]:
-        """(lang, {model name: its run record}, similarity table or None)."""
+        """(lang, {model name: its run record}, similarity table or None), for the models
+        `names` (default: all)."""
         data_l = load_language(lang, lang_dir, self.split)
         train_labels = [data_l.encode(p) for p in data_l.train.phones]
         subset = _train_subset(len(data_l.train.ids))
         cache: dict[str, dict[str, list[torch.Tensor]]] = {}
         runs = {}
         for spec in self.specs:
+            if names is not None and spec.name not in names:
+                continue
             if progress is not None:
                 progress.set_postfix(model=spec.name, lang=lang)
             runs[spec.name] = self._run_model(
@@ -263,8 +304,8 @@ class LanguageTask:
             if progress is not None:
                 progress.update(1)
         table = None
-        if self.similarity and self.mode == "probe":
-            table = _similarity(self.specs, loaded, cache) or None
+        if self.similarity and self.mode == "probe" and len(cache) == len(self.specs):
+            table = _similarity(self.specs, loaded, cache)  # {} when no model has a layer map
         return lang, runs, table
 
     def _run_model(self, spec, features, data_l, train_labels, subset, cache, device) -> dict:
@@ -294,9 +335,8 @@ class LanguageTask:
             cache[spec.name] = feats
         for seed in self.seeds:
             if self.mode == "probe":
-                head, info = train_probe(
-                    feats["train"], train_labels, len(data_l.vocab), _with_seed(self.probe, seed)
-                )
+                config = _with_seed(self.probe_for(spec), seed)
+                head, info = train_probe(feats["train"], train_labels, len(data_l.vocab), config)
                 test_hyp = probe_decode(head, feats["test"])
                 train_hyp = probe_decode(head, [feats["train"][i] for i in subset])
                 run.setdefault("layer_weights", []).append(
@@ -335,17 +375,18 @@ class LanguageTask:
 
 
 class LanguageStore:
-    """OUT/languages/<lang>.json: each finished language's results, so that an interrupted or
-    repeated evaluation redoes only what is missing. A stored language is used only when its
-    fingerprint matches: the models (name, kind, path and their weight files' sizes and
-    modification times), the mode, seeds, probe or fine-tuning settings, the split, the
-    language's manifests (sizes and modification times) and the package version."""
+    """OUT/languages/<lang>.json: each finished (language, model) result, so that an interrupted
+    or repeated evaluation, or one with a model added or changed, redoes only what is missing.
+    A stored model result is used only when its fingerprint matches: the model (name, kind, path
+    and its weight files' sizes and modification times), its probe or fine-tuning settings, the
+    mode, seeds, split, frame stride, the language's manifests (sizes and modification times)
+    and the package version. The similarity table is kept with the fingerprints of all models."""
 
     def __init__(self, root: Path, task: LanguageTask):
         self.root = root
         self.task = task
 
-    def fingerprint(self, lang_dir: Path) -> str:
+    def fingerprint(self, lang_dir: Path, spec: ModelSpec) -> str:
         import hashlib  # noqa: PLC0415
 
         from distilxlsr import __version__  # noqa: PLC0415
@@ -360,31 +401,45 @@ class LanguageStore:
         t = self.task
         facts = {
             "version": __version__,
-            "models": [
-                [m.name, m.kind, m.path, files(Path(m.path), "*.safetensors")] for m in t.specs
-            ],
+            "model": [spec.name, spec.kind, spec.path, files(Path(spec.path), "*.safetensors")],
             "stride": t.stride,
             "mode": t.mode,
             "seeds": t.seeds,
-            "similarity": t.similarity,
-            "settings": asdict(t.probe) if t.mode == "probe" else asdict(t.finetune_config),
+            "settings": t.settings(spec),
             "split": t.split,
             "data": [str(lang_dir.resolve()), files(lang_dir, "cuts_*")],
         }
         return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
-    def load(self, lang: str, lang_dir: Path) -> tuple[str, dict, dict | None] | None:
+    def load(self, lang: str, lang_dir: Path) -> tuple[dict, dict | None]:
+        """({model name: run} of the stored results still valid, similarity table or None)."""
         try:
             stored = json.loads((self.root / f"{lang}.json").read_text())
-        except (OSError, ValueError):
-            return None
-        if stored.get("fingerprint") != self.fingerprint(lang_dir):
-            return None
-        return lang, stored["runs"], stored.get("similarity")
+            models = stored["models"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return {}, None  # none yet, or written by an older version: evaluated again
+        prints = {s.name: self.fingerprint(lang_dir, s) for s in self.task.specs}
+        runs = {
+            name: entry["run"]
+            for name, entry in models.items()
+            if name in prints and entry.get("fingerprint") == prints[name]
+        }
+        table = stored.get("similarity")
+        table_ok = table is not None and stored.get("similarity_models") == prints
+        return runs, table if table_ok else None
 
     def save(self, lang: str, lang_dir: Path, runs: dict, table: dict | None) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        record = {"fingerprint": self.fingerprint(lang_dir), "runs": runs, "similarity": table}
+        prints = {s.name: self.fingerprint(lang_dir, s) for s in self.task.specs}
+        record = {
+            "models": {
+                name: {"fingerprint": prints[name], "run": run}
+                for name, run in runs.items()
+                if name in prints
+            },
+            "similarity": table,
+            "similarity_models": prints if table is not None else None,
+        }
         tmp = self.root / f".{lang}.json.tmp"
         tmp.write_text(json.dumps(record) + "\n")
         tmp.replace(self.root / f"{lang}.json")
@@ -393,16 +448,16 @@ class LanguageStore:
 _WORKER: dict = {}
 
 
-def _worker_run(task: LanguageTask, lang: str, lang_dir: Path):
+def _worker_run(task: LanguageTask, lang: str, lang_dir: Path, names: list[str]):
     """One language in a worker process (one torch thread; models loaded once per worker)."""
     key = (task.specs, task.stride)
     if _WORKER.get("key") != key:
         torch.set_num_threads(1)
         _WORKER.update(key=key, loaded=task.load("cpu"))
-    return task.run(lang, lang_dir, _WORKER["loaded"], "cpu")
+    return task.run(lang, lang_dir, _WORKER["loaded"], "cpu", names=names)
 
 
-def _in_workers(task: LanguageTask, languages: list[tuple[str, Path]], jobs: int):
+def _in_workers(task: LanguageTask, languages: list[tuple[str, Path, list[str]]], jobs: int):
     """Languages evaluated by `jobs` spawned processes, yielded in the given order as they
     finish (each language's result does not depend on the process that computed it)."""
     import multiprocessing  # noqa: PLC0415
@@ -410,7 +465,7 @@ def _in_workers(task: LanguageTask, languages: list[tuple[str, Path]], jobs: int
 
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(min(jobs, len(languages)), mp_context=context) as pool:
-        futures = [pool.submit(_worker_run, task, lang, d) for lang, d in languages]
+        futures = [pool.submit(_worker_run, task, lang, d, names) for lang, d, names in languages]
         for future in futures:
             yield future.result()
 
