@@ -1,23 +1,30 @@
 #!/usr/bin/env bash
-# Train the shipped tiny teacher on one GPU within a wall-clock budget.
+# Train a tiny teacher on one GPU (or the CPU) within a wall-clock budget.
 #
 #   bash experiments/pretrain_teacher_gpu.sh RUN_DIR [BUDGET_SECONDS [KEY=VALUE ...]]
 #
-# (from the repository root; KEY=VALUE overrides go to both pretrain-teacher runs)
+# (from the repository root; KEY=VALUE overrides go to every pretrain-teacher run)
 #
-# 1. synthesizes the teacher's corpus (train splits only: 60 min of English, 30 min of each of
-#    the 15 evaluation languages; set ENGLISH_MINUTES, LANG_MINUTES to change) in $DATA
-#    (default data/teacher-corpus), with one job per core;
-# 2. times 40 steps of stage 1 in a scratch run (same config) to learn the seconds per step;
-# 3. sizes both stages to fill what is left of BUDGET_SECONDS (default 300; stage 1 gets
-#    $STAGE1_SHARE of it, default 0.4) and trains RUN_DIR with the shipped config pretrain-tiny-teacher,
-#    reusing the scratch run's k-means units (same seed, data and settings: the same
-#    files). The teacher lands in RUN_DIR/model with its card. RESERVE_SECONDS (default 60) is
-#    kept back for start-up, the loader's restart between the stages, export and card.
+# RECIPE=label-free (the default; issue "label-free teachers", T1): HuBERT-style, no label read.
+#   1. synthesizes corpus v2's `pretrain` split (the teachers' own speakers) of English
+#      ($ENGLISH_MINUTES, default 60) and of the `label` and `heard` tiers ($LANG_MINUTES each,
+#      default 30) in $DATA (default data/teacher-corpus), one job per core; `unheard` is never
+#      synthesized for a teacher;
+#   2. times 40 steps of masked unit prediction in a scratch run to learn the seconds per step;
+#   3. sizes two iterations to fill what is left of BUDGET_SECONDS (default 300; iteration 1 gets
+#      $STAGE1_SHARE of it, default 0.5): iteration 1 (RUN_DIR/iteration1) predicts k-means
+#      units of log-mel frames (the scratch run's units, reused); iteration 2 (RUN_DIR) predicts
+#      k-means units of layer $UNITS_LAYER (default 4, the middle of the default 8 layers) of
+#      iteration 1, from a fresh initialisation. The teacher lands in RUN_DIR/model with its card.
+# RECIPE=labelled: the shipped CTC teacher's recipe (a labelled upper bound): the `train` split
+#   of English and all 15 evaluation languages, stage 1 then multilingual phone CTC on every
+#   language's labels (`tier_protocol=false`, which its card states); stage 1 gets
+#   $STAGE1_SHARE (default 0.4) of the budget.
 #
-# The step counts are the only thing the budget decides; they are recorded on the card, so the
-# run is reproducible with the printed command on any machine. PYTHON (default python3) must be
-# an interpreter that imports distilxlsr and its dependencies.
+# RESERVE_SECONDS (default 60) is kept back for start-up, the loader's restarts, k-means, export
+# and the card. The step counts are the only thing the budget decides; they are recorded on the
+# cards, so a run is reproducible with the printed commands on any machine. PYTHON (default
+# python3) must be an interpreter that imports distilxlsr and its dependencies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -25,21 +32,39 @@ RUN=${1:?usage: experiments/pretrain_teacher_gpu.sh RUN_DIR [BUDGET_SECONDS]}
 BUDGET=${2:-300}
 shift $(($# < 2 ? $# : 2))
 DATA=${DATA:-data/teacher-corpus}
-SHARE=${STAGE1_SHARE:-0.4}
+RECIPE=${RECIPE:-label-free}
 CONFIG=pretrain-tiny-teacher
 START=$(date +%s)
 CORES=$(nproc)
 WORKERS=$((CORES > 6 ? CORES - 4 : 1))
 
-$PY -m distilxlsr synth --langs en --minutes "${ENGLISH_MINUTES:-60}" --split train --out "$DATA" --jobs "$CORES"
-LANGS=$($PY -c "from distilxlsr.data.synthetic import EVAL_LANGUAGES as L; print(','.join(L))")
-$PY -m distilxlsr synth --langs "$LANGS" --minutes "${LANG_MINUTES:-30}" --split train \
+case "$RECIPE" in
+  label-free)
+    SPLIT=pretrain
+    SHARE=${STAGE1_SHARE:-0.5}
+    LANGS=$($PY -c "from distilxlsr.data.synthetic import TIERS as T; print(','.join(T['label'] + T['heard']))")
+    COMMON=(split=pretrain "languages=[english,label,heard]" stage2.steps=0)
+    ;;
+  labelled)
+    SPLIT=train
+    SHARE=${STAGE1_SHARE:-0.4}
+    LANGS=$($PY -c "from distilxlsr.data.synthetic import EVAL_LANGUAGES as L; print(','.join(L))")
+    COMMON=(split=train tier_protocol=false)
+    ;;
+  *)
+    echo "RECIPE=$RECIPE: must be label-free or labelled" >&2
+    exit 2
+    ;;
+esac
+
+$PY -m distilxlsr synth --langs en --minutes "${ENGLISH_MINUTES:-60}" --split "$SPLIT" --out "$DATA" --jobs "$CORES"
+$PY -m distilxlsr synth --langs "$LANGS" --minutes "${LANG_MINUTES:-30}" --split "$SPLIT" \
   --out "$DATA" --jobs "$CORES"
 
 SCRATCH_ROOT=$(mktemp -d)
 trap 'rm -rf "$SCRATCH_ROOT"' EXIT
 SCRATCH=$SCRATCH_ROOT/calibration
-$PY -m distilxlsr pretrain-teacher --config "$CONFIG" data="$DATA" out="$SCRATCH" \
+$PY -m distilxlsr pretrain-teacher --config "$CONFIG" data="$DATA" out="$SCRATCH" "${COMMON[@]}" \
   stage1.steps=40 stage2.steps=0 train.log_every=10 loader.num_workers="$WORKERS" "$@"
 
 STEPS=$($PY - "$SCRATCH/metrics.jsonl" "$BUDGET" "$START" "$SHARE" "${RESERVE_SECONDS:-60}" <<'EOF'
@@ -58,8 +83,18 @@ print(f"{per_step:.3f} s/step measured; {left:.0f} s left -> {int(steps)} steps"
 EOF
 )
 read -r STEPS1 STEPS2 <<<"$STEPS"
-mkdir -p "$RUN"
-cp "$SCRATCH/units.safetensors" "$RUN/"
-$PY -m distilxlsr pretrain-teacher --config "$CONFIG" data="$DATA" out="$RUN" \
-  stage1.steps="$STEPS1" stage2.steps="$STEPS2" loader.num_workers="$WORKERS" "$@"
-echo "teacher trained in $(($(date +%s) - START)) s (budget $BUDGET s): $RUN/model"
+if [ "$RECIPE" = labelled ]; then
+  mkdir -p "$RUN"
+  cp "$SCRATCH/units.safetensors" "$RUN/"
+  $PY -m distilxlsr pretrain-teacher --config "$CONFIG" data="$DATA" out="$RUN" "${COMMON[@]}" \
+    stage1.steps="$STEPS1" stage2.steps="$STEPS2" loader.num_workers="$WORKERS" "$@"
+else
+  mkdir -p "$RUN/iteration1"
+  cp "$SCRATCH/units.safetensors" "$RUN/iteration1/"
+  $PY -m distilxlsr pretrain-teacher --config "$CONFIG" data="$DATA" out="$RUN/iteration1" \
+    "${COMMON[@]}" stage1.steps="$STEPS1" loader.num_workers="$WORKERS" "$@"
+  $PY -m distilxlsr pretrain-teacher --config "$CONFIG" data="$DATA" out="$RUN" "${COMMON[@]}" \
+    units.source="$RUN/iteration1/model" units.layer="${UNITS_LAYER:-4}" stage1.steps="$STEPS2" \
+    loader.num_workers="$WORKERS" "$@"
+fi
+echo "teacher trained in $(($(date +%s) - START)) s (budget $BUDGET s, $RECIPE): $RUN/model"

@@ -20,6 +20,7 @@ from lhotse import CutSet
 from safetensors.torch import load_file
 
 from distilxlsr.data.loader import collate
+from distilxlsr.data.synthetic import TIERS
 from distilxlsr.errors import UserError
 from distilxlsr.models.frames import frame_lengths
 from distilxlsr.teacher.config import TeacherShape, load_pretrain_config
@@ -259,6 +260,7 @@ def _run_gpu_script(tmp_path: Path, name: str, budget: int):
         "ENGLISH_MINUTES": "0.3",
         "LANG_MINUTES": "0.1",
         "RESERVE_SECONDS": "0",
+        "UNITS_LAYER": "1",
     }
     tiny = [o for o in TINY if not o.startswith(("loader.num_workers", "train.checkpoint_every"))]
     script = REPO / "experiments" / "pretrain_teacher_gpu.sh"
@@ -272,9 +274,11 @@ def _run_gpu_script(tmp_path: Path, name: str, budget: int):
     )
 
 
-def test_gpu_script_sizes_both_stages_to_its_budget(tmp_path):
-    """The recipe the shipped teacher was made with, at toy size on the CPU: corpus, calibration,
-    then a two-stage run whose step counts come from the budget and whose units are reused.
+def test_gpu_script_sizes_both_iterations_to_its_budget(tmp_path):
+    """The label-free teacher's recipe at toy size on the CPU: corpus v2's pretrain split of
+    English and the label and heard tiers, calibration, then HuBERT's two iterations whose step
+    counts come from the budget (the first reuses the calibration's units, the second clusters
+    a layer of the first).
 
     A first run with a 1 s budget makes the corpus, calibrates and refuses to train; what it
     reports spending sizes the second run's budget (the corpus is reused) to leave about 15 s
@@ -286,6 +290,11 @@ def test_gpu_script_sizes_both_stages_to_its_budget(tmp_path):
     assert not (tmp_path / "refused").exists()
     spent = 1 - int(refusal.group(1))
     assert spent > 0
+    data = tmp_path / "data"
+    assert sorted(p.name for p in data.iterdir() if p.is_dir()) == sorted(
+        ["en", *TIERS["label"], *TIERS["heard"]]
+    )
+    assert not list(data.glob("*/cuts_train.jsonl.gz"))  # the teachers' own split only
 
     proc = _run_gpu_script(tmp_path, "run", budget=spent + 15)
     assert proc.returncode == 0, proc.stdout[-3000:]
@@ -293,12 +302,17 @@ def test_gpu_script_sizes_both_stages_to_its_budget(tmp_path):
     assert sizing, proc.stdout[-3000:]
     per_step, left, steps = float(sizing.group(1)), int(sizing.group(2)), int(sizing.group(3))
     run = tmp_path / "run"
-    saved = load_pretrain_config(run / "config.yaml")
-    # The step counts: what is left over 1.35 x the measured step time, split 40:60.
+    first = load_pretrain_config(run / "iteration1" / "config.yaml")
+    second = load_pretrain_config(run / "config.yaml")
+    # The step counts: what is left over 1.35 x the measured step time, split 50:50.
     assert abs(steps - left / (per_step * 1.35)) <= 0.05 * steps + 1
-    assert steps - 1 <= saved.stage1.steps + saved.stage2.steps <= steps
-    assert abs(saved.stage1.steps - 0.4 * steps) <= 1 and saved.stage1.steps > 0
+    assert steps - 1 <= first.stage1.steps + second.stage1.steps <= steps
+    assert abs(first.stage1.steps - 0.5 * steps) <= 1 and first.stage1.steps > 0
+    assert first.stage2.steps == second.stage2.steps == 0
+    assert second.units.source == str(run / "iteration1" / "model") and second.units.layer == 1
     assert (run / "model" / "model.safetensors").is_file()
     card = (run / "model" / "README.md").read_text()
-    assert f"stage1.steps={saved.stage1.steps} stage2.steps={saved.stage2.steps}" in card
-    assert proc.stdout.count("k-means: ") == 1  # fitted by the calibration run only
+    assert f"stage1.steps={second.stage1.steps}" in card
+    assert "**Labels seen:** none" in card and "HuBERT's next iteration" in card
+    # k-means: the calibration's (reused by iteration 1) and iteration 2's on the layer
+    assert proc.stdout.count("k-means: ") == 2

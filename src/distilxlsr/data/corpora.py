@@ -75,5 +75,49 @@ def load_cuts(path: str | Path, split: str = "train") -> CutSet:
     files = find_manifests(path, split)
     for f in files:
         check_manifest(f)
+    return load_manifests(files)
+
+
+TIERS = ("label", "heard", "unheard", "english")
+"""Corpus v2's language tiers (custom["tier"] of every cut written by `distilxlsr synth`):
+`label` languages' phone labels may train a teacher; `heard` audio may be heard, unlabelled, by
+a teacher; `unheard` audio is heard by no teacher or student before evaluation; `english` is
+the distillation language."""
+
+
+def read_tier(path: str | Path, split: str) -> str | None:
+    """A language's tier: custom["tier"] of the first cut of the split that has one; None when
+    no cut has one (corpora not written by `distilxlsr synth`)."""
+    for cut in load_cuts(path, split):
+        tier = (cut.custom or {}).get("tier")
+        if tier is not None:
+            return str(tier)
+    return None
+
+
+def select_languages(
+    path: str | Path, split: str, wanted: list[str] | tuple[str, ...] = ()
+) -> list[tuple[Path, str, str | None]]:
+    """(manifest, language, tier) of each language of `path` with `split`, keeping those whose
+    language code or tier is in `wanted` (every one when `wanted` is empty). An entry of
+    `wanted` that names no language and no tier present is an error."""
+    found = []
+    for manifest in find_manifests(path, split):
+        check_manifest(manifest)
+        found.append((manifest, manifest.parent.name, read_tier(manifest, split)))
+    if not wanted:
+        return found
+    present = {lang for _, lang, _ in found} | {tier for *_, tier in found if tier}
+    unknown = [w for w in wanted if w not in present]
+    if unknown:
+        raise UserError(
+            f"languages entry '{unknown[0]}' names no language or tier of '{path}' ({split} "
+            f"split); present: {', '.join(sorted(present))}."
+        )
+    return [item for item in found if item[1] in wanted or item[2] in wanted]
+
+
+def load_manifests(files: list[Path]) -> CutSet:
+    """One lazily read CutSet of `files`, interleaved at random with a fixed seed."""
     sets = [CutSet.from_jsonl_lazy(f) for f in files]
     return sets[0] if len(sets) == 1 else CutSet.mux(*sets, seed=0)

@@ -49,8 +49,10 @@ def make_toy_corpus(
     num_speakers: int = 4,
     seed: int = 0,
     sample_rate: int = SAMPLE_RATE,
+    tier: str | None = None,
 ) -> Path:
-    """Write ROOT/<lang>/cuts_<split>.jsonl.gz (+ recordings, supervisions, FLAC audio)."""
+    """Write ROOT/<lang>/cuts_<split>.jsonl.gz (+ recordings, supervisions, FLAC audio); with
+    `tier`, every cut carries it in custom["tier"], as corpus v2's do."""
     rng = np.random.default_rng(seed)
     lang_dir = Path(out) / lang
     audio_dir = lang_dir / "audio" / split
@@ -107,6 +109,8 @@ def make_toy_corpus(
     recording_set.to_file(lang_dir / f"recordings_{split}.jsonl.gz")
     supervision_set.to_file(lang_dir / f"supervisions_{split}.jsonl.gz")
     cuts = CutSet.from_manifests(recordings=recording_set, supervisions=supervision_set)
+    if tier is not None:
+        cuts = CutSet.from_cuts(cut.with_custom("tier", tier) for cut in cuts)
     manifest = lang_dir / f"cuts_{split}.jsonl.gz"
     cuts.to_file(manifest)
     return manifest

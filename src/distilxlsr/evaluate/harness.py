@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from distilxlsr.conventions import FRAME_HOP, SAMPLE_RATE
+from distilxlsr.data.corpora import TIERS, read_tier
 from distilxlsr.errors import UserError
 from distilxlsr.evaluate.ctc import (
     FLOOR_PROBE,
@@ -37,7 +38,6 @@ from distilxlsr.evaluate.languages import (
     check_split,
     find_languages,
     load_language,
-    read_tier,
     scored_split,
 )
 from distilxlsr.evaluate.per import edit_distance, phone_error_rate
@@ -569,9 +569,6 @@ def parse_comparisons(
     return pairs
 
 
-TIER_ORDER = ("label", "heard", "unheard", "english")  # the synthetic corpus's
-
-
 def group_tiers(tiers: dict[str, str | None]) -> dict[str, list[str]]:
     """{tier: its languages} from each language's tier (None: in no tier), the synthetic
     corpus's tiers first in their order, others by name. "all" names every language and cannot
@@ -585,7 +582,7 @@ def group_tiers(tiers: dict[str, str | None]) -> dict[str, list[str]]:
             )
         if tier is not None:
             groups.setdefault(tier, []).append(lang)
-    rank = {tier: k for k, tier in enumerate(TIER_ORDER)}
+    rank = {tier: k for k, tier in enumerate(TIERS)}
     order = sorted(groups, key=lambda t: (rank.get(t, len(rank)), t))
     return {tier: groups[tier] for tier in order}
 

@@ -124,16 +124,6 @@ def scored_split(lang_dir: Path, split: str | None = None) -> str | None:
     return next((s for s in candidates if cuts_file(lang_dir, s) is not None), None)
 
 
-def read_tier(lang_dir: Path, split: str) -> str | None:
-    """A language's tier: custom["tier"] of the first cut of the split that has one (the
-    synthetic corpus writes "label", "heard" or "unheard"); None when no cut has one."""
-    for cut in load_cuts(lang_dir, split):
-        tier = (cut.custom or {}).get("tier")
-        if tier is not None:
-            return str(tier)
-    return None
-
-
 def load_language(lang: str, lang_dir: Path, split: str | None = None) -> LanguageData:
     """A language's train split and the split it is scored on: `split`, or by default the first
     present of TEST_SPLITS."""

@@ -53,14 +53,28 @@ class TeacherFacts:
     phones: int = 0
     """Phones in the stage-2 vocabulary (blank excluded)."""
     freeze_cnn: bool = True
+    family: str = "wav2vec2"
+    split: str = "train"
+    tiers: dict = field(default_factory=dict)
+    """Each language's tier in the corpus (corpus v2), where it has one."""
+    tier_protocol: bool = True
+    """False: the run was allowed to hear `unheard` languages and read `heard` ones' labels."""
 
     @property
     def labels_seen(self) -> str:
         if self.stage2 is None:
             return "none: self-supervised only (no transcript or alignment was read)"
         return (
-            "phone transcripts of the train split of every language above (stage 2, "
+            f"phone transcripts of the {self.split} split of every language above (stage 2, "
             "multilingual phone CTC)"
+        )
+
+    @property
+    def heard(self) -> str:
+        """The languages with their tiers, e.g. "en (english), es (label)"."""
+        return ", ".join(
+            f"{lang} ({self.tiers[lang]})" if self.tiers.get(lang) else lang
+            for lang in self.languages
         )
 
 
@@ -74,9 +88,11 @@ def _stage_lines(f: TeacherFacts) -> list[str]:
     lines = []
     if f.stage1 is not None:
         s, u, final = f.stage1, f.units, f.stage1.final
+        source = u.get("features", "80-band log-mel")
+        iteration = "first iteration" if source.startswith("log-mel") else "next iteration"
         lines.append(
-            f"- **Stage 1, self-supervised (ran, {s.steps} steps):** HuBERT's first iteration. "
-            f"{f.clusters} k-means units on 80-band log-mel frames at the model's 20 ms "
+            f"- **Stage 1, self-supervised (ran, {s.steps} steps):** HuBERT's {iteration}. "
+            f"{f.clusters} k-means units on frames of {source.split(',')[0]} at the model's 20 ms "
             f"hop ({u.get('sample_seconds', '?')} s of training audio, "
             f"{u.get('frames', '?')} frames; inertia {u.get('inertia_first', 0):.3f}"
             f" -> {u.get('inertia_last', 0):.3f}); masked prediction with spans of "
@@ -101,28 +117,55 @@ def _stage_lines(f: TeacherFacts) -> list[str]:
     return lines
 
 
-def render_card(f: TeacherFacts) -> str:
+def _architecture(f: TeacherFacts) -> tuple[str, str]:
+    """(title words and tags, the paragraph's description) of the model's family."""
     m = f.shape
+    sizes = (
+        f"({f.parameters:,} parameters, {f.size_mb:.1f} MB): {m['layers']} transformer layers, "
+        f"hidden {m['hidden']}, {m['heads']} heads, FFN {m['ffn']}"
+    )
+    if f.family == "hubert":
+        return "HuBERT", (
+            "A small post-LN HuBERT model, scaled down, made by `distilxlsr pretrain-teacher`. "
+            f"It is a plain Hugging Face `HubertModel` {sizes}, `do_stable_layer_norm=False`, "
+            f"group-norm CNN without bias, {m['conv_channels']} channels"
+        )
+    return "wav2vec 2.0", (
+        "A small pre-LN wav2vec 2.0 model with XLS-R's architecture, scaled down, made by "
+        "`distilxlsr pretrain-teacher` as a teacher of distilxlsr's offline pipeline. It is a "
+        f"plain Hugging Face `Wav2Vec2Model` {sizes}, `do_stable_layer_norm=True`, layer-norm "
+        f"CNN with bias, {m['conv_channels']} channels"
+    )
+
+
+def _protocol_line(f: TeacherFacts) -> str:
+    if f.tier_protocol or not f.tiers:
+        return ""
+    return (
+        "\n**Tier protocol off** (`tier_protocol=false`): a labelled upper bound, which may hear "
+        "the `unheard` tier and read every language's labels; not a label-free teacher."
+    )
+
+
+def render_card(f: TeacherFacts) -> str:
     s1 = f.stage1.steps if f.stage1 else 0
     s2 = f.stage2.steps if f.stage2 else 0
+    name, description = _architecture(f)
+    tags = "hubert" if f.family == "hubert" else "wav2vec2, xls-r"
     return f"""---
 library_name: transformers
 license: apache-2.0
 pipeline_tag: feature-extraction
-tags: [speech, wav2vec2, xls-r, multilingual, distilxlsr]
+tags: [speech, {tags}, multilingual, distilxlsr]
 ---
 
-# Tiny multilingual wav2vec 2.0 teacher (distilxlsr)
+# Tiny multilingual {name} teacher (distilxlsr)
 
-A small pre-LN wav2vec 2.0 model with XLS-R's architecture, scaled down, made by
-`distilxlsr pretrain-teacher` as the teacher of distilxlsr's offline pipeline. It is a plain
-Hugging Face `Wav2Vec2Model` ({f.parameters:,} parameters, {f.size_mb:.1f} MB): {m["layers"]} transformer
-layers, hidden {m["hidden"]}, {m["heads"]} heads, FFN {m["ffn"]}, `do_stable_layer_norm=True`,
-layer-norm CNN with bias, {m["conv_channels"]} channels, kernels {f.conv_kernel}, strides
-{f.conv_stride} (20 ms frames, 16 kHz input, normalised per utterance).
+{description}, kernels {f.conv_kernel}, strides {f.conv_stride} (20 ms frames, 16 kHz
+input, normalised per utterance).
 
-**Heard:** the train split of {len(f.languages)} language(s): {", ".join(f.languages)}.
-**Labels seen:** {f.labels_seen}.
+**Heard:** the {f.split} split of {len(f.languages)} language(s): {f.heard}.
+**Labels seen:** {f.labels_seen}.{_protocol_line(f)}
 
 ```python
 from transformers import AutoFeatureExtractor, AutoModel
@@ -140,7 +183,7 @@ Command line(s) (a resumed run lists every invocation):
 ```
 
 {chr(10).join(_stage_lines(f))}
-- **Data:** `{f.data_path}`, train split of {len(f.languages)}
+- **Data:** `{f.data_path}`, {f.split} split of {len(f.languages)}
   language(s): {", ".join(f.languages)}; {f.data_summary}.
   Batches of {f.batch_seconds:g} s of audio per process, crops of at most
   {f.max_seconds:g} s; {f.audio_hours:.2f} h of audio seen in all.

@@ -15,11 +15,16 @@ from distilxlsr.config import LoaderConfig, OptimConfig, load_config
 from distilxlsr.conventions import SAMPLE_RATE, frames_of
 from distilxlsr.errors import UserError
 
+FAMILIES = ("wav2vec2", "hubert")
+
 
 @dataclass
 class TeacherShape:
-    """The model: XLS-R's architecture with fewer channels, layers and dimensions."""
+    """The model: XLS-R's architecture with fewer channels, layers and dimensions, or HuBERT's."""
 
+    family: str = "wav2vec2"
+    """`wav2vec2`: XLS-R's (pre-LN `Wav2Vec2Model`, layer-norm CNN with bias); `hubert`:
+    HuBERT's (post-LN `HubertModel`, group-norm CNN without bias)."""
     hidden: int = 256
     """Transformer width (also the feature projection's output)."""
     layers: int = 8
@@ -40,8 +45,14 @@ class TeacherShape:
 
 @dataclass
 class UnitsConfig:
-    """Stage-1 targets: k-means on log-mel frames (80 bands, 25 ms windows, 20 ms hop)."""
+    """Stage-1 targets: k-means on log-mel frames (80 bands, 25 ms windows, 20 ms hop), or on
+    one layer of an earlier teacher (HuBERT's next iteration)."""
 
+    source: str = "logmel"
+    """`logmel` (HuBERT's first iteration), or a teacher model directory (e.g. the first
+    iteration's OUT/model) whose layer `units.layer` is clustered (its next iteration)."""
+    layer: int = 0
+    """The layer of `units.source` clustered (1..its layers; with a model source only)."""
     clusters: int = 100
     """Number of units (HuBERT's first iteration: 100)."""
     sample_seconds: float = 1800.0
@@ -124,8 +135,18 @@ class TeacherOptimConfig(OptimConfig):
 @dataclass
 class PretrainConfig:
     data: str = ""
-    """Training data: a corpus directory ROOT (the train split of every language under it),
+    """Training data: a corpus directory ROOT (the `split` of every language under it),
     ROOT/<lang> or a cut manifest."""
+    split: str = "train"
+    """The split trained on: `train`, or `pretrain` (corpus v2: the teachers' own speakers, so
+    that no probe later trains on audio its teacher heard). Never dev or test."""
+    languages: list[str] = field(default_factory=list)
+    """Languages of `data` to train on, by code (`en`) or tier (`english`, `label`, `heard`);
+    empty: every language. A language of the `unheard` tier is refused, and phone labels
+    (stage 2) of a `heard` one (see `tier_protocol`)."""
+    tier_protocol: bool = True
+    """Enforce corpus v2's tiers (above). `false` only for a labelled upper bound that hears
+    every language and reads every language's labels; its card says so."""
     out: str = "runs/teacher"
     """Run directory; the model is written to OUT/model. The same `out` again resumes."""
     init_from: str = ""
@@ -162,6 +183,23 @@ def validate(config: PretrainConfig) -> None:
     m, t, ld = config.model, config.train, config.loader
     if not config.data:
         raise UserError("no training data given; set data=DIR (a corpus directory or manifest).")
+    if config.split in ("dev", "valid", "test"):
+        raise UserError(
+            f"split={config.split} is held out for choices and reports; a teacher trains on "
+            "split=train or split=pretrain."
+        )
+    if m.family not in FAMILIES:
+        raise UserError(f"model.family '{m.family}' must be one of {', '.join(FAMILIES)}.")
+    u = config.units
+    if u.source == "logmel" and u.layer:
+        raise UserError(
+            "units.layer applies to a model source; with units.source=logmel leave it 0."
+        )
+    if u.source != "logmel" and u.layer < 1:
+        raise UserError(
+            f"units.source is a model ('{u.source}'): set units.layer to the layer clustered "
+            "(1 or more; HuBERT clusters a middle-to-upper layer)."
+        )
     if m.hidden % m.heads or m.hidden % m.pos_conv_groups:
         raise UserError(
             f"model.hidden={m.hidden} must be divisible by model.heads={m.heads} and "

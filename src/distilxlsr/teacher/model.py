@@ -2,7 +2,8 @@
 
 A Hugging Face `Wav2Vec2Model` with a pre-LN transformer (`do_stable_layer_norm`), a layer-norm
 CNN with bias and XLS-R's kernels and strides (400-sample receptive field, 320-sample = 20 ms
-hop), fewer channels, layers and dimensions.
+hop), fewer channels, layers and dimensions. `model.family=hubert`: a `HubertModel` of the same
+sizes with HuBERT's own design instead (post-LN transformer, group-norm CNN without bias).
 """
 
 from __future__ import annotations
@@ -20,9 +21,18 @@ MAX_MODEL_MB = 25.0
 """The most a shipped teacher's model.safetensors may take."""
 
 
-def teacher_config(shape: TeacherShape) -> transformers.Wav2Vec2Config:
-    """An XLS-R-shaped config (pre-LN, layer-norm CNN with bias, 20 ms frames), scaled down."""
+def teacher_config(shape: TeacherShape) -> transformers.PretrainedConfig:
+    """An XLS-R-shaped config (pre-LN, layer-norm CNN with bias, 20 ms frames), scaled down; or
+    HuBERT's (post-LN, group-norm CNN without bias) for `family=hubert`."""
     config = xlsr_config(shape.hidden, shape.layers, shape.ffn, shape.heads)
+    if shape.family == "hubert":
+        fields = config.to_dict()
+        for key in ("architectures", "model_type", "transformers_version"):
+            fields.pop(key, None)
+        config = transformers.HubertConfig(**fields)
+        config.update(
+            {"do_stable_layer_norm": False, "feat_extract_norm": "group", "conv_bias": False}
+        )
     config.update(
         {
             "conv_dim": [shape.conv_channels] * len(XLSR_CONV_KERNEL),
@@ -41,14 +51,18 @@ def teacher_config(shape: TeacherShape) -> transformers.Wav2Vec2Config:
     return config
 
 
-def build_encoder(shape: TeacherShape, seed: int = 0) -> transformers.Wav2Vec2Model:
-    """A freshly initialised teacher (seeded)."""
+def build_encoder(shape: TeacherShape, seed: int = 0) -> transformers.PreTrainedModel:
+    """A freshly initialised teacher (seeded): a `Wav2Vec2Model`, or a `HubertModel`."""
+    config = teacher_config(shape)
+    model_class = (
+        transformers.HubertModel if shape.family == "hubert" else transformers.Wav2Vec2Model
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return transformers.Wav2Vec2Model(teacher_config(shape))
+        return model_class(config)
 
 
-def export_model(encoder: transformers.Wav2Vec2Model, pristine, model_dir: Path) -> None:
+def export_model(encoder: transformers.PreTrainedModel, pristine, model_dir: Path) -> None:
     """The base model (no heads) as an HF directory with its feature-extractor settings."""
     model_dir.mkdir(parents=True, exist_ok=True)
     trained_config = encoder.config

@@ -1,16 +1,21 @@
 """`distilxlsr pretrain-teacher`: make a small multilingual teacher (docs/design.md, "Teacher
 pretraining").
 
-Trained on the train split of every language of a corpus directory, in two stages that run as
-tasks of the one training loop:
+Trained on one split (`train`, or corpus v2's `pretrain`) of the chosen languages of a corpus
+directory, in two stages that run as tasks of the one training loop:
 
 1. self-supervised, as HuBERT's first iteration: k-means units fitted on log-mel frames of a
    sample of the training audio (at the model's hop, so unit i belongs to model frame i), then
-   masked prediction of the units of masked frames;
+   masked prediction of the units of masked frames; or as its next iteration, with units fitted
+   on one layer of an earlier teacher (`units.source`, `units.layer`);
 2. optional (`stage2.steps > 0`): multilingual phone CTC through a temporary linear head, one
    phone vocabulary for all languages.
 
-The product is OUT/model: the base `Wav2Vec2Model` (heads dropped) with a preprocessor config
+Corpus v2's tiers are enforced: no language of the `unheard` tier is heard, and phone labels
+(stage 2) are read only from `label` and `english` languages.
+
+The product is OUT/model: the base `Wav2Vec2Model` or `HubertModel` (heads dropped) with a
+preprocessor config
 and a model card saying what it heard and which labels it saw. OUT is a run directory
 (`training.rundir`) that also holds units.safetensors and phones.json; running the same command
 again resumes from the newest checkpoint.
@@ -35,7 +40,7 @@ from tqdm.auto import tqdm
 
 from distilxlsr.config import to_dict
 from distilxlsr.conventions import SAMPLE_RATE
-from distilxlsr.data.corpora import find_manifests, load_cuts
+from distilxlsr.data.corpora import load_manifests, select_languages
 from distilxlsr.data.loader import make_loader, scan_cuts
 from distilxlsr.errors import UserError
 from distilxlsr.models.teacher import count_parameters, load_model
@@ -43,7 +48,13 @@ from distilxlsr.teacher.card import StageFacts, TeacherFacts, render_card
 from distilxlsr.teacher.config import RESUMABLE_CHANGES, PretrainConfig, validate
 from distilxlsr.teacher.model import MAX_MODEL_MB, build_encoder, export_model
 from distilxlsr.teacher.tasks import PhoneCTC, StageTask, UnitPrediction
-from distilxlsr.teacher.units import PretrainBatches, UnitLabeler, fit_units, phone_vocabulary
+from distilxlsr.teacher.units import (
+    LayerFeatures,
+    PretrainBatches,
+    UnitLabeler,
+    fit_units,
+    phone_vocabulary,
+)
 from distilxlsr.training import checkpoint as ckpt
 from distilxlsr.training.loop import RunState, Trainer, make_accelerator, plan_batches
 from distilxlsr.training.machine import describe_machine
@@ -82,7 +93,31 @@ def _resume_point(config: PretrainConfig, run: RunDir, saved: dict | None):
     return latest, stage, state
 
 
-def _initialise_from(encoder: transformers.Wav2Vec2Model, source: str) -> None:
+LABEL_TIERS = ("label", "english")
+"""The tiers whose phone labels a teacher may be trained on (stage 2)."""
+
+
+def check_tiers(tiers: dict[str, str | None], phone_labels: bool) -> None:
+    """Corpus v2's protocol: no `unheard` language is ever heard by a teacher, and phone labels
+    come from `label` and `english` languages only (languages without a tier are not checked)."""
+    unheard = sorted(lang for lang, tier in tiers.items() if tier == "unheard")
+    if unheard:
+        raise UserError(
+            f"{', '.join(unheard)} belong(s) to the unheard tier, which no teacher may hear; "
+            "choose the languages with languages=[english,label,heard] (or codes)."
+        )
+    unlabelled = sorted(
+        lang for lang, tier in tiers.items() if tier is not None and tier not in LABEL_TIERS
+    )
+    if phone_labels and unlabelled:
+        raise UserError(
+            f"stage 2 would train on the phone labels of {', '.join(unlabelled)} (tier "
+            f"{tiers[unlabelled[0]]}); only {' and '.join(LABEL_TIERS)} languages' labels may "
+            "train a teacher: set stage2.steps=0 or leave those languages out."
+        )
+
+
+def _initialise_from(encoder: transformers.PreTrainedModel, source: str) -> None:
     start = load_model(source)
     theirs, ours = start.state_dict(), encoder.state_dict()
     mismatched = [k for k in ours if k not in theirs or theirs[k].shape != ours[k].shape]
@@ -141,6 +176,7 @@ class _Pretraining:
             self.config.loader.min_seconds,
             total_seconds,
             self.say,
+            self.unit_features,
         )
 
     def _write_targets(self, vocab: list[str] | None, units) -> None:
@@ -160,19 +196,29 @@ class _Pretraining:
 
     def run_all(self) -> Path:
         config, acc, run = self.config, self.accelerator, self.run
-        cuts = load_cuts(config.data, "train")  # a missing or empty data path fails here
+        # a missing or empty data path, or an unknown language, fails here
+        selected = select_languages(config.data, config.split, config.languages)
+        tiers = {lang: tier for _, lang, tier in selected}
+        if config.tier_protocol:
+            check_tiers(tiers, config.stage2.steps > 0)
+        cuts = load_manifests([manifest for manifest, *_ in selected])
         stats = scan_cuts(cuts, config.loader.min_seconds, config.data)
         if stats.cuts == 0:
             raise UserError(
                 f"'{config.data}' holds no utterance of at least loader.min_seconds="
                 f"{config.loader.min_seconds:g} s; check data= and loader.min_seconds."
             )
-        languages = sorted({p.parent.name for p in find_manifests(config.data, "train")})
+        languages = sorted(tiers)
         self.data_info = {
             "path": config.data,
             "languages": languages,
+            "tiers": {lang: tiers[lang] for lang in languages if tiers[lang]},
             "summary": stats.summary(config.loader.min_seconds),
         }
+        self.unit_features = None
+        if config.units.source != "logmel" and config.stage1.steps > 0:
+            self.unit_features = LayerFeatures(config.units.source, config.units.layer)
+            self.unit_features.load()  # a missing model or layer fails before the run starts
         saved = run.check_resumable(config, RESUMABLE_CHANGES)
         resume, resume_stage, state = _resume_point(config, run, saved)
 
@@ -192,7 +238,10 @@ class _Pretraining:
             run.drop_metrics_after(state.step)
             self._write_targets(vocab, units)
         acc.wait_for_everyone()
-        self.say(f"train data {config.data} ({', '.join(languages)}): {self.data_info['summary']}")
+        self.say(
+            f"{config.split} data {config.data} ({', '.join(languages)}): "
+            f"{self.data_info['summary']}"
+        )
         if config.init_from and resume is None:
             self.say(f"initialised from {config.init_from}")
         self.say(
@@ -248,10 +297,11 @@ class _Pretraining:
         if number == 1:
             centroids = load_file(self.run.file(UNITS_FILE))["centroids"]
             module = UnitPrediction(encoder, len(centroids), config.stage1.unmasked_weight)
-            dataset = PretrainBatches(labeler=UnitLabeler(centroids), **common)
+            labeler = UnitLabeler(centroids, self.unit_features)
+            dataset = PretrainBatches(labeler=labeler, **common)
         else:
             if config.stage2.freeze_cnn:
-                encoder.freeze_feature_encoder()
+                encoder.feature_extractor._freeze_parameters()  # HubertModel has no freeze_*
             encoder.masked_spec_embed.requires_grad_(False)  # fine-tuning keeps the mask vector
             module = PhoneCTC(encoder, len(vocab))
             index = {p: i for i, p in enumerate(vocab)}
@@ -324,11 +374,16 @@ class _Pretraining:
             stage2=stage_facts(2, config.stage2),
             phones=len(vocab) - 1 if vocab else 0,
             freeze_cnn=config.stage2.freeze_cnn,
+            family=config.model.family,
+            split=config.split,
+            tiers=self.data_info["tiers"],
+            tier_protocol=config.tier_protocol,
         )
 
 
 def pretrain_teacher(config: PretrainConfig, command_line: str | None = None) -> Path:
-    """Train (or resume) the teacher; returns OUT/model, a plain HF `Wav2Vec2Model` directory.
+    """Train (or resume) the teacher; returns OUT/model, a plain HF `Wav2Vec2Model` (or
+    `HubertModel`) directory.
 
     `command_line` is recorded in the model card (default: this process's `distilxlsr ...`
     arguments when run from the command line)."""

@@ -1,11 +1,12 @@
-"""Targets of teacher pretraining: k-means units on log-mel frames (stage 1) and phone label ids
-of possibly cropped cuts (stage 2), and the loader dataset that returns them
-(docs/design.md, "Teacher pretraining")."""
+"""Targets of teacher pretraining: k-means units on log-mel frames or on a layer of an earlier
+teacher (stage 1, HuBERT's first or next iteration) and phone label ids of possibly cropped cuts
+(stage 2), and the loader dataset that returns them (docs/design.md, "Teacher pretraining")."""
 
 from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,6 +19,8 @@ from distilxlsr.conventions import BLANK, FRAME_HOP, FRAME_WINDOW, SAMPLE_RATE
 from distilxlsr.data.loader import AudioBatches, BatchRef, collate, cut_rng, load_mono
 from distilxlsr.data.logmel import LogMel
 from distilxlsr.errors import UserError
+from distilxlsr.models.layers import LayerTap
+from distilxlsr.models.teacher import load_model
 
 # --------------------------------------------------------------------------- stage-1 units
 
@@ -86,16 +89,54 @@ def unit_features() -> LogMel:
     return LogMel(sample_rate=SAMPLE_RATE, n_mels=80, stride=FRAME_HOP, win=FRAME_WINDOW)
 
 
-class UnitLabeler:
-    """A waveform's k-means unit per model frame: log-mel frames -> nearest centroid. The count
-    equals the model's frame count or is one less (padded with -100 where it is used)."""
+class LayerFeatures:
+    """The representations of one layer of a trained model (HuBERT's next-iteration features):
+    (1, frames, hidden) for a waveform, normalised as the model's feature extractor does. The
+    model loads on first use, so that a copy sent to a loader worker carries only its path."""
 
-    def __init__(self, centroids: torch.Tensor):
-        self.logmel = unit_features()
+    def __init__(self, model_dir: str, layer: int):
+        self.model_dir = str(model_dir)
+        self.layer = layer
+        self.description = f"layer {layer} of {Path(self.model_dir).name}"
+        self._tap: LayerTap | None = None
+
+    def load(self) -> LayerTap:
+        """The model's layer tap (loaded once); a missing or too shallow model is an error."""
+        if self._tap is None:
+            model = load_model(self.model_dir).eval()
+            depth = model.config.num_hidden_layers
+            if not 1 <= self.layer <= depth:
+                raise UserError(
+                    f"units.layer={self.layer} is not a layer of '{self.model_dir}' (1..{depth})."
+                )
+            tap = LayerTap(model)
+            tap.drop_layers_after(self.layer)
+            self._tap = tap
+        return self._tap
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_tap": None}
+
+    def __call__(self, wave: np.ndarray) -> torch.Tensor:
+        tap = self.load()
+        x = np.asarray(wave, dtype=np.float32)
+        x = (x - x.mean()) / np.sqrt(x.var() + 1e-7)
+        with torch.inference_mode():
+            reps, _ = tap(torch.from_numpy(x)[None], None, [self.layer])
+        return reps[0].float()
+
+
+class UnitLabeler:
+    """A waveform's k-means unit per model frame: frames of `features` (default log-mel) ->
+    nearest centroid. The count equals the model's frame count or is one less (padded with
+    -100 where it is used)."""
+
+    def __init__(self, centroids: torch.Tensor, features=None):
+        self.features = features or unit_features()
         self.centroids = centroids.float()
 
     def __call__(self, wave: np.ndarray) -> torch.Tensor:
-        return nearest(self.logmel(wave)[0].float(), self.centroids)[0]
+        return nearest(self.features(wave)[0].float(), self.centroids)[0]
 
 
 def fit_units(
@@ -107,14 +148,16 @@ def fit_units(
     min_seconds: float,
     total_seconds: float,
     say=print,
+    features: LayerFeatures | None = None,
 ) -> tuple[torch.Tensor, dict]:
-    """k-means centroids on log-mel frames of about `units.sample_seconds` of training audio
+    """k-means centroids on frames of about `units.sample_seconds` of training audio
     (utterances drawn with a seeded per-cut coin, so the sample spans speakers and languages;
-    several languages arrive interleaved from `load_cuts`)."""
+    several languages arrive interleaved from `load_cuts`): log-mel frames, or the frames of
+    `features` (a layer of an earlier teacher)."""
     start = time.perf_counter()
     # A little above the exact share, so that the sample is full before the corpus ends.
     fraction = min(1.0, 1.25 * sample_seconds / max(total_seconds, 1e-9))
-    logmel = unit_features()
+    logmel = features or unit_features()
     feats, seconds = [], 0.0
     bar = tqdm(total=round(min(sample_seconds, total_seconds)), unit="s")
     bar.set_description("k-means sample (audio s)")
@@ -131,9 +174,14 @@ def fit_units(
     bar.close()
     x = torch.cat(feats) if feats else torch.zeros(0, 80)
     centroids, history = kmeans(x, clusters, iterations, seed)
+    kind = (
+        features.description
+        if features is not None
+        else "log-mel, 80 bands, 400-sample window, 320-sample hop, per-utterance CMVN"
+    )
     info = {
         "clusters": clusters,
-        "features": "log-mel, 80 bands, 400-sample window, 320-sample hop, per-utterance CMVN",
+        "features": kind,
         "sample_utterances": len(feats),
         "sample_seconds": round(seconds, 1),
         "frames": len(x),
@@ -142,7 +190,7 @@ def fit_units(
         "seconds": round(time.perf_counter() - start, 1),
     }
     say(
-        f"k-means: {clusters} units on {len(x):,} log-mel frames ({seconds:.0f} s of "
+        f"k-means: {clusters} units on {len(x):,} frames of {kind.split(',')[0]} ({seconds:.0f} s of "
         f"audio, {len(feats)} utterances); inertia {history[0]:.2f} -> {history[-1]:.2f}"
     )
     return centroids, info
