@@ -1,19 +1,22 @@
 """Choose the evaluation probe's learning rate and length on the `dev` split (never `test`).
 
-For a log-mel front end and for a trained model (the shipped teacher), on two languages of each
-tier: a probe is trained on the language's `train` split (corpus v2: its own speakers and words)
-and scored (PER) on `dev` after each length in the grid, for each learning rate, with and without
-per-dimension standardisation of the features. Lengths are
-scored inside one run (the first n steps of a longer probe are an n-step probe). The grid is
-widened until the best learning rate is inside it (at most twice per side), and the best length
-must not be the longest tried (else the longest length is doubled, at most twice). The setting
-whose dev PER is closest to each feature kind's own best (the mean over both kinds of PER / best
-PER) is the best; the shortest setting within `TOLERANCE` of it becomes `ProbeConfig`'s default.
+For a trained model (the shipped teacher) and for the log-mel floor, on one language of each tier:
+a probe is trained on the language's `train` split (corpus v2: its own speakers and words) and
+scored (PER) on `dev` after each length in the grid, for each learning rate, with and without
+per-dimension standardisation of the features. Lengths are scored inside one run (the first n
+steps of a longer probe are an n-step probe). Each feature kind gets its own setting (SUPERB, too,
+tunes the learning rate per upstream model): the trained models' probe is chosen on the teacher,
+the floor's on log-mel, so that the floor is as strong as the probe can make it (a weak floor
+would inflate every gain retained). Per kind, the grid is widened until the best learning rate
+and length lie inside it (at most five times); the shortest setting whose mean dev PER is within
+`TOLERANCE` (relative) of the kind's best becomes its default (`ProbeConfig` for trained models,
+`FLOOR_PROBE` for log-mel). An option worse at every setting of a kind's first grid (the teacher
+is run first) is not carried into the longer runs.
 
     python experiments/probe_selection.py [--data runs/evidence/data] [--out docs/probe_selection.json]
 
-Resumable: every (model, language, lr, max steps) result is kept in the output's `runs` and
-skipped when present.
+Resumable: every (model, language, lr, standardisation, max steps) result is kept in the
+output's `runs` and skipped when present.
 """
 
 from __future__ import annotations
@@ -158,8 +161,53 @@ def dominated_option(means: dict[str, dict[str, float]]) -> bool | None:
     return None
 
 
+def select_for(record, out, name, spec, langs, data, widen: bool) -> dict:
+    """One feature kind's grid, widened until its best lr and length lie inside it (at most five
+    times); the shortest setting within `TOLERANCE` of its best is its probe."""
+    global STANDARDISE  # noqa: PLW0603 - narrowed when an option is dominated
+    lrs, lengths = list(LRS), list(LENGTHS)
+    for _ in range(5):
+        run_grid(record, out, {name: spec}, langs, data, lrs, lengths)
+        means = table(record, [name], langs, lrs, lengths)[name]
+        if len(STANDARDISE) > 1 and (dropped := dominated_option({name: means})) is not None:
+            # Widening costs a full run per (language, lr, option): an option that loses at
+            # every setting of the grid is not carried into longer runs, for any kind.
+            STANDARDISE = (not dropped,)
+            record["standardise_dropped"] = {"option": dropped, "by": name}
+            print(f"standardise={dropped} is worse at every setting for {name}: not widened")
+        options = {k: v for k, v in means.items() if any(f"={o} " in k for o in STANDARDISE)}
+        best = min(options, key=options.get)
+        best_lr = float(best.split()[0].split("=")[1])
+        best_steps = int(best.split()[2].split("=")[1])
+        at_edge = best_lr in (lrs[0], lrs[-1]) or best_steps == lengths[-1]
+        if not at_edge or not widen:
+            break
+        if best_lr == lrs[0]:
+            lrs.insert(0, lrs[0] / 3)
+        elif best_lr == lrs[-1]:
+            lrs.append(lrs[-1] * 3)
+        if best_steps == lengths[-1]:
+            lengths.append(lengths[-1] * 2)
+        print(f"{name}: best {best} at the grid's edge: widening to lr {lrs}, steps {lengths}")
+    relative = {k: v / options[best] for k, v in options.items()}
+    near = [k for k, v in relative.items() if v <= 1 + TOLERANCE]
+    chosen = min(near, key=lambda k: (int(k.split()[2].split("=")[1]), relative[k]))
+    print(
+        f"{name}: best {best} (mean dev PER {options[best]:.4f}); chosen {chosen} "
+        f"({options[chosen]:.4f}; the shortest within {TOLERANCE:.0%} of the best)"
+    )
+    return {
+        "lrs": lrs,
+        "lengths": lengths,
+        "means": means,
+        "best": best,
+        "chosen": chosen,
+        "inside_grid": not at_edge,
+    }
+
+
 def main() -> None:
-    global STANDARDISE  # noqa: PLW0603 - narrowed by --check and when an option is dominated
+    global STANDARDISE  # noqa: PLW0603 - narrowed by --check
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default="runs/evidence/data")
     parser.add_argument("--langs", default=LANGS)
@@ -179,71 +227,38 @@ def main() -> None:
     record = json.loads(out.read_text()) if out.is_file() else {}
     if "runs" not in record:
         record = {"runs": {}}
-    models = {"logmel": "logmel", "teacher": str(shipped_teacher())}
+    # The teacher first: its grid decides whether standardisation is carried into longer runs.
+    models = {"teacher": str(shipped_teacher()), "logmel": "logmel"}
     langs = args.langs.split(",")
-    lrs, lengths = list(LRS), list(LENGTHS)
     if args.check:
         lr, std, steps = args.check.split(",")
         STANDARDISE = (std == "True",)
-        run_grid(record, out, models, langs, Path(args.data), [float(lr)], [*lengths, int(steps)])
+        lengths = [*LENGTHS, int(steps)]
+        run_grid(record, out, models, langs, Path(args.data), [float(lr)], lengths)
         return
-    dropped = None
-    for _ in range(5):
-        run_grid(record, out, models, langs, Path(args.data), lrs, lengths)
-        means = table(record, models, langs, lrs, lengths)
-        if len(STANDARDISE) > 1 and (dropped := dominated_option(means)) is not None:
-            # Widening costs a full run per (model, language, lr, option): an option that loses
-            # at every setting of the grid for some model is not carried into longer runs.
-            STANDARDISE = (not dropped,)
-            print(f"standardise={dropped} is worse at every setting for a model: not widened")
-        # Each model's dev PER relative to its own best setting, averaged over the models: a
-        # log-mel PER of 70% must not outweigh a teacher's 3%.
-        overall = {
-            k: float(np.mean([means[m][k] / min(means[m].values()) for m in models]))
-            for k in means["logmel"]
-        }
-        best = min(overall, key=overall.get)
-        best_lr = float(best.split()[0].split("=")[1])
-        best_steps = int(best.split()[2].split("=")[1])
-        at_edge = best_lr in (lrs[0], lrs[-1]) or best_steps == lengths[-1]
-        widened = at_edge
-        if not at_edge or args.no_widen:
-            break
-        if best_lr == lrs[0]:
-            lrs.insert(0, lrs[0] / 3)
-        elif best_lr == lrs[-1]:
-            lrs.append(lrs[-1] * 3)
-        if best_steps == lengths[-1]:
-            lengths.append(lengths[-1] * 2)
-        print(f"best {best} at the grid's edge: widening to lr {lrs}, steps {lengths}")
-    near = [k for k, v in overall.items() if v <= overall[best] + TOLERANCE]
-    chosen = min(near, key=lambda k: (int(k.split()[2].split("=")[1]), overall[k]))
+    kinds = {
+        name: select_for(record, out, name, spec, langs, Path(args.data), not args.no_widen)
+        for name, spec in models.items()
+    }
+    for stale in ("overall", "best", "chosen", "inside_grid", "means", "lrs", "lengths"):
+        record.pop(stale, None)  # the single-setting summary of the first selection
     record.update(
         {
             "what": "probe lr, standardisation and steps chosen on the dev split (corpus v2), "
-            "never test",
+            "never test, for each feature kind: the trained models' probe on the teacher, the "
+            "log-mel floor's on log-mel",
             "command": "python experiments/probe_selection.py",
             "langs": langs,
-            "lrs": lrs,
-            "lengths": lengths,
-            "means": means,
-            "overall": overall,
-            "best": best,
             "tolerance": TOLERANCE,
-            "chosen": chosen,
-            "inside_grid": not widened,
-            "standardise_dropped": dropped,
+            "kinds": kinds,
             "longer_checks": {
                 key: run["dev_per"]
                 for key, run in record["runs"].items()
-                if int(key.rsplit("=", 1)[1]) > max(lengths)
+                if int(key.rsplit("=", 1)[1]) > max(kinds[run["model"]]["lengths"])
             },
         }
     )
     _score(out, record)
-    print(json.dumps(overall, indent=1))
-    print(f"best: {best} ({overall[best]:.3f} x each model's best dev PER, on average)")
-    print(f"chosen: {chosen} ({overall[chosen]:.3f}; the shortest within {TOLERANCE} of the best)")
 
 
 if __name__ == "__main__":
