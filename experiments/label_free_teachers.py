@@ -1,0 +1,180 @@
+"""Label-free teachers (evidence v2, part 2): T1, T2 and T-EN, made without a single label, and
+their gates on corpus v2's dev split (never test).
+
+- T1: XLS-R's architecture (pre-LN `Wav2Vec2Model`), HuBERT-style masked prediction, two
+  iterations (the second's units: k-means on layer `--units-layer` of the first), on the
+  `pretrain` split of English and the `label` and `heard` tiers;
+- T2: HuBERT's architecture (post-LN `HubertModel`), the same two iterations, English and the
+  `label` tier only, another seed;
+- T-EN: XLS-R's architecture, English only (the paper's "English-pretrained model").
+
+No teacher hears an `unheard` language or reads a label (`pretrain-teacher` refuses both). Each
+run resumes where it stopped (run the same command again). The gate: on the `dev` split, the
+teacher's mean probe PER over the `heard` tier and over the `unheard` tier must each be lower than
+log-mel's and than its own untrained network's; every language is reported.
+
+    python experiments/label_free_teachers.py [--data runs/evidence/data] [--out runs/teachers]
+        [--teachers T1,T2,T-EN] [--steps1 N] [--steps2 N] [--gate-only]
+
+Writes OUT/<teacher>/model (the teacher and its card), OUT/<teacher>/iteration1, and
+OUT/gate/<teacher>/ (results.*) and OUT/gate.json (the verdicts, per tier and language).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from distilxlsr import tune_malloc
+from distilxlsr.data.corpora import cuts_file
+from distilxlsr.data.synthetic import TIERS
+from distilxlsr.evaluate.ctc import ProbeConfig
+from distilxlsr.evaluate.harness import evaluate
+from distilxlsr.teacher.config import load_pretrain_config
+from distilxlsr.teacher.pretrain import pretrain_teacher
+
+TEACHERS = {
+    "T1": {"family": "wav2vec2", "languages": "[english,label,heard]", "seed": 0},
+    "T2": {"family": "hubert", "languages": "[english,label]", "seed": 1},
+    "T-EN": {"family": "wav2vec2", "languages": "[english]", "seed": 2},
+}
+GATE_TIERS = ("heard", "unheard")
+
+
+def make_corpus(data: Path, english_minutes: float, lang_minutes: float, jobs: int) -> None:
+    """The `pretrain` split of English and of the label and heard tiers (skipped where present)."""
+    wanted = {"en": english_minutes} | {
+        lang: lang_minutes for tier in ("label", "heard") for lang in TIERS[tier]
+    }
+    for minutes in sorted(set(wanted.values())):
+        langs = [
+            lang
+            for lang, m in wanted.items()
+            if m == minutes and cuts_file(data / lang, "pretrain") is None
+        ]
+        if langs:
+            subprocess.run(
+                [sys.executable, "-m", "distilxlsr", "synth", "--langs", ",".join(langs),
+                 "--minutes", str(minutes), "--split", "pretrain", "--out", str(data),
+                 "--jobs", str(jobs)],
+                check=True,
+            )  # fmt: skip
+
+
+def train_teacher(name: str, data: Path, out: Path, steps1: int, steps2: int, layer: int) -> Path:
+    spec = TEACHERS[name]
+    common = [
+        f"data={data}",
+        "split=pretrain",
+        f"languages={spec['languages']}",
+        f"model.family={spec['family']}",
+        f"train.seed={spec['seed']}",
+        "stage2.steps=0",
+    ]
+    first = out / name / "iteration1"
+    if not (first / "model" / "model.safetensors").is_file():
+        config = load_pretrain_config(
+            "pretrain-tiny-teacher", [*common, f"out={first}", f"stage1.steps={steps1}"]
+        )
+        pretrain_teacher(config, command_line=f"(experiments/label_free_teachers.py {name} it1)")
+    second = out / name
+    config = load_pretrain_config(
+        "pretrain-tiny-teacher",
+        [
+            *common,
+            f"out={second}",
+            f"stage1.steps={steps2}",
+            f"units.source={first / 'model'}",
+            f"units.layer={layer}",
+        ],
+    )
+    if not (second / "model" / "model.safetensors").is_file():
+        pretrain_teacher(config, command_line=f"(experiments/label_free_teachers.py {name} it2)")
+    return second / "model"
+
+
+def gate(name: str, model: Path, data: Path, out: Path, jobs: int, probe_steps: int | None) -> dict:
+    """The teacher against log-mel and its untrained network on dev, heard and unheard tiers."""
+    langs = [lang for tier in GATE_TIERS for lang in TIERS[tier]]
+    short = {}
+    if probe_steps:  # a smoke run of this script: every probe as short as that
+        short = {
+            "probe": ProbeConfig(steps=probe_steps),
+            "floor_probe": ProbeConfig(steps=probe_steps),
+        }
+    results = evaluate(
+        [f"{name}={model}", "logmel", f"untrained=untrained:{model}"],
+        str(data),
+        str(out / "gate" / name),
+        langs=langs,
+        split="dev",
+        jobs=jobs,
+        **short,
+    )
+    per = {m["name"]: m["per"] for m in results["models"]}
+    tiers = {}
+    for tier in GATE_TIERS:
+        means = {m: float(np.mean([per[m][lang] for lang in TIERS[tier]])) for m in per}
+        tiers[tier] = {
+            "mean_dev_per": means,
+            "passed": means[name] < means["logmel"] and means[name] < means["untrained"],
+        }
+    return {
+        "teacher": name,
+        "model": str(model),
+        "split": "dev",
+        "passed": all(t["passed"] for t in tiers.values()),
+        "tiers": tiers,
+        "per_language": {lang: {m: per[m][lang] for m in per} for lang in langs},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default="runs/evidence/data")
+    parser.add_argument("--out", default="runs/teachers")
+    parser.add_argument("--teachers", default=",".join(TEACHERS))
+    parser.add_argument("--steps1", type=int, default=500, help="iteration 1's steps")
+    parser.add_argument("--steps2", type=int, default=500, help="iteration 2's steps")
+    parser.add_argument("--units-layer", type=int, default=4, help="layer clustered for it. 2")
+    parser.add_argument("--english-minutes", type=float, default=60.0)
+    parser.add_argument("--lang-minutes", type=float, default=30.0)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--gate-only", action="store_true", help="gate the teachers made so far")
+    parser.add_argument(
+        "--probe-steps", type=int, help="smoke runs only: every probe this short (default: chosen)"
+    )
+    args = parser.parse_args()
+    data, out = Path(args.data), Path(args.out)
+    names = args.teachers.split(",")
+    unknown = [n for n in names if n not in TEACHERS]
+    if unknown:
+        parser.error(f"unknown teacher {unknown[0]}; choose from {', '.join(TEACHERS)}")
+    make_corpus(data, args.english_minutes, args.lang_minutes, args.jobs)
+    record_path = out / "gate.json"
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    for name in names:
+        start = time.perf_counter()
+        model = out / name / "model"
+        if not args.gate_only:
+            model = train_teacher(name, data, out, args.steps1, args.steps2, args.units_layer)
+        if not (model / "model.safetensors").is_file():
+            continue
+        record[name] = gate(name, model, data, out, args.jobs, args.probe_steps)
+        record[name]["seconds"] = time.perf_counter() - start
+        out.mkdir(parents=True, exist_ok=True)
+        record_path.write_text(json.dumps(record, indent=1) + "\n")
+        verdict = "PASSED" if record[name]["passed"] else "FAILED"
+        means = {t: v["mean_dev_per"] for t, v in record[name]["tiers"].items()}
+        print(f"{name}: gate {verdict} on dev: {json.dumps(means)}", flush=True)
+
+
+if __name__ == "__main__":
+    tune_malloc()
+    main()
