@@ -468,3 +468,49 @@ def test_an_evaluation_redoes_only_what_is_missing_or_changed(
     )
     assert "reusing 4 of 4" in capsys.readouterr().out
     assert again["models"][0]["per"] == both["models"][0]["per"]
+
+
+def test_results_stored_by_the_previous_version_are_adopted_but_the_floor(
+    tmp_path, eval_corpus, teacher_dir, capsys
+):
+    """Before results were kept per model, OUT/languages/<lang>.json held one fingerprint over
+    every model and one settings record; its networks' runs stay valid."""
+    import hashlib
+
+    from distilxlsr import __version__
+    from distilxlsr.evaluate.harness import _file_stats
+
+    out = tmp_path / "old"
+    models = [f"t={teacher_dir}", "logmel"]
+    network = resolve_model(str(teacher_dir))
+    stride = ModelFeatures(network).frame_stride
+    probe = ProbeConfig(steps=6)
+    first = evaluate(models, str(eval_corpus), str(out), probe=probe)
+    for lang in ("aa", "bb"):
+        path = out / "languages" / f"{lang}.json"
+        stored = json.loads(path.read_text())
+        lang_dir = eval_corpus / lang
+        facts = {  # the previous version's fingerprint, as it computed it
+            "version": __version__,
+            "models": [
+                ["t", network.kind, network.path, _file_stats(teacher_dir, "*.safetensors")],
+                ["logmel", "logmel", "", []],
+            ],
+            "stride": stride,
+            "mode": "probe",
+            "seeds": [0],
+            "similarity": False,
+            "settings": {**probe.__dict__},
+            "split": None,
+            "data": [str(lang_dir.resolve()), _file_stats(lang_dir, "cuts_*")],
+        }
+        digest = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+        runs = {name: entry["run"] for name, entry in stored["models"].items()}
+        path.write_text(json.dumps({"fingerprint": digest, "runs": runs, "similarity": None}))
+    capsys.readouterr()
+    # The floor now has its own probe: only the network's results are adopted.
+    again = evaluate(
+        models, str(eval_corpus), str(out), probe=probe, floor_probe=ProbeConfig(steps=7)
+    )
+    assert "reusing 2 of 4 (model, language) results" in capsys.readouterr().out
+    assert again["models"][0]["per"] == first["models"][0]["per"]

@@ -386,38 +386,59 @@ class LanguageStore:
         self.root = root
         self.task = task
 
-    def fingerprint(self, lang_dir: Path, spec: ModelSpec) -> str:
-        import hashlib  # noqa: PLC0415
-
+    def _facts(self, lang_dir: Path) -> dict:
+        """What every result of the language depends on, whatever the model."""
         from distilxlsr import __version__  # noqa: PLC0415
 
-        def files(path: Path, pattern: str) -> list:
-            if not path.is_dir():
-                return []
-            return [
-                [f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in sorted(path.glob(pattern))
-            ]
-
         t = self.task
-        facts = {
+        return {
             "version": __version__,
-            "model": [spec.name, spec.kind, spec.path, files(Path(spec.path), "*.safetensors")],
             "stride": t.stride,
             "mode": t.mode,
             "seeds": t.seeds,
-            "settings": t.settings(spec),
             "split": t.split,
-            "data": [str(lang_dir.resolve()), files(lang_dir, "cuts_*")],
+            "data": [str(lang_dir.resolve()), _file_stats(lang_dir, "cuts_*")],
         }
-        return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+
+    @staticmethod
+    def _model(spec: ModelSpec) -> list:
+        return [spec.name, spec.kind, spec.path, _file_stats(Path(spec.path), "*.safetensors")]
+
+    def fingerprint(self, lang_dir: Path, spec: ModelSpec) -> str:
+        facts = self._facts(lang_dir) | {
+            "model": self._model(spec),
+            "settings": self.task.settings(spec),
+        }
+        return _digest(facts)
+
+    def _legacy_runs(self, stored: dict, lang_dir: Path) -> dict:
+        """The runs of a file written before results were kept per model (one fingerprint over
+        every model with one settings record): when that fingerprint still matches, the runs of
+        the models whose settings are that record's (the floor's may differ now)."""
+        t = self.task
+        settings = asdict(t.probe) if t.mode == "probe" else asdict(t.finetune_config)
+        facts = self._facts(lang_dir) | {
+            "models": [self._model(spec) for spec in t.specs],
+            "similarity": t.similarity,
+            "settings": settings,
+        }
+        if stored.get("fingerprint") != _digest(facts):
+            return {}
+        return {
+            spec.name: stored["runs"][spec.name]
+            for spec in t.specs
+            if t.settings(spec) == settings and spec.name in stored.get("runs", {})
+        }
 
     def load(self, lang: str, lang_dir: Path) -> tuple[dict, dict | None]:
         """({model name: run} of the stored results still valid, similarity table or None)."""
         try:
             stored = json.loads((self.root / f"{lang}.json").read_text())
-            models = stored["models"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return {}, None  # none yet, or written by an older version: evaluated again
+        except (OSError, ValueError):
+            return {}, None  # none yet, or unreadable: evaluated again
+        models = stored.get("models") if isinstance(stored, dict) else None
+        if not isinstance(models, dict):
+            return (self._legacy_runs(stored, lang_dir) if isinstance(stored, dict) else {}), None
         prints = {s.name: self.fingerprint(lang_dir, s) for s in self.task.specs}
         runs = {
             name: entry["run"]
@@ -443,6 +464,19 @@ class LanguageStore:
         tmp = self.root / f".{lang}.json.tmp"
         tmp.write_text(json.dumps(record) + "\n")
         tmp.replace(self.root / f"{lang}.json")
+
+
+def _file_stats(path: Path, pattern: str) -> list:
+    """[name, size, modification time] of the files of `path` matching `pattern`."""
+    if not path.is_dir():
+        return []
+    return [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in sorted(path.glob(pattern))]
+
+
+def _digest(facts: dict) -> str:
+    import hashlib  # noqa: PLC0415
+
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
 _WORKER: dict = {}
