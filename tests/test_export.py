@@ -216,3 +216,15 @@ def test_export_of_a_model_directory_and_refusals(run, tmp_path):
     (nested / "README.md").write_text("stale")
     export_hf(model_dir, nested)
     assert (nested / "README.md").read_text() == model_card(model_dir, None, None, nested)
+
+
+def test_unreadable_weights_of_a_model_directory_are_one_line_naming_the_file(tmp_path):
+    model_dir = tmp_path / "plain"
+    student, _ = _student()
+    ckpt.save_model(student, student.config, model_dir)
+    weights = model_dir / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated
+    with pytest.raises(UserError) as err:
+        export_hf(model_dir, tmp_path / "m")
+    assert str(err.value).startswith(f"'{weights}' is not a readable safetensors file (")
+    assert not (tmp_path / "m").exists()

@@ -231,3 +231,29 @@ def test_valid_static_settings_pass_and_pretraining_checks_its_loader():
     )
     with pytest.raises(UserError, match=r"loader.crop_lengths: 8 s is longer than loader.max"):
         validate_pretrain(config)
+
+
+def test_the_start_up_summary_states_each_count():
+    from distilxlsr.data.static import StaticStats
+
+    stats = StaticStats(
+        lengths=[1.0, 2.0],
+        per_batch=[4, 2],
+        cuts=[9, 3],
+        skipped_short=2,
+        skipped_short_seconds=129600.0,
+        seconds_before=100.0,
+        seconds_kept=80.0,
+        world_size=2,
+    )
+    # 9 // 4 + 3 // 2 = 3 batches, 1 per rank and 1 left over; 9 % 4 + 3 % 2 = 2 partial cuts
+    assert stats.summary() == (
+        "static shapes 4 x 1 s, 2 x 2 s; the crops keep 80.0% of the audio; 2 cuts (36.00 h) "
+        "shorter than 1 s skipped; 1 batches per epoch and process, each epoch dropping 2 cuts "
+        "of partial batches and 1 batches left over by the ranks"
+    )
+    one = StaticStats([1.0], [4], [8], 0, 0.0, 8.0, 8.0)
+    assert one.summary() == (
+        "static shapes 4 x 1 s; the crops keep 100.0% of the audio; 2 batches per epoch and "
+        "process, each epoch dropping 0 cuts of partial batches"
+    )

@@ -9,6 +9,7 @@ import pytest
 import torch
 import transformers
 
+from distilxlsr.errors import UserError
 from distilxlsr.training import checkpoint as ckpt
 from tests.conftest import tiny_model
 
@@ -123,6 +124,41 @@ def test_model_round_trip_is_a_plain_hf_directory(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     loaded = transformers.AutoModel.from_pretrained(tmp_path)
     assert all(torch.equal(a[k], loaded.state_dict()[k]) for k in a)
+
+
+def test_model_state_must_match_the_model_exactly(tmp_path):
+    model = tiny_model("wav2vec2", layers=2)
+    ckpt.save_model(model, model.config, tmp_path)
+    deeper = tiny_model("wav2vec2", layers=3)  # one layer the checkpoint does not have
+    with pytest.raises(RuntimeError, match="Missing key"):
+        ckpt.load_model_state(deeper, tmp_path)
+
+
+class _Payload:
+    """A pickled object that only unpickling with code execution could rebuild."""
+
+
+def test_a_checkpoint_file_that_needs_code_to_load_is_refused(tmp_path):
+    torch.save({"step": 1, "payload": _Payload()}, tmp_path / "training_state.pt")
+    with pytest.raises(UserError) as err:
+        ckpt.load_training_state(tmp_path)
+    assert str(err.value) == (
+        f"'{tmp_path / 'training_state.pt'}' holds objects that cannot be loaded without running "
+        "code, which distilxlsr refuses; delete that checkpoint directory to resume from the one "
+        "before."
+    )
+    torch.save({"step": 1, "weights": torch.ones(2)}, tmp_path / "training_state.pt")
+    assert ckpt.load_training_state(tmp_path)["step"] == 1  # tensors and plain data load
+
+
+def test_a_gpu_runs_rng_state_is_ignored_on_a_machine_without_one(tmp_path):
+    """A checkpoint written on a GPU carries CUDA generator states; resumed on the CPU only the
+    CPU generator is restored (no CUDA call is made without CUDA)."""
+    torch.manual_seed(5)
+    state = {"torch_rng": torch.get_rng_state(), "cuda_rng": [torch.zeros(16, dtype=torch.uint8)]}
+    expected = torch.rand(3)
+    ckpt.restore_rng(state)
+    assert torch.equal(torch.rand(3), expected)
 
 
 def test_parameter_fingerprint_is_sum_and_sum_of_squares_per_tensor():
