@@ -26,6 +26,7 @@ import argparse
 import json
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ from distilxlsr import tune_malloc
 from distilxlsr.data.synthetic import synthesize_corpus
 from distilxlsr.demo import FULL, demo_distill_config, shipped_teacher
 from distilxlsr.distill.train import distill
+from distilxlsr.evaluate.ctc import FLOOR_PROBE, ProbeConfig
 from distilxlsr.evaluate.harness import evaluate
 from distilxlsr.evaluate.report import comparison_table, sizes_table, tier_table
 from distilxlsr.evaluate.stats import bootstrap_per, interval, p_value
@@ -67,11 +69,13 @@ def students(seeds: list[int], work: Path, steps: int) -> dict[str, str]:
 
 def evaluate_students(made: dict, seeds: list[int], data: Path, work: Path, out: Path) -> None:
     """One evaluation of teacher, log-mel and the students on the test split (reused when its
-    results exist), then the seed-paired shuffle effect per tier."""
+    results exist with today's probe settings; otherwise evaluate reuses each model's stored
+    per-language results whose settings did not change), then the seed-paired shuffle effect."""
     results_path = work / "eval" / "results.json"
-    if results_path.is_file():
-        results = json.loads(results_path.read_text())
-    else:
+    settings = {"config": asdict(ProbeConfig()), "floor_config": asdict(FLOOR_PROBE)}
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    if any(results.get(k) != v for k, v in settings.items()):
+        earlier = results.get("wall_seconds", 0.0)  # what the stored results took
         start = time.perf_counter()
         compare = [(f"method-s{s}", f"noshuffle-s{s}") for s in seeds] + [("method-s0", "teacher")]
         results = evaluate(
@@ -82,7 +86,7 @@ def evaluate_students(made: dict, seeds: list[int], data: Path, work: Path, out:
             compare=compare,
             jobs=2,
         )
-        results["wall_seconds"] = time.perf_counter() - start
+        results["wall_seconds"] = earlier + time.perf_counter() - start
         results_path.write_text(json.dumps(results, indent=1) + "\n")
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy(work / "eval" / "results.md", out / "shuffle_effect_results.md")
@@ -91,7 +95,9 @@ def evaluate_students(made: dict, seeds: list[int], data: Path, work: Path, out:
         "what": "shipped teacher (heard corpus v1 train of all 16 languages; phone labels of all "
         "15 evaluation languages + English) and jump:2 students distilled on synthetic English "
         "(corpus v2, one English draw per seed) with and without utterance shuffling; probe "
-        "chosen on dev, scored on corpus v2 test",
+        "chosen on dev (networks: on the teacher; the log-mel floor: on log-mel), scored on "
+        "corpus v2 test",
+        "probe": settings_line(results),
         "command": "python experiments/shuffle_effect.py",
         "seeds": seeds,
         "evaluation_seconds": results.get("wall_seconds"),
@@ -118,6 +124,14 @@ def evaluate_students(made: dict, seeds: list[int], data: Path, work: Path, out:
             f"shuffle effect ({tier}): method - no shuffle = {100 * row['diff']:+.2f} points, "
             f"95% CI [{100 * row['ci'][0]:+.2f}, {100 * row['ci'][1]:+.2f}], p = {row['p']:.3f}"
         )
+
+
+def settings_line(results: dict) -> str:
+    probe, floor = results["config"], results.get("floor_config") or results["config"]
+    return (
+        f"networks: lr {probe['lr']:g}, {probe['steps']} steps; log-mel floor: lr {floor['lr']:g}, "
+        f"{floor['steps']} steps (each chosen on dev for its kind, docs/probe_selection.json)"
+    )
 
 
 def _points(ci: list[float] | None) -> str:
@@ -149,10 +163,11 @@ def report(results: dict, summary: dict) -> str:
         "only synthetic English (corpus v2 train, one draw per seed), with or without utterance "
         "shuffling; the probes were trained on each language's corpus v2 `train` split and "
         "scored on its `test` split (held-out voice variants, a held-out speaking rate, "
-        "held-out words); the probe's settings were chosen on `dev`.",
+        f"held-out words); the probes' settings were chosen on `dev` ({summary['probe']}).",
         "",
         f"Command: `{summary['command']}` (seeds {summary['seeds']}; evaluation "
-        f"{summary['evaluation_seconds'] or 0:.0f} s with 2 worker processes on 2 cores). "
+        f"{summary['evaluation_seconds'] or 0:.0f} s with 2 worker processes on 2 cores, all "
+        "its calls together). "
         f"Test size: {sum(v['utterances'] for v in sizes.values())} utterances and "
         f"{sum(v['phones'] for v in sizes.values())} phones over {len(sizes)} languages "
         f"({min(v['phones'] for v in sizes.values())}–{max(v['phones'] for v in sizes.values())} "
