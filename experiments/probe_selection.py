@@ -8,7 +8,9 @@ steps of a longer probe are an n-step probe). Each feature kind gets its own set
 tunes the learning rate per upstream model): the trained models' probe is chosen on the teacher,
 the floor's on log-mel, so that the floor is as strong as the probe can make it (a weak floor
 would inflate every gain retained). Per kind, the grid is widened until the best learning rate
-and length lie inside it (at most five times); the shortest setting whose mean dev PER is within
+and length lie inside it, or until a widening improved the best by less than `TOLERANCE` (the
+dev noise this selection cannot tell apart; log-mel's dev PER moves by several points from one
+length to the next), at most five times; the shortest setting whose mean dev PER is within
 `TOLERANCE` (relative) of the kind's best becomes its default (`ProbeConfig` for trained models,
 `FLOOR_PROBE` for log-mel). An option worse at every setting of a kind's first grid (the teacher
 is run first) is not carried into the longer runs.
@@ -162,10 +164,13 @@ def dominated_option(means: dict[str, dict[str, float]]) -> bool | None:
 
 
 def select_for(record, out, name, spec, langs, data, widen: bool) -> dict:
-    """One feature kind's grid, widened until its best lr and length lie inside it (at most five
-    times); the shortest setting within `TOLERANCE` of its best is its probe."""
+    """One feature kind's grid, widened until its best lr and length lie inside it, or until a
+    widening improved the best mean dev PER by less than `TOLERANCE` (relative: below what this
+    selection can tell apart), at most five times; the shortest setting within `TOLERANCE` of
+    the best is the kind's probe."""
     global STANDARDISE  # noqa: PLW0603 - narrowed when an option is dominated
     lrs, lengths = list(LRS), list(LENGTHS)
+    previous, stopped = None, "round limit"
     for _ in range(5):
         run_grid(record, out, {name: spec}, langs, data, lrs, lengths)
         means = table(record, [name], langs, lrs, lengths)[name]
@@ -180,8 +185,11 @@ def select_for(record, out, name, spec, langs, data, widen: bool) -> dict:
         best_lr = float(best.split()[0].split("=")[1])
         best_steps = int(best.split()[2].split("=")[1])
         at_edge = best_lr in (lrs[0], lrs[-1]) or best_steps == lengths[-1]
-        if not at_edge or not widen:
+        converged = previous is not None and previous - options[best] < TOLERANCE * previous
+        if not at_edge or not widen or converged:
+            stopped = "inside" if not at_edge else "converged" if converged else "not widened"
             break
+        previous = options[best]
         if best_lr == lrs[0]:
             lrs.insert(0, lrs[0] / 3)
         elif best_lr == lrs[-1]:
@@ -193,7 +201,8 @@ def select_for(record, out, name, spec, langs, data, widen: bool) -> dict:
     near = [k for k, v in relative.items() if v <= 1 + TOLERANCE]
     chosen = min(near, key=lambda k: (int(k.split()[2].split("=")[1]), relative[k]))
     print(
-        f"{name}: best {best} (mean dev PER {options[best]:.4f}); chosen {chosen} "
+        f"{name}: widening stopped ({stopped}); best {best} (mean dev PER {options[best]:.4f}); "
+        f"chosen {chosen} "
         f"({options[chosen]:.4f}; the shortest within {TOLERANCE:.0%} of the best)"
     )
     return {
@@ -203,6 +212,7 @@ def select_for(record, out, name, spec, langs, data, widen: bool) -> dict:
         "best": best,
         "chosen": chosen,
         "inside_grid": not at_edge,
+        "stopped": stopped,
     }
 
 
