@@ -195,6 +195,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def device_seconds(run, steps: int, device: torch.device) -> float:
+    """Seconds per call of `run` over `steps` calls, the device synchronised before and after
+    (the calls themselves queue freely, as in training)."""
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        run()
+    _sync(device)
+    return (time.perf_counter() - start) / steps
+
+
 def _pair(
     shape: str,
     layers: str,
@@ -308,12 +319,7 @@ def distill_throughput(
     flops = counter.get_total_flops()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    _sync(dev)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    _sync(dev)
-    per_step = (time.perf_counter() - start) / steps
+    per_step = device_seconds(step, steps, dev)
     result = {
         "shape": shape,
         "layers": layers,

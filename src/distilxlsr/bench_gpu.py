@@ -19,7 +19,14 @@ import time
 
 import torch
 
-from distilxlsr.bench import _audio_batch, _pair, _sync, distill_throughput, matmul_peak
+from distilxlsr.bench import (
+    _audio_batch,
+    _pair,
+    _sync,
+    device_seconds,
+    distill_throughput,
+    matmul_peak,
+)
 from distilxlsr.conventions import SAMPLE_RATE
 
 
@@ -214,12 +221,7 @@ def step_split(
             run()
             _sync(dev)
             seconds_by_phase[name] += (time.perf_counter() - start) / steps
-    _sync(dev)
-    start = time.perf_counter()
-    for _ in range(steps):
-        whole()
-    _sync(dev)
-    whole_seconds = (time.perf_counter() - start) / steps
+    whole_seconds = device_seconds(whole, steps, dev)
     total = sum(seconds_by_phase.values())
     split = {
         name: {
@@ -279,12 +281,7 @@ def cnn_variants(teacher, x: torch.Tensor, steps: int = 5) -> dict:
                     _run_cnn(teacher.feature_extractor, x)
 
             run()  # warm-up (and the autotuner's search)
-            _sync(dev)
-            start = time.perf_counter()
-            for _ in range(steps):
-                run()
-            _sync(dev)
-            per_call = (time.perf_counter() - start) / steps
+            per_call = device_seconds(run, steps, dev)
             results[name] = {"seconds": per_call, "audio_s_per_s": audio / per_call}
     finally:
         torch.backends.cudnn.benchmark = before
