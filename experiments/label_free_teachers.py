@@ -67,10 +67,13 @@ def make_corpus(data: Path, english_minutes: float, lang_minutes: float, jobs: i
             )  # fmt: skip
 
 
-def train_teacher(name: str, data: Path, out: Path, steps1: int, steps2: int, layer: int) -> Path:
+def train_teacher(
+    name: str, data: Path, out: Path, steps1: int, steps2: int, layer: int, workers: int
+) -> Path:
     spec = TEACHERS[name]
     common = [
         f"data={data}",
+        f"loader.num_workers={workers}",
         "split=pretrain",
         f"languages={spec['languages']}",
         f"model.family={spec['family']}",
@@ -145,7 +148,10 @@ def main() -> None:
     parser.add_argument("--units-layer", type=int, default=4, help="layer clustered for it. 2")
     parser.add_argument("--english-minutes", type=float, default=60.0)
     parser.add_argument("--lang-minutes", type=float, default=30.0)
-    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--jobs", type=int, default=2, help="synthesis and evaluation processes")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="loader workers per teacher run (the config: 8)"
+    )
     parser.add_argument("--gate-only", action="store_true", help="gate the teachers made so far")
     parser.add_argument(
         "--probe-steps", type=int, help="smoke runs only: every probe this short (default: chosen)"
@@ -163,7 +169,9 @@ def main() -> None:
         start = time.perf_counter()
         model = out / name / "model"
         if not args.gate_only:
-            model = train_teacher(name, data, out, args.steps1, args.steps2, args.units_layer)
+            model = train_teacher(
+                name, data, out, args.steps1, args.steps2, args.units_layer, args.workers
+            )
         if not (model / "model.safetensors").is_file():
             continue
         record[name] = gate(name, model, data, out, args.jobs, args.probe_steps)

@@ -93,6 +93,7 @@ def test_a_label_free_teacher_says_what_it_heard(first_iteration):
     )
     assert "**Labels seen:** none: self-supervised only" in card
     assert "HuBERT's first iteration" in card
+    assert "# Tiny multilingual wav2vec 2.0 teacher" in card
     assert "sw" not in card.split("## Config")[0]
 
 

@@ -152,14 +152,15 @@ def render_card(f: TeacherFacts) -> str:
     s2 = f.stage2.steps if f.stage2 else 0
     name, description = _architecture(f)
     tags = "hubert" if f.family == "hubert" else "wav2vec2, xls-r"
+    scope = "multilingual" if len(f.languages) > 1 else f"{', '.join(f.languages)}-only"
     return f"""---
 library_name: transformers
 license: apache-2.0
 pipeline_tag: feature-extraction
-tags: [speech, {tags}, multilingual, distilxlsr]
+tags: [speech, {tags}, {"multilingual" if len(f.languages) > 1 else "monolingual"}, distilxlsr]
 ---
 
-# Tiny multilingual {name} teacher (distilxlsr)
+# Tiny {scope} {name} teacher (distilxlsr)
 
 {description}, kernels {f.conv_kernel}, strides {f.conv_stride} (20 ms frames, 16 kHz
 input, normalised per utterance).
