@@ -41,7 +41,9 @@ from distilxlsr.teacher.pretrain import pretrain_teacher
 
 TEACHERS = {
     "T1": {"family": "wav2vec2", "languages": "[english,label,heard]", "seed": 0},
-    "T2": {"family": "hubert", "languages": "[english,label]", "seed": 1},
+    # HuBERT's group-norm CNN normalises over every frame of a row, padding included: T2 trains
+    # on static-shape batches (fixed crop lengths, no padding), as HuBERT was trained on crops.
+    "T2": {"family": "hubert", "languages": "[english,label]", "seed": 1, "static": True},
     "T-EN": {"family": "wav2vec2", "languages": "[english]", "seed": 2},
 }
 GATE_TIERS = ("heard", "unheard")
@@ -79,6 +81,7 @@ def train_teacher(
         f"model.family={spec['family']}",
         f"train.seed={spec['seed']}",
         "stage2.steps=0",
+        f"loader.static_shapes={str(spec.get('static', False)).lower()}",
     ]
     first = out / name / "iteration1"
     if not (first / "model" / "model.safetensors").is_file():

@@ -4,10 +4,13 @@ HuBERT family."""
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import pytest
 import soundfile as sf
 import transformers
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from distilxlsr.conventions import frames_of
 from distilxlsr.data.corpora import select_languages
@@ -120,6 +123,7 @@ def test_next_iteration_clusters_a_layer_of_the_first_and_can_be_a_hubert(
             "units.layer=2",
             "stage1.steps=2",
             "train.seed=1",
+            "loader.static_shapes=true",  # a group-norm CNN must not see padding
         )
     )
     model = transformers.AutoModel.from_pretrained(model_dir)
@@ -130,6 +134,26 @@ def test_next_iteration_clusters_a_layer_of_the_first_and_can_be_a_hubert(
     assert "HuBERT's next iteration" in card and "layer 2 of model" in card
     assert "post-LN HuBERT" in card and "en (english), es (label)" in card
     assert "family: hubert" in (out / "config.yaml").read_text()
+    extractor = json.loads((model_dir / "preprocessor_config.json").read_text())
+    assert extractor["return_attention_mask"] is False  # HF's convention for group norm
+
+
+def test_units_of_a_changed_source_model_are_refused_on_resume(tiered, first_iteration, tmp_path):
+    source = tmp_path / "source"
+    shutil.copytree(first_iteration, source)
+    args = [
+        "languages=[en]",
+        f"units.source={source}",
+        "units.layer=1",
+        "stage1.steps=2",
+        "train.checkpoint_every=1",
+    ]
+    pretrain_teacher(_config(tiered, tmp_path / "run", *args))
+    weights = load_file(source / "model.safetensors")
+    weights = {k: v + 0.01 for k, v in weights.items()}
+    save_file(weights, source / "model.safetensors")  # the earlier teacher trained further
+    with pytest.raises(UserError, match="not the model the units .* were fitted on"):
+        pretrain_teacher(_config(tiered, tmp_path / "run", *args[:-2], "stage1.steps=3"))
 
 
 def test_next_iteration_settings_are_checked(tiered, first_iteration, tmp_path):

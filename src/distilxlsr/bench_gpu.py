@@ -105,6 +105,8 @@ def batch_sweep(
             if not _out_of_memory(err):
                 raise
             runs.append({"utterances": size, "batch_audio_seconds": size * seconds, "oom": True})
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
             print(f"  batch {size:3d} x {seconds:g} s: out of memory", flush=True)
             break
         runs.append(result | {"utterances": size, "fraction_of_peak": result["flops_per_s"] / peak})

@@ -514,3 +514,35 @@ def test_results_stored_by_the_previous_version_are_adopted_but_the_floor(
     )
     assert "reusing 2 of 4 (model, language) results" in capsys.readouterr().out
     assert again["models"][0]["per"] == first["models"][0]["per"]
+
+
+def test_group_norm_features_do_not_depend_on_the_batch(eval_corpus):
+    """A group-norm CNN normalises over every frame of a row: padded with a longer utterance,
+    an utterance would get other features. Such models are run one utterance at a time."""
+    from distilxlsr.evaluate.features import ModelSpec
+    from distilxlsr.teacher.config import TeacherShape
+    from distilxlsr.teacher.model import build_encoder
+
+    shape = TeacherShape("hubert", 32, 2, 2, 64, 16, 16, 4)
+    model = build_encoder(shape)
+    assert model.config.feat_extract_norm == "group"
+    model_dir = eval_corpus.parent / "group_norm_model"
+    model.save_pretrained(model_dir)
+    features = ModelFeatures(ModelSpec("g", "hf", str(model_dir)))
+    data = load_language("aa", eval_corpus / "aa")
+    short, long = sorted(data.train.waves, key=len)[:: len(data.train.waves) - 1]
+    alone = features([short])[0]
+    batched = features([short, long])[0]
+    assert torch.equal(alone, batched)
+
+
+def test_evaluating_a_subset_keeps_the_other_models_results(
+    tmp_path, eval_corpus, teacher_dir, capsys
+):
+    out = tmp_path / "e"
+    both = [f"t={teacher_dir}", f"u=untrained:{teacher_dir}"]
+    evaluate(both, str(eval_corpus), str(out), probe=ProbeConfig(steps=5))
+    evaluate([f"t={teacher_dir}"], str(eval_corpus), str(out), probe=ProbeConfig(steps=6))
+    capsys.readouterr()
+    evaluate(both, str(eval_corpus), str(out), probe=ProbeConfig(steps=5))
+    assert "reusing 2 of 4" in capsys.readouterr().out  # u's results survived the subset run

@@ -96,10 +96,18 @@ class ModelFeatures:
         self.parameters = count_parameters(self.model)
         self.frame_stride = total_stride(self.model.config)
 
+    @property
+    def padding_sensitive(self) -> bool:
+        """A group-norm CNN normalises each channel over all frames, padding included: such a
+        model's features of an utterance depend on what it is batched with."""
+        return self.model is not None and self.model.config.feat_extract_norm == "group"
+
     @torch.inference_mode()
     def __call__(self, waves: list[np.ndarray]) -> list[torch.Tensor]:
         if self.model is None:
             return [self.logmel(w) for w in waves]
+        if self.padding_sensitive and len(waves) > 1:
+            return [f for w in waves for f in self([w])]
         batch = collate(waves, self.normalize)
         x = batch["input_values"].to(self.device)
         mask = batch["attention_mask"].to(self.device)

@@ -402,7 +402,8 @@ class LanguageStore:
 
     @staticmethod
     def _model(spec: ModelSpec) -> list:
-        return [spec.name, spec.kind, spec.path, _file_stats(Path(spec.path), "*.safetensors")]
+        files = _file_stats(Path(spec.path), "*.safetensors") if spec.path else []
+        return [spec.name, spec.kind, spec.path, files]
 
     def fingerprint(self, lang_dir: Path, spec: ModelSpec) -> str:
         facts = self._facts(lang_dir) | {
@@ -446,20 +447,30 @@ class LanguageStore:
             if name in prints and entry.get("fingerprint") == prints[name]
         }
         table = stored.get("similarity")
-        table_ok = table is not None and stored.get("similarity_models") == prints
+        order = [[s.name, prints[s.name]] for s in self.task.specs]  # the first is the reference
+        table_ok = table is not None and stored.get("similarity_models") == order
         return runs, table if table_ok else None
 
     def save(self, lang: str, lang_dir: Path, runs: dict, table: dict | None) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         prints = {s.name: self.fingerprint(lang_dir, s) for s in self.task.specs}
+        try:  # other models' results stay (an evaluation of a subset must not drop them)
+            kept = json.loads((self.root / f"{lang}.json").read_text())["models"]
+            kept = (
+                {k: v for k, v in kept.items() if k not in prints} if isinstance(kept, dict) else {}
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            kept = {}
+        order = [[s.name, prints[s.name]] for s in self.task.specs]
         record = {
-            "models": {
+            "models": kept
+            | {
                 name: {"fingerprint": prints[name], "run": run}
                 for name, run in runs.items()
                 if name in prints
             },
             "similarity": table,
-            "similarity_models": prints if table is not None else None,
+            "similarity_models": order if table is not None else None,
         }
         tmp = self.root / f".{lang}.json.tmp"
         tmp.write_text(json.dumps(record) + "\n")

@@ -76,7 +76,7 @@ def export_model(encoder: transformers.PreTrainedModel, pristine, model_dir: Pat
         sampling_rate=SAMPLE_RATE,
         padding_value=0.0,
         do_normalize=True,
-        return_attention_mask=True,
+        return_attention_mask=pristine.feat_extract_norm == "layer",
     ).save_pretrained(model_dir)
     for path in model_dir.iterdir():  # readable by everyone: the directory may be shipped
         path.chmod(0o644)

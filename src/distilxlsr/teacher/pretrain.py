@@ -104,7 +104,8 @@ def check_tiers(tiers: dict[str, str | None], phone_labels: bool) -> None:
     if unheard:
         raise UserError(
             f"{', '.join(unheard)} belong(s) to the unheard tier, which no teacher may hear; "
-            "choose the languages with languages=[english,label,heard] (or codes)."
+            "choose the languages with languages=[english,label,heard] (or codes), or set "
+            "tier_protocol=false for a labelled upper bound."
         )
     unlabelled = sorted(
         lang for lang, tier in tiers.items() if tier is not None and tier not in LABEL_TIERS
@@ -179,6 +180,22 @@ class _Pretraining:
             self.unit_features,
         )
 
+    def _check_unit_source(self) -> None:
+        """Units fitted on an earlier teacher's layer label every batch with that teacher: if
+        its weights changed since the fit (say, it was trained further), resuming would train
+        towards labels that no longer match the centroids."""
+        path = self.run.file(UNITS_FILE)
+        if not path.is_file():
+            return
+        with safe_open(path, "pt") as f:
+            fitted = json.loads((f.metadata() or {}).get("info", "{}")).get("source_sha256")
+        if fitted is not None and fitted != self.unit_features.weights_sha256():
+            raise UserError(
+                f"units.source '{self.config.units.source}' is not the model the units in "
+                f"'{path}' were fitted on (its weights changed); restore it, or start a new "
+                "out=DIR."
+            )
+
     def _write_targets(self, vocab: list[str] | None, units) -> None:
         if vocab is not None and not self.run.file(PHONES_FILE).is_file():
             text = json.dumps(vocab, ensure_ascii=False)
@@ -219,6 +236,7 @@ class _Pretraining:
         if config.units.source != "logmel" and config.stage1.steps > 0:
             self.unit_features = LayerFeatures(config.units.source, config.units.layer)
             self.unit_features.load()  # a missing model or layer fails before the run starts
+            self._check_unit_source()
         saved = run.check_resumable(config, RESUMABLE_CHANGES)
         resume, resume_stage, state = _resume_point(config, run, saved)
 

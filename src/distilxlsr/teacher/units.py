@@ -4,6 +4,7 @@ teacher (stage 1, HuBERT's first or next iteration) and phone label ids of possi
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from pathlib import Path
@@ -114,6 +115,15 @@ class LayerFeatures:
             self._tap = tap
         return self._tap
 
+    def weights_sha256(self) -> str:
+        """SHA-256 over the source model's weight files: what the units were fitted on."""
+        digest = hashlib.sha256()
+        for path in sorted(Path(self.model_dir).glob("*.safetensors")):
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 22), b""):
+                    digest.update(block)
+        return digest.hexdigest()
+
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_tap": None}
 
@@ -182,6 +192,7 @@ def fit_units(
     info = {
         "clusters": clusters,
         "features": kind,
+        **({"source_sha256": features.weights_sha256()} if features is not None else {}),
         "sample_utterances": len(feats),
         "sample_seconds": round(seconds, 1),
         "frames": len(x),
@@ -242,7 +253,10 @@ class PretrainBatches(AudioBatches):
     def __getitem__(self, ref: BatchRef) -> dict:
         cuts = list(ref.cuts)
         waves = [self.load(cut, ref.epoch) for cut in cuts]
-        batch = collate(waves, self.normalize) | {"epoch": ref.epoch, "index": ref.index}
+        if ref.samples:  # static shapes: every row exactly this long, as the model sees it
+            waves = [np.pad(w[: ref.samples], (0, max(0, ref.samples - len(w)))) for w in waves]
+        batch = collate(waves, self.normalize, ref.samples)
+        batch |= {"epoch": ref.epoch, "index": ref.index}
         if self.labeler is not None:
             batch["units"] = nn.utils.rnn.pad_sequence(
                 [self.labeler(w) for w in waves], batch_first=True, padding_value=-100
