@@ -70,12 +70,14 @@ def make_corpus(data: Path, english_minutes: float, lang_minutes: float, jobs: i
 
 
 def train_teacher(
-    name: str, data: Path, out: Path, steps1: int, steps2: int, layer: int, workers: int
-) -> Path:
+    name: str, data: Path, out: Path, steps1: int, steps2: int, layer: int, workers: int,
+    batch_seconds: float,
+) -> Path:  # fmt: skip
     spec = TEACHERS[name]
     common = [
         f"data={data}",
         f"loader.num_workers={workers}",
+        f"train.batch_seconds={batch_seconds:g}",
         "split=pretrain",
         f"languages={spec['languages']}",
         f"model.family={spec['family']}",
@@ -155,6 +157,13 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=1, help="loader workers per teacher run (the config: 8)"
     )
+    parser.add_argument(
+        "--batch-seconds",
+        type=float,
+        default=60.0,
+        help="audio per step (the shipped config's 320 s is a GPU's: on 2 CPU cores it reached "
+        "23 GB and was killed)",
+    )
     parser.add_argument("--gate-only", action="store_true", help="gate the teachers made so far")
     parser.add_argument(
         "--probe-steps", type=int, help="smoke runs only: every probe this short (default: chosen)"
@@ -173,8 +182,9 @@ def main() -> None:
         model = out / name / "model"
         if not args.gate_only:
             model = train_teacher(
-                name, data, out, args.steps1, args.steps2, args.units_layer, args.workers
-            )
+                name, data, out, args.steps1, args.steps2, args.units_layer, args.workers,
+                args.batch_seconds,
+            )  # fmt: skip
         if not (model / "model.safetensors").is_file():
             continue
         record[name] = gate(name, model, data, out, args.jobs, args.probe_steps)
