@@ -78,6 +78,7 @@ def train_teacher(
         f"data={data}",
         f"loader.num_workers={workers}",
         f"train.batch_seconds={batch_seconds:g}",
+        "train.checkpoint_every=100",  # a CPU run is stopped and resumed across sittings
         "split=pretrain",
         f"languages={spec['languages']}",
         f"model.family={spec['family']}",
