@@ -22,6 +22,7 @@ from distilxlsr.data.logmel import LogMel
 from distilxlsr.errors import UserError
 from distilxlsr.models.layers import LayerTap
 from distilxlsr.models.teacher import load_model
+from distilxlsr.training.checkpoint import file_sha256
 
 # --------------------------------------------------------------------------- stage-1 units
 
@@ -116,13 +117,11 @@ class LayerFeatures:
         return self._tap
 
     def weights_sha256(self) -> str:
-        """SHA-256 over the source model's weight files: what the units were fitted on."""
-        digest = hashlib.sha256()
-        for path in sorted(Path(self.model_dir).glob("*.safetensors")):
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 22), b""):
-                    digest.update(block)
-        return digest.hexdigest()
+        """SHA-256 over the source model's weight files (name and SHA-256 of each): what the
+        units were fitted on."""
+        files = sorted(Path(self.model_dir).glob("*.safetensors"))
+        listing = "\n".join(f"{path.name} {file_sha256(path)}" for path in files)
+        return hashlib.sha256(listing.encode()).hexdigest()
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_tap": None}

@@ -70,7 +70,8 @@ REQUIRED = ("config.json", "model.safetensors", "training_state.pt", "trainer_st
 """What a resume reads, checked in checkpoints written before manifests existed."""
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
@@ -82,7 +83,7 @@ def write_manifest(directory: Path) -> None:
     """Sizes and checksums of every file of a fully written checkpoint (the last file written)."""
     directory = Path(directory)
     files = {
-        p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+        p.name: {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
         for p in sorted(directory.iterdir())
         if p.is_file() and p.name != MANIFEST
     }
@@ -107,7 +108,7 @@ def check_checkpoint(directory: Path) -> str | None:
             return f"{name} missing"
         if path.stat().st_size != size:
             return f"{name} has {path.stat().st_size} bytes, {size} written"
-        if _sha256(path) != digest:
+        if file_sha256(path) != digest:
             return f"{name} does not match its checksum"
     return None
 
