@@ -478,7 +478,7 @@ def test_results_stored_by_the_previous_version_are_adopted_but_the_floor(
     import hashlib
 
     from distilxlsr import __version__
-    from distilxlsr.evaluate.harness import _file_stats
+    from distilxlsr.evaluate.store import _file_stats
 
     out = tmp_path / "old"
     models = [f"t={teacher_dir}", "logmel"]
