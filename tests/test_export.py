@@ -4,7 +4,9 @@ on a run directory assembled by hand (no distillation needed)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import huggingface_hub
 import pytest
 import torch
 import transformers
@@ -12,7 +14,7 @@ import yaml
 
 from distilxlsr.config import load_config, save_config
 from distilxlsr.errors import UserError
-from distilxlsr.export import export_hf, find_student, model_card, student_info
+from distilxlsr.export import export_hf, find_student, model_card, push_to_hub, student_info
 from distilxlsr.models.layers import parse_layer_map
 from distilxlsr.models.student import STUDENT_INFO, StudentInfo, build_student
 from distilxlsr.training import checkpoint as ckpt
@@ -228,3 +230,177 @@ def test_unreadable_weights_of_a_model_directory_are_one_line_naming_the_file(tm
         export_hf(model_dir, tmp_path / "m")
     assert str(err.value).startswith(f"'{weights}' is not a readable safetensors file (")
     assert not (tmp_path / "m").exists()
+
+
+def test_refusals_name_the_source_and_what_to_do(run, tmp_path):
+    fresh = tmp_path / "fresh"
+    (fresh / "checkpoints").mkdir(parents=True)
+    with pytest.raises(UserError) as err:
+        find_student(fresh)
+    assert str(err.value) == (
+        f"run directory '{fresh}' has no intact checkpoint; let `distill` run until its first "
+        "checkpoint (train.checkpoint_every)."
+    )
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "model.safetensors").write_bytes(b"")  # config.json missing
+    with pytest.raises(UserError) as err:
+        find_student(half)
+    assert str(err.value) == (
+        f"'{half}' is neither a run directory (with checkpoints/) nor a Hugging Face model "
+        "directory (config.json + model.safetensors)."
+    )
+
+
+def test_a_damaged_checkpoint_given_directly_is_refused_naming_its_run(run, tmp_path):
+    older = run / "checkpoints" / "step-0000020"
+    state = older / "trainer_state.json"
+    data = state.read_bytes()
+    assert b'"step": 20' in data
+    state.write_bytes(data.replace(b'"step": 20', b'"step": 21'))  # same size, other bytes
+    with pytest.raises(UserError) as err:
+        export_hf(older, tmp_path / "out")
+    assert str(err.value) == (
+        f"checkpoint '{older}' is damaged (trainer_state.json does not match its checksum); "
+        f"export its run directory '{run}' to take the newest intact checkpoint."
+    )
+    assert not (tmp_path / "out").exists()
+    # The run itself still exports, from its newest (intact) checkpoint.
+    assert find_student(run)[0] == run / "checkpoints" / "step-0000040"
+
+
+def test_card_of_a_config_without_model_type_or_architectures(tmp_path):
+    plain = tmp_path / "plain"
+    student, _ = _student()
+    ckpt.save_model(student, student.config, plain)
+    config = json.loads((plain / "config.json").read_text())
+    del config["model_type"], config["architectures"]
+    (plain / "config.json").write_text(json.dumps(config))
+    lines = model_card(plain, None, None).splitlines()
+    assert "# DistilXLSR student (?)" in lines
+    assert "| architecture | ?, 2 layers, hidden 32 |" in lines
+
+
+def test_card_takes_the_layer_map_from_the_run_it_is_given(run, tmp_path):
+    """A model directory outside the run (say a copy of a checkpoint) with its run named."""
+    plain = tmp_path / "plain"
+    student, _ = _student()
+    ckpt.save_model(student, student.config, plain)
+    card = model_card(plain, RunDir(run), None)
+    assert "| teacher | `my/teacher` (4 layers, 1,000 parameters) |" in card.splitlines()
+    assert "| teacher |" not in model_card(plain, None, None)
+
+
+def test_a_teacher_given_as_a_local_directory_is_no_base_model(run, tmp_path):
+    init = run / "student_init"
+    StudentInfo("/data/teachers/xlsr-300m", "jump:2", [2, 4], [2, 4], 4, 1000, 520).write(init)
+    card = model_card(run / "checkpoints" / "step-0000040", RunDir(run), None)
+    meta = yaml.safe_load(card.split("---\n")[1])
+    assert "base_model" not in meta
+    assert "| teacher | `xlsr-300m` (4 layers, 1,000 parameters) |" in card.splitlines()
+
+
+def test_card_license_and_languages_from_the_run_facts(run):
+    newest = run / "checkpoints" / "step-0000040"
+    card = model_card(newest, RunDir(run), None)
+    meta = yaml.safe_load(card.split("---\n")[1])
+    assert meta["license"] == "other" and "language" not in meta
+    assert "License: the teacher's; check it before publishing this model." in card.splitlines()
+    RunDir(run).write_facts({"languages": {"sw": 0.25, "en": 1.5}, "teacher_license": None})
+    meta = yaml.safe_load(model_card(newest, RunDir(run), None).split("---\n")[1])
+    assert meta["license"] == "other"
+    RunDir(run).write_facts({"languages": {"sw": 0.25, "en": 1.5}, "teacher_license": "mit"})
+    card = model_card(newest, RunDir(run), None)
+    lines = card.splitlines()
+    meta = yaml.safe_load(card.split("---\n")[1])
+    assert meta["license"] == "mit" and meta["language"] == ["en", "sw"]
+    assert "| training data | en 1.50 h, sw 0.25 h |" in lines
+    assert "License: the teacher's; check it before publishing this model." not in lines
+    assert "distilled on en, sw speech with randomly shuffled phonemes (word level)" in card
+
+
+def test_final_loss_is_the_last_logged_one(run):
+    RunDir(run).append_metrics({"step": 50, "loss": 0.5})
+    card = model_card(run / "checkpoints" / "step-0000040", RunDir(run), None)
+    assert "| final loss | 0.5000 |" in card.splitlines()
+
+
+@pytest.mark.parametrize("named", ["checkpoint", "run", "out"])
+def test_export_picks_its_own_entry_of_a_results_file_by_path(run, tmp_path, named):
+    """An evaluation of several models: the student's entry is the one naming its checkpoint,
+    its run, or the export folder."""
+    out = tmp_path / "out"
+    path = {"checkpoint": run / "checkpoints" / "step-0000040", "run": run, "out": out}[named]
+    results = {
+        "mode": "probe",
+        "models": [
+            {"path": "teacher", "per": {"sw": 0.1}, "per_mean": 0.1},
+            {"path": str(path), "per": {"sw": 0.3}, "per_mean": 0.3},
+            {"path": "another", "per": {"sw": 0.9}, "per_mean": 0.9},
+        ],
+    }
+    results_file = tmp_path / "results.json"
+    results_file.write_text(json.dumps(results))
+    card = (export_hf(run, out, results_file) / "README.md").read_text()
+    assert "| 30.0 | 30.0 |" in card.splitlines()
+
+
+class _FakeHub:
+    """huggingface_hub.HfApi's two calls used by push_to_hub, with their real signatures,
+    recording what would be created and uploaded (no network)."""
+
+    def __init__(self, error: Exception | None = None):
+        self.error, self.calls = error, []
+
+    def create_repo(self, repo_id, *, token=None, private=None, repo_type=None, exist_ok=False):
+        if self.error is not None:
+            raise self.error
+        self.calls.append(("create_repo", repo_id, exist_ok))
+
+    def upload_folder(self, *, repo_id, folder_path, path_in_repo=None, commit_message=None):
+        files = sorted(p.name for p in Path(folder_path).iterdir())
+        self.calls.append(("upload_folder", repo_id, folder_path, files))
+
+
+def test_push_to_hub_creates_the_repository_and_uploads_the_export(run, tmp_path, monkeypatch):
+    hub = _FakeHub()
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda: hub)
+    out = export_hf(run, tmp_path / "out")
+    assert push_to_hub(out, "me/distil-student") == "https://huggingface.co/me/distil-student"
+    assert hub.calls == [
+        ("create_repo", "me/distil-student", True),
+        (
+            "upload_folder",
+            "me/distil-student",
+            str(out),
+            sorted(
+                [
+                    "README.md",
+                    "config.json",
+                    "model.safetensors",
+                    "preprocessor_config.json",
+                    STUDENT_INFO,
+                ]
+            ),
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    "error, detail",
+    [
+        (OSError("no token found\nrun huggingface-cli login"), "OSError: no token found"),
+        (ConnectionError(), "ConnectionError: no detail"),
+    ],
+)
+def test_a_failed_upload_is_one_line_naming_folder_and_repository(
+    tmp_path, monkeypatch, error, detail
+):
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda: _FakeHub(error))
+    with pytest.raises(UserError) as err:
+        push_to_hub(tmp_path, "me/student")
+    assert str(err.value) == (
+        f"could not upload '{tmp_path}' to the hub repository 'me/student' ({detail}); "
+        "check the network and `huggingface-cli login`, or upload the folder yourself."
+    )
+    assert err.value.__cause__ is None and err.value.__suppress_context__

@@ -207,3 +207,107 @@ def test_transform_probability_decides_per_cut(toy_corpus):
             # The decision is the first draw of the cut's own transform stream.
             assert zeroed == (cut_rng(0, ref.epoch, cut.id, "transform").random() < 0.5)
     assert 0 < len(seen) < total
+
+
+def test_duration_bins_hold_equal_total_duration():
+    # Cumulative shares 0.1, 0.3, 0.6, 1.0: the half-way boundary is the 3 s cut.
+    assert duration_bins([4.0, 1.0, 3.0, 2.0], 2) == [3.0]
+    assert duration_bins([4.0, 1.0, 3.0, 2.0], 1) == []
+    assert duration_bins([], 3) == [] and duration_bins([2.0], 3) == []
+    # Boundaries at the second-shortest cut are kept; only the shortest is no boundary.
+    assert duration_bins([1.0, 5.0, 5.5, 6.0], 3) == [5.0, 6.0]
+
+
+def test_batch_seconds_must_hold_the_longest_crop(toy_corpus):
+    cuts = load_cuts(toy_corpus / "en")
+    assert _plan(cuts, batch_seconds=2.0, max_seconds=2.0).batch_seconds == 2.0
+    with pytest.raises(UserError) as err:
+        _plan(cuts, batch_seconds=1.5, max_seconds=2.0)
+    assert str(err.value) == (
+        "train.batch_seconds (1.5) must be at least data.max_seconds (2), or the longest "
+        "utterances fit no batch."
+    )
+
+
+def test_an_epoch_holds_every_usable_cut_once_in_duration_buckets(toy_corpus):
+    cuts = load_cuts(toy_corpus / "en")
+    plan = _plan(cuts, max_seconds=10.0, batch_seconds=10.0, num_buckets=3)
+    assert plan.duration_bins == duration_bins([c.duration for c in plan.cuts], 3)
+    assert len(plan.duration_bins) == 2
+    batches = list(plan.epoch_sampler(0))
+    ids = [c.id for batch in batches for c in batch]
+    assert sorted(ids) == sorted(c.id for c in plan.cuts)  # nothing dropped, nothing twice
+    for batch in batches:  # lhotse puts a cut of duration d in bucket bisect_left(bins, d)
+        assert len({int(np.searchsorted(plan.duration_bins, c.duration)) for c in batch}) == 1
+
+
+def test_the_seed_decides_the_order(toy_corpus):
+    cuts = load_cuts(toy_corpus / "en")
+    orders = [
+        [
+            c.id
+            for b in _plan(cuts, max_seconds=10.0, batch_seconds=10.0, seed=s).epoch_sampler(0)
+            for c in b
+        ]
+        for s in (0, 1, 2)
+    ]
+    assert orders[1] != orders[2] and orders[0] != orders[1]
+
+
+@pytest.mark.filterwarnings("ignore:Your 'buffer_size' setting")
+def test_a_corpus_of_short_cuts_gives_one_clear_error(toy_corpus):
+    plan = _plan(load_cuts(toy_corpus / "en"), min_seconds=100.0)
+    assert plan.duration_bins == [0.0]
+    with pytest.raises(UserError, match="yield no batch"):
+        next(iter(plan))
+
+
+def test_batches_are_normalised_and_carry_their_position(toy_corpus):
+    cuts = load_cuts(toy_corpus / "en")
+    ref = next(iter(_plan(cuts)))
+    batch = AudioBatches()[ref]
+    assert (batch["epoch"], batch["index"]) == (ref.epoch, ref.index)
+    for row, n in zip(batch["input_values"], batch["attention_mask"].sum(1), strict=True):
+        real = row[: int(n)].double()
+        assert abs(real.mean().item()) < 1e-5 and real.std(unbiased=False).item() == pytest.approx(
+            1.0, abs=1e-3
+        )
+    fixed = AudioBatches()[BatchRef(ref.epoch, ref.index, ref.cuts, samples=8000)]
+    assert fixed["input_values"].shape == (len(ref.cuts), 8000)
+    assert bool(fixed["attention_mask"].all())
+
+
+def test_the_transform_stream_defaults_to_seed_0(toy_corpus):
+    ref = next(iter(_plan(load_cuts(toy_corpus / "en"))))
+    draws = []
+
+    def transform(audio, cut, rng):
+        draws.append(rng.random())
+        return audio
+
+    AudioBatches(transform=transform)[ref]
+    AudioBatches(transform=transform, seed=0)[ref]
+    n = len(ref.cuts)
+    assert len(draws) == 2 * n and draws[:n] == draws[n:]
+
+
+@pytest.mark.parametrize(
+    "error, shown",
+    [
+        (ValueError("\n  bad header\nmore"), "ValueError: bad header"),
+        (OSError(), "OSError: no detail"),
+    ],
+)
+def test_unreadable_audio_names_the_cut(toy_corpus, monkeypatch, error, shown):
+    cut = next(iter(load_cuts(toy_corpus / "en")))
+
+    def unreadable(*args):
+        raise error
+
+    monkeypatch.setattr("distilxlsr.data.loader.load_mono", unreadable)
+    with pytest.raises(UserError) as err:
+        AudioBatches().load(cut, 0)
+    assert str(err.value) == (
+        f"the audio of cut '{cut.id}' could not be read ({shown}); restore the file or run "
+        "`distilxlsr prepare` again."
+    )

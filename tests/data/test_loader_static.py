@@ -257,3 +257,27 @@ def test_the_start_up_summary_states_each_count():
         "static shapes 4 x 1 s; the crops keep 100.0% of the audio; 2 batches per epoch and "
         "process, each epoch dropping 0 cuts of partial batches"
     )
+
+
+def test_a_cut_fills_a_length_within_half_a_sample():
+    plan = _plan(duration_only_cuts(_durations()))
+    # Float sums make a 2 s cut 1.99999998 s; a whole sample short does not fill it.
+    assert plan.length_index(2.0 - 0.25 / SR) == 1
+    assert plan.length_index(2.0) == 1
+    assert plan.length_index(2.0 - 1.0 / SR) == 0
+    assert plan.length_index(1.0 - 1.0 / SR) == -1
+
+
+def test_a_cut_exactly_the_shortest_length_is_used():
+    plan = _plan(duration_only_cuts([1.0] * 12 + [0.9]), batch_seconds=4.0)
+    assert len(plan.cuts) == 12 and plan.stats.cuts == [12, 0, 0]
+
+
+def test_data_that_fill_no_batch_are_one_error():
+    with pytest.raises(UserError) as err:
+        _plan(duration_only_cuts([1.5, 2.5]), batch_seconds=12.0)
+    assert str(err.value) == (
+        "static shapes: the training data fill no whole batch per process (shapes "
+        "12 x 1 s, 6 x 2 s, 3 x 4 s; 2 cuts, 1 process(es)); "
+        "lower train.batch_seconds or add shorter data.crop_lengths."
+    )

@@ -3,12 +3,15 @@ what a killed run leaves behind and what is cleaned up, which K are kept, and th
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
 import torch
 import transformers
+from safetensors import safe_open
 
+from distilxlsr.config import load_config, save_config, to_dict
 from distilxlsr.errors import UserError
 from distilxlsr.training import checkpoint as ckpt
 from tests.conftest import tiny_model
@@ -195,3 +198,202 @@ def test_read_trainer_state(tmp_path):
 def test_names_that_are_not_checkpoints(tmp_path, name):
     _complete(tmp_path, name)
     assert ckpt.list_checkpoints(tmp_path) == []
+
+
+def test_file_sha256_is_the_digest_of_the_whole_file(tmp_path):
+    path = tmp_path / "blob.bin"
+    path.write_bytes(b"")
+    assert ckpt.file_sha256(path) == hashlib.sha256(b"").hexdigest()
+    data = bytes(range(256)) * 5
+    path.write_bytes(data)
+    assert ckpt.file_sha256(path) == hashlib.sha256(data).hexdigest()
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_manifest_lists_every_other_file_with_size_and_checksum(tmp_path):
+    (tmp_path / "b.bin").write_bytes(b"\x00\x01\x02")
+    (tmp_path / "a.json").write_bytes(b"{}\n")
+    (tmp_path / "sub").mkdir()  # not a file: not listed
+    (tmp_path / "manifest.json").write_text("an older manifest")  # never lists itself
+    ckpt.write_manifest(tmp_path)
+    a_sha, b_sha = _sha(b"{}\n"), _sha(b"\x00\x01\x02")
+    assert (tmp_path / "manifest.json").read_text() == (
+        "{\n"
+        ' "files": {\n'
+        '  "a.json": {\n'
+        '   "bytes": 3,\n'
+        f'   "sha256": "{a_sha}"\n'
+        "  },\n"
+        '  "b.bin": {\n'
+        '   "bytes": 3,\n'
+        f'   "sha256": "{b_sha}"\n'
+        "  }\n"
+        " }\n"
+        "}\n"
+    )
+    assert ckpt.check_checkpoint(tmp_path) is None
+
+
+def test_a_checkpoint_without_manifest_names_the_files_a_resume_needs(tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"w")
+    (tmp_path / "trainer_state.json").write_text("{}")
+    (tmp_path / "config.json").mkdir()  # a directory is not the file
+    assert ckpt.check_checkpoint(tmp_path) == "config.json, training_state.pt missing"
+    (tmp_path / "config.json").rmdir()
+    (tmp_path / "config.json").write_text("{}")
+    assert ckpt.check_checkpoint(tmp_path) == "training_state.pt missing"
+    (tmp_path / "training_state.pt").write_bytes(b"s")
+    assert ckpt.check_checkpoint(tmp_path) is None  # written before manifests: all there
+
+
+def test_incomplete_checkpoints_are_step_directories_without_trainer_state(tmp_path):
+    assert ckpt.incomplete_checkpoints(tmp_path) == []  # no checkpoints/ at all
+    root = tmp_path / "checkpoints"
+    _complete(tmp_path, "step-0000001")
+    (root / "step-0000003").mkdir()
+    (root / "step-0000002").mkdir()
+    (root / "step-0000002" / "model.safetensors").write_bytes(b"half")
+    (root / ".tmp-step-0000004").mkdir()  # a temporary never counts
+    (root / "best").mkdir()
+    (root / "notes.txt").write_text("a file")
+    (root / "step-0000005").write_text("a file, not a directory")
+    assert _names(ckpt.incomplete_checkpoints(tmp_path)) == ["step-0000002", "step-0000003"]
+    assert ckpt.incomplete_checkpoints(tmp_path)[0] == root / "step-0000002"
+
+
+def _intact(run, step: int):
+    path = _complete(run, ckpt.checkpoint_name(step), step=step)
+    (path / "model.safetensors").write_bytes(b"weights")
+    ckpt.write_manifest(path)
+    return path
+
+
+def test_latest_intact_checkpoint_skips_damaged_ones_with_one_warning_each(tmp_path):
+    warnings = []
+    assert ckpt.latest_intact_checkpoint(tmp_path, warn=warnings.append) is None
+    first = _intact(tmp_path, 1)
+    second = _intact(tmp_path, 2)
+    third = _intact(tmp_path, 3)
+    assert ckpt.latest_intact_checkpoint(tmp_path, warn=warnings.append) == third
+    assert warnings == []
+    (third / "model.safetensors").write_bytes(b"weightz")  # same size, other bytes
+    (second / "model.safetensors").unlink()
+    assert ckpt.latest_intact_checkpoint(tmp_path, warn=warnings.append) == first
+    assert warnings == [
+        f"warning: skipping checkpoint {third} (model.safetensors does not match its checksum); "
+        "trying the one before it.",
+        f"warning: skipping checkpoint {second} (model.safetensors missing); "
+        "trying the one before it.",
+    ]
+    (first / "manifest.json").write_text("{")
+    warnings.clear()
+    assert ckpt.latest_intact_checkpoint(tmp_path, warn=warnings.append) is None
+    assert len(warnings) == 3
+    assert warnings[-1] == (
+        f"warning: skipping checkpoint {first} (manifest.json unreadable); "
+        "trying the one before it."
+    )
+
+
+def test_pruning_leaves_a_linked_checkpoint_and_its_target_alone(tmp_path):
+    """A checkpoint the user linked in from elsewhere is never followed when old checkpoints are
+    pruned, and failing to remove it does not fail the commit of the new one."""
+    archive = tmp_path / "archive" / "kept"
+    archive.mkdir(parents=True)
+    (archive / "trainer_state.json").write_text("{}")
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "step-0000001").symlink_to(archive)
+    final = ckpt.commit(_temporary(run, 2), run, 2, keep=1)
+    assert final == run / "checkpoints" / "step-0000002" and final.is_dir()
+    assert (archive / "trainer_state.json").read_text() == "{}"
+    assert (run / "checkpoints" / "step-0000001").is_symlink()
+
+
+def test_stale_temporary_cleanup_never_follows_a_link_or_fails(tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "data.bin").write_bytes(b"keep")
+    root = tmp_path / "run" / "checkpoints"
+    root.mkdir(parents=True)
+    (root / ".tmp-step-0000001").symlink_to(outside)
+    (root / ".tmp-step-0000002").mkdir()
+    ckpt.remove_stale_temporaries(tmp_path / "run")
+    assert (outside / "data.bin").read_bytes() == b"keep"
+    assert not (root / ".tmp-step-0000002").exists()
+
+
+def test_code_needing_files_are_refused_even_if_the_environment_allows_pickles(
+    tmp_path, monkeypatch
+):
+    """TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD only changes torch.load's default: distilxlsr asks for
+    weights_only=True explicitly, so the refusal holds."""
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    torch.save({"payload": _Payload()}, tmp_path / "training_state.pt")
+    with pytest.raises(UserError, match="cannot be loaded without running code"):
+        ckpt.load_training_state(tmp_path)
+    torch.save({"payload": _Payload()}, tmp_path / "rank-0.pt")
+    with pytest.raises(UserError, match="rank-0.pt' holds objects"):
+        ckpt.load_rank_state(tmp_path, 0)
+
+
+def test_model_weights_carry_the_pytorch_format_metadata(tmp_path):
+    """Hugging Face loaders read the safetensors header's format to know the tensor layout."""
+    model = torch.nn.Linear(3, 2)
+    config = transformers.PretrainedConfig()
+    ckpt.save_model(model, config, tmp_path)
+    with safe_open(tmp_path / "model.safetensors", framework="pt") as f:
+        assert f.metadata() == {"format": "pt"}
+        assert sorted(f.keys()) == ["bias", "weight"]
+    assert (tmp_path / "config.json").is_file()
+
+
+def test_training_state_round_trip(tmp_path):
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    model(torch.ones(1, 2)).sum().backward()
+    optimizer.step()
+    state = {"optimizer": optimizer.state_dict(), "stage": 2}
+    ckpt.save_training_state(tmp_path, state)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["training_state.pt"]
+    loaded = ckpt.load_training_state(tmp_path)
+    assert loaded["stage"] == 2
+    assert loaded["optimizer"]["param_groups"] == state["optimizer"]["param_groups"]
+    exp_avg = state["optimizer"]["state"][0]["exp_avg"]
+    assert torch.equal(loaded["optimizer"]["state"][0]["exp_avg"], exp_avg)
+
+
+def test_trainer_state_is_indented_json_with_a_final_newline(tmp_path):
+    state = {"run_state": {"step": 3}, "seconds": 1.5}
+    ckpt.write_trainer_state(tmp_path, state)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trainer_state.json"]
+    assert (tmp_path / "trainer_state.json").read_text() == (
+        '{\n  "run_state": {\n    "step": 3\n  },\n  "seconds": 1.5\n}\n'
+    )
+    assert ckpt.read_trainer_state(tmp_path) == state
+
+
+def test_run_config_is_written_as_the_run_directorys_config_yaml(tmp_path):
+    config = load_config(None, ["teacher=t", "data.train=en", "train.lr=0.003"])
+    ckpt.save_run_config(tmp_path, config)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run_config.yaml"]
+    save_config(config, tmp_path / "config.yaml")
+    written = (tmp_path / "run_config.yaml").read_text()
+    assert written == (tmp_path / "config.yaml").read_text()
+    assert to_dict(load_config(tmp_path / "run_config.yaml")) == to_dict(config)
+
+
+def test_task_state_round_trip_and_absence(tmp_path):
+    assert ckpt.load_task_state(tmp_path) == {}
+    ckpt.save_task_state(tmp_path, {})  # nothing to keep: no file
+    assert list(tmp_path.iterdir()) == []
+    weight = torch.arange(6.0).reshape(2, 3).requires_grad_()
+    ckpt.save_task_state(tmp_path, {"head.weight": weight.t(), "head.bias": torch.ones(2)})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["task_state.safetensors"]
+    loaded = ckpt.load_task_state(tmp_path)
+    assert sorted(loaded) == ["head.bias", "head.weight"]
+    assert torch.equal(loaded["head.weight"], weight.detach().t())
+    assert torch.equal(loaded["head.bias"], torch.ones(2))

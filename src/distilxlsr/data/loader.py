@@ -154,11 +154,10 @@ class _Crop:
     """Crop cuts longer than `max_seconds` to a random window (so the sampler sees the cropped
     durations and batches stay full)."""
 
-    def __init__(self, max_seconds: float, seed: int, epoch: int, sample_rate: int):
+    def __init__(self, max_seconds: float, seed: int, epoch: int):
         self.max_seconds = max_seconds
         self.seed = seed
         self.epoch = epoch
-        self.sample_rate = sample_rate
 
     def __call__(self, cut: Cut) -> Cut:
         return crop_window(cut, self.max_seconds, self.seed, self.epoch)
@@ -187,7 +186,6 @@ class BatchPlan:
         min_seconds: float,
         num_buckets: int,
         seed: int,
-        sample_rate: int = SAMPLE_RATE,
         world_size: int = 1,
         rank: int = 0,
     ):
@@ -199,9 +197,7 @@ class BatchPlan:
         self.cuts = cuts.filter(_LongerThan(min_seconds))
         self.batch_seconds = batch_seconds
         self.max_seconds = max_seconds
-        self.num_buckets = num_buckets
         self.seed = seed
-        self.sample_rate = sample_rate
         self.world_size = world_size
         self.rank = rank
         self.epoch = 0
@@ -217,7 +213,7 @@ class BatchPlan:
         self.epoch, self.skip = epoch, skip
 
     def epoch_sampler(self, epoch: int) -> DynamicBucketingSampler:
-        cropped = self.cuts.map(_Crop(self.max_seconds, self.seed, epoch, self.sample_rate))
+        cropped = self.cuts.map(_Crop(self.max_seconds, self.seed, epoch))
         sampler = DynamicBucketingSampler(
             cropped,
             max_duration=self.batch_seconds,

@@ -127,10 +127,8 @@ class StaticBatchPlan(BatchPlan):
         self.cuts = usable.filter(_LongerThan(lengths[0] - self.tolerance))
         self.per_batch = [math.floor(batch_seconds / x + 1e-9) for x in lengths]
         self.samples = [round(x * sample_rate) for x in lengths]
-        self.batch_seconds = batch_seconds
         self.max_seconds = max_seconds
         self.seed = seed
-        self.sample_rate = sample_rate
         self.world_size = world_size
         self.rank = rank
         self.epoch = 0

@@ -11,6 +11,11 @@ from distilxlsr.errors import UserError
 LOSS_KINDS = ("l1_cos", "mse")
 
 
+def check_kind(kind: str) -> None:
+    if kind not in LOSS_KINDS:
+        raise UserError(f"loss.kind '{kind}' must be one of {', '.join(LOSS_KINDS)}.")
+
+
 def layer_loss(
     student: torch.Tensor,
     teacher: torch.Tensor,
@@ -19,6 +24,7 @@ def layer_loss(
     cos_weight: float = 1.0,
 ) -> torch.Tensor:
     """Loss of one layer. `student`, `teacher`: (B, T, D); `mask`: (B, T), True on real frames."""
+    check_kind(kind)
     s = student[mask].float()  # (frames, D): padding frames never enter the loss
     t = teacher[mask].float()
     if kind == "mse":
@@ -32,8 +38,7 @@ class DistillLoss:
     """Weighted mean over layers of `layer_loss`; returns the total and each layer's term."""
 
     def __init__(self, kind: str, cos_weight: float, layer_weights: list[float] | None, n: int):
-        if kind not in LOSS_KINDS:
-            raise UserError(f"loss.kind '{kind}' must be one of {', '.join(LOSS_KINDS)}.")
+        check_kind(kind)
         weights = [1.0] * n if layer_weights is None else list(layer_weights)
         if len(weights) != n:
             raise UserError(

@@ -81,7 +81,6 @@ def plan_batches(cuts, loader, optim, sample_rate: int, accelerator) -> BatchPla
         min_seconds=loader.min_seconds,
         num_buckets=loader.num_buckets,
         seed=optim.seed,
-        sample_rate=sample_rate,
         world_size=accelerator.num_processes,
         rank=accelerator.process_index,
     )
