@@ -30,3 +30,23 @@ def test_greedy_decode_merges_repeats_and_drops_blanks():
     ids = [1, 1, 0, 1, 2, 2, 0, 0, 2, 2]
     log_probs = torch.nn.functional.one_hot(torch.tensor([ids]), 3).float()
     assert greedy_decode(log_probs, torch.tensor([8])) == [[1, 1, 2]]
+
+
+def test_a_single_reference_phone_is_enough():
+    assert phone_error_rate([["a"]], [["b", "a"]]) == 1.0
+    assert phone_error_rate([["a"], []], [["a"], ["x"]]) == 1.0
+
+
+def test_bad_inputs_are_named():
+    with pytest.raises(ValueError) as err:
+        phone_error_rate([["a"]], [])
+    assert str(err.value) == "references and hypotheses differ in number"
+    with pytest.raises(ValueError) as err:
+        phone_error_rate([[], []], [["a"], []])
+    assert str(err.value) == "no reference phones"
+
+
+def test_greedy_decode_needs_one_length_per_row():
+    log_probs = torch.zeros(2, 3, 4)
+    with pytest.raises(ValueError):
+        greedy_decode(log_probs, torch.tensor([3]))
