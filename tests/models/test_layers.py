@@ -120,3 +120,38 @@ def test_truncated_teacher_keeps_its_representations():
         assert len(model.encoder.layers) == 2
         cut, _ = tap(x, mask, [2])
     torch.testing.assert_close(full[0], cut[0])
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("list:", "layer map 'list:' names no layers."),
+        ("list:1,3,3", "layer map 'list:1,3,3': layer 3 appears more than once."),
+        ("jump:x", "layer map 'jump:x': 'x' is not an integer."),
+        ("random:0", "layer map 'random:0': the number must be at least 1."),
+        ("list:1:2", "layer map 'list:1:2': '1:2' is not a list of integers."),
+        ("jump", "layer map 'jump' is not one of jump:K, first:N, random:N or list:i,j,...."),
+    ],
+)
+def test_layer_map_errors_word_for_word(spec, message):
+    with pytest.raises(UserError) as err:
+        parse_layer_map(spec, 8)
+    assert str(err.value) == message
+
+
+def test_one_layer_maps():
+    assert parse_layer_map("first:1", 8).init == (1,)
+    assert parse_layer_map("random:1", 8).init == (None,)
+
+
+def test_keeping_every_layer_leaves_the_tap_as_it_was():
+    model = tiny_model("wav2vec2", pre_ln=True)
+    tap = LayerTap(model)
+    keys = set(tap.state_dict())
+    tap.drop_layers_after(len(model.encoder.layers))
+    assert set(tap.state_dict()) == keys
+    tap.drop_layers_after(2)
+    assert {k for k in tap.state_dict() if k.startswith("top_norm.")} == {
+        "top_norm.weight",
+        "top_norm.bias",
+    }
