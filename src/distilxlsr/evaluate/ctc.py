@@ -17,6 +17,7 @@ from torch import nn
 from distilxlsr.data.loader import collate
 from distilxlsr.evaluate.per import greedy_decode
 from distilxlsr.models.frames import frame_lengths
+from distilxlsr.rng import numpy_global_rng
 
 
 @dataclass
@@ -229,7 +230,9 @@ def finetune(
     generator = torch.Generator().manual_seed(config.seed)
     head_only = int(config.head_only_fraction * config.steps)
     loss = torch.tensor(float("nan"))
-    with torch.random.fork_rng(devices=[]):
+    # SpecAugment's masks come from numpy's global RNG (transformers): seeded too, so that a
+    # fine-tuning run is a function of config.seed alone.
+    with torch.random.fork_rng(devices=[]), numpy_global_rng(config.seed):
         torch.manual_seed(config.seed)
         for step in range(config.steps):
             for p in body:

@@ -4,7 +4,6 @@ pretraining")."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 import transformers
@@ -13,6 +12,7 @@ from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices
 
 from distilxlsr.conventions import frames_of
 from distilxlsr.models.frames import frame_lengths
+from distilxlsr.rng import numpy_global_rng
 from distilxlsr.training.loop import Task
 
 
@@ -24,14 +24,10 @@ def span_mask(
     real = torch.arange(frames)[None, :] < lengths.cpu()[:, None]
     if prob <= 0 or length > frames:
         return torch.zeros_like(real)
-    saved = np.random.get_state()  # HF draws from numpy's global RNG: seed it for this call only
-    try:
-        np.random.seed([int(s) for s in seed])
+    with numpy_global_rng(seed):  # HF draws from numpy's global RNG
         mask = _compute_mask_indices(
             (len(lengths), frames), prob, length, attention_mask=real.long(), min_masks=1
         )
-    finally:
-        np.random.set_state(saved)
     return torch.from_numpy(mask) & real
 
 

@@ -1,0 +1,115 @@
+"""Re-test the mutants a `make mutation` run did not kill (survived, no tests, timeout) against
+the tests as they are now, without a new full run (an hour of both cores here).
+
+    python benchmarks/mutation_recheck.py [--mutants mutants] [--jobs 2] [--limit 120]
+
+Why: mutmut copies the tests when its run starts and, on a busy machine, calls a mutant whose
+tests ran slowly a timeout. After new tests are written, only the mutants left over need
+testing again. Each one runs its module's test files (MODULE_TESTS, the same files as
+`pytest_add_cli_args_test_selection` in pyproject.toml) from mutmut's mutated tree with
+MUTANT_UNDER_TEST set, stopping at the first failure. The current tests/ are copied into the
+tree first. Verdicts go to `<mutants>/recheck.json` ({name: "killed" | "survived" | "timeout"}),
+which `mutation_report.py` folds in. A mutated module whose source changed since the run is
+rechecked against its old mutants: run `make mutation` again for exact figures on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from mutation_report import read, status  # noqa: E402
+
+COMPILE_TEST = "tests/models/test_taps.py::test_tap_compiles_as_one_graph"
+MODULE_TESTS = {
+    "models/layers.py": ["tests/models/test_layers.py", "tests/models/test_taps.py"],
+    "models/student.py": ["tests/models/test_student.py"],
+    "distill/losses.py": [
+        "tests/distill/test_losses.py",
+        "tests/distill/test_train.py::test_distiller_pairs_student_layer_i_with_target_i",
+    ],
+    "training/checkpoint.py": ["tests/training/test_checkpoint.py"],
+    "data/shuffle.py": ["tests/data/test_shuffle.py"],
+    "data/loader.py": [
+        "tests/data/test_loader.py",
+        "tests/data/test_scan_cuts.py",
+        "tests/data/test_manifest_errors.py",
+        "tests/data/test_loader_static.py",
+    ],
+    "data/static.py": ["tests/data/test_loader_static.py"],
+    "evaluate/per.py": ["tests/evaluate/test_per.py"],
+    "evaluate/ctc.py": [
+        "tests/evaluate/test_ctc.py",
+        "tests/evaluate/test_harness.py::test_probe_learns",
+        "tests/evaluate/test_harness.py::"
+        "test_finetuning_keeps_the_cnn_frozen_and_trains_head_then_body",
+    ],
+    "export.py": ["tests/test_export.py"],
+}
+
+
+def tests_for(module: str) -> list[str]:
+    for suffix, files in MODULE_TESTS.items():
+        if module.endswith(suffix):
+            return files
+    raise SystemExit(f"no test files listed for {module} in MODULE_TESTS")
+
+
+def verdict(tree: Path, name: str, tests: list[str], limit: float) -> str:
+    env = dict(os.environ, MUTANT_UNDER_TEST=name, PYTHONPATH="src", OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
+    command += ["--deselect", COMPILE_TEST, *tests]
+    try:
+        done = subprocess.run(command, cwd=tree, env=env, capture_output=True, timeout=limit)
+    except subprocess.TimeoutExpired:
+        return "timeout"
+    return "survived" if done.returncode == 0 else "killed"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mutants", default="mutants", help="mutmut's scratch directory")
+    parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once")
+    parser.add_argument("--limit", type=float, default=120.0, help="seconds per mutant")
+    args = parser.parse_args(argv)
+    tree = Path(args.mutants)
+    results = read(tree)
+    if not results:
+        print(f"no mutmut results under {tree}/; run `make mutation` first")
+        return 1
+    shutil.copytree("tests", tree / "tests", dirs_exist_ok=True)
+    todo = [
+        (name, tests_for(module))
+        for module, codes in results.items()
+        for name, code in codes.items()
+        if status(code) in ("survived", "no tests", "timeout")
+    ]
+    out = tree / "recheck.json"
+    found = json.loads(out.read_text()) if out.is_file() else {}
+    print(f"rechecking {len(todo)} mutants with {args.jobs} process(es)", flush=True)
+
+    def one(item):
+        name, tests = item
+        return name, verdict(tree, name, tests, args.limit)
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for i, (name, result) in enumerate(pool.map(one, todo), 1):
+            found[name] = result
+            out.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
+            print(f"[{i}/{len(todo)}] {result}: {name}", flush=True)
+    counts = {
+        v: sum(1 for n, _ in todo if found[n] == v) for v in ("killed", "survived", "timeout")
+    }
+    print(f"recheck: {counts}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
