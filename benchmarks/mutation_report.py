@@ -7,7 +7,9 @@ Reads the `.meta` files mutmut 3 writes beside each mutated module under `mutant
 a test failed; timeout: the tests ran out of CPU time (an endless loop, or a loaded machine: not
 counted as killed); survived: every test that reaches the mutated function passed; no tests: no
 selected test reaches it; not checked: the run stopped first. The score is killed / total. With
-`--min`, exits with status 1 when a module scores below it.
+`--min`, exits with status 1 when a module scores below it. Verdicts that
+`benchmarks/mutation_recheck.py` wrote (`<mutants>/recheck.json`: the run's leftovers tested
+again against newer tests) replace the run's own, unless `--run-only`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ KILLED = {1, 3}  # a test failed (3: pytest's internal error, which mutmut also 
 TIMEOUT = {24, -24, 36, 152, 255}  # SIGXCPU or mutmut's own limit
 SURVIVED = {0}
 NO_TESTS = {5, 33}
+RECHECK_CODE = {"killed": 1, "survived": 0, "timeout": 24}  # mutation_recheck.py's verdicts
 
 
 def status(code: int | None) -> str:
@@ -54,11 +57,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mutants", default="mutants", help="mutmut's scratch directory")
     parser.add_argument("--min", type=float, default=None, help="fail below this %% killed")
     parser.add_argument("--diffs", action="store_true", help="print each survivor's diff")
+    parser.add_argument(
+        "--run-only", action="store_true", help="ignore recheck.json (the run's own verdicts)"
+    )
     args = parser.parse_args(argv)
     results = read(Path(args.mutants))
     if not results:
         print(f"no mutmut results under {args.mutants}/; run `make mutation` first")
         return 1
+    rechecked = Path(args.mutants) / "recheck.json"
+    if rechecked.is_file() and not args.run_only:
+        verdicts = json.loads(rechecked.read_text())
+        for codes in results.values():
+            for name in codes.keys() & verdicts.keys():
+                codes[name] = RECHECK_CODE[verdicts[name]]
+        print(f"({len(verdicts)} verdicts from `benchmarks/mutation_recheck.py`, {rechecked})\n")
     print("| module | killed | total | % killed | timeout | survived | no tests | not checked |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     low = []
