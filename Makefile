@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint format clean reproduce-mini mutation
+.PHONY: setup demo test lint format clean reproduce-mini mutation mutation-recheck
 
 setup: $(STAMP)
 
@@ -33,6 +33,11 @@ MUTATION_JOBS ?= 2
 mutation: setup
 	rm -rf mutants
 	OMP_NUM_THREADS=1 nice -n 10 $(BIN)/mutmut run --max-children $(MUTATION_JOBS)
+	$(BIN)/python benchmarks/mutation_report.py --min 85
+
+# After new tests: re-test only the mutants the last run left (survived, no tests, timeout).
+mutation-recheck: setup
+	nice -n 10 $(BIN)/python benchmarks/mutation_recheck.py --jobs $(MUTATION_JOBS)
 	$(BIN)/python benchmarks/mutation_report.py --min 85
 
 lint: setup

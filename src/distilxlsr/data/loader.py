@@ -236,13 +236,13 @@ class BatchPlan:
     def __iter__(self) -> Iterator[BatchRef]:
         epoch, skip = self.epoch, self.skip
         while True:
-            count = 0
+            empty = True
             for index, (batch, samples) in enumerate(self.epoch_batches(epoch)):
-                count += 1
+                empty = False
                 if index < skip:
                     continue  # resuming: fast-forward over consumed batches (no audio read)
                 yield BatchRef(epoch, index, batch, samples)
-            if count == 0:
+            if empty:
                 raise UserError(
                     "the training data yield no batch; check data.train and data.min_seconds."
                 )
