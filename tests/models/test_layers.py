@@ -155,3 +155,44 @@ def test_keeping_every_layer_leaves_the_tap_as_it_was():
         "top_norm.weight",
         "top_norm.bias",
     }
+
+
+def test_an_unknown_representation_is_one_error():
+    with pytest.raises(UserError) as err:
+        LayerTap(tiny_model("wav2vec2"), "raw")
+    assert str(err.value) == "student.representation 'raw' must be 'auto' or 'residual'."
+
+
+@pytest.mark.parametrize("pre_ln", [True, False])
+def test_asking_for_a_layer_that_layerdrop_dropped_is_one_error(pre_ln):
+    model = tiny_model("wav2vec2", pre_ln=pre_ln)
+    model.config.layerdrop = 1.0  # every layer dropped in training
+    model.train()
+    x, mask = _batch()
+    with pytest.raises(RuntimeError) as err:
+        LayerTap(model, explicit=True)(x, mask, [2])
+    assert str(err.value) == (
+        "layer 2 was dropped by layerdrop: it has no output this pass (set layerdrop=0 to tap "
+        "every layer)"
+    )
+
+
+def test_without_an_attention_mask_every_frame_is_real():
+    model = tiny_model("wav2vec2")
+    x, _ = _batch()
+    with torch.no_grad():
+        reps, frames = LayerTap(model)(x, None, [2])
+    assert frames.shape == reps[0].shape[:2] and frames.dtype == torch.bool and bool(frames.all())
+
+
+def test_a_checkpointed_cnn_gives_the_same_features():
+    model = tiny_model("wav2vec2")
+    x, mask = _batch()
+    with torch.no_grad():
+        plain, _ = LayerTap(model, explicit=True)(x, mask, [0, 2])
+        enable = getattr(model, "activation_checkpointing_enable", None)
+        (enable or model.gradient_checkpointing_enable)()
+        assert all(layer.gradient_checkpointing for layer in model.feature_extractor.conv_layers)
+        checkpointed, _ = LayerTap(model, explicit=True)(x, mask, [0, 2])
+    for a, b in zip(plain, checkpointed, strict=True):
+        torch.testing.assert_close(a, b)
