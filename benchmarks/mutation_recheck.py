@@ -9,7 +9,8 @@ testing again. Each one runs its module's test files (MODULE_TESTS, the same fil
 `pytest_add_cli_args_test_selection` in pyproject.toml) from mutmut's mutated tree with
 MUTANT_UNDER_TEST set, stopping at the first failure. The current tests/ are copied into the
 tree first. Verdicts go to `<mutants>/recheck.json` ({name: "killed" | "survived" | "timeout"}),
-which `mutation_report.py` folds in. A mutated module whose source changed since the run is
+which `mutation_report.py` folds in; a stopped recheck resumes (`--again`: start over).
+A mutated module whose source changed since the run is
 rechecked against its old mutants: run `make mutation` again for exact figures on it.
 """
 
@@ -78,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mutants", default="mutants", help="mutmut's scratch directory")
     parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once")
     parser.add_argument("--limit", type=float, default=120.0, help="seconds per mutant")
+    parser.add_argument(
+        "--again", action="store_true", help="forget earlier verdicts (default: resume)"
+    )
     args = parser.parse_args(argv)
     tree = Path(args.mutants)
     results = read(tree)
@@ -85,14 +89,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no mutmut results under {tree}/; run `make mutation` first")
         return 1
     shutil.copytree("tests", tree / "tests", dirs_exist_ok=True)
+    out = tree / "recheck.json"
+    found = json.loads(out.read_text()) if out.is_file() and not args.again else {}
     todo = [
         (name, tests_for(module))
         for module, codes in results.items()
         for name, code in codes.items()
-        if status(code) in ("survived", "no tests", "timeout")
+        if status(code) in ("survived", "no tests", "timeout") and name not in found
     ]
-    out = tree / "recheck.json"
-    found = json.loads(out.read_text()) if out.is_file() else {}
     print(f"rechecking {len(todo)} mutants with {args.jobs} process(es)", flush=True)
 
     def one(item):
