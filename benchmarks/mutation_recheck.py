@@ -1,7 +1,7 @@
 """Re-test the mutants a `make mutation` run did not kill (survived, no tests, timeout) against
 the tests as they are now, without a new full run (an hour of both cores here).
 
-    python benchmarks/mutation_recheck.py [--mutants mutants] [--jobs 2] [--limit 120]
+    python benchmarks/mutation_recheck.py [--mutants mutants] [--jobs 2] [--limit 120] [--only RE]
 
 Why: mutmut copies the tests when its run starts and, on a busy machine, calls a mutant whose
 tests ran slowly a timeout. After new tests are written, only the mutants left over need
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -82,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--again", action="store_true", help="forget earlier verdicts (default: resume)"
     )
+    parser.add_argument(
+        "--only", default="", help="re-test the leftovers whose names match this regex"
+    )
     args = parser.parse_args(argv)
     tree = Path(args.mutants)
     results = read(tree)
@@ -95,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         (name, tests_for(module))
         for module, codes in results.items()
         for name, code in codes.items()
-        if status(code) in ("survived", "no tests", "timeout") and name not in found
+        if status(code) in ("survived", "no tests", "timeout")
+        and (re.search(args.only, name) if args.only else name not in found)
     ]
     print(f"rechecking {len(todo)} mutants with {args.jobs} process(es)", flush=True)
 
@@ -111,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     counts = {
         v: sum(1 for n, _ in todo if found[n] == v) for v in ("killed", "survived", "timeout")
     }
-    print(f"recheck: {counts}")
+    every = {v: sum(1 for x in found.values() if x == v) for v in counts}
+    print(f"this recheck: {counts}; all verdicts in {out}: {every}")
     return 0
 
 

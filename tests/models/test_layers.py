@@ -196,3 +196,27 @@ def test_a_checkpointed_cnn_gives_the_same_features():
         checkpointed, _ = LayerTap(model, explicit=True)(x, mask, [0, 2])
     for a, b in zip(plain, checkpointed, strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_a_map_records_its_spec_and_teacher_depth():
+    layer_map = parse_layer_map("first:8", 8)
+    assert (layer_map.spec, layer_map.teacher_layers, layer_map.init) == (
+        "first:8",
+        8,
+        tuple(range(1, 9)),
+    )
+
+
+@pytest.mark.parametrize(
+    "targets, message",
+    [
+        ("list", "student.targets 'list' must be 'auto' or list:i,j,... ."),
+        ("every:2", "student.targets 'every:2' must be 'auto' or list:i,j,... ."),
+        ("list:1:2", "layer map 'list:1:2': '1:2' is not a list of integers."),
+        ("list:3,3", "layer map 'list:3,3': layer 3 appears more than once."),
+    ],
+)
+def test_target_errors_word_for_word(targets, message):
+    with pytest.raises(UserError) as err:
+        parse_layer_map("first:2", 8, targets)
+    assert str(err.value) == message

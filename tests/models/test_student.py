@@ -152,3 +152,11 @@ def test_build_student_defaults_to_seed_0_and_refuses_a_map_of_another_depth():
     with pytest.raises(ValueError) as err:
         build_student(teacher, parse_layer_map("jump:2", 6))
     assert str(err.value) == "layer map was parsed for a teacher of another depth"
+
+
+def test_a_bf16_teacher_gets_a_bf16_student():
+    teacher = tiny_model("wav2vec2").to(torch.bfloat16)
+    student = build_student(teacher, parse_layer_map("jump:2", 4))
+    assert {p.dtype for p in student.parameters()} == {torch.bfloat16}
+    layer = student.encoder.layers[0].feed_forward.output_dense.weight
+    assert torch.equal(layer, teacher.encoder.layers[1].feed_forward.output_dense.weight)
