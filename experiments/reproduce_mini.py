@@ -1,334 +1,854 @@
-"""The paper's claims in miniature (`make reproduce-mini`): the shipped teacher and six students,
-each distilled on synthetic English and probed on the 15 evaluation languages, over 3 seeds.
+"""Replication v2 (`make reproduce-mini`): the paper's three claims measured with label-free
+teachers on corpus v2, per tier, with confidence intervals.
 
-Variants: the method (jump:2 + utterance shuffling); jump:2 without shuffling; jump:2 with word
-shuffling; jump:2 with alignment-free segment shuffling; first:4 + shuffling; random:4 +
-shuffling. Every run's result is written to docs/replication/runs/<variant>-s<seed>.json as soon
-as it exists, and existing results are skipped, so the experiment can be continued (also in a
-later session: the results are small and committed). The report is docs/replication.md; a
-hand-written docs/replication-discussion.md, if present, is appended to it as its discussion.
+Teachers (experiments/label_free_teachers.py; none read a label): T1 (XLS-R's architecture,
+English + `label` + `heard` tiers), T2 (HuBERT's architecture, English + `label` tier) and T-EN
+(XLS-R's architecture, English only). For each seed s, English training speech is drawn anew
+(synthetic, seed s) and every student is distilled from it with student seed s:
 
-    python experiments/reproduce_mini.py [--seeds 0,1,2] [--variants method,no-shuffle,...]
+- T1 and T2: the method (jump:2 + utterance shuffle), no shuffle, segment shuffle, first:N and
+  random:N + utterance shuffle (N = half the teacher's layers);
+- T-EN: the method and no shuffle.
+
+Then one evaluation per seed on corpus v2's `test` split of all 15 languages (probes trained on
+each language's `train` split, probe seed s, settings chosen on `dev`: docs/probe_selection.json):
+every teacher, log-mel and every student. Fine-tuning (`--mode finetune`) on the `unheard` tier:
+T1, its method student and its no-shuffle student. Each model's per-utterance edit counts are
+saved as soon as they exist (docs/replication/runs/<model>-s<seed>.json, fine-tuning under
+docs/replication/finetune/), so the experiment resumes where it stopped, also in a later
+session. The statistics pair models by seed and by test utterance and resample both
+(evaluate/stats.py). The report: docs/replication.md and docs/replication/summary.json.
+
+    python experiments/reproduce_mini.py [--seeds 0,1,2] [--teachers T1,T2,T-EN]
     python experiments/reproduce_mini.py --report-only     (the report from the results so far)
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from distilxlsr import tune_malloc
-from distilxlsr.demo import (
-    EVAL_LANGS,
-    FULL,
-    demo_distill_config,
-    shipped_teacher,
-    synthesize_demo_corpus,
-)
+from distilxlsr.data.synthetic import TIERS, synthesize_corpus
+from distilxlsr.demo import FULL, demo_distill_config
 from distilxlsr.distill.train import distill
-from distilxlsr.evaluate.ctc import ProbeConfig
+from distilxlsr.evaluate.ctc import FLOOR_PROBE, FinetuneConfig, ProbeConfig
 from distilxlsr.evaluate.harness import evaluate
+from distilxlsr.evaluate.stats import (
+    LEVEL,
+    bootstrap_per,
+    interval,
+    paired_comparisons,
+    statistics,
+)
 from distilxlsr.export import export_hf
 
-
-@dataclass(frozen=True)
-class Variant:
-    layers: str
-    shuffle: str
-    steps: int | None = None  # None: the demo's distillation length (or --steps)
-
-
+# Layer maps are given for an 8-layer teacher (the label-free teachers): N = 4.
 VARIANTS = {
-    "method": Variant("jump:2", "utterance"),
-    "no-shuffle": Variant("jump:2", "none"),
-    "word-shuffle": Variant("jump:2", "word"),
-    "segment-shuffle": Variant("jump:2", "segment"),
-    "first4": Variant("first:4", "utterance"),
-    "random4": Variant("random:4", "utterance"),
+    "method": ("jump:2", "utterance"),
+    "no-shuffle": ("jump:2", "none"),
+    "segment-shuffle": ("jump:2", "segment"),
+    "first4": ("first:4", "utterance"),
+    "random4": ("random:4", "utterance"),
 }
-# Not run by default (`--variants method-3000`): the method distilled 10x longer, to see how much
-# of the gap to the teacher is the demo's short distillation. Reported in its own section.
-LONGER_RUNS = {"method-3000": Variant("jump:2", "utterance", steps=3000)}
-RUNNABLE = {**VARIANTS, **LONGER_RUNS}
+STUDENTS = {"T1": list(VARIANTS), "T2": list(VARIANTS), "T-EN": ["method", "no-shuffle"]}
+FINETUNED = {"T1": ["T1", "T1-method", "T1-no-shuffle"]}
+FINETUNE_TIER = "unheard"
+TIER_ORDER = ("label", "heard", "unheard", "all")
+
+# The verdict thresholds (the issue's targets for the method's student on the unheard tier).
+KEEPS_GAIN = 0.90  # gain retained, point estimate
+KEEPS_GAIN_LOWER = 0.85  # and the lower end of its 95% interval
+REL_GAP_TARGET = 0.10
+PARAMS_TARGET = 0.55
+ALPHA = 1 - LEVEL
 
 
-def recorded_steps(record: dict) -> int:
-    """A result's distillation steps (0 for the teacher); results written before the count was
-    recorded are the demo's length."""
-    return record.get("steps", 0 if record["variant"] == "teacher" else FULL.distill_steps)
+@dataclass
+class Plan:
+    data: Path
+    work: Path
+    results: Path
+    teachers: dict[str, Path]
+    seeds: list[int]
+    steps: int = FULL.distill_steps
+    english_minutes: float = FULL.english_minutes
+    jobs: int = 2
+    langs: list[str] | None = None
+    probe: ProbeConfig | None = None
+    floor_probe: ProbeConfig | None = None
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    finetune_seeds: list[int] = field(default_factory=lambda: [0])
 
 
-def run_one(name: str, seed: int, data: Path, work: Path, results_dir: Path, steps: int) -> dict:
-    path = results_dir / f"{name}-s{seed}.json"
-    variant = RUNNABLE.get(name)
-    steps = 0 if variant is None else variant.steps or steps
-    if path.is_file():
-        done = json.loads(path.read_text())
-        done_steps = recorded_steps(done)
-        if done_steps != steps:
-            raise SystemExit(
-                f"{path} holds a {done_steps}-step run, not {steps}: "
-                "use another --results (and --work) directory for other step counts"
-            )
-        return done
-    teacher = shipped_teacher()
+def model_names(teachers: list[str]) -> list[str]:
+    """Every evaluated model: the teachers, log-mel, then each teacher's students."""
+    students = [f"{t}-{v}" for t in teachers for v in STUDENTS.get(t, [])]
+    return [*teachers, "logmel", *students]
+
+
+def english(plan: Plan, seed: int) -> Path:
+    """Seed `seed`'s draw of synthetic English (reused when already written)."""
+    out = plan.work / f"english-s{seed}"
+    synthesize_corpus(out, ["en"], plan.english_minutes, "train", seed=seed, jobs=plan.jobs)
+    return out
+
+
+def student(plan: Plan, teacher: str, variant: str, seed: int) -> Path:
+    """Distil (resuming a stopped run) and export one student."""
+    out = plan.work / "students" / f"{teacher}-{variant}-s{seed}"
+    if (out / "config.json").is_file():
+        return out
+    layers, shuffle = VARIANTS[variant]
+    run_dir = plan.work / "runs" / f"{teacher}-{variant}-s{seed}"
     start = time.perf_counter()
-    if variant is None:  # the teacher
-        model = str(teacher)
-    else:
-        run_dir = work / f"{name}-s{seed}"
-        config = demo_distill_config(
-            teacher, data, run_dir, steps, variant.layers, variant.shuffle, seed
-        )
-        distill(config)
-        model = str(export_hf(run_dir, work / f"{name}-s{seed}-student"))
-    # Layer similarity (CKA) needs the teacher's features beside the student's: for the method.
-    similarity = name == "method" or name in LONGER_RUNS
-    models = [str(teacher), model] if similarity else [model]
+    config = demo_distill_config(
+        plan.teachers[teacher], english(plan, seed), run_dir, plan.steps, layers, shuffle, seed
+    )
+    distill(config)
+    export_hf(run_dir, out)
+    seconds = time.perf_counter() - start
+    (out / "distill_seconds.json").write_text(json.dumps({"seconds": seconds}) + "\n")
+    print(f"{teacher}-{variant}-s{seed}: distilled in {seconds:.0f} s", flush=True)
+    return out
+
+
+def record_path(results: Path, name: str, seed: int) -> Path:
+    return results / f"{name}-s{seed}.json"
+
+
+def make_record(results: dict, name: str, seed: int, extra: dict) -> dict:
+    """One model's evaluation at one seed, with what the statistics need: per language its PER,
+    tier, reference phone counts and edit counts per test utterance (ids as a digest)."""
+    row = next(m for m in results["models"] if m["name"] == name)
+    tiers = {lang: tier for tier, langs in results["tiers"].items() for lang in langs}
+    languages = {}
+    for lang in results["languages"]:
+        run = row["details"][lang]
+        ids = "\n".join(u["id"] for u in run["utterances"])
+        languages[lang] = {
+            "tier": tiers.get(lang),
+            "per": row["per"][lang],
+            "ids_sha256": hashlib.sha256(ids.encode()).hexdigest(),
+            "phones": [u["phones"] for u in run["utterances"]],
+            "edits": [u["edits"][0] for u in run["utterances"]],
+            "seconds": sum(run["seconds"]) + run.get("feature_seconds", 0.0),
+        }
+    return {
+        "name": name,
+        "seed": seed,
+        "mode": results["mode"],
+        "split": results["split"],
+        "params": row["params"],
+        "per_mean": row["per_mean"],
+        "config": results["config"] if name != "logmel" else results.get("floor_config"),
+        **extra,
+        "languages": languages,
+    }
+
+
+def evaluate_seed(plan: Plan, seed: int, names: list[str], paths: dict[str, Path]) -> None:
+    """Evaluate every model missing a record at this seed (models already evaluated in the
+    seed's work directory with the same settings are reused by the harness), then save."""
+    missing = [n for n in names if not record_path(plan.results, n, seed).is_file()]
+    if not missing:
+        return
+    models = [f"{n}={paths[n]}" if n != "logmel" else "logmel" for n in names]
     results = evaluate(
         models,
-        str(data),
-        str(work / f"eval-{name}-s{seed}"),
-        mode="probe",
-        langs=EVAL_LANGS,
+        str(plan.data),
+        str(plan.work / f"eval-s{seed}"),
+        split="test",
+        langs=plan.langs,
         seeds=[seed],
-        probe=ProbeConfig(seed=seed),
-        similarity=similarity,
+        probe=plan.probe,
+        floor_probe=plan.floor_probe,
+        jobs=plan.jobs,
     )
-    row = results["models"][-1]
-    record = {
-        "variant": name,
-        "seed": seed,
-        "params": row["params"],
-        "per": row["per"],
-        "per_mean": row["per_mean"],
-        "train_per_mean": row["train_per_mean"],
-        "steps": steps,
-        "similarity": {
-            lang: t.get(Path(model).name) for lang, t in results.get("similarity", {}).items()
-        },
-        "seconds": time.perf_counter() - start,
-    }
-    results_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    return record
+    plan.results.mkdir(parents=True, exist_ok=True)
+    for name in missing:
+        extra = {"teacher": teacher_of(name), "variant": variant_of(name)}
+        if extra["variant"] not in ("teacher", "logmel"):
+            extra["steps"] = plan.steps
+            timing = paths[name] / "distill_seconds.json"
+            if timing.is_file():
+                extra["distill_seconds"] = json.loads(timing.read_text())["seconds"]
+        record = make_record(results, name, seed, extra)
+        record_path(plan.results, name, seed).write_text(json.dumps(record) + "\n")
+        print(f"{name} seed {seed}: mean test PER {100 * record['per_mean']:.2f}%", flush=True)
 
 
-def relative_gap(records: list[dict], teacher_mean: float) -> float:
-    return float(np.mean([r["per_mean"] for r in records]) / teacher_mean - 1)
-
-
-def headline(by: dict, teacher_mean: float) -> list[str]:
-    """The issue's two targets, checked on what has been measured."""
-    if "method" not in by:
-        return ["The method has not been run yet."]
-    method = by["method"]
-    ratio = method[0]["params"] / by["teacher"][0]["params"]
-    gap = relative_gap(method, teacher_mean)
-    return [
-        "Targets: student parameters ≤ 55% of the teacher's — "
-        f"{100 * ratio:.1f}% ({'met' if ratio <= 0.55 else 'missed'}); the method's mean PER "
-        f"within 10% (relative) of the teacher's — {100 * gap:+.1f}% "
-        f"({'met' if gap <= 0.10 else 'missed'}); the authors' student was 19.9% worse than "
-        f"XLSR-53 ({'beaten' if gap < 0.199 else 'not beaten'}).",
-    ]
-
-
-def similarity_by_layer(records: list[dict]) -> list[tuple[int, float]]:
-    """(teacher layer, mean CKA) per student layer, over languages and seeds."""
-    tables = [t for r in records for t in r.get("similarity", {}).values() if t]
-    if not tables:
-        return []
-    cka = np.mean([t["cka"] for t in tables], axis=0)
-    return list(zip(tables[0]["targets"], cka.tolist(), strict=True))
-
-
-def paired_section(by: dict) -> list[str]:
-    """Each student variant against the method on the seeds both have: the seed fixes the probe's
-    initialisation and the test sets, so paired differences are less noisy than the means."""
-    if "method" not in by:
-        return []
-    method = {r["seed"]: r for r in by["method"]}
-    lines = [
-        "",
-        "Against the method, paired by seed (variant minus method, PER points; negative = the",
-        "variant is better); languages compared on their mean over the paired seeds:",
-        "",
-        "| variant | difference | per seed | better at seeds | languages better / worse |",
-        "| --- | ---: | --- | ---: | ---: |",
-    ]
-    for name, rs in by.items():
-        pairs = [(r, method[r["seed"]]) for r in rs if r["seed"] in method]
-        if name in ("teacher", "method") or not pairs:
+def finetune_seed(plan: Plan, seed: int, paths: dict[str, Path]) -> None:
+    for teacher, names in FINETUNED.items():
+        names = [n for n in names if n in paths]
+        finetuned = plan.results.parent / "finetune"
+        if teacher not in paths or all(record_path(finetuned, n, seed).is_file() for n in names):
             continue
-        diffs = [100 * (r["per_mean"] - m["per_mean"]) for r, m in pairs]
-        per_lang = {
-            lang: np.mean([r["per"][lang] - m["per"][lang] for r, m in pairs])
-            for lang in EVAL_LANGS
-        }
-        # Equal error counts give differences of float rounding size: those are ties.
-        better = sum(d < -1e-9 for d in per_lang.values())
-        worse = sum(d > 1e-9 for d in per_lang.values())
-        lines.append(
-            f"| {name} | {np.mean(diffs):+.2f} | {', '.join(f'{d:+.2f}' for d in diffs)} | "
-            f"{sum(d < 0 for d in diffs)} of {len(diffs)} | {better} / {worse} |"
+        langs = [x for x in TIERS[FINETUNE_TIER] if plan.langs is None or x in plan.langs]
+        results = evaluate(
+            [f"{n}={paths[n]}" for n in names],
+            str(plan.data),
+            str(plan.work / f"finetune-s{seed}"),
+            mode="finetune",
+            split="test",
+            langs=langs,
+            seeds=[seed],
+            finetune_config=plan.finetune,
+            jobs=plan.jobs,
         )
-    return lines
+        finetuned.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            extra = {"teacher": teacher_of(name), "variant": variant_of(name)}
+            record = make_record(results, name, seed, extra)
+            record_path(finetuned, name, seed).write_text(json.dumps(record) + "\n")
+            print(f"{name} fine-tuned, seed {seed}: {100 * record['per_mean']:.2f}%", flush=True)
 
 
-def longer_runs_section(by: dict, teacher_mean: float) -> list[str]:
-    """The method at the demo's length beside the longer runs, on the seeds both have."""
-    longer = {n: rs for n, rs in by.items() if n in LONGER_RUNS}
-    if not longer:
-        return []
-    lines = [
+def teacher_of(name: str) -> str | None:
+    if name == "logmel":
+        return None
+    return next(t for t in sorted(STUDENTS, key=len, reverse=True) if name.startswith(t))
+
+
+def variant_of(name: str) -> str:
+    if name == "logmel":
+        return "logmel"
+    rest = name[len(teacher_of(name)) :]
+    return rest[1:] if rest else "teacher"
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics and the report, from the saved records alone.
+
+
+def load_records(results: Path) -> dict[tuple[str, int], dict]:
+    records = {}
+    for path in sorted(results.glob("*-s*.json")):
+        record = json.loads(path.read_text())
+        records[(record["name"], record["seed"])] = record
+    return records
+
+
+def samples(records: dict, names: list[str], seeds: list[int], level: float = LEVEL):
+    """Paired bootstrap PERs of `names` (all with a record at every one of `seeds`): models,
+    languages, tiers and the PerSamples. Checks that every record scored the same utterances."""
+    first = records[(names[0], seeds[0])]
+    langs = list(first["languages"])
+    for name in names:
+        for seed in seeds:
+            record = records[(name, seed)]
+            if list(record["languages"]) != langs:
+                raise SystemExit(f"{name} seed {seed} was scored on other languages: {langs}")
+            for lang in langs:
+                if (
+                    record["languages"][lang]["ids_sha256"]
+                    != first["languages"][lang]["ids_sha256"]
+                ):
+                    raise SystemExit(
+                        f"{name} seed {seed} scored other {lang} test utterances than "
+                        f"{names[0]} seed {seeds[0]}: the results cannot be paired"
+                    )
+    edits = [
+        np.array(
+            [[records[(n, s)]["languages"][lang]["edits"] for s in seeds] for n in names],
+            dtype=np.float64,
+        ).transpose(0, 2, 1)
+        for lang in langs
+    ]  # per language (M, n, S)
+    phones = [np.array(first["languages"][lang]["phones"]) for lang in langs]
+    tiers: dict[str, list[str]] = {}
+    for lang in langs:
+        tier = first["languages"][lang]["tier"]
+        if tier is not None:
+            tiers.setdefault(tier, []).append(lang)
+    tiers = {t: tiers[t] for t in TIER_ORDER if t in tiers}
+    return langs, tiers, bootstrap_per(edits, phones)
+
+
+def complete_seeds(records: dict, names: list[str]) -> list[int]:
+    seeds = {s for (_, s) in records}
+    return sorted(s for s in seeds if all((n, s) in records for n in names))
+
+
+def keeps_verdict(gain: float | None, ci: list[float] | None) -> str:
+    """Claim 1's verdict for one teacher: its method student keeps the teacher's gain over
+    log-mel on the unheard tier (point ≥ KEEPS_GAIN, lower bound ≥ KEEPS_GAIN_LOWER)."""
+    if gain is None or ci is None:
+        return "cannot tell at this size"
+    if gain >= KEEPS_GAIN and ci[0] >= KEEPS_GAIN_LOWER:
+        return "holds"
+    if ci[1] < KEEPS_GAIN:
+        return "does not hold"
+    return "cannot tell at this size"
+
+
+def direction_verdict(row: dict) -> str:
+    """Lower PER for a than for b (Holm-adjusted p below ALPHA), higher, or cannot tell."""
+    if row["p_holm"] < ALPHA:
+        return "lower" if row["diff"] < 0 else "higher"
+    return "cannot tell"
+
+
+def analyse_teacher(records: dict, teacher: str) -> dict | None:
+    """Per-tier statistics of a teacher's students over the seeds where the teacher, log-mel
+    and the method have records (students missing one of those seeds are listed as pending)."""
+    base = [teacher, "logmel", f"{teacher}-method"]
+    seeds = complete_seeds(records, base)
+    if not seeds:
+        return None
+    students = [f"{teacher}-{v}" for v in STUDENTS[teacher]]
+    ready = [n for n in students if all((n, s) in records for s in seeds)]
+    names = [teacher, "logmel", *ready]
+    langs, tiers, per = samples(records, names, seeds)
+    stats = statistics(names, langs, tiers, per, floor="logmel")
+    method = f"{teacher}-method"
+    pairs = [(method, teacher)] + [(n, method) for n in ready if n != method]
+    if teacher == "T-EN":
+        pairs += [(n, teacher) for n in ready if n != method]
+    groups = {**tiers, "all": langs}
+    comparisons = paired_comparisons(names, langs, groups, per, pairs)
+    index = {lang: i for i, lang in enumerate(langs)}
+    m, t = names.index(method), names.index(teacher)
+    headline = {}
+    for tier, members in groups.items():
+        point, draws = per.macro([index[x] for x in members])
+        entry = stats["models"][method]
+        headline[tier] = {
+            "gain_retained": entry["gain_retained"][tier],
+            "ci": entry["gain_retained_ci"][tier],
+            "rel_gap": float(point[m] / point[t] - 1),
+            "rel_gap_ci": interval(draws[m] / draws[t] - 1),
+        }
+    params = {n: records[(n, seeds[0])]["params"] for n in names}
+    return {
+        "teacher": teacher,
+        "seeds": seeds,
+        "models": names,
+        "pending": [n for n in students if n not in ready],
+        "languages": langs,
+        "tiers": tiers,
+        "per": {
+            n: {"by_lang": dict(zip(langs, per.point[k].tolist(), strict=True))}
+            | {"tiers": stats["models"][n]["tiers"]}
+            for k, n in enumerate(names)
+        },
+        "gain_retained": {
+            n: {
+                "value": stats["models"][n]["gain_retained"],
+                "ci": stats["models"][n]["gain_retained_ci"],
+            }
+            for n in names[2:]
+        },
+        "comparisons": comparisons,
+        "headline": headline,
+        "params": params,
+        "test_size": {
+            lang: {
+                "utterances": len(records[(teacher, seeds[0])]["languages"][lang]["phones"]),
+                "phones": int(sum(records[(teacher, seeds[0])]["languages"][lang]["phones"])),
+            }
+            for lang in langs
+        },
+        "notes": stats["notes"],
+    }
+
+
+def find_comparison(analysis: dict, a: str, b: str, tier: str) -> dict | None:
+    return next(
+        (r for r in analysis["comparisons"] if (r["a"], r["b"], r["tier"]) == (a, b, tier)), None
+    )
+
+
+def claims(analyses: dict) -> list[dict]:
+    """The paper's three claims, each with a verdict and the numbers behind it."""
+    out = []
+    keeps = {}
+    for teacher in ("T1", "T2"):
+        a = analyses.get(teacher)
+        if a is None or FINETUNE_TIER not in a["headline"]:
+            keeps[teacher] = ("not measured yet", None)
+            continue
+        h = a["headline"][FINETUNE_TIER]
+        keeps[teacher] = (keeps_verdict(h["gain_retained"], h["ci"]), h)
+
+    def evidence(teacher: str) -> str:
+        verdict, h = keeps[teacher]
+        if h is None:
+            return f"{teacher}: not measured yet"
+        ci = h["ci"]
+        ci_text = "no interval" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+        gain = "n/a" if h["gain_retained"] is None else f"{h['gain_retained']:.3f}"
+        return (
+            f"{teacher}: the method's student keeps {gain} {ci_text} of the teacher's gain over "
+            f"log-mel on the {FINETUNE_TIER} tier ({len(analyses[teacher]['seeds'])} seeds, "
+            f"{len(analyses[teacher]['tiers'].get(FINETUNE_TIER, []))} languages); relative gap "
+            f"{100 * h['rel_gap']:+.1f}% [{100 * h['rel_gap_ci'][0]:+.1f}, "
+            f"{100 * h['rel_gap_ci'][1]:+.1f}]"
+        )
+
+    out.append(
+        {
+            "claim": "The student keeps the teacher's cross-lingual ability (T1, the XLS-R-like "
+            "teacher): it keeps at least 90% of the teacher's gain over log-mel on languages "
+            "neither heard (unheard tier), with the interval's lower end at least 85%.",
+            "verdict": keeps["T1"][0],
+            "evidence": evidence("T1"),
+        }
+    )
+    both = [keeps[t][0] for t in ("T1", "T2")]
+    if all(v == "holds" for v in both):
+        general = "holds"
+    elif "does not hold" in both:
+        general = "does not hold"
+    elif "not measured yet" in both:
+        general = "not measured yet"
+    else:
+        general = "cannot tell at this size"
+    out.append(
+        {
+            "claim": "The method generalises across teachers: claim 1's criterion holds for T1 "
+            "(wav2vec 2.0 / XLS-R family) and for T2 (HuBERT family, another data mix and seed).",
+            "verdict": general,
+            "evidence": f"{evidence('T1')}; {evidence('T2')}",
+        }
+    )
+    en = analyses.get("T-EN")
+    row = None if en is None else find_comparison(en, "T-EN-method", "T-EN", FINETUNE_TIER)
+    if row is None:
+        verdict, text = "not measured yet", "T-EN: not measured yet"
+    else:
+        direction = direction_verdict(row)
+        verdict = {"lower": "holds", "higher": "does not hold"}.get(
+            direction, "cannot tell at this size"
+        )
+        text = (
+            f"T-EN's method student − T-EN on the {FINETUNE_TIER} tier: "
+            f"{100 * row['diff']:+.2f} PER points, 95% CI [{100 * row['ci'][0]:+.2f}, "
+            f"{100 * row['ci'][1]:+.2f}], Holm-adjusted CI [{100 * row['ci_holm'][0]:+.2f}, "
+            f"{100 * row['ci_holm'][1]:+.2f}], p_holm {row['p_holm']:.3f} "
+            f"({len(en['seeds'])} seeds, {row['languages']} languages)"
+        )
+    out.append(
+        {
+            "claim": "Distillation improves an English-pretrained model cross-lingually: "
+            "T-EN's method student has a lower PER than T-EN itself on the unheard tier "
+            "(Holm-adjusted p < 0.05).",
+            "verdict": verdict,
+            "evidence": text,
+        }
+    )
+    return out
+
+
+def read_card(model: Path) -> dict:
+    """What a teacher heard and which labels it saw, from its model card's lines."""
+    card = model / "README.md"
+    facts = {"heard": "unknown (no model card)", "labels": "unknown (no model card)"}
+    if card.is_file():
+        for line in card.read_text().splitlines():
+            if line.startswith("**Heard:**"):
+                facts["heard"] = line.removeprefix("**Heard:**").strip()
+            elif line.startswith("**Labels seen:**"):
+                facts["labels"] = line.removeprefix("**Labels seen:**").strip()
+    config = model / "config.json"
+    family = "unknown"
+    if config.is_file():
+        architectures = json.loads(config.read_text()).get("architectures", [])
+        family = "hubert" if any("Hubert" in a for a in architectures) else "wav2vec2"
+    return facts | {"family": family}
+
+
+def summary(results: Path, teachers: dict[str, dict]) -> dict:
+    records = load_records(results)
+    analyses = {}
+    for teacher in STUDENTS:
+        analysis = analyse_teacher(records, teacher)
+        if analysis is not None:
+            analyses[teacher] = analysis
+    finetune = load_records(results.parent / "finetune")
+    return {
+        "teachers": [
+            {"name": n, "family": t["family"], "heard": t["heard"], "labels": t["labels"]}
+            for n, t in teachers.items()
+        ],
+        "claims": claims(analyses),
+        "headline": {t: a["headline"] for t, a in analyses.items()},
+        "analyses": analyses,
+        "finetune": finetune_summary(finetune),
+    }
+
+
+def finetune_summary(records: dict) -> dict:
+    out = {}
+    for teacher, names in FINETUNED.items():
+        seeds = complete_seeds(records, names)
+        if not seeds:
+            continue
+        langs, _, per = samples(records, names, seeds)
+        groups = {FINETUNE_TIER: langs}
+        rows = paired_comparisons(names, langs, groups, per, [(n, teacher) for n in names[1:]])
+        point, draws = per.macro(range(len(langs)))
+        out[teacher] = {
+            "seeds": seeds,
+            "languages": langs,
+            "per": {
+                n: {"per": float(point[k]), "ci": interval(draws[k])} for k, n in enumerate(names)
+            },
+            "comparisons": rows,
+            "steps": records[(names[0], seeds[0])]["config"].get("steps"),
+        }
+    return out
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}"
+
+
+def _ci(ci: list[float] | None, scale: float = 100, fmt: str = ".2f", sign: str = "") -> str:
+    if ci is None:
+        return "[n/a]"
+    return f"[{scale * ci[0]:{sign}{fmt}}, {scale * ci[1]:{sign}{fmt}}]"
+
+
+def report(summary_: dict, gate: dict, command: str) -> str:
+    lines = ["# DistilXLSR in miniature, v2: label-free teachers", ""]
+    lines += ["**What each teacher heard and saw** (from its model card):", ""]
+    for t in summary_["teachers"]:
+        lines.append(
+            f"- **{t['name']}** ({t['family']}). Heard: {t['heard']} Labels seen: {t['labels']}"
+        )
+    if any(t["name"] == "T2" for t in summary_["teachers"]):
+        lines += [
+            "",
+            "T2 did not hear the `heard` tier: for T2, `heard` and `unheard` are both languages "
+            "it never heard.",
+        ]
+    lines += [
         "",
-        "## Distillation length",
+        "The students heard only synthetic English (corpus v2 `train`, drawn anew for each seed) "
+        "and the teacher's features on it; no student or teacher read a phone label. The probes "
+        "that score every model were trained on each language's corpus v2 `train` split and "
+        "scored on its `test` split (held-out voices, speaking rate and words); their settings "
+        "were chosen on `dev`.",
         "",
-        "The method distilled longer (same data, batch and learning-rate schedule stretched to the",
-        "step count), beside the method at the demo's length on the same seeds; the relative gap is",
-        "to the teacher on those seeds. CKA: student layer i against the teacher layer it was",
-        "distilled towards.",
+        f"Command: `{command}`. Every number below is computed from the saved per-utterance "
+        "results in `docs/replication/runs/` (`--report-only` rewrites this page from them).",
         "",
-        "| model | steps | seeds | mean PER (%) | relative gap | CKA per layer |",
-        "| --- | ---: | --- | ---: | ---: | --- |",
+        "## The paper's three claims",
+        "",
+        "| claim | verdict | evidence |",
+        "| --- | --- | --- |",
     ]
-    for name, rs in longer.items():
-        seeds = {r["seed"] for r in rs}
-        base = [r for r in by.get("method", []) if r["seed"] in seeds]
-        teacher = [r for r in by["teacher"] if r["seed"] in seeds]
-        teacher_here = np.mean([r["per_mean"] for r in teacher]) if teacher else teacher_mean
-        for label, group in (("method", base), (name, rs)):
-            if not group:
+    for c in summary_["claims"]:
+        lines.append(f"| {c['claim']} | **{c['verdict']}** | {c['evidence']} |")
+    lines += [
+        "",
+        "## Headline: gain retained by the method's student",
+        "",
+        "Gain retained = (PER log-mel − PER student) / (PER log-mel − PER teacher), macro over the "
+        "tier's languages; relative gap = PER student / PER teacher − 1. 95% intervals from "
+        "paired resamples of seeds and test utterances.",
+        "",
+        "| teacher | tier | seeds | gain retained [95% CI] | relative gap [95% CI] |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    analyses = summary_["analyses"]
+    for teacher, h in summary_["headline"].items():
+        for tier in TIER_ORDER:
+            if tier not in h:
                 continue
-            cka = similarity_by_layer(group)
+            row = h[tier]
+            gain = "n/a" if row["gain_retained"] is None else f"{row['gain_retained']:.3f}"
             lines.append(
-                f"| {label} | {recorded_steps(group[0])} | "
-                f"{', '.join(str(r['seed']) for r in group)} | "
-                f"{100 * np.mean([r['per_mean'] for r in group]):.2f} | "
-                f"{100 * relative_gap(group, teacher_here):+.1f}% | "
-                f"{' / '.join(f'{c:.3f}' for _, c in cka) or '-'} |"
+                f"| {teacher} | {tier} | {len(analyses[teacher]['seeds'])} | {gain} "
+                f"{_ci(row['ci'], 1, '.3f')} | {100 * row['rel_gap']:+.1f}% "
+                f"{_ci(row['rel_gap_ci'], 100, '.1f', '+')} |"
+            )
+    lines += ["", *targets(summary_), ""]
+    for a in analyses.values():
+        lines += teacher_section(a)
+    lines += finetune_section(summary_["finetune"])
+    lines += gate_section(gate)
+    return "\n".join(lines) + "\n"
+
+
+def targets(summary_: dict) -> list[str]:
+    lines = ["## Targets", ""]
+    for teacher in ("T1", "T2"):
+        a = summary_["analyses"].get(teacher)
+        if a is None:
+            lines.append(f"- {teacher}: not measured yet.")
+            continue
+        h = a["headline"].get(FINETUNE_TIER)
+        gain, ci = h["gain_retained"], h["ci"]
+        met = (
+            gain is not None and ci is not None and gain >= KEEPS_GAIN and ci[0] >= KEEPS_GAIN_LOWER
+        )
+        if gain is None or ci is None:
+            met_text = "not measurable: log-mel is not clearly worse than the teacher"
+        else:
+            met_text = "met" if met else "missed"
+        gap_met = h["rel_gap"] <= REL_GAP_TARGET
+        method = f"{teacher}-method"
+        ratio = a["params"][method] / a["params"][teacher]
+        lines.append(
+            f"- {teacher}, unheard tier: gain retained ≥ 90% with lower bound ≥ 85% — "
+            f"{'n/a' if gain is None else f'{100 * gain:.1f}%'} {_ci(ci, 100, '.1f')} "
+            f"(**{met_text}**); mean PER within 10% of the teacher's — "
+            f"{100 * h['rel_gap']:+.1f}% (**{'met' if gap_met else 'missed'}**; the paper's "
+            f"student was 19.9% behind XLSR-53); student parameters ≤ 55% of the teacher's — "
+            f"{100 * ratio:.1f}% (**{'met' if ratio <= PARAMS_TARGET else 'missed'}**)."
+        )
+        for tier in (*a["tiers"], "all"):
+            row = find_comparison(a, f"{teacher}-no-shuffle", method, tier)
+            if row is None:
+                continue
+            direction = direction_verdict(row)
+            effect = {
+                "lower": "no shuffle has the lower PER: shuffling raises it",
+                "higher": "shuffling lowers PER",
+            }.get(direction, "cannot tell at this size (the adjusted interval covers zero)")
+            lines.append(
+                f"  - shuffle effect on {tier} (no shuffle − method): {100 * row['diff']:+.2f} "
+                f"points, Holm-adjusted CI {_ci(row['ci_holm'], 100, '.2f', '+')}: {effect}."
             )
     return lines
 
 
-def report(records: list[dict], out: Path) -> None:
-    import matplotlib  # noqa: PLC0415
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    grouped = {n: [r for r in records if r["variant"] == n] for n in ["teacher", *RUNNABLE]}
-    grouped = {n: rs for n, rs in grouped.items() if rs}
-    by = {n: rs for n, rs in grouped.items() if n not in LONGER_RUNS}  # the ablation's tables
-    teacher_mean = np.mean([r["per_mean"] for r in by["teacher"]])
+def teacher_section(a: dict) -> list[str]:
+    teacher = a["teacher"]
+    sizes = a["test_size"]
     lines = [
-        "# DistilXLSR in miniature",
+        f"## {teacher}",
         "",
-        "Measured by `make reproduce-mini` (`python experiments/reproduce_mini.py`): the shipped",
-        "teacher and six students distilled on synthetic English, probed on 15 synthetic languages",
-        "(test speakers disjoint from training speakers), mean over seeds ± std.",
-        "",
-        "| model | layers | shuffling | parameters | mean PER (%) | relative gap | seeds |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+        f"{len(a['seeds'])} seed(s) ({', '.join(map(str, a['seeds']))}); {len(a['languages'])} "
+        f"languages; test: {sum(v['utterances'] for v in sizes.values())} utterances, "
+        f"{sum(v['phones'] for v in sizes.values())} phones "
+        f"({min(v['phones'] for v in sizes.values())}–{max(v['phones'] for v in sizes.values())} "
+        "per language).",
     ]
-    for name, rs in by.items():
-        means = [r["per_mean"] for r in rs]
-        variant = VARIANTS.get(name, Variant("8 (teacher)", "-"))
-        lines.append(
-            f"| {name} | {variant.layers} | {variant.shuffle} | {rs[0]['params'] / 1e6:.2f}M | "
-            f"{100 * np.mean(means):.2f} ± {100 * np.std(means):.2f} | "
-            f"{100 * relative_gap(rs, teacher_mean):+.1f}% | {len(rs)} |"
-        )
-    lines += ["", "Per language (mean PER %, over seeds):", ""]
-    lines.append("| language | " + " | ".join(by) + " |")
-    lines.append("| --- | " + " | ".join("---:" for _ in by) + " |")
-    for lang in EVAL_LANGS:
-        cells = [f"{100 * np.mean([r['per'][lang] for r in rs]):.1f}" for rs in by.values()]
-        lines.append(f"| {lang} | " + " | ".join(cells) + " |")
-    lines += paired_section(by)
-    lines += ["", *headline(by, teacher_mean)]
-    sim = similarity_by_layer(by.get("method", []))
-    if sim:
-        lines += [
-            "",
-            "Layer similarity of the method's student (linear CKA between student layer i and the",
-            "teacher layer it was distilled towards, on the test utterances; mean over languages",
-            f"and seeds, {len(by['method'])} seed(s)): "
-            + ", ".join(f"layer {i + 1} ↔ teacher {t}: {c:.3f}" for i, (t, c) in enumerate(sim))
-            + ". Plot: `replication_similarity.png`.",
+    if a["pending"]:
+        lines.append(f"Pending (not all of these seeds yet): {', '.join(a['pending'])}.")
+    lines += [
+        "",
+        "Macro PER (%) per tier [95% CI]; parameters; gain retained on each tier.",
+        "",
+        "| model | parameters | "
+        + " | ".join(f"{t} PER" for t in (*a["tiers"], "all"))
+        + " | "
+        + " | ".join(f"{t} gain retained" for t in a["tiers"])
+        + " |",
+        "| --- | ---: | " + " | ".join("---:" for _ in range(2 * len(a["tiers"]) + 1)) + " |",
+    ]
+    for name in a["models"]:
+        tiers = a["per"][name]["tiers"]
+        cells = [
+            f"{100 * tiers[t]['per']:.2f} {_ci(tiers[t]['per_ci'])}" for t in (*a["tiers"], "all")
         ]
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        ax.plot(range(1, len(sim) + 1), [c for _, c in sim], marker="o")
-        ax.set_xticks(range(1, len(sim) + 1), [f"{i + 1}↔{t}" for i, (t, _) in enumerate(sim)])
-        ax.set_xlabel("student layer ↔ teacher layer")
-        ax.set_ylabel("linear CKA")
-        ax.set_ylim(0, 1)
-        fig.tight_layout()
-        fig.savefig(out.with_name(out.stem + "_similarity.png"), dpi=120)
-        plt.close(fig)
-    lines += longer_runs_section(grouped, teacher_mean)
-    discussion = out.with_name(out.stem + "-discussion.md")  # hand-written, kept across runs
-    if discussion.is_file():
-        lines += ["", "## Discussion", "", discussion.read_text().strip()]
-    out.write_text("\n".join(lines) + "\n")
-    fig, ax = plt.subplots(figsize=(8, 4))
-    means = [100 * np.mean([r["per_mean"] for r in rs]) for rs in by.values()]
-    stds = [100 * np.std([r["per_mean"] for r in rs]) for rs in by.values()]
-    ax.bar(list(by), means, yerr=stds)
-    ax.set_ylabel("mean PER over 15 languages (%)")
-    fig.tight_layout()
-    fig.savefig(out.with_suffix(".png"), dpi=120)
-    plt.close(fig)
+        gains = []
+        for t in a["tiers"]:
+            g = a["gain_retained"].get(name)
+            if g is None or g["value"][t] is None:
+                gains.append("")
+            else:
+                gains.append(f"{g['value'][t]:.3f} {_ci(g['ci'][t], 1, '.3f')}")
+        lines.append(
+            f"| {name} | {a['params'][name] / 1e6:.2f}M | " + " | ".join(cells + gains) + " |"
+        )
+    lines += [
+        "",
+        "Paired differences (a − b, PER points; negative: a is better), per tier; Holm's "
+        f"correction over the {len(a['comparisons'])} comparisons of this teacher (the "
+        "step-down interval of each comparison's level, and the adjusted p-value):",
+        "",
+        "| a − b | tier | difference [95% CI] | Holm-adjusted CI | p | p (Holm) | a is |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for row in a["comparisons"]:
+        lines.append(
+            f"| {row['a']} − {row['b']} | {row['tier']} | {100 * row['diff']:+.2f} "
+            f"{_ci(row['ci'], 100, '.2f', '+')} | {_ci(row['ci_holm'], 100, '.2f', '+')} | "
+            f"{row['p']:.3f} | {row['p_holm']:.3f} | {direction_verdict(row)} |"
+        )
+    lines += ["", "Per language (PER %, mean over seeds):", ""]
+    lines.append("| language | tier | " + " | ".join(a["models"]) + " |")
+    lines.append("| --- | --- | " + " | ".join("---:" for _ in a["models"]) + " |")
+    tier_of = {lang: t for t, langs in a["tiers"].items() for lang in langs}
+    for lang in a["languages"]:
+        cells = [f"{100 * a['per'][n]['by_lang'][lang]:.1f}" for n in a["models"]]
+        lines.append(f"| {lang} | {tier_of.get(lang, '')} | " + " | ".join(cells) + " |")
+    lines += [f"- {note}" for note in a["notes"]]
+    return [*lines, ""]
+
+
+def finetune_section(finetune: dict) -> list[str]:
+    if not finetune:
+        return ["## Fine-tuning", "", "Not run yet.", ""]
+    lines = ["## Fine-tuning (`--mode finetune`) on the unheard tier", ""]
+    for teacher, f in finetune.items():
+        lines += [
+            f"{teacher} and its students, fine-tuned with phone CTC on each unheard language's "
+            f"`train` split ({f['steps']} steps), scored on `test`; {len(f['seeds'])} seed(s), "
+            f"{len(f['languages'])} languages.",
+            "",
+            "| model | macro PER (%) [95% CI] | − teacher [Holm-adjusted CI] | p (Holm) |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        rows = {r["a"]: r for r in f["comparisons"]}
+        for name, v in f["per"].items():
+            row = rows.get(name)
+            diff = (
+                ""
+                if row is None
+                else (f"{100 * row['diff']:+.2f} {_ci(row['ci_holm'], 100, '.2f', '+')}")
+            )
+            p = "" if row is None else f"{row['p_holm']:.3f}"
+            lines.append(f"| {name} | {100 * v['per']:.2f} {_ci(v['ci'])} | {diff} | {p} |")
+        lines.append("")
+    return lines
+
+
+def gate_section(gate: dict) -> list[str]:
+    lines = [
+        "## The teachers' gates (dev split, never test)",
+        "",
+        "Each teacher's mean probe PER over the `heard` and over the `unheard` tier must be "
+        "lower than log-mel's and than its own untrained network's "
+        "(`python experiments/label_free_teachers.py`).",
+        "",
+    ]
+    if not gate:
+        return [*lines, "No gate measured yet.", ""]
+    lines += [
+        "| teacher | tier | teacher | log-mel | untrained | passed |",
+        "| --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    for name, g in gate.items():
+        for tier, t in g["tiers"].items():
+            means = t["mean_dev_per"]
+            lines.append(
+                f"| {name} | {tier} | {_pct(means.get(name))} | {_pct(means.get('logmel'))} | "
+                f"{_pct(means.get('untrained'))} | {'yes' if t['passed'] else 'no'} |"
+            )
+    lines += ["", "Per language (dev PER %):", ""]
+    names = list(gate)
+    lines.append("| language | " + " | ".join(f"{n} / log-mel / untrained" for n in names) + " |")
+    lines.append("| --- | " + " | ".join("---:" for _ in names) + " |")
+    langs = list(next(iter(gate.values()))["per_language"])
+    for lang in langs:
+        cells = []
+        for n in names:
+            v = gate[n]["per_language"].get(lang, {})
+            cells.append(f"{_pct(v.get(n))} / {_pct(v.get('logmel'))} / {_pct(v.get('untrained'))}")
+        lines.append(f"| {lang} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def write_report(results: Path, docs: Path, teachers: dict[str, Path], command: str) -> dict:
+    facts = {n: read_card(p) for n, p in teachers.items()}
+    cards = results.parent / "teachers.json"  # the cards' facts, kept beside the results
+    if all(f["heard"].startswith("unknown") for f in facts.values()) and cards.is_file():
+        facts = json.loads(cards.read_text())
+    else:
+        cards.parent.mkdir(parents=True, exist_ok=True)
+        cards.write_text(json.dumps(facts, indent=1) + "\n")
+    gate_file = results.parent / "gate.json"
+    gate = json.loads(gate_file.read_text()) if gate_file.is_file() else {}
+    out = summary(results, facts)
+    (results.parent / "summary.json").write_text(json.dumps(out, indent=1) + "\n")
+    docs.write_text(report(out, gate, command))
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--data", default="data/synth")
-    parser.add_argument("--work", default="runs/replication")
+    parser.add_argument("--teachers", default=",".join(STUDENTS))
+    parser.add_argument("--teachers-dir", default="runs/teachers", help="<dir>/<name>/model")
+    parser.add_argument("--data", default="runs/evidence/data", help="corpus v2")
+    parser.add_argument("--work", default="runs/replication-v2")
     parser.add_argument("--results", default="docs/replication/runs")
-    parser.add_argument(
-        "--variants",
-        default=",".join(["teacher", *VARIANTS]),
-        help=f"also: {', '.join(LONGER_RUNS)} (not run by default)",
-    )
+    parser.add_argument("--report", default="docs/replication.md")
     parser.add_argument("--steps", type=int, default=FULL.distill_steps)
+    parser.add_argument("--english-minutes", type=float, default=FULL.english_minutes)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--finetune-seeds", default="0")
     parser.add_argument(
-        "--report-only", action="store_true", help="rewrite the report from the saved results"
+        "--stage",
+        choices=["all", "distill", "evaluate", "finetune"],
+        default="all",
+        help="stop after this stage (all: distil, evaluate, fine-tune, then the report)",
     )
+    parser.add_argument("--report-only", action="store_true", help="the report from the results")
+    parser.add_argument("--langs", help="smoke runs only: these languages (default: all 15)")
+    parser.add_argument("--probe-steps", type=int, help="smoke runs only: every probe this short")
+    parser.add_argument("--finetune-steps", type=int, help="smoke runs only: this fine-tuning")
     args = parser.parse_args()
-    if args.report_only:
-        write_report(Path(args.results))
-        return
-    names = args.variants.split(",")
-    unknown = [n for n in names if n != "teacher" and n not in RUNNABLE]
+    names = args.teachers.split(",")
+    unknown = [n for n in names if n not in STUDENTS]
     if unknown:
-        known = ", ".join(["teacher", *RUNNABLE])
-        parser.error(f"unknown variant(s) {', '.join(unknown)}; known: {known}")
-    data = Path(args.data)
-    synthesize_demo_corpus(data, FULL)
-    records = []
-    for seed in [int(s) for s in args.seeds.split(",")]:
-        for name in names:
-            records.append(
-                run_one(name, seed, data, Path(args.work), Path(args.results), args.steps)
-            )
-            print(f"{name} seed {seed}: mean PER {100 * records[-1]['per_mean']:.1f}%", flush=True)
-    write_report(Path(args.results))
-
-
-def write_report(results: Path) -> None:
-    records = [json.loads(p.read_text()) for p in sorted(results.glob("*.json"))]
-    if not any(r["variant"] == "teacher" for r in records):
-        raise SystemExit(f"no teacher result in {results} yet: nothing to compare with")
-    report(records, Path("docs/replication.md"))
-    print("report: docs/replication.md")
+        parser.error(f"unknown teacher {unknown[0]}; choose from {', '.join(STUDENTS)}")
+    root = Path(args.teachers_dir)
+    teachers = {n: root / n / "model" for n in names}
+    results, docs = Path(args.results), Path(args.report)
+    command = "python experiments/reproduce_mini.py"
+    if args.report_only:
+        write_report(results, docs, teachers, command)
+        print(f"report: {docs}")
+        return
+    missing = [n for n, p in teachers.items() if not (p / "model.safetensors").is_file()]
+    if missing:
+        raise SystemExit(
+            f"teacher(s) {', '.join(missing)} not made yet under {root}: run "
+            "`python experiments/label_free_teachers.py` first"
+        )
+    gate_file = root / "gate.json"
+    if gate_file.is_file():  # the gates travel with the results (runs/ is not committed)
+        results.parent.mkdir(parents=True, exist_ok=True)
+        gate = json.loads(gate_file.read_text())
+        kept = {n: gate[n] for n in names if n in gate}
+        (results.parent / "gate.json").write_text(json.dumps(kept, indent=1) + "\n")
+        failed = [n for n in names if n in gate and not gate[n]["passed"]]
+        if failed:
+            print(f"note: {', '.join(failed)} failed the dev gate; the report says so", flush=True)
+    short = ProbeConfig(steps=args.probe_steps, warmup_steps=1) if args.probe_steps else None
+    finetune = (
+        FinetuneConfig(steps=args.finetune_steps) if args.finetune_steps else FinetuneConfig()
+    )
+    plan = Plan(
+        data=Path(args.data),
+        work=Path(args.work),
+        results=results,
+        teachers=teachers,
+        seeds=[int(s) for s in args.seeds.split(",")],
+        steps=args.steps,
+        english_minutes=args.english_minutes,
+        jobs=args.jobs,
+        langs=args.langs.split(",") if args.langs else None,
+        probe=short,
+        floor_probe=short or FLOOR_PROBE,
+        finetune=finetune,
+        finetune_seeds=[int(s) for s in args.finetune_seeds.split(",")],
+    )
+    for seed in plan.seeds:  # seed-major: every claim has one seed's evidence early
+        paths: dict[str, Path] = dict(teachers)
+        for teacher in names:
+            for variant in STUDENTS[teacher]:
+                paths[f"{teacher}-{variant}"] = student(plan, teacher, variant, seed)
+        if args.stage == "distill":
+            continue
+        evaluate_seed(plan, seed, model_names(names), paths)
+        if args.stage == "evaluate" or seed not in plan.finetune_seeds:
+            continue
+        finetune_seed(plan, seed, paths)
+    write_report(results, docs, teachers, command)
+    print(f"report: {docs}")
 
 
 if __name__ == "__main__":

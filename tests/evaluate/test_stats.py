@@ -9,8 +9,10 @@ from distilxlsr.evaluate.stats import (
     gain_retained,
     gain_retained_interval,
     holm,
+    holm_levels,
     interval,
     p_value,
+    paired_comparisons,
     relative_gap,
     resample_counts,
     statistics,
@@ -93,6 +95,44 @@ def test_holm_on_known_p_values():
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # capped at 1
     assert holm([0.02]) == [0.02]
+
+
+def test_holm_levels_step_down_from_bonferroni():
+    # Sorted 0.01 (k=1), 0.03 (k=2), 0.04 (k=3) of m=3: levels 1 - 0.05/3, 1 - 0.05/2, 0.95.
+    levels = holm_levels([0.01, 0.04, 0.03])
+    assert levels == pytest.approx([1 - 0.05 / 3, 0.95, 1 - 0.05 / 2])
+    assert holm_levels([0.2], level=0.9) == pytest.approx([0.9])
+
+
+def test_paired_comparisons_per_tier_with_holm_over_the_family():
+    # Three languages, two tiers; model a is 1 edit worse than b on every utterance of x and y
+    # (tier one) and equal on z (tier two); c equals b everywhere.
+    rng = np.random.default_rng(0)
+    phones, edits = [], []
+    for lang in range(3):
+        p = rng.integers(5, 10, size=30)
+        b = rng.integers(0, 3, size=30)
+        a = b + (1 if lang < 2 else 0)
+        phones.append(p)
+        edits.append(_edits(a, b, b))
+    per = bootstrap_per(edits, phones, resamples=400)
+    tiers = {"one": ["x", "y"], "two": ["z"]}
+    rows = paired_comparisons(
+        ["a", "b", "c"], ["x", "y", "z"], tiers, per, [("a", "b"), ("c", "b")]
+    )
+    assert [(r["a"], r["b"], r["tier"], r["languages"]) for r in rows] == [
+        ("a", "b", "one", 2), ("a", "b", "two", 1), ("c", "b", "one", 2), ("c", "b", "two", 1)
+    ]  # fmt: skip
+    one = rows[0]
+    expected = np.mean([30 / phones[0].sum(), 30 / phones[1].sum()])
+    assert one["diff"] == pytest.approx(expected)
+    assert one["ci"][0] > 0 and one["ci_holm"][0] < one["ci"][0] < one["ci"][1] < one["ci_holm"][1]
+    assert one["p"] == pytest.approx(1 / 400) and one["p_holm"] == pytest.approx(4 / 400)
+    assert one["level_holm"] == pytest.approx(1 - 0.05 / 4)  # the smallest p of four: Bonferroni
+    for row in rows[1:]:  # no difference at all: p 1, and the interval is the point zero
+        assert row["diff"] == 0 and row["p"] == 1.0 and row["p_holm"] == 1.0
+        assert row["ci"] == [0.0, 0.0] and row["ci_holm"] == [0.0, 0.0]
+    assert [r["p_holm"] for r in rows] == pytest.approx(holm([r["p"] for r in rows]))
 
 
 def test_gain_retained():

@@ -124,6 +124,60 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return adjusted
 
 
+def holm_levels(p_values: Sequence[float], level: float = LEVEL) -> list[float]:
+    """Step-down confidence levels that go with Holm's correction: the comparison with the k-th
+    smallest of m p-values gets level 1 − (1 − level) / (m − k + 1), so the first is a Bonferroni
+    interval and the last an unadjusted one. Such an interval excludes zero where that
+    comparison's own step of Holm's procedure rejects; the adjusted p-value (`holm`) also asks
+    that every earlier step rejected, so a verdict reads the adjusted p-value."""
+    m = len(p_values)
+    order = np.argsort(p_values, kind="stable")
+    levels = [level] * m
+    for k, i in enumerate(order):
+        levels[i] = 1 - (1 - level) / (m - k)
+    return levels
+
+
+def paired_comparisons(
+    names: Sequence[str],
+    langs: Sequence[str],
+    tiers: dict[str, list[str]],
+    per: PerSamples,
+    pairs: Sequence[tuple[str, str]],
+    level: float = LEVEL,
+) -> list[dict]:
+    """Each pair (a, b) on each tier's macro PER: diff = PER(a) − PER(b), its interval, p-value,
+    and Holm's correction over the whole family (every pair on every tier) as `p_holm` with its
+    step-down interval `ci_holm` (`holm_levels`)."""
+    index = {lang: i for i, lang in enumerate(langs)}
+    position = {name: m for m, name in enumerate(names)}
+    rows, draws = [], []
+    for a, b in pairs:
+        for tier, members in tiers.items():
+            point, samples = per.macro([index[x] for x in members])
+            differences = samples[position[a]] - samples[position[b]]
+            draws.append(differences)
+            rows.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "tier": tier,
+                    "languages": len(members),
+                    "diff": float(point[position[a]] - point[position[b]]),
+                    "ci": interval(differences, level),
+                    "p": p_value(differences),
+                }
+            )
+    p_values = [r["p"] for r in rows]
+    for row, draw, adjusted, wider in zip(
+        rows, draws, holm(p_values), holm_levels(p_values, level), strict=True
+    ):
+        row["p_holm"] = adjusted
+        row["ci_holm"] = interval(draw, wider)
+        row["level_holm"] = wider
+    return rows
+
+
 def gain_retained(floor: float, model: float, reference: float) -> float | None:
     """The share of the reference's improvement over the floor that the model keeps:
     (floor − model) / (floor − reference); 1 = as good as the reference, 0 = no better than the
