@@ -20,7 +20,10 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 demo: setup
 	$(BIN)/distilxlsr demo --out demo_out
 
+# Replication v2: the label-free teachers and their dev gates, then every student, the test
+# evaluation and the report (docs/replication.md). Both steps resume where they stopped.
 reproduce-mini: setup
+	$(BIN)/python experiments/label_free_teachers.py
 	$(BIN)/python experiments/reproduce_mini.py
 
 test: setup

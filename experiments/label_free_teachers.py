@@ -33,7 +33,7 @@ import numpy as np
 
 from distilxlsr import tune_malloc
 from distilxlsr.data.corpora import cuts_file
-from distilxlsr.data.synthetic import TIERS
+from distilxlsr.data.synthetic import TIERS, synthesize_evidence_corpus
 from distilxlsr.evaluate.ctc import ProbeConfig
 from distilxlsr.evaluate.harness import evaluate
 from distilxlsr.teacher.config import load_pretrain_config
@@ -50,7 +50,9 @@ GATE_TIERS = ("heard", "unheard")
 
 
 def make_corpus(data: Path, english_minutes: float, lang_minutes: float, jobs: int) -> None:
-    """The `pretrain` split of English and of the label and heard tiers (skipped where present)."""
+    """Corpus v2's evaluation splits, then the `pretrain` split of English and of the label and
+    heard tiers (each skipped where present)."""
+    synthesize_evidence_corpus(data, jobs=jobs)
     wanted = {"en": english_minutes} | {
         lang: lang_minutes for tier in ("label", "heard") for lang in TIERS[tier]
     }

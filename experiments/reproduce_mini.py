@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from distilxlsr import tune_malloc
-from distilxlsr.data.synthetic import TIERS, synthesize_corpus
+from distilxlsr.data.synthetic import TIERS, synthesize_corpus, synthesize_evidence_corpus
 from distilxlsr.demo import FULL, demo_distill_config
 from distilxlsr.distill.train import distill
 from distilxlsr.evaluate.ctc import FLOOR_PROBE, FinetuneConfig, ProbeConfig
@@ -836,6 +836,8 @@ def main() -> None:
         finetune=finetune,
         finetune_seeds=[int(s) for s in args.finetune_seeds.split(",")],
     )
+    if args.langs is None:  # a smoke run brings its own small corpus
+        synthesize_evidence_corpus(plan.data, jobs=plan.jobs)
     for seed in plan.seeds:  # seed-major: every claim has one seed's evidence early
         paths: dict[str, Path] = dict(teachers)
         for teacher in names:

@@ -331,3 +331,23 @@ def test_unknown_language_is_a_user_error(tmp_path):
     with pytest.raises(UserError):
         synthesize_corpus(tmp_path, ["en"], 0, "train", progress=False)
     assert not (tmp_path / "en").exists()
+
+
+def test_evidence_corpus_is_the_15_languages_three_splits_and_english(monkeypatch, tmp_path):
+    from distilxlsr.data.synthetic import corpus
+
+    calls = []
+    monkeypatch.setattr(
+        corpus, "synthesize_corpus", lambda out, langs, minutes, split, seed, jobs: calls.append(
+            (out, tuple(langs), minutes, split, seed, jobs)
+        ),
+    )  # fmt: skip
+    corpus.synthesize_evidence_corpus(tmp_path, jobs=3)
+    fifteen = tuple(synthetic.EVAL_LANGUAGES)
+    assert len(fifteen) == 15
+    assert calls == [
+        (tmp_path, fifteen, 5.0, "train", 0, 3),
+        (tmp_path, fifteen, 2.5, "dev", 0, 3),
+        (tmp_path, fifteen, 5.0, "test", 0, 3),
+        (tmp_path, ("en",), 20.0, "train", 0, 3),
+    ]

@@ -25,7 +25,7 @@ Modules, in the order the data flows:
 """
 
 from distilxlsr.conventions import SAMPLE_RATE, SILENCE, Segment
-from distilxlsr.data.synthetic.corpus import synthesize_corpus
+from distilxlsr.data.synthetic.corpus import synthesize_corpus, synthesize_evidence_corpus
 from distilxlsr.data.synthetic.engine import ESPEAK_RATE, Engine
 from distilxlsr.data.synthetic.files import CHUNK, GENERATOR_VERSION, cache_key, is_cached
 from distilxlsr.data.synthetic.ipa import KIRSHENBAUM_TO_IPA, LANGUAGE_FIXES, to_ipa
@@ -101,6 +101,7 @@ __all__ = [
     "serve_worker",
     "speakers",
     "synthesize_corpus",
+    "synthesize_evidence_corpus",
     "text_split",
     "tier_of",
     "to_ipa",

@@ -32,7 +32,14 @@ from distilxlsr.data.synthetic.files import (
     write_text,
 )
 from distilxlsr.data.synthetic.texts import utterance_spec
-from distilxlsr.data.synthetic.voices import SPLITS, VOICES, Speaker, check_language, tier_of
+from distilxlsr.data.synthetic.voices import (
+    EVAL_LANGUAGES,
+    SPLITS,
+    VOICES,
+    Speaker,
+    check_language,
+    tier_of,
+)
 from distilxlsr.data.synthetic.workers import Workers
 from distilxlsr.errors import UserError
 
@@ -268,3 +275,18 @@ def synthesize_corpus(
             pool.close()
     write_cards(out, dict.fromkeys(langs))
     return manifests
+
+
+EVIDENCE_MINUTES = {"train": 5.0, "dev": 2.5, "test": 5.0}
+"""Corpus v2's evaluation splits, minutes per language (the evidence experiments' corpus)."""
+EVIDENCE_ENGLISH_MINUTES = 20.0
+"""Corpus v2's English `train` split (the probe selection's and part 1's distillation data)."""
+
+
+def synthesize_evidence_corpus(out: Path, jobs: int = 1) -> None:
+    """Corpus v2 as the evidence experiments use it (docs/design.md, "Synthetic corpus (v2)"): `train`, `dev`
+    and `test` of the 15 evaluation languages (`EVIDENCE_MINUTES`) and English `train`, seed 0.
+    Splits already written with these arguments are reused."""
+    for split, minutes in EVIDENCE_MINUTES.items():
+        synthesize_corpus(out, list(EVAL_LANGUAGES), minutes, split, seed=0, jobs=jobs)
+    synthesize_corpus(out, ["en"], EVIDENCE_ENGLISH_MINUTES, "train", seed=0, jobs=jobs)
