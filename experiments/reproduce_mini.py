@@ -124,9 +124,11 @@ def record_path(results: Path, name: str, seed: int) -> Path:
 
 
 def make_record(results: dict, name: str, seed: int, extra: dict) -> dict:
-    """One model's evaluation at one seed, with what the statistics need: per language its PER,
-    tier, reference phone counts and edit counts per test utterance (ids as a digest)."""
+    """One model's evaluation at one probe seed (of those `results` holds), with what the
+    statistics need: per language its PER, tier, reference phone counts and edit counts per test
+    utterance (ids as a digest)."""
     row = next(m for m in results["models"] if m["name"] == name)
+    k = results["seeds"].index(seed)
     tiers = {lang: tier for tier, langs in results["tiers"].items() for lang in langs}
     languages = {}
     for lang in results["languages"]:
@@ -134,11 +136,11 @@ def make_record(results: dict, name: str, seed: int, extra: dict) -> dict:
         ids = "\n".join(u["id"] for u in run["utterances"])
         languages[lang] = {
             "tier": tiers.get(lang),
-            "per": row["per"][lang],
+            "per": run["per"][k],
             "ids_sha256": hashlib.sha256(ids.encode()).hexdigest(),
             "phones": [u["phones"] for u in run["utterances"]],
-            "edits": [u["edits"][0] for u in run["utterances"]],
-            "seconds": sum(run["seconds"]) + run.get("feature_seconds", 0.0),
+            "edits": [u["edits"][k] for u in run["utterances"]],
+            "seconds": run["seconds"][k] + run.get("feature_seconds", 0.0),
         }
     return {
         "name": name,
@@ -146,7 +148,7 @@ def make_record(results: dict, name: str, seed: int, extra: dict) -> dict:
         "mode": results["mode"],
         "split": results["split"],
         "params": row["params"],
-        "per_mean": row["per_mean"],
+        "per_mean": float(np.mean([v["per"] for v in languages.values()])),
         "config": results["config"] if name != "logmel" else results.get("floor_config"),
         **extra,
         "languages": languages,
@@ -154,34 +156,50 @@ def make_record(results: dict, name: str, seed: int, extra: dict) -> dict:
 
 
 def evaluate_seed(plan: Plan, seed: int, names: list[str], paths: dict[str, Path]) -> None:
-    """Evaluate every model missing a record at this seed (models already evaluated in the
-    seed's work directory with the same settings are reused by the harness), then save."""
-    missing = [n for n in names if not record_path(plan.results, n, seed).is_file()]
-    if not missing:
-        return
-    models = [f"{n}={paths[n]}" if n != "logmel" else "logmel" for n in names]
-    results = evaluate(
-        models,
-        str(plan.data),
-        str(plan.work / f"eval-s{seed}"),
-        split="test",
-        langs=plan.langs,
-        seeds=[seed],
-        probe=plan.probe,
-        floor_probe=plan.floor_probe,
-        jobs=plan.jobs,
-    )
-    plan.results.mkdir(parents=True, exist_ok=True)
-    for name in missing:
-        extra = {"teacher": teacher_of(name), "variant": variant_of(name)}
-        if extra["variant"] not in ("teacher", "logmel"):
-            extra["steps"] = plan.steps
-            timing = paths[name] / "distill_seconds.json"
-            if timing.is_file():
-                extra["distill_seconds"] = json.loads(timing.read_text())["seconds"]
-        record = make_record(results, name, seed, extra)
-        record_path(plan.results, name, seed).write_text(json.dumps(record) + "\n")
-        print(f"{name} seed {seed}: mean test PER {100 * record['per_mean']:.2f}%", flush=True)
+    """Evaluate every model missing a record at this seed, then save the records.
+
+    The teachers and log-mel are one network (or none) for every seed: they are evaluated once
+    for all of `plan.seeds` (features extracted once, one probe per seed). Each student is its
+    seed's own network, probed with that seed. Models already evaluated in a work directory with
+    the same settings are reused by the harness."""
+    fixed = [n for n in names if variant_of(n) in ("teacher", "logmel")]
+    students = [n for n in names if n not in fixed]
+    calls = [(fixed, "eval-teachers", plan.seeds), (students, f"eval-s{seed}", [seed])]
+    for group, work, seeds in calls:
+        missing = [n for n in group if not record_path(plan.results, n, seed).is_file()]
+        if not missing:
+            continue
+        results = evaluate(
+            [f"{n}={paths[n]}" if n != "logmel" else "logmel" for n in group],
+            str(plan.data),
+            str(plan.work / work),
+            split="test",
+            langs=plan.langs,
+            seeds=list(seeds),
+            probe=plan.probe,
+            floor_probe=plan.floor_probe,
+            jobs=plan.jobs,
+        )
+        plan.results.mkdir(parents=True, exist_ok=True)
+        for name in missing:
+            for s in seeds:
+                path = record_path(plan.results, name, s)
+                if path.is_file():
+                    continue
+                record = make_record(results, name, s, provenance(plan, name, paths))
+                path.write_text(json.dumps(record) + "\n")
+                print(f"{name} seed {s}: mean test PER {100 * record['per_mean']:.2f}%", flush=True)
+
+
+def provenance(plan: Plan, name: str, paths: dict[str, Path]) -> dict:
+    """Which teacher and variant a record is, and for a student its distillation."""
+    extra = {"teacher": teacher_of(name), "variant": variant_of(name)}
+    if extra["variant"] not in ("teacher", "logmel"):
+        extra["steps"] = plan.steps
+        timing = paths[name] / "distill_seconds.json"
+        if timing.is_file():
+            extra["distill_seconds"] = json.loads(timing.read_text())["seconds"]
+    return extra
 
 
 def finetune_seed(plan: Plan, seed: int, paths: dict[str, Path]) -> None:
@@ -204,8 +222,7 @@ def finetune_seed(plan: Plan, seed: int, paths: dict[str, Path]) -> None:
         )
         finetuned.mkdir(parents=True, exist_ok=True)
         for name in names:
-            extra = {"teacher": teacher_of(name), "variant": variant_of(name)}
-            record = make_record(results, name, seed, extra)
+            record = make_record(results, name, seed, provenance(plan, name, paths))
             record_path(finetuned, name, seed).write_text(json.dumps(record) + "\n")
             print(f"{name} fine-tuned, seed {seed}: {100 * record['per_mean']:.2f}%", flush=True)
 
