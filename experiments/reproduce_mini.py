@@ -42,6 +42,7 @@ from distilxlsr.evaluate.ctc import FLOOR_PROBE, FinetuneConfig, ProbeConfig
 from distilxlsr.evaluate.harness import evaluate
 from distilxlsr.evaluate.stats import (
     LEVEL,
+    REL_GAP_MIN_REFERENCE,
     bootstrap_per,
     interval,
     paired_comparisons,
@@ -67,7 +68,7 @@ KEEPS_GAIN = 0.90  # gain retained, point estimate
 KEEPS_GAIN_LOWER = 0.85  # and the lower end of its 95% interval
 REL_GAP_TARGET = 0.10
 PARAMS_TARGET = 0.55
-ALPHA = 1 - LEVEL
+ALPHA = 0.05  # the verdicts' level (1 − LEVEL, written exactly: 1 − 0.95 is 0.05000000000000004)
 
 
 @dataclass
@@ -261,7 +262,10 @@ def samples(records: dict, names: list[str], seeds: list[int], level: float = LE
         for seed in seeds:
             record = records[(name, seed)]
             if list(record["languages"]) != langs:
-                raise SystemExit(f"{name} seed {seed} was scored on other languages: {langs}")
+                raise SystemExit(
+                    f"{name} seed {seed} was scored on {list(record['languages'])}, not on "
+                    f"{names[0]} seed {seeds[0]}'s {langs}: the results cannot be paired"
+                )
             for lang in langs:
                 if (
                     record["languages"][lang]["ids_sha256"]
@@ -339,8 +343,11 @@ def analyse_teacher(records: dict, teacher: str) -> dict | None:
         headline[tier] = {
             "gain_retained": entry["gain_retained"][tier],
             "ci": entry["gain_retained_ci"][tier],
-            "rel_gap": float(point[m] / point[t] - 1),
-            "rel_gap_ci": interval(draws[m] / draws[t] - 1),
+            # As stats.relative_gap: none against a teacher PER below REL_GAP_MIN_REFERENCE.
+            "rel_gap": None if point[t] < REL_GAP_MIN_REFERENCE else float(point[m] / point[t] - 1),
+            "rel_gap_ci": None
+            if point[t] < REL_GAP_MIN_REFERENCE
+            else interval(draws[m] / np.maximum(draws[t], 1e-12) - 1),
         }
     params = {n: records[(n, seeds[0])]["params"] for n in names}
     return {
@@ -405,8 +412,7 @@ def claims(analyses: dict) -> list[dict]:
             f"{teacher}: the method's student keeps {gain} {ci_text} of the teacher's gain over "
             f"log-mel on the {FINETUNE_TIER} tier ({len(analyses[teacher]['seeds'])} seeds, "
             f"{len(analyses[teacher]['tiers'].get(FINETUNE_TIER, []))} languages); relative gap "
-            f"{100 * h['rel_gap']:+.1f}% [{100 * h['rel_gap_ci'][0]:+.1f}, "
-            f"{100 * h['rel_gap_ci'][1]:+.1f}]"
+            f"{_gap(h['rel_gap'])} {_ci(h['rel_gap_ci'], 100, '.1f', '+')}"
         )
 
     out.append(
@@ -523,6 +529,14 @@ def finetune_summary(records: dict) -> dict:
     return out
 
 
+def _gap(x: float | None) -> str:
+    return (
+        f"n/a (teacher PER below {100 * REL_GAP_MIN_REFERENCE:.0f}%)"
+        if x is None
+        else f"{100 * x:+.1f}%"
+    )
+
+
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}"
 
@@ -584,7 +598,7 @@ def report(summary_: dict, gate: dict, command: str) -> str:
             gain = "n/a" if row["gain_retained"] is None else f"{row['gain_retained']:.3f}"
             lines.append(
                 f"| {teacher} | {tier} | {len(analyses[teacher]['seeds'])} | {gain} "
-                f"{_ci(row['ci'], 1, '.3f')} | {100 * row['rel_gap']:+.1f}% "
+                f"{_ci(row['ci'], 1, '.3f')} | {_gap(row['rel_gap'])} "
                 f"{_ci(row['rel_gap_ci'], 100, '.1f', '+')} |"
             )
     lines += ["", *targets(summary_), ""]
@@ -603,6 +617,9 @@ def targets(summary_: dict) -> list[str]:
             lines.append(f"- {teacher}: not measured yet.")
             continue
         h = a["headline"].get(FINETUNE_TIER)
+        if h is None:
+            lines.append(f"- {teacher}: no {FINETUNE_TIER} language measured yet.")
+            continue
         gain, ci = h["gain_retained"], h["ci"]
         met = (
             gain is not None and ci is not None and gain >= KEEPS_GAIN and ci[0] >= KEEPS_GAIN_LOWER
@@ -611,14 +628,15 @@ def targets(summary_: dict) -> list[str]:
             met_text = "not measurable: log-mel is not clearly worse than the teacher"
         else:
             met_text = "met" if met else "missed"
-        gap_met = h["rel_gap"] <= REL_GAP_TARGET
+        gap = h["rel_gap"]
+        gap_text = "not measurable" if gap is None else "met" if gap <= REL_GAP_TARGET else "missed"
         method = f"{teacher}-method"
         ratio = a["params"][method] / a["params"][teacher]
         lines.append(
             f"- {teacher}, unheard tier: gain retained ≥ 90% with lower bound ≥ 85% — "
             f"{'n/a' if gain is None else f'{100 * gain:.1f}%'} {_ci(ci, 100, '.1f')} "
             f"(**{met_text}**); mean PER within 10% of the teacher's — "
-            f"{100 * h['rel_gap']:+.1f}% (**{'met' if gap_met else 'missed'}**; the paper's "
+            f"{_gap(gap)} (**{gap_text}**; the paper's "
             f"student was 19.9% behind XLSR-53); student parameters ≤ 55% of the teacher's — "
             f"{100 * ratio:.1f}% (**{'met' if ratio <= PARAMS_TARGET else 'missed'}**)."
         )

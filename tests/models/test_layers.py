@@ -212,8 +212,14 @@ def test_a_map_records_its_spec_and_teacher_depth():
     [
         ("list", "student.targets 'list' must be 'auto' or list:i,j,... ."),
         ("every:2", "student.targets 'every:2' must be 'auto' or list:i,j,... ."),
-        ("list:1:2", "layer map 'list:1:2': '1:2' is not a list of integers."),
-        ("list:3,3", "layer map 'list:3,3': layer 3 appears more than once."),
+        ("list:1:2", "student.targets 'list:1:2': '1:2' is not a list of integers."),
+        ("list:3,3", "student.targets 'list:3,3': layer 3 appears more than once."),
+        ("list:4,2", "student.targets 'list:4,2': layers must be increasing."),
+        (
+            "list:0,2",
+            "student.targets 'list:0,2': layer 0 is out of range; the teacher has layers 1..8.",
+        ),
+        ("list:", "student.targets 'list:' names no layers."),
     ],
 )
 def test_target_errors_word_for_word(targets, message):

@@ -34,27 +34,31 @@ class LayerMap:
         return len(self.init)
 
 
-def _parse_ints(text: str, spec: str) -> list[int]:
+def _parse_ints(text: str, spec: str, what: str = "layer map") -> list[int]:
+    """The integers of "i,j,..."; `what` names the option in the error (a layer map or
+    student.targets)."""
     try:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise UserError(f"layer map '{spec}': '{text}' is not a list of integers.") from None
+        raise UserError(f"{what} '{spec}': '{text}' is not a list of integers.") from None
 
 
-def _check_layer_list(layers: list[int], teacher_layers: int, spec: str) -> None:
+def _check_layer_list(
+    layers: list[int], teacher_layers: int, spec: str, what: str = "layer map"
+) -> None:
     if not layers:
-        raise UserError(f"layer map '{spec}' names no layers.")
+        raise UserError(f"{what} '{spec}' names no layers.")
     bad = [i for i in layers if not 1 <= i <= teacher_layers]
     if bad:
         raise UserError(
-            f"layer map '{spec}': layer {bad[0]} is out of range; the teacher has layers "
+            f"{what} '{spec}': layer {bad[0]} is out of range; the teacher has layers "
             f"1..{teacher_layers}."
         )
     if len(set(layers)) != len(layers):
         dup = next(i for i in layers if layers.count(i) > 1)
-        raise UserError(f"layer map '{spec}': layer {dup} appears more than once.")
+        raise UserError(f"{what} '{spec}': layer {dup} appears more than once.")
     if layers != sorted(layers):
-        raise UserError(f"layer map '{spec}': layers must be increasing.")
+        raise UserError(f"{what} '{spec}': layers must be increasing.")
 
 
 def _count(text: str, spec: str) -> int:
@@ -101,8 +105,8 @@ def parse_layer_map(spec: str, teacher_layers: int, targets: str = "auto") -> La
         t_kind, t_sep, t_arg = targets.partition(":")
         if t_kind != "list" or not t_sep:
             raise UserError(f"student.targets '{targets}' must be 'auto' or list:i,j,... .")
-        target_list = _parse_ints(t_arg, targets)
-        _check_layer_list(target_list, L, targets)
+        target_list = _parse_ints(t_arg, targets, "student.targets")
+        _check_layer_list(target_list, L, targets, "student.targets")
         if len(target_list) != n:
             raise UserError(
                 f"student.targets '{targets}' names {len(target_list)} layers but the student "

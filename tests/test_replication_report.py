@@ -1,0 +1,567 @@
+"""Replication v2's statistics and report (experiments/reproduce_mini.py) on hand-made records:
+pairing by seed and utterance, the per-teacher analyses, the claims' verdicts and the report."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "reproduce_mini.py"
+
+# Two languages per tier, listed out of tier order: the tiers come back in TIER_ORDER.
+TIER_OF = {
+    "eu": "unheard",
+    "es": "label",
+    "it": "heard",
+    "ka": "unheard",
+    "fr": "label",
+    "pl": "heard",
+}
+LANGS = list(TIER_OF)
+UNHEARD = ["eu", "ka"]
+UTTERANCES = 20
+SEEDS = (0, 1, 2)
+_rng = np.random.default_rng(0)
+PHONES = {lang: _rng.integers(10, 30, size=UTTERANCES).tolist() for lang in LANGS}
+VARIANTS = ("method", "no-shuffle", "segment-shuffle", "first4", "random4")
+
+# Edit rates (edits per reference phone) of a run where every claim can be decided: log-mel is
+# far worse than every teacher, T1's and T2's students are as good as their teachers, and T-EN's
+# method student is much better than T-EN on every utterance.
+LOGMEL = 0.7
+CLEAR = {
+    "logmel": LOGMEL,
+    "T1": 0.2,
+    **{f"T1-{v}": 0.2 for v in VARIANTS},
+    "T2": 0.3,
+    **{f"T2-{v}": 0.3 for v in VARIANTS},
+    "T-EN": 0.5,
+    "T-EN-method": 0.3,
+    "T-EN-no-shuffle": 0.5,
+}
+FINETUNED = ("T1", "T1-method", "T1-no-shuffle")
+
+
+@pytest.fixture(scope="module")
+def mini():
+    spec = importlib.util.spec_from_file_location("reproduce_mini", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through it
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def _ids_sha256(lang: str) -> str:
+    ids = "\n".join(f"{lang}-{i:03d}" for i in range(UTTERANCES))
+    return hashlib.sha256(ids.encode()).hexdigest()
+
+
+def fake_record(
+    name: str, seed: int, rate: float | dict, langs=LANGS, mode: str = "probe", params=None
+) -> dict:
+    """A record as the script's make_record writes it. Each utterance has floor(rate × phones)
+    edits plus 0 or 1 drawn from a generator seeded by the model's name and the seed; `rate` is
+    one number or one per tier."""
+    rng = np.random.default_rng([seed, *name.encode()])
+    languages = {}
+    for lang in langs:
+        tier = TIER_OF[lang]
+        r = rate[tier] if isinstance(rate, dict) else rate
+        phones = PHONES[lang]
+        edits = [
+            int(r * p) + int(j)
+            for p, j in zip(phones, rng.integers(0, 2, len(phones)), strict=True)
+        ]
+        languages[lang] = {
+            "tier": tier,
+            "per": sum(edits) / sum(phones),
+            "ids_sha256": _ids_sha256(lang),
+            "phones": phones,
+            "edits": edits,
+            "seconds": 1.0,
+        }
+    teacher = (
+        None if name == "logmel" else next(t for t in ("T-EN", "T1", "T2") if name.startswith(t))
+    )
+    if params is None:
+        params = 0 if name == "logmel" else 9_000_000 if name == teacher else 4_500_000
+    return {
+        "name": name,
+        "seed": seed,
+        "mode": mode,
+        "split": "test",
+        "params": params,
+        "per_mean": float(np.mean([v["per"] for v in languages.values()])),
+        "config": {"steps": 40} if mode == "finetune" else {"steps": 3},
+        "teacher": teacher,
+        "variant": "logmel" if teacher is None else name[len(teacher) + 1 :] or "teacher",
+        "languages": languages,
+    }
+
+
+def write_runs(results: Path, rates: dict, seeds=SEEDS, **kwargs) -> Path:
+    """Records of every model in `rates` at every seed, as <name>-s<seed>.json."""
+    results.mkdir(parents=True, exist_ok=True)
+    for name, rate in rates.items():
+        for seed in seeds:
+            record = fake_record(name, seed, rate, **kwargs)
+            (results / f"{name}-s{seed}.json").write_text(json.dumps(record) + "\n")
+    return results
+
+
+def hand_per(records: dict, name: str, lang: str, seeds) -> float:
+    """PER of one model on one language: total edits / total phones, mean over seeds."""
+    rates = [
+        sum(records[(name, s)]["languages"][lang]["edits"])
+        / sum(records[(name, s)]["languages"][lang]["phones"])
+        for s in seeds
+    ]
+    return sum(rates) / len(rates)
+
+
+def hand_macro(records: dict, name: str, langs, seeds) -> float:
+    return sum(hand_per(records, name, lang, seeds) for lang in langs) / len(langs)
+
+
+# ---------------------------------------------------------------------------------------------
+# samples(): pairing by seed and utterance.
+
+
+def test_samples_point_per_is_edits_over_phones_mean_over_seeds(mini, tmp_path):
+    records = mini.load_records(write_runs(tmp_path / "runs", CLEAR))
+    names = ["T1", "logmel", "T1-method"]
+    langs, tiers, per = mini.samples(records, names, list(SEEDS))
+    assert langs == LANGS
+    assert tiers == {"label": ["es", "fr"], "heard": ["it", "pl"], "unheard": ["eu", "ka"]}
+    assert list(tiers) == ["label", "heard", "unheard"]  # TIER_ORDER, not the records' order
+    assert per.point.shape == (3, 6) and per.samples.shape == (3, 6, 1000)
+    for m, name in enumerate(names):
+        for i, lang in enumerate(LANGS):
+            assert per.point[m, i] == pytest.approx(hand_per(records, name, lang, SEEDS))
+    # By hand for one model and language: edits summed over 3 seeds / (3 × phones).
+    ka = [records[("T1-method", s)]["languages"]["ka"]["edits"] for s in SEEDS]
+    expected = sum(map(sum, ka)) / (3 * sum(PHONES["ka"]))
+    assert per.point[2, LANGS.index("ka")] == pytest.approx(expected)
+    # A subset of the seeds uses only those seeds.
+    _, _, per01 = mini.samples(records, names, [0, 1])
+    assert per01.point[0, 0] == pytest.approx(hand_per(records, "T1", "eu", [0, 1]))
+
+
+def test_samples_refuses_records_of_other_utterances(mini, tmp_path):
+    results = write_runs(tmp_path / "runs", {"T1": 0.2, "T1-method": 0.2}, seeds=(0, 1))
+    path = results / "T1-method-s1.json"
+    record = json.loads(path.read_text())
+    record["languages"]["ka"]["ids_sha256"] = hashlib.sha256(b"other").hexdigest()
+    path.write_text(json.dumps(record))
+    records = mini.load_records(results)
+    with pytest.raises(SystemExit, match=r"^T1-method seed 1 scored other ka test utterances "):
+        mini.samples(records, ["T1", "T1-method"], [0, 1])
+    # The other seed alone still pairs.
+    mini.samples(records, ["T1", "T1-method"], [0])
+
+
+def test_samples_refuses_records_of_other_languages(mini, tmp_path):
+    results = write_runs(tmp_path / "runs", {"T1": 0.2}, seeds=(0,))
+    write_runs(results, {"T1-method": 0.2}, seeds=(0,), langs=LANGS[:-1])
+    records = mini.load_records(results)
+    message = (
+        f"T1-method seed 0 was scored on {LANGS[:-1]}, not on T1 seed 0's {LANGS}: "
+        "the results cannot be paired"
+    )
+    with pytest.raises(SystemExit) as err:
+        mini.samples(records, ["T1", "T1-method"], [0])
+    assert str(err.value) == message
+    # The same languages in another order do not pair either (the order is the records').
+    write_runs(results, {"T1-method": 0.2}, seeds=(0,), langs=LANGS[::-1])
+    with pytest.raises(SystemExit, match="the results cannot be paired"):
+        mini.samples(mini.load_records(results), ["T1", "T1-method"], [0])
+
+
+# ---------------------------------------------------------------------------------------------
+# analyse_teacher(): which seeds and students, and the headline numbers.
+
+
+def test_analyse_teacher_uses_complete_seeds_and_lists_pending_students(mini, tmp_path):
+    results = tmp_path / "runs"
+    write_runs(results, {"T1": 0.2, "logmel": LOGMEL, "T1-segment-shuffle": 0.25}, seeds=SEEDS)
+    write_runs(results, {"T1-method": 0.2, "T1-first4": 0.3}, seeds=(0, 1))  # no seed 2
+    write_runs(results, {"T1-no-shuffle": 0.2}, seeds=(0,))  # only seed 0: pending
+    # T1-random4: no record at all, pending too.
+    records = mini.load_records(results)
+    a = mini.analyse_teacher(records, "T1")
+    assert a["teacher"] == "T1"
+    assert a["seeds"] == [0, 1]  # seed 2 lacks the method's record
+    assert a["models"] == ["T1", "logmel", "T1-method", "T1-segment-shuffle", "T1-first4"]
+    assert a["pending"] == ["T1-no-shuffle", "T1-random4"]
+    assert list(a["gain_retained"]) == ["T1-method", "T1-segment-shuffle", "T1-first4"]
+    assert a["params"] == {
+        "T1": 9_000_000,
+        "logmel": 0,
+        "T1-method": 4_500_000,
+        "T1-segment-shuffle": 4_500_000,
+        "T1-first4": 4_500_000,
+    }
+    # Seed 2 of T1, log-mel and segment-shuffle is left out of every number.
+    for name in a["models"]:
+        for lang in LANGS:
+            assert a["per"][name]["by_lang"][lang] == pytest.approx(
+                hand_per(records, name, lang, [0, 1])
+            )
+    assert a["test_size"]["eu"] == {"utterances": UTTERANCES, "phones": sum(PHONES["eu"])}
+    # Comparisons: the method against the teacher, every other student against the method,
+    # each on the three tiers and on all languages.
+    pairs = {(r["a"], r["b"]) for r in a["comparisons"]}
+    assert pairs == {
+        ("T1-method", "T1"),
+        ("T1-segment-shuffle", "T1-method"),
+        ("T1-first4", "T1-method"),
+    }
+    assert len(a["comparisons"]) == 3 * 4
+
+
+def test_analyse_teacher_is_none_without_a_complete_seed(mini, tmp_path):
+    results = write_runs(tmp_path / "runs", {"T1": 0.2, "logmel": LOGMEL}, seeds=(0, 1))
+    assert mini.analyse_teacher(mini.load_records(results), "T1") is None  # no method yet
+    write_runs(results, {"T1-method": 0.2}, seeds=(2,))  # a seed the teacher lacks
+    assert mini.analyse_teacher(mini.load_records(results), "T1") is None
+    assert mini.analyse_teacher(mini.load_records(results), "T2") is None  # nothing of T2
+
+
+def test_headline_gain_retained_and_relative_gap_by_hand(mini, tmp_path):
+    rates = {
+        "T1": {"label": 0.1, "heard": 0.2, "unheard": 0.3},
+        "logmel": LOGMEL,
+        "T1-method": {"label": 0.15, "heard": 0.3, "unheard": 0.5},
+    }
+    records = mini.load_records(write_runs(tmp_path / "runs", rates))
+    a = mini.analyse_teacher(records, "T1")
+    assert list(a["headline"]) == ["label", "heard", "unheard", "all"]
+    for tier, langs in {**a["tiers"], "all": LANGS}.items():
+        logmel, method, teacher = (
+            hand_macro(records, n, langs, SEEDS) for n in ("logmel", "T1-method", "T1")
+        )
+        h = a["headline"][tier]
+        assert h["gain_retained"] == pytest.approx((logmel - method) / (logmel - teacher))
+        assert h["rel_gap"] == pytest.approx(method / teacher - 1)
+        assert h["ci"][0] <= h["gain_retained"] <= h["ci"][1]
+        assert h["rel_gap_ci"][0] <= h["rel_gap"] <= h["rel_gap_ci"][1]
+        assert a["per"]["T1-method"]["tiers"][tier]["per"] == pytest.approx(method)
+    # The rates were chosen so: about half the gain kept on the unheard tier.
+    assert a["headline"]["unheard"]["gain_retained"] == pytest.approx(0.5, abs=0.1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The verdicts.
+
+
+@pytest.mark.parametrize(
+    ("gain", "ci", "verdict"),
+    [
+        (0.90, [0.85, 0.95], "holds"),  # both bounds exactly at the targets
+        (1.00, [0.97, 1.02], "holds"),
+        (0.8999, [0.85, 0.95], "cannot tell at this size"),  # point just short
+        (0.95, [0.8499, 1.0], "cannot tell at this size"),  # lower end just short
+        (0.80, [0.70, 0.8999], "does not hold"),  # the whole interval below 90%
+        (0.80, [0.70, 0.90], "cannot tell at this size"),  # reaches 90%
+        (None, [0.9, 1.0], "cannot tell at this size"),
+        (0.95, None, "cannot tell at this size"),  # no interval: log-mel not clearly worse
+        (None, None, "cannot tell at this size"),
+    ],
+)
+def test_keeps_verdict(mini, gain, ci, verdict):
+    assert mini.keeps_verdict(gain, ci) == verdict
+
+
+@pytest.mark.parametrize(
+    ("p_holm", "diff", "verdict"),
+    [
+        (0.049, -0.01, "lower"),
+        (0.049, 0.01, "higher"),
+        (0.051, -0.01, "cannot tell"),
+        (0.051, 0.01, "cannot tell"),
+        (0.001, -0.2, "lower"),
+        (1.0, 0.3, "cannot tell"),
+    ],
+)
+def test_direction_verdict(mini, p_holm, diff, verdict):
+    assert mini.direction_verdict({"p_holm": p_holm, "diff": diff}) == verdict
+
+
+def test_direction_verdict_at_exactly_five_percent(mini):
+    assert mini.direction_verdict({"p_holm": 5 * 0.01, "diff": -0.01}) == "cannot tell"
+
+
+def _claims(mini, tmp_path, rates: dict) -> list[dict]:
+    records = mini.load_records(write_runs(tmp_path / "runs", rates))
+    analyses = {t: mini.analyse_teacher(records, t) for t in ("T1", "T2", "T-EN")}
+    return mini.claims({t: a for t, a in analyses.items() if a is not None})
+
+
+def test_claims_hold_with_t2_not_measured(mini, tmp_path):
+    rates = {n: r for n, r in CLEAR.items() if not n.startswith("T2")}
+    one, two, three = _claims(mini, tmp_path, rates)
+    assert one["verdict"] == "holds"
+    assert one["evidence"].startswith("T1: the method's student keeps ")
+    assert "on the unheard tier (3 seeds, 2 languages)" in one["evidence"]
+    assert two["verdict"] == "not measured yet"
+    assert two["evidence"].endswith("; T2: not measured yet")
+    assert three["verdict"] == "holds"
+    assert three["evidence"].startswith("T-EN's method student − T-EN on the unheard tier: -")
+    assert three["evidence"].endswith("(3 seeds, 2 languages)")
+
+
+def test_claims_all_hold(mini, tmp_path):
+    assert [c["verdict"] for c in _claims(mini, tmp_path, CLEAR)] == ["holds"] * 3
+
+
+def test_claim_two_fails_when_t2s_student_is_no_better_than_logmel(mini, tmp_path):
+    rates = CLEAR | {"T2-method": LOGMEL}
+    verdicts = [c["verdict"] for c in _claims(mini, tmp_path, rates)]
+    assert verdicts == ["holds", "does not hold", "holds"]
+
+
+def test_claim_three_fails_when_t_ens_student_is_worse(mini, tmp_path):
+    rates = CLEAR | {"T-EN-method": 0.65}  # more edits than T-EN (0.5) on every utterance
+    one, _, three = _claims(mini, tmp_path, rates)
+    assert one["verdict"] == "holds"
+    assert three["verdict"] == "does not hold"
+    assert three["evidence"].startswith("T-EN's method student − T-EN on the unheard tier: +")
+
+
+def test_claims_with_nothing_measured(mini):
+    claims = mini.claims({})
+    assert [c["verdict"] for c in claims] == ["not measured yet"] * 3
+    assert claims[2]["evidence"] == "T-EN: not measured yet"
+
+
+# ---------------------------------------------------------------------------------------------
+# Names.
+
+
+@pytest.mark.parametrize(
+    ("name", "teacher", "variant"),
+    [
+        ("T-EN-method", "T-EN", "method"),
+        ("T1", "T1", "teacher"),
+        ("T2-first4", "T2", "first4"),
+        ("T1-no-shuffle", "T1", "no-shuffle"),
+        ("logmel", None, "logmel"),
+        ("T-EN", "T-EN", "teacher"),
+    ],
+)
+def test_teacher_and_variant_of(mini, name, teacher, variant):
+    assert mini.teacher_of(name) == teacher
+    assert mini.variant_of(name) == variant
+
+
+# ---------------------------------------------------------------------------------------------
+# Fine-tuning and the report.
+
+
+def test_finetune_summary_compares_each_student_with_t1_on_unheard(mini, tmp_path):
+    rates = {"T1": 0.2, "T1-method": 0.25, "T1-no-shuffle": 0.4}
+    finetune = write_runs(
+        tmp_path / "finetune", rates, seeds=(0, 1), langs=UNHEARD, mode="finetune"
+    )
+    records = mini.load_records(finetune)
+    out = mini.finetune_summary(records)
+    assert list(out) == ["T1"]
+    f = out["T1"]
+    assert f["seeds"] == [0, 1] and f["languages"] == UNHEARD and f["steps"] == 40
+    per = {n: hand_macro(records, n, UNHEARD, [0, 1]) for n in FINETUNED}
+    assert list(f["per"]) == list(FINETUNED)
+    for name in FINETUNED:
+        assert f["per"][name]["per"] == pytest.approx(per[name])
+    rows = [(r["a"], r["b"], r["tier"], r["languages"]) for r in f["comparisons"]]
+    assert rows == [("T1-method", "T1", "unheard", 2), ("T1-no-shuffle", "T1", "unheard", 2)]
+    for row in f["comparisons"]:
+        assert row["diff"] == pytest.approx(per[row["a"]] - per["T1"])
+    # Without every fine-tuned model at a seed there is nothing to compare.
+    (finetune / "T1-no-shuffle-s0.json").unlink()
+    assert mini.finetune_summary(mini.load_records(finetune))["T1"]["seeds"] == [1]
+    (finetune / "T1-no-shuffle-s1.json").unlink()
+    assert mini.finetune_summary(mini.load_records(finetune)) == {}
+
+
+HEARD = {
+    "T1": "the pretrain split of 11 language(s): en, es, fr, ru, nl, tr, it, pl, sv, ky, el.",
+    "T2": "the pretrain split of 6 language(s): en, es, fr, ru, nl, tr.",
+    "T-EN": "the pretrain split of 1 language(s): en.",
+}
+LABELS = "none (self-supervised; pseudo-labels from its own clusters)."
+
+
+def make_teachers(root: Path) -> dict[str, Path]:
+    """Teacher directories with a model card and a config, as label_free_teachers.py makes."""
+    teachers = {}
+    for name, heard in HEARD.items():
+        model = root / name / "model"
+        model.mkdir(parents=True)
+        card = f"# {name}\n\nA tiny teacher.\n\n**Heard:** {heard}\n**Labels seen:** {LABELS}\n"
+        (model / "README.md").write_text(card)
+        architecture = "HubertModel" if name == "T2" else "Wav2Vec2Model"
+        (model / "config.json").write_text(json.dumps({"architectures": [architecture]}))
+        teachers[name] = model
+    return teachers
+
+
+def make_gate() -> dict:
+    """gate.json as label_free_teachers.py writes it (T2 failed its heard tier)."""
+    gate = {}
+    for name, (teacher, passed) in {"T1": (0.2, True), "T2": (0.65, False)}.items():
+        means = {name: teacher, "logmel": 0.6, "untrained": 0.8}
+        gate[name] = {
+            "teacher": name,
+            "model": f"runs/teachers/{name}/model",
+            "split": "dev",
+            "passed": passed,
+            "tiers": {
+                "heard": {"mean_dev_per": means, "passed": passed},
+                "unheard": {"mean_dev_per": means | {name: 0.3}, "passed": True},
+            },
+            "per_language": {
+                lang: {name: teacher, "logmel": 0.6, "untrained": 0.8} for lang in ("it", "eu")
+            },
+        }
+    return gate
+
+
+@pytest.fixture
+def replication(tmp_path):
+    """docs/replication/{runs,gate.json} with every model at three seeds, and the teachers."""
+    results = write_runs(tmp_path / "replication" / "runs", CLEAR)
+    (results.parent / "gate.json").write_text(json.dumps(make_gate()))
+    return results, tmp_path / "replication.md", make_teachers(tmp_path / "teachers")
+
+
+def _table(lines: list[str], header: str) -> list[str]:
+    """The rows of the table whose header line is `header`."""
+    start = lines.index(header) + 2
+    end = next(i for i in range(start, len(lines)) if not lines[i].startswith("|"))
+    return lines[start:end]
+
+
+def test_write_report(mini, replication):
+    results, docs, teachers = replication
+    out = mini.write_report(results, docs, teachers, "python experiments/reproduce_mini.py")
+    lines = docs.read_text().splitlines()
+    assert lines[:7] == [
+        "# DistilXLSR in miniature, v2: label-free teachers",
+        "",
+        "**What each teacher heard and saw** (from its model card):",
+        "",
+        f"- **T1** (wav2vec2). Heard: {HEARD['T1']} Labels seen: {LABELS}",
+        f"- **T2** (hubert). Heard: {HEARD['T2']} Labels seen: {LABELS}",
+        f"- **T-EN** (wav2vec2). Heard: {HEARD['T-EN']} Labels seen: {LABELS}",
+    ]
+    assert "Command: `python experiments/reproduce_mini.py`." in docs.read_text()
+    claims = _table(lines, "| claim | verdict | evidence |")
+    assert len(claims) == 3
+    assert [row.split(" | ")[1] for row in claims] == ["**holds**"] * 3
+    assert claims[0].startswith("| The student keeps the teacher's cross-lingual ability (T1")
+
+    saved = json.loads((results.parent / "summary.json").read_text())
+    assert saved == json.loads(json.dumps(out))
+    assert set(saved) == {"teachers", "claims", "headline", "analyses", "finetune"}
+    assert saved["teachers"] == [
+        {"name": n, "family": "hubert" if n == "T2" else "wav2vec2", "heard": h, "labels": LABELS}
+        for n, h in HEARD.items()
+    ]
+    assert [set(c) for c in saved["claims"]] == [{"claim", "verdict", "evidence"}] * 3
+    assert list(saved["headline"]) == ["T1", "T2", "T-EN"]
+    for teacher, tiers in saved["headline"].items():
+        assert list(tiers) == ["label", "heard", "unheard", "all"], teacher
+        for h in tiers.values():
+            assert set(h) == {"gain_retained", "ci", "rel_gap", "rel_gap_ci"}
+    assert saved["headline"]["T1"]["unheard"] == out["analyses"]["T1"]["headline"]["unheard"]
+    h = saved["headline"]["T1"]["unheard"]
+    header = "| teacher | tier | seeds | gain retained [95% CI] | relative gap [95% CI] |"
+    headline = _table(lines, header)
+    assert len(headline) == 3 * 4
+    assert headline[2].startswith(f"| T1 | unheard | 3 | {h['gain_retained']:.3f} [")
+
+    gate = _table(lines, "| teacher | tier | teacher | log-mel | untrained | passed |")
+    assert gate == [
+        "| T1 | heard | 20.00 | 60.00 | 80.00 | yes |",
+        "| T1 | unheard | 30.00 | 60.00 | 80.00 | yes |",
+        "| T2 | heard | 65.00 | 60.00 | 80.00 | no |",
+        "| T2 | unheard | 30.00 | 60.00 | 80.00 | yes |",
+    ]
+    assert _table(lines, "| language | T1 / log-mel / untrained | T2 / log-mel / untrained |") == [
+        "| it | 20.00 / 60.00 / 80.00 | 65.00 / 60.00 / 80.00 |",
+        "| eu | 20.00 / 60.00 / 80.00 | 65.00 / 60.00 / 80.00 |",
+    ]
+    start = lines.index("## Fine-tuning")
+    assert lines[start : start + 4] == ["## Fine-tuning", "", "Not run yet.", ""]
+    assert out["finetune"] == {}
+    for teacher in ("T1", "T2", "T-EN"):
+        assert f"## {teacher}" in lines
+
+
+def test_write_report_with_finetuning(mini, replication):
+    results, docs, teachers = replication
+    rates = {"T1": 0.2, "T1-method": 0.25, "T1-no-shuffle": 0.4}
+    finetune = write_runs(
+        results.parent / "finetune", rates, seeds=(0,), langs=UNHEARD, mode="finetune"
+    )
+    records = mini.load_records(finetune)
+    mini.write_report(results, docs, teachers, "cmd")
+    lines = docs.read_text().splitlines()
+    assert "Not run yet." not in lines
+    title = lines.index("## Fine-tuning (`--mode finetune`) on the unheard tier")
+    assert lines[title + 2].startswith(
+        "T1 and its students, fine-tuned with phone CTC on each unheard language's `train` split "
+        "(40 steps), scored on `test`; 1 seed(s), 2 languages."
+    )
+    rows = _table(
+        lines, "| model | macro PER (%) [95% CI] | − teacher [Holm-adjusted CI] | p (Holm) |"
+    )
+    assert [row.split(" | ")[0] for row in rows] == [f"| {n}" for n in FINETUNED]
+    per = {n: hand_macro(records, n, UNHEARD, [0]) for n in FINETUNED}
+    assert rows[0].startswith(f"| T1 | {100 * per['T1']:.2f} [") and rows[0].endswith(" |  |  |")
+    for row, name in zip(rows[1:], FINETUNED[1:], strict=True):
+        diff = 100 * (per[name] - per["T1"])
+        assert row.startswith(f"| {name} | {100 * per[name]:.2f} [")
+        assert f" | {diff:+.2f} [" in row
+
+
+def test_write_report_without_an_unheard_language(mini, tmp_path):
+    results = write_runs(tmp_path / "replication" / "runs", CLEAR, langs=["es", "it"])
+    out = mini.write_report(results, tmp_path / "replication.md", {}, "cmd")
+    assert [c["verdict"] for c in out["claims"]] == ["not measured yet"] * 3
+    text = (tmp_path / "replication.md").read_text()
+    assert "- T1: no unheard language measured yet." in text
+    assert "- T2: no unheard language measured yet." in text
+
+
+def test_no_relative_gap_against_a_teacher_below_ten_percent(mini, tmp_path):
+    # T1 at 5% PER everywhere: a ratio to it is unstable, so the headline gives none.
+    rates = {"logmel": LOGMEL, "T1": 0.05, "T1-method": 0.06}
+    results = write_runs(tmp_path / "replication" / "runs", rates)
+    out = mini.write_report(results, tmp_path / "replication.md", {}, "cmd")
+    for tier in ("label", "heard", "unheard", "all"):
+        row = out["headline"]["T1"][tier]
+        assert row["rel_gap"] is None and row["rel_gap_ci"] is None
+        assert row["gain_retained"] is not None
+    text = (tmp_path / "replication.md").read_text()
+    assert "n/a (teacher PER below 10%) (**not measurable**" in text
+
+
+def test_write_report_keeps_the_cards_facts_once_the_teachers_are_gone(mini, replication):
+    results, docs, teachers = replication
+    first = mini.write_report(results, docs, teachers, "cmd")
+    saved = json.loads((results.parent / "teachers.json").read_text())
+    assert saved["T2"] == {"heard": HEARD["T2"], "labels": LABELS, "family": "hubert"}
+    for model in teachers.values():
+        shutil.rmtree(model.parent)
+    second = mini.write_report(results, docs, teachers, "cmd")
+    assert second["teachers"] == first["teachers"]
+    assert f"- **T2** (hubert). Heard: {HEARD['T2']} Labels seen: {LABELS}" in docs.read_text()
