@@ -18,6 +18,7 @@ from distilxlsr.data.toy import make_toy_corpus
 from distilxlsr.errors import UserError
 from distilxlsr.teacher.config import load_pretrain_config
 from distilxlsr.teacher.pretrain import check_tiers, pretrain_teacher
+from distilxlsr.teacher.provenance import read_provenance
 from distilxlsr.teacher.units import LayerFeatures, UnitLabeler
 from tests.conftest import TINY_TEACHER
 
@@ -98,6 +99,12 @@ def test_a_label_free_teacher_says_what_it_heard(first_iteration):
     assert "HuBERT's first iteration" in card
     assert "# Tiny multilingual wav2vec 2.0 teacher" in card
     assert "sw" not in card.split("## Config")[0]
+    assert json.loads((first_iteration / "provenance.json").read_text()) == {
+        "heard": {"en": "english", "es": "label", "it": "heard"},
+        "labels": [],
+        "tier_protocol": True,
+        "unknown": [],
+    }
 
 
 def test_next_iteration_clusters_a_layer_of_the_first_and_can_be_a_hubert(
@@ -133,6 +140,18 @@ def test_next_iteration_clusters_a_layer_of_the_first_and_can_be_a_hubert(
     card = (model_dir / "README.md").read_text()
     assert "HuBERT's next iteration" in card and "layer 2 of model" in card
     assert "post-LN HuBERT" in card and "en (english), es (label)" in card
+    # It heard it (heard) only through its units, and no model on the way read a label.
+    assert (
+        "**Heard:** the pretrain split of 2 language(s): en (english), es (label). Through its "
+        f"units source `{first_iteration}`: also it (heard)." in card
+    )
+    assert (
+        "**Labels seen:** none: self-supervised only, and so were the models it was built from"
+        in card
+    )
+    provenance = read_provenance(model_dir)
+    assert provenance.heard == {"en": "english", "es": "label", "it": "heard"}
+    assert provenance.labels == [] and provenance.tier_protocol and provenance.unknown == []
     assert "family: hubert" in (out / "config.yaml").read_text()
     extractor = json.loads((model_dir / "preprocessor_config.json").read_text())
     assert extractor["return_attention_mask"] is False  # HF's convention for group norm
@@ -178,3 +197,79 @@ def test_a_labelled_upper_bound_turns_the_protocol_off_and_says_so(tiered, tmp_p
     card = (model_dir / "README.md").read_text()
     assert "sw (unheard)" in card and "**Tier protocol off**" in card
     assert "**Labels seen:** phone transcripts of the pretrain split" in card
+    provenance = read_provenance(model_dir)
+    assert provenance.labels == ["en", "es", "it", "sw"] and not provenance.tier_protocol
+    # A run with the tier protocol cannot build on it, and says why before it starts.
+    out = tmp_path / "next"
+    with pytest.raises(UserError) as err:
+        pretrain_teacher(
+            _config(tiered, out, "languages=[en]", f"units.source={model_dir}", "units.layer=1")
+        )
+    assert str(err.value) == (
+        f"units source '{model_dir}' heard sw of the unheard tier, which no teacher may hear, "
+        "even through a source model; set tier_protocol=false for a labelled upper bound."
+    )
+    assert not out.exists()
+
+
+def _source_with(first_iteration, root, **changes):
+    """A copy of the first iteration whose provenance.json says something else."""
+    source = root / "source"
+    shutil.copytree(first_iteration, source)
+    record = json.loads((source / "provenance.json").read_text()) | changes
+    (source / "provenance.json").write_text(json.dumps(record))
+    return source
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (
+            {"labels": ["it"]},
+            "was trained on the phone labels of it (tier heard); only label and english "
+            "languages' labels may train a teacher, also through a source model.",
+        ),
+        (
+            {"tier_protocol": False},
+            "was made with tier_protocol=false (a labelled upper bound); a run with the tier "
+            "protocol cannot build on it.",
+        ),
+        (None, "has no provenance.json, so what it heard cannot be checked against the tier "),
+    ],
+)
+def test_a_source_model_is_held_to_the_tier_protocol(
+    tiered, first_iteration, tmp_path, changes, message
+):
+    if changes is None:
+        source = tmp_path / "source"
+        shutil.copytree(first_iteration, source)
+        (source / "provenance.json").unlink()
+    else:
+        source = _source_with(first_iteration, tmp_path, **changes)
+    for option in (f"units.source={source}", f"init_from={source}"):
+        extra = ["units.layer=1"] if option.startswith("units") else []
+        with pytest.raises(UserError) as err:
+            pretrain_teacher(_config(tiered, tmp_path / "run", "languages=[en]", option, *extra))
+        role = "units source" if option.startswith("units") else "initialised from"
+        assert str(err.value).startswith(f"{role} '{source}' {message}")
+    assert not (tmp_path / "run").exists()
+
+
+def test_labels_that_reached_a_teacher_through_its_source_are_on_its_card(
+    tiered, first_iteration, tmp_path
+):
+    # The first iteration as if it had been trained on es's labels (allowed: the label tier).
+    source = _source_with(first_iteration, tmp_path, labels=["es"])
+    model_dir = pretrain_teacher(
+        _config(tiered, tmp_path / "run", "languages=[en]", f"init_from={source}", "stage1.steps=1")
+    )
+    card = (model_dir / "README.md").read_text()
+    assert (
+        "**Labels seen:** none directly (self-supervised only); through the models it was built "
+        "from, the phone labels of es (label)." in card
+    )
+    assert (
+        f"Through the model it was initialised from, `{source}`: also es (label), it (heard)."
+        in card
+    )
+    assert read_provenance(model_dir).labels == ["es"]

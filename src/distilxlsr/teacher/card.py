@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from distilxlsr.teacher.provenance import Provenance
+
 
 @dataclass
 class StageFacts:
@@ -59,15 +61,56 @@ class TeacherFacts:
     """Each language's tier in the corpus (corpus v2), where it has one."""
     tier_protocol: bool = True
     """False: the run was allowed to hear `unheard` languages and read `heard` ones' labels."""
+    sources: list[tuple[str, str]] = field(default_factory=list)
+    """(role, path) of the models the run built on: its units source, its initialisation."""
+    provenance: Provenance | None = None
+    """What the teacher heard and which labels trained it, its sources included."""
 
     @property
     def labels_seen(self) -> str:
-        if self.stage2 is None:
-            return "none: self-supervised only (no transcript or alignment was read)"
-        return (
+        own = (
             f"phone transcripts of the {self.split} split of every language above (stage 2, "
             "multilingual phone CTC)"
+            if self.stage2 is not None
+            else None
         )
+        p = self.provenance
+        inherited = sorted(set(p.labels) - set(self.languages if own else [])) if p else []
+        unknown = p.unknown if p else []
+        if own is None and not inherited and not unknown:
+            if self.sources:
+                return (
+                    "none: self-supervised only, and so were the models it was built from "
+                    "(no transcript or alignment was read)"
+                )
+            return "none: self-supervised only (no transcript or alignment was read)"
+        parts = [own or "none directly (self-supervised only)"]
+        if inherited:
+            parts.append(
+                "through the models it was built from, the phone labels of "
+                + ", ".join(_with_tier(lang, p.heard) for lang in inherited)
+            )
+        if unknown:
+            parts.append(f"unknown for {', '.join(unknown)} (no provenance recorded)")
+        return "; ".join(parts)
+
+    @property
+    def heard_through_sources(self) -> str:
+        """Languages heard only through the source models, e.g. " Through ...: el (heard)."."""
+        p = self.provenance
+        if p is None or not self.sources:
+            return ""
+        extra = [lang for lang in p.heard if lang not in self.languages]
+        phrase = {
+            "units source": "its units source `{}`",
+            "initialised from": "the model it was initialised from, `{}`",
+        }
+        roles = " and ".join(
+            phrase.get(role, role + " `{}`").format(path) for role, path in self.sources
+        )
+        if not extra:
+            return f" Through {roles}: no other language."
+        return f" Through {roles}: also {', '.join(_with_tier(x, p.heard) for x in extra)}."
 
     @property
     def heard(self) -> str:
@@ -76,6 +119,10 @@ class TeacherFacts:
             f"{lang} ({self.tiers[lang]})" if self.tiers.get(lang) else lang
             for lang in self.languages
         )
+
+
+def _with_tier(lang: str, tiers: dict) -> str:
+    return f"{lang} ({tiers[lang]})" if tiers.get(lang) else lang
 
 
 def duration(seconds: float) -> str:
@@ -165,7 +212,7 @@ tags: [speech, {tags}, {"multilingual" if len(f.languages) > 1 else "monolingual
 {description}, kernels {f.conv_kernel}, strides {f.conv_stride} (20 ms frames, 16 kHz
 input, normalised per utterance).
 
-**Heard:** the {f.split} split of {len(f.languages)} language(s): {f.heard}.
+**Heard:** the {f.split} split of {len(f.languages)} language(s): {f.heard}.{f.heard_through_sources}
 **Labels seen:** {f.labels_seen}.{_protocol_line(f)}
 
 ```python

@@ -47,6 +47,14 @@ from distilxlsr.models.teacher import count_parameters, load_model
 from distilxlsr.teacher.card import StageFacts, TeacherFacts, render_card
 from distilxlsr.teacher.config import RESUMABLE_CHANGES, PretrainConfig, validate
 from distilxlsr.teacher.model import MAX_MODEL_MB, build_encoder, export_model
+from distilxlsr.teacher.provenance import (
+    LABEL_TIERS,
+    Source,
+    check_sources,
+    combine,
+    read_provenance,
+    write_provenance,
+)
 from distilxlsr.teacher.tasks import PhoneCTC, StageTask, UnitPrediction
 from distilxlsr.teacher.units import (
     LayerFeatures,
@@ -91,10 +99,6 @@ def _resume_point(config: PretrainConfig, run: RunDir, saved: dict | None):
             f"stage1.steps={config.stage1.steps} is fewer: raise it, or use a new out=DIR."
         )
     return latest, stage, state
-
-
-LABEL_TIERS = ("label", "english")
-"""The tiers whose phone labels a teacher may be trained on (stage 2)."""
 
 
 def check_tiers(tiers: dict[str, str | None], phone_labels: bool) -> None:
@@ -216,8 +220,10 @@ class _Pretraining:
         # a missing or empty data path, or an unknown language, fails here
         selected = select_languages(config.data, config.split, config.languages)
         tiers = {lang: tier for _, lang, tier in selected}
+        self.sources = self._sources()
         if config.tier_protocol:
             check_tiers(tiers, config.stage2.steps > 0)
+            check_sources(self.sources, any(t is not None for t in tiers.values()))
         cuts = load_manifests([manifest for manifest, *_ in selected])
         stats = scan_cuts(cuts, config.loader.min_seconds, config.data)
         if stats.cuts == 0:
@@ -286,6 +292,7 @@ class _Pretraining:
         if finished and self.main:
             state.wall_seconds = trainer.wall_before + trainer.elapsed()
             export_model(encoder, pristine, model_dir)
+            write_provenance(model_dir, self._provenance())
             facts = self._facts(model_dir, encoder, vocab, state)
             (model_dir / "README.md").write_text(render_card(facts))
             self.say(
@@ -345,6 +352,28 @@ class _Pretraining:
             task, schedule, batches, first_step=first, resume=resume, extra_state={"stage": number}
         )
 
+    def _sources(self) -> list[Source]:
+        """The models this run builds on, with what they carry (docs/design.md, "Provenance")."""
+        config = self.config
+        sources = []
+        if config.units.source != "logmel":
+            sources.append(
+                Source("units source", config.units.source, read_provenance(config.units.source))
+            )
+        if config.init_from:
+            sources.append(
+                Source("initialised from", config.init_from, read_provenance(config.init_from))
+            )
+        return sources
+
+    def _provenance(self):
+        """What the exported teacher heard and which labels trained it, sources included."""
+        config = self.config
+        languages = self.data_info["languages"]
+        heard = {lang: self.data_info["tiers"].get(lang) for lang in languages}
+        labels = list(languages) if config.stage2.steps > 0 else []
+        return combine(heard, labels, config.tier_protocol, self.sources)
+
     def _facts(self, model_dir: Path, encoder, vocab, state: RunState) -> TeacherFacts:
         config = self.config
         units_info = {}
@@ -396,6 +425,8 @@ class _Pretraining:
             split=config.split,
             tiers=self.data_info["tiers"],
             tier_protocol=config.tier_protocol,
+            sources=[(src.role, src.path) for src in self.sources],
+            provenance=self._provenance(),
         )
 
 
