@@ -830,7 +830,10 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown teacher {unknown[0]}; choose from {', '.join(STUDENTS)}")
     root = Path(args.teachers_dir)
-    teachers = {n: root / n / "model" for n in names}
+    gate_file = root / "gate.json"
+    gated = json.loads(gate_file.read_text()) if gate_file.is_file() else {}
+    # Each teacher's finished model, as its gate names it (the fallback's lies deeper).
+    teachers = {n: Path(gated[n]["model"]) if n in gated else root / n / "model" for n in names}
     results, docs = Path(args.results), Path(args.report)
     command = "python experiments/reproduce_mini.py"
     if args.report_only:
@@ -843,10 +846,9 @@ def main() -> None:
             f"teacher(s) {', '.join(missing)} not made yet under {root}: run "
             "`python experiments/label_free_teachers.py` first"
         )
-    gate_file = root / "gate.json"
-    if gate_file.is_file():  # the gates travel with the results (runs/ is not committed)
+    if gated:  # the gates travel with the results (runs/ is not committed)
         results.parent.mkdir(parents=True, exist_ok=True)
-        gate = json.loads(gate_file.read_text())
+        gate = gated
         kept = {n: gate[n] for n in names if n in gate}
         (results.parent / "gate.json").write_text(json.dumps(kept, indent=1) + "\n")
         failed = [n for n in names if n in gate and not gate[n]["passed"]]
