@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from distilxlsr.cli import main
 from distilxlsr.config import load_config
@@ -25,6 +26,7 @@ from distilxlsr.distill.train import Distiller, distill
 from distilxlsr.models.layers import parse_layer_map
 from distilxlsr.models.student import build_student
 from distilxlsr.models.teacher import load_teacher
+from distilxlsr.training import checkpoint as ckpt
 from distilxlsr.training.checkpoint import list_checkpoints
 
 REPO = Path(__file__).resolve().parents[2]
@@ -163,6 +165,25 @@ def test_resume_refuses_a_changed_experiment(tmp_path, teacher_dir, toy_corpus):
     args = _overrides(teacher_dir, toy_corpus, out, **{"train.max_steps": 2})
     assert main(["distill", "--config", TINY, *args]) == 0
     assert main(["distill", "--config", TINY, *args, "train.lr=0.1"]) == 2
+
+
+def test_resume_refuses_a_teacher_whose_weights_changed(tmp_path, teacher_dir, toy_corpus, capsys):
+    teacher = tmp_path / "teacher"
+    shutil.copytree(teacher_dir, teacher)
+    out = tmp_path / "run"
+    args = _overrides(teacher, toy_corpus, out, **{"train.max_steps": 2})
+    assert main(["distill", "--config", TINY, *args]) == 0
+    facts = json.loads((out / "facts.json").read_text())
+    assert facts["teacher_sha256"] == ckpt.weights_sha256(teacher)
+    # Resuming with the same teacher is fine; a teacher trained further (same path) is not.
+    assert main(["distill", "--config", TINY, *args[:-1], "train.max_steps=3"]) == 0
+    weights = load_file(teacher / "model.safetensors")
+    save_file({k: v + 0.01 for k, v in weights.items()}, teacher / "model.safetensors")
+    capsys.readouterr()
+    assert main(["distill", "--config", TINY, *args[:-1], "train.max_steps=4"]) == 2
+    err = capsys.readouterr().err
+    assert f"teacher '{teacher}' is not the model this run started from" in err
+    assert f"distil into a new out= than '{out}'" in err
 
 
 def test_nan_guard_skips_and_aborts(tmp_path, teacher_dir, toy_corpus, capsys):

@@ -219,6 +219,14 @@ def _distill(config, transform, command_line, accelerator, run: RunDir) -> None:
     resume = run.latest_checkpoint()
 
     models = load_models(config, resume)
+    teacher_sha256 = ckpt.weights_sha256(config.teacher)
+    before = run.facts().get("teacher_sha256") if resume is not None else None
+    if before and teacher_sha256 and before != teacher_sha256:
+        raise UserError(
+            f"teacher '{config.teacher}' is not the model this run started from (its weights "
+            f"changed since: SHA-256 {teacher_sha256[:12]}..., the run's {before[:12]}...); "
+            f"restore that teacher, or distil into a new out= than '{run.path}'."
+        )
     cuts = load_cuts(config.data.train, "train")
     stats = scan_cuts(
         cuts, config.data.min_seconds, config.data.train
@@ -247,6 +255,7 @@ def _distill(config, transform, command_line, accelerator, run: RunDir) -> None:
                 "cuts": stats.cuts,
                 "hours": round(stats.hours, 4),
                 "teacher_license": card_license(config.teacher),
+                "teacher_sha256": teacher_sha256,
             }
         )
     accelerator.wait_for_everyone()

@@ -22,7 +22,7 @@ from distilxlsr.data.logmel import LogMel
 from distilxlsr.errors import UserError
 from distilxlsr.models.layers import LayerTap
 from distilxlsr.models.teacher import load_model
-from distilxlsr.training.checkpoint import file_sha256
+from distilxlsr.training.checkpoint import weights_sha256
 
 # --------------------------------------------------------------------------- stage-1 units
 
@@ -119,9 +119,7 @@ class LayerFeatures:
     def weights_sha256(self) -> str:
         """SHA-256 over the source model's weight files (name and SHA-256 of each): what the
         units were fitted on."""
-        files = sorted(Path(self.model_dir).glob("*.safetensors"))
-        listing = "\n".join(f"{path.name} {file_sha256(path)}" for path in files)
-        return hashlib.sha256(listing.encode()).hexdigest()
+        return weights_sha256(self.model_dir) or hashlib.sha256(b"").hexdigest()
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_tap": None}

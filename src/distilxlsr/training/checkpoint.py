@@ -79,6 +79,16 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def weights_sha256(model_dir: str | Path) -> str | None:
+    """SHA-256 over a local model directory's weight files (the name and SHA-256 of each
+    `*.safetensors`, in name order); None for a hub id or a directory without such files."""
+    files = sorted(Path(model_dir).glob("*.safetensors")) if Path(model_dir).is_dir() else []
+    if not files:
+        return None
+    listing = "\n".join(f"{path.name} {file_sha256(path)}" for path in files)
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
 def write_manifest(directory: Path) -> None:
     """Sizes and checksums of every file of a fully written checkpoint (the last file written)."""
     directory = Path(directory)
