@@ -43,7 +43,10 @@ case "$RECIPE" in
     SPLIT=pretrain
     SHARE=${STAGE1_SHARE:-0.5}
     LANGS=$($PY -c "from distilxlsr.data.synthetic import TIERS as T; print(','.join(T['label'] + T['heard']))")
-    COMMON=(split=pretrain "languages=[english,label,heard]" stage2.steps=0)
+    # Stage 1's recipe as experiments/label_free_teachers.py's (chosen on dev by
+    # experiments/teacher_recipe_sweep.py); the warm-up is 10% of each iteration's steps.
+    COMMON=(split=pretrain "languages=[english,label,heard]" stage2.steps=0 stage1.lr=5e-4
+      stage1.unmasked_weight=1.0)
     ;;
   labelled)
     SPLIT=train
@@ -92,9 +95,10 @@ else
   mkdir -p "$RUN/iteration1"
   cp "$SCRATCH/units.safetensors" "$RUN/iteration1/"
   $PY -m distilxlsr pretrain-teacher --config "$CONFIG" data="$DATA" out="$RUN/iteration1" \
-    "${COMMON[@]}" stage1.steps="$STEPS1" loader.num_workers="$WORKERS" "$@"
+    "${COMMON[@]}" stage1.steps="$STEPS1" stage1.warmup_steps=$((STEPS1 / 10 + 1)) \
+    loader.num_workers="$WORKERS" "$@"
   $PY -m distilxlsr pretrain-teacher --config "$CONFIG" data="$DATA" out="$RUN" "${COMMON[@]}" \
     units.source="$RUN/iteration1/model" units.layer="${UNITS_LAYER:-4}" stage1.steps="$STEPS2" \
-    loader.num_workers="$WORKERS" "$@"
+    stage1.warmup_steps=$((STEPS2 / 10 + 1)) loader.num_workers="$WORKERS" "$@"
 fi
 echo "teacher trained in $(($(date +%s) - START)) s (budget $BUDGET s, $RECIPE): $RUN/model"
