@@ -7,7 +7,8 @@ English + `label` + `heard` tiers), T2 (HuBERT's architecture, English + `label`
 (synthetic, seed s) and every student is distilled from it with student seed s:
 
 - T1 and T2: the method (jump:2 + utterance shuffle), no shuffle, segment shuffle, first:N and
-  random:N + utterance shuffle (N = half the teacher's layers);
+  random:N + utterance shuffle (N = half the teacher's layers); T2's students on static-shape
+  batches (fixed crop lengths, no padding), since its group-norm CNN normalises over padding;
 - T-EN: the method and no shuffle.
 
 Then one evaluation per seed on corpus v2's `test` split of all 15 languages (probes trained on
@@ -29,7 +30,7 @@ import argparse
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,9 @@ def student(plan: Plan, teacher: str, variant: str, seed: int) -> Path:
     config = demo_distill_config(
         plan.teachers[teacher], english(plan, seed), run_dir, plan.steps, layers, shuffle, seed
     )
+    teacher_config = json.loads((plan.teachers[teacher] / "config.json").read_text())
+    if teacher_config.get("feat_extract_norm") == "group":  # T2: HuBERT's group-norm CNN
+        config = replace(config, data=replace(config.data, static_shapes=True))
     distill(config)
     export_hf(run_dir, out)
     seconds = time.perf_counter() - start

@@ -186,6 +186,21 @@ def test_resume_refuses_a_teacher_whose_weights_changed(tmp_path, teacher_dir, t
     assert f"distil into a new out= than '{out}'" in err
 
 
+def test_a_group_norm_teacher_without_static_shapes_is_warned_about(
+    tmp_path, postln_teacher_dir, teacher_dir, toy_corpus, capsys
+):
+    warning = "warning: the teacher's CNN uses group norm"
+    for teacher, static, warned in [
+        (postln_teacher_dir, "false", True),
+        (postln_teacher_dir, "true", False),
+        (teacher_dir, "false", False),  # a layer-norm CNN normalises each frame alone
+    ]:
+        out = tmp_path / f"run-{teacher.name}-{static}"
+        args = _overrides(teacher, toy_corpus, out, **{"train.max_steps": 1})
+        assert main(["distill", "--config", TINY, *args, f"data.static_shapes={static}"]) == 0
+        assert (warning in capsys.readouterr().out) is warned
+
+
 def test_nan_guard_skips_and_aborts(tmp_path, teacher_dir, toy_corpus, capsys):
     out = tmp_path / "run"
     args = _overrides(

@@ -279,6 +279,14 @@ def _distill(config, transform, command_line, accelerator, run: RunDir) -> None:
         f"parameters ({info.ratio:.1%} of the teacher's {info.teacher_parameters:,}), "
         f"init {list(layer_map.init)}, targets {list(layer_map.targets)}"
     )
+    group_norm = getattr(models.teacher.config, "feat_extract_norm", "layer") == "group"
+    if group_norm and not config.data.static_shapes:
+        trainer.say(
+            "warning: the teacher's CNN uses group norm, which normalises each channel over "
+            "all frames of a row, padding included: its features of an utterance then depend "
+            "on what it is batched with. data.static_shapes=true crops every row to a fixed "
+            "length without padding (as HuBERT and wav2vec 2.0 Base were trained)."
+        )
     t = config.train
     trainer.say(
         f"shuffle.mode={config.shuffle.mode} (p={config.shuffle.p:g}); lr {t.lr:g} "
