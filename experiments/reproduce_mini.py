@@ -825,6 +825,9 @@ def main() -> None:
         help="stop after this stage (all: distil, evaluate, fine-tune, then the report)",
     )
     parser.add_argument("--report-only", action="store_true", help="the report from the results")
+    parser.add_argument(
+        "--allow-failed-gate", action="store_true", help="run teachers that failed the dev gate"
+    )
     parser.add_argument("--langs", help="smoke runs only: these languages (default: all 15)")
     parser.add_argument("--probe-steps", type=int, help="smoke runs only: every probe this short")
     parser.add_argument("--finetune-steps", type=int, help="smoke runs only: this fine-tuning")
@@ -856,6 +859,13 @@ def main() -> None:
         kept = {n: gate[n] for n in names if n in gate}
         (results.parent / "gate.json").write_text(json.dumps(kept, indent=1) + "\n")
         failed = [n for n in names if n in gate and not gate[n]["passed"]]
+        if failed and not args.allow_failed_gate:
+            raise SystemExit(
+                f"{', '.join(failed)} failed the dev gate ({gate_file}): hours of students of "
+                "such a teacher would measure little; retrain it (experiments/"
+                "label_free_teachers.py, --label-ctc-steps for the fallback) or pass "
+                "--allow-failed-gate"
+            )
         if failed:
             print(f"note: {', '.join(failed)} failed the dev gate; the report says so", flush=True)
     short = ProbeConfig(steps=args.probe_steps, warmup_steps=1) if args.probe_steps else None
