@@ -101,53 +101,47 @@ def train_teacher(
         f"train.seed={spec['seed']}",
         f"loader.static_shapes={str(spec.get('static', False)).lower()}",
     ]
-    first = out / name / "iteration1"
-    if not (first / "model" / "model.safetensors").is_file():
-        config = load_pretrain_config(
-            "pretrain-tiny-teacher",
-            [
-                *common,
-                *stage1_recipe(steps1),
-                f"out={first}",
-                f"stage1.steps={steps1}",
-                "stage2.steps=0",
-            ],  # fmt: skip
-        )
-        pretrain_teacher(config, command_line=f"(experiments/label_free_teachers.py {name} it1)")
-    second = out / name
-    config = load_pretrain_config(
-        "pretrain-tiny-teacher",
+    first = pretrain_once(
+        out / name / "iteration1",
+        [*common, *stage1_recipe(steps1), f"stage1.steps={steps1}", "stage2.steps=0"],
+        f"{name} it1",
+    )
+    second = pretrain_once(
+        out / name,
         [
             *common,
             *stage1_recipe(steps2),
-            f"out={second}",
             f"stage1.steps={steps2}",
             "stage2.steps=0",
-            f"units.source={first / 'model'}",
+            f"units.source={first}",
             f"units.layer={layer}",
         ],
+        f"{name} it2",
     )
-    if not (second / "model" / "model.safetensors").is_file():
-        pretrain_teacher(config, command_line=f"(experiments/label_free_teachers.py {name} it2)")
     if not label_ctc_steps:
-        return second / "model"
+        return second
     # The issue's fallback: phone CTC on the label tier only, from the label-free teacher.
-    third = out / name / "label-ctc"
-    config = load_pretrain_config(
-        "pretrain-tiny-teacher",
+    return pretrain_once(
+        out / name / "label-ctc",
         [
             *[c for c in common if not c.startswith("languages=")],
             "languages=[label]",
-            f"out={third}",
-            f"init_from={second / 'model'}",
+            f"init_from={second}",
             "stage1.steps=0",
             f"stage2.steps={label_ctc_steps}",
             f"stage2.warmup_steps={max(1, label_ctc_steps // 10)}",
         ],
+        f"{name} ctc",
     )
-    if not (third / "model" / "model.safetensors").is_file():
-        pretrain_teacher(config, command_line=f"(experiments/label_free_teachers.py {name} ctc)")
-    return third / "model"
+
+
+def pretrain_once(run: Path, overrides: list[str], label: str) -> Path:
+    """One `pretrain-tiny-teacher` run into RUN (resumed if stopped; skipped once its model
+    exists); returns RUN/model."""
+    if not (run / "model" / "model.safetensors").is_file():
+        config = load_pretrain_config("pretrain-tiny-teacher", [*overrides, f"out={run}"])
+        pretrain_teacher(config, command_line=f"(experiments/label_free_teachers.py {label})")
+    return run / "model"
 
 
 def final_model(out: Path, name: str, label_ctc_steps: int) -> Path:
