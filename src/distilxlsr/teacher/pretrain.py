@@ -49,10 +49,13 @@ from distilxlsr.teacher.config import RESUMABLE_CHANGES, PretrainConfig, validat
 from distilxlsr.teacher.model import MAX_MODEL_MB, build_encoder, export_model
 from distilxlsr.teacher.provenance import (
     LABEL_TIERS,
+    Provenance,
     Source,
     check_sources,
     combine,
+    outside_label_tiers,
     read_provenance,
+    unheard_languages,
     write_provenance,
 )
 from distilxlsr.teacher.tasks import PhoneCTC, StageTask, UnitPrediction
@@ -104,16 +107,14 @@ def _resume_point(config: PretrainConfig, run: RunDir, saved: dict | None):
 def check_tiers(tiers: dict[str, str | None], phone_labels: bool) -> None:
     """Corpus v2's protocol: no `unheard` language is ever heard by a teacher, and phone labels
     come from `label` and `english` languages only (languages without a tier are not checked)."""
-    unheard = sorted(lang for lang, tier in tiers.items() if tier == "unheard")
+    unheard = unheard_languages(tiers)
     if unheard:
         raise UserError(
             f"{', '.join(unheard)} belong(s) to the unheard tier, which no teacher may hear; "
             "choose the languages with languages=[english,label,heard] (or codes), or set "
             "tier_protocol=false for a labelled upper bound."
         )
-    unlabelled = sorted(
-        lang for lang, tier in tiers.items() if tier is not None and tier not in LABEL_TIERS
-    )
+    unlabelled = outside_label_tiers(tiers, tiers)
     if phone_labels and unlabelled:
         raise UserError(
             f"stage 2 would train on the phone labels of {', '.join(unlabelled)} (tier "
@@ -292,8 +293,9 @@ class _Pretraining:
         if finished and self.main:
             state.wall_seconds = trainer.wall_before + trainer.elapsed()
             export_model(encoder, pristine, model_dir)
-            write_provenance(model_dir, self._provenance())
-            facts = self._facts(model_dir, encoder, vocab, state)
+            provenance = self._provenance()
+            write_provenance(model_dir, provenance)
+            facts = self._facts(model_dir, encoder, vocab, state, provenance)
             (model_dir / "README.md").write_text(render_card(facts))
             self.say(
                 f"done: {state.step} steps; teacher written to {model_dir} ({facts.size_mb:.1f} MB)"
@@ -366,7 +368,7 @@ class _Pretraining:
             )
         return sources
 
-    def _provenance(self):
+    def _provenance(self) -> Provenance:
         """What the exported teacher heard and which labels trained it, sources included."""
         config = self.config
         languages = self.data_info["languages"]
@@ -374,7 +376,9 @@ class _Pretraining:
         labels = list(languages) if config.stage2.steps > 0 else []
         return combine(heard, labels, config.tier_protocol, self.sources)
 
-    def _facts(self, model_dir: Path, encoder, vocab, state: RunState) -> TeacherFacts:
+    def _facts(
+        self, model_dir: Path, encoder, vocab, state: RunState, provenance: Provenance
+    ) -> TeacherFacts:
         config = self.config
         units_info = {}
         if self.run.file(UNITS_FILE).is_file():
@@ -426,7 +430,7 @@ class _Pretraining:
             tiers=self.data_info["tiers"],
             tier_protocol=config.tier_protocol,
             sources=[(src.role, src.path) for src in self.sources],
-            provenance=self._provenance(),
+            provenance=provenance,
         )
 
 

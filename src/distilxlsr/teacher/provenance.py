@@ -44,6 +44,16 @@ class Source:
     """None: a hub id, or a directory without provenance.json."""
 
 
+def unheard_languages(tiers: dict[str, str | None]) -> list[str]:
+    """The languages of the `unheard` tier among these, sorted."""
+    return sorted(lang for lang, tier in tiers.items() if tier == "unheard")
+
+
+def outside_label_tiers(tiers: dict[str, str | None], langs) -> list[str]:
+    """Those of `langs` whose tier is known and not one of `LABEL_TIERS`, sorted."""
+    return sorted(lang for lang in langs if tiers.get(lang) not in (None, *LABEL_TIERS))
+
+
 def read_provenance(path: str | Path) -> Provenance | None:
     """The provenance saved beside a model directory, or None when there is none."""
     file = Path(path) / PROVENANCE_FILE
@@ -106,18 +116,14 @@ def check_sources(sources: list[Source], corpus_has_tiers: bool) -> None:
                     "pretrain-teacher`, or set tier_protocol=false for a labelled upper bound."
                 )
             continue
-        unheard = sorted(lang for lang, tier in p.heard.items() if tier == "unheard")
+        unheard = unheard_languages(p.heard)
         if unheard:
             raise UserError(
                 f"{what} heard {', '.join(unheard)} of the unheard tier, which no teacher may "
                 "hear, even through a source model; set tier_protocol=false for a labelled "
                 "upper bound."
             )
-        labelled = sorted(
-            lang
-            for lang in p.labels
-            if p.heard.get(lang) is not None and p.heard[lang] not in LABEL_TIERS
-        )
+        labelled = outside_label_tiers(p.heard, p.labels)
         if labelled:
             raise UserError(
                 f"{what} was trained on the phone labels of {', '.join(labelled)} (tier "
