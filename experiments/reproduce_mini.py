@@ -42,11 +42,11 @@ from distilxlsr.distill.train import distill
 from distilxlsr.evaluate.ctc import FLOOR_PROBE, FinetuneConfig, ProbeConfig
 from distilxlsr.evaluate.harness import evaluate
 from distilxlsr.evaluate.stats import (
-    LEVEL,
     REL_GAP_MIN_REFERENCE,
     bootstrap_per,
     interval,
     paired_comparisons,
+    relative_gap,
     statistics,
 )
 from distilxlsr.export import export_hf
@@ -257,7 +257,7 @@ def load_records(results: Path) -> dict[tuple[str, int], dict]:
     return records
 
 
-def samples(records: dict, names: list[str], seeds: list[int], level: float = LEVEL):
+def samples(records: dict, names: list[str], seeds: list[int]):
     """Paired bootstrap PERs of `names` (all with a record at every one of `seeds`): models,
     languages, tiers and the PerSamples. Checks that every record scored the same utterances."""
     first = records[(names[0], seeds[0])]
@@ -347,8 +347,8 @@ def analyse_teacher(records: dict, teacher: str) -> dict | None:
         headline[tier] = {
             "gain_retained": entry["gain_retained"][tier],
             "ci": entry["gain_retained_ci"][tier],
-            # As stats.relative_gap: none against a teacher PER below REL_GAP_MIN_REFERENCE.
-            "rel_gap": None if point[t] < REL_GAP_MIN_REFERENCE else float(point[m] / point[t] - 1),
+            "rel_gap": relative_gap(float(point[m]), float(point[t])),
+            # Like the point: none against a teacher PER below REL_GAP_MIN_REFERENCE.
             "rel_gap_ci": None
             if point[t] < REL_GAP_MIN_REFERENCE
             else interval(draws[m] / np.maximum(draws[t], 1e-12) - 1),
@@ -456,9 +456,8 @@ def claims(analyses: dict) -> list[dict]:
         )
         text = (
             f"T-EN's method student − T-EN on the {FINETUNE_TIER} tier: "
-            f"{100 * row['diff']:+.2f} PER points, 95% CI [{100 * row['ci'][0]:+.2f}, "
-            f"{100 * row['ci'][1]:+.2f}], Holm-adjusted CI [{100 * row['ci_holm'][0]:+.2f}, "
-            f"{100 * row['ci_holm'][1]:+.2f}], p_holm {row['p_holm']:.3f} "
+            f"{100 * row['diff']:+.2f} PER points, 95% CI {_ci(row['ci'], sign='+')}, "
+            f"Holm-adjusted CI {_ci(row['ci_holm'], sign='+')}, p_holm {row['p_holm']:.3f} "
             f"({len(en['seeds'])} seeds, {row['languages']} languages)"
         )
     out.append(
@@ -625,13 +624,10 @@ def targets(summary_: dict) -> list[str]:
             lines.append(f"- {teacher}: no {FINETUNE_TIER} language measured yet.")
             continue
         gain, ci = h["gain_retained"], h["ci"]
-        met = (
-            gain is not None and ci is not None and gain >= KEEPS_GAIN and ci[0] >= KEEPS_GAIN_LOWER
-        )
         if gain is None or ci is None:
             met_text = "not measurable: log-mel is not clearly worse than the teacher"
         else:
-            met_text = "met" if met else "missed"
+            met_text = "met" if keeps_verdict(gain, ci) == "holds" else "missed"
         gap = h["rel_gap"]
         gap_text = "not measurable" if gap is None else "met" if gap <= REL_GAP_TARGET else "missed"
         method = f"{teacher}-method"
