@@ -47,6 +47,7 @@ TEACHERS = {
     "T-EN": {"family": "wav2vec2", "languages": "[english]", "seed": 2},
 }
 GATE_TIERS = ("heard", "unheard")
+CARD_GATE = "\n## Gate (dev split)\n"
 
 
 # Stage 1's recipe for both iterations, chosen on dev by experiments/teacher_recipe_sweep.py
@@ -186,6 +187,43 @@ def gate(name: str, model: Path, data: Path, out: Path, jobs: int, probe_steps: 
     }
 
 
+def gate_section(name: str, record: dict) -> str:
+    """The card's Gate section: the rule, the verdict, the tier means and every language's dev
+    PER beside log-mel's and the untrained network's."""
+    verdict = "PASSED" if record["passed"] else "FAILED"
+    lines = [
+        CARD_GATE,
+        "On corpus v2's dev split (never test), the teacher's mean probe PER over the `heard` tier "
+        "and over the `unheard` tier must each be lower than a log-mel probe's and its own "
+        f"untrained network's: **{verdict}**. Measured by "
+        f"`python experiments/label_free_teachers.py --teachers {name}` (its last step).",
+        "",
+        f"| tier (dev) | {name} | log-mel | untrained | passed |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for tier, result in record["tiers"].items():
+        means = result["mean_dev_per"]
+        lines.append(
+            f"| {tier} ({', '.join(TIERS[tier])}) | {100 * means[name]:.1f}% "
+            f"| {100 * means['logmel']:.1f}% | {100 * means['untrained']:.1f}% "
+            f"| {'yes' if result['passed'] else 'no'} |"
+        )
+    lines += ["", f"| language | {name} | log-mel | untrained |", "| --- | ---: | ---: | ---: |"]
+    for lang, per in record["per_language"].items():
+        lines.append(
+            f"| {lang} | {100 * per[name]:.1f}% | {100 * per['logmel']:.1f}% "
+            f"| {100 * per['untrained']:.1f}% |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_gate_section(model: Path, name: str, record: dict) -> None:
+    """Put (or replace) the Gate section at the end of the teacher's card."""
+    card = model / "README.md"
+    text = card.read_text().split(CARD_GATE)[0]
+    card.write_text(text.rstrip() + "\n" + gate_section(name, record))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default="runs/evidence/data")
@@ -241,6 +279,7 @@ def main() -> None:
         record[name]["seconds"] = time.perf_counter() - start
         out.mkdir(parents=True, exist_ok=True)
         record_path.write_text(json.dumps(record, indent=1) + "\n")
+        write_gate_section(model, name, record[name])
         verdict = "PASSED" if record[name]["passed"] else "FAILED"
         means = {t: v["mean_dev_per"] for t, v in record[name]["tiers"].items()}
         print(f"{name}: gate {verdict} on dev: {json.dumps(means)}", flush=True)

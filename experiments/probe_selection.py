@@ -1,6 +1,6 @@
 """Choose the evaluation probe's learning rate and length on the `dev` split (never `test`).
 
-For a trained model (the shipped teacher) and for the log-mel floor, on one language of each tier:
+For a trained model (the labelled CTC teacher, `experiments/labelled-teacher`) and for the log-mel floor, on one language of each tier:
 a probe is trained on the language's `train` split (corpus v2: its own speakers and words) and
 scored (PER) on `dev` after each length in the grid, for each learning rate, with and without
 per-dimension standardisation of the features. Lengths are scored inside one run (the first n
@@ -31,12 +31,15 @@ from pathlib import Path
 import numpy as np
 
 from distilxlsr import tune_malloc
-from distilxlsr.demo import shipped_teacher
 from distilxlsr.evaluate.ctc import ProbeConfig, probe_decode, train_probe
 from distilxlsr.evaluate.features import ModelFeatures, resolve_model
 from distilxlsr.evaluate.harness import _extract
 from distilxlsr.evaluate.languages import load_utterances
 from distilxlsr.evaluate.per import phone_error_rate
+
+LABELLED_TEACHER = Path(__file__).resolve().parent / "labelled-teacher"
+"""The CTC teacher fine-tuned on every evaluation language's phone labels (the labelled upper
+bound; shipped until the label-free T1 replaced it)."""
 
 LANGS = "es,it,sw"  # one per tier: label, heard, unheard
 LRS = (3e-3, 1e-2, 3e-2)
@@ -238,7 +241,7 @@ def main() -> None:
     if "runs" not in record:
         record = {"runs": {}}
     # The teacher first: its grid decides whether standardisation is carried into longer runs.
-    models = {"teacher": str(shipped_teacher()), "logmel": "logmel"}
+    models = {"teacher": str(LABELLED_TEACHER), "logmel": "logmel"}
     langs = args.langs.split(",")
     if args.check:
         lr, std, steps = args.check.split(",")

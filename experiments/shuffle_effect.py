@@ -1,8 +1,9 @@
-"""Evidence v2, part 1: the shipped teacher and the demo's student on corpus v2, per tier with
+"""Evidence v2, part 1: the labelled CTC teacher and the demo's student on corpus v2, per tier with
 confidence intervals, and the shuffle effect (the method vs no shuffling) over seeds that redraw
 the English training data.
 
-Teacher: the shipped one (`src/distilxlsr/assets/teacher`); it heard corpus v1's train splits of
+Teacher: the labelled CTC teacher (`experiments/labelled-teacher`, shipped until the label-free
+T1 replaced it); it heard corpus v1's train splits of
 all 16 languages and was trained on their phone labels, so its top layers are a phone recogniser
 of these languages and it has heard every voice variant that corpus v2 holds out (see its card).
 The numbers below therefore measure distillation, not the cross-lingual transfer of a label-free
@@ -33,7 +34,7 @@ import numpy as np
 
 from distilxlsr import tune_malloc
 from distilxlsr.data.synthetic import synthesize_corpus
-from distilxlsr.demo import FULL, demo_distill_config, shipped_teacher
+from distilxlsr.demo import FULL, demo_distill_config
 from distilxlsr.distill.train import distill
 from distilxlsr.evaluate.ctc import FLOOR_PROBE, ProbeConfig
 from distilxlsr.evaluate.harness import evaluate
@@ -41,12 +42,16 @@ from distilxlsr.evaluate.report import comparison_table, sizes_table, tier_table
 from distilxlsr.evaluate.stats import bootstrap_per, interval, p_value
 from distilxlsr.export import export_hf
 
+LABELLED_TEACHER = Path(__file__).resolve().parent / "labelled-teacher"
+"""The CTC teacher fine-tuned on every evaluation language's phone labels (the labelled upper
+bound; shipped until the label-free T1 replaced it)."""
+
 VARIANTS = {"method": "utterance", "noshuffle": "none"}
 
 
 def students(seeds: list[int], work: Path, steps: int) -> dict[str, str]:
     """label -> exported student directory, distilling what is missing."""
-    teacher = shipped_teacher()
+    teacher = LABELLED_TEACHER
     made = {}
     for seed in seeds:
         english = work / f"english-s{seed}"
@@ -79,7 +84,7 @@ def evaluate_students(made: dict, seeds: list[int], data: Path, work: Path, out:
         start = time.perf_counter()
         compare = [(f"method-s{s}", f"noshuffle-s{s}") for s in seeds] + [("method-s0", "teacher")]
         results = evaluate(
-            [f"teacher={shipped_teacher()}", "logmel", *(f"{k}={v}" for k, v in made.items())],
+            [f"teacher={LABELLED_TEACHER}", "logmel", *(f"{k}={v}" for k, v in made.items())],
             str(data),
             str(work / "eval"),
             split="test",
@@ -92,7 +97,7 @@ def evaluate_students(made: dict, seeds: list[int], data: Path, work: Path, out:
     shutil.copy(work / "eval" / "results.md", out / "shuffle_effect_results.md")
     effect = shuffle_effect(results, seeds)
     summary = {
-        "what": "shipped teacher (heard corpus v1 train of all 16 languages; phone labels of all "
+        "what": "labelled CTC teacher (heard corpus v1 train of all 16 languages; phone labels of all "
         "15 evaluation languages + English) and jump:2 students distilled on synthetic English "
         "(corpus v2, one English draw per seed) with and without utterance shuffling; probe "
         "chosen on dev (networks: on the teacher; the log-mel floor: on log-mel), scored on "
@@ -151,9 +156,9 @@ def report(results: dict, summary: dict) -> str:
     """docs/evidence/README.md: what the teacher heard first, then the measured tables."""
     sizes = summary["test_size"]
     lines = [
-        "# Evidence v2, part 1: the shipped teacher and the demo's recipe on corpus v2",
+        "# Evidence v2, part 1: the labelled CTC teacher and the demo's recipe on corpus v2",
         "",
-        "**Teacher heard and saw:** the shipped teacher (`src/distilxlsr/assets/teacher`) heard "
+        "**Teacher heard and saw:** the labelled CTC teacher (`experiments/labelled-teacher`) heard "
         "corpus v1's train splits of all 16 languages (8.5 h) and was trained on the phone "
         "labels of all 15 evaluation languages and English (stage 2, multilingual phone CTC). "
         "Corpus v1 shared its voice variants and word lists with corpus v2's held-out splits, so "

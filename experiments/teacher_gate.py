@@ -1,10 +1,11 @@
-"""The shipped teacher's gate: on every evaluation language its probe test PER must be lower
-than a log-mel probe's and lower than the untrained network's (same harness, default probe).
+"""The labelled CTC teacher's gate (`experiments/labelled-teacher`): on every evaluation
+language its probe test PER must be lower than a log-mel probe's and lower than the untrained
+network's (same harness, default probe).
 
 Runs the evaluation, prints the table and the verdict, writes OUT/results.* and appends the gate
 table to the teacher's model card.
 
-    python experiments/teacher_gate.py --teacher src/distilxlsr/assets/teacher --data data/synth --out docs/teacher_gate
+    python experiments/teacher_gate.py --teacher experiments/labelled-teacher --data data/synth --out docs/teacher_gate
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ from distilxlsr.demo import EVAL_LANGS
 from distilxlsr.evaluate.harness import evaluate
 from distilxlsr.evaluate.report import markdown_table
 
+LABELLED_TEACHER = Path(__file__).resolve().parent / "labelled-teacher"
+"""The CTC teacher fine-tuned on every evaluation language's phone labels (the labelled upper
+bound; shipped until the label-free T1 replaced it)."""
+
 MARK = "\n## Gate\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--teacher", default="src/distilxlsr/assets/teacher")
+    parser.add_argument("--teacher", default=str(LABELLED_TEACHER))
     parser.add_argument("--data", default="data/synth")
     parser.add_argument("--out", default="docs/teacher_gate")
     args = parser.parse_args()

@@ -5,6 +5,7 @@ import json
 import transformers
 
 from distilxlsr.cli import main
+from distilxlsr.data.synthetic import TIERS
 from distilxlsr.demo import shipped_teacher
 
 
@@ -21,11 +22,12 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     assert results["tiers"] == {"label": ["es"], "unheard": ["sw"]}
     assert "all" in student["gain_retained"] and "gain_retained" not in teacher
     assert student["params"] < 0.6 * teacher["params"]
-    # Sanity bounds (corpus v2, whose test speakers and words are unseen; this run: teacher
-    # 26.7%, student 29.3%, log-mel 80% mean PER; a broken probe or representation scores near
-    # 100%, an untrained probe near 1000%).
-    assert teacher["per_mean"] < 0.45 and student["per_mean"] < 0.55, (teacher, student)
-    assert student["per_mean"] < logmel["per_mean"] - 0.2, (student, logmel)
+    # Sanity bounds (corpus v2, whose test speakers and words are unseen; the label-free shipped
+    # teacher, a 0.4-minute probe set and 40 probe steps; this run: teacher 64.7%, student 63.5%,
+    # log-mel 79.8% mean PER; a broken probe or representation scores near 100%, an untrained
+    # probe near 1000%).
+    assert teacher["per_mean"] < 0.75 and student["per_mean"] < 0.75, (teacher, student)
+    assert student["per_mean"] < logmel["per_mean"] - 0.08, (student, logmel)
     assert student["abs_gap"] == student["per_mean"] - teacher["per_mean"]
     # A relative gap only against a reference PER of 10% or more (evaluate/stats.py).
     if teacher["per_mean"] >= 0.10:
@@ -48,4 +50,10 @@ def test_shipped_teacher_is_an_xlsr_shaped_model():
     config = transformers.AutoConfig.from_pretrained(shipped_teacher())
     assert config.model_type == "wav2vec2" and config.do_stable_layer_norm
     assert config.num_hidden_layers == 8 and config.feat_extract_norm == "layer"
-    assert (shipped_teacher() / "README.md").read_text().count("Gate") >= 1
+    card = (shipped_teacher() / "README.md").read_text()
+    assert "## Gate (dev split)" in card and "**PASSED**" in card
+    assert "**Labels seen:** none" in card
+    # It never heard the unheard tier (its provenance record, as the tier protocol checks it).
+    provenance = json.loads((shipped_teacher() / "provenance.json").read_text())
+    assert provenance["labels"] == [] and provenance["tier_protocol"] is True
+    assert not set(TIERS["unheard"]) & set(provenance["heard"])

@@ -2,8 +2,9 @@
 
 1. synthesize (cached) English training speech and the 15 evaluation languages' train/test sets
    (corpus v2: test speakers, a speaking rate and test words held out; docs/design.md);
-2. distil the shipped multilingual teacher into a `jump:2` student on English only, with
-   utterance-level phoneme shuffling;
+2. distil the shipped label-free teacher (T1: it never read a label nor heard the `unheard`
+   tier; see its card) into a `jump:2` student on English only, with utterance-level phoneme
+   shuffling;
 3. export the student as a plain Hugging Face model;
 4. probe teacher, student and log-mel features on the 15 languages and print the PER tables:
    per language, and per tier with bootstrap confidence intervals and the gain retained (the
@@ -48,7 +49,8 @@ QUICK = DemoSize(
 
 
 def shipped_teacher() -> Path:
-    """The small multilingual teacher shipped in the package (see its README.md card)."""
+    """The small label-free multilingual teacher shipped in the package, T1 of
+    experiments/label_free_teachers.py (see its README.md card)."""
     path = Path(str(resources.files("distilxlsr") / "assets" / "teacher"))
     if not (path / "model.safetensors").is_file():
         raise UserError(

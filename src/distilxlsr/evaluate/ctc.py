@@ -26,7 +26,8 @@ class ProbeConfig:
     floor has its own (`FLOOR_PROBE`).
 
     Chosen on corpus v2's dev split, never test (experiments/probe_selection.py,
-    docs/probe_selection.json), on the shipped teacher, on es, it and sw (one language per tier),
+    docs/probe_selection.json), on the labelled CTC teacher (then shipped; now
+    experiments/labelled-teacher), on es, it and sw (one language per tier),
     over lr {1e-3, 3e-3, 1e-2, 3e-2} x standardisation on/off x steps {250, ..., 2000}: the
     shortest setting within 3% (relative) of the best mean dev PER, which was this one (2.63%;
     inside the grid). Standardisation raised the teacher's dev PER from 2.6-3.1% to 5.4-14% at

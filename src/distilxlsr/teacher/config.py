@@ -151,7 +151,7 @@ class PretrainConfig:
     """Run directory; the model is written to OUT/model. The same `out` again resumes."""
     init_from: str = ""
     """An HF Wav2Vec2Model directory whose weights start a new run instead of a random init
-    (e.g. the shipped teacher, to train it further: stage1.steps=0, more stage2.steps). Its
+    (e.g. a label-free teacher, to add phone CTC: stage1.steps=0, stage2.steps=N). Its
     shape must match `model`."""
     model: TeacherShape = field(default_factory=TeacherShape)
     units: UnitsConfig = field(default_factory=UnitsConfig)
