@@ -50,6 +50,7 @@ from distilxlsr.evaluate.stats import (
     statistics,
 )
 from distilxlsr.export import export_hf
+from distilxlsr.models.teacher import group_norm_cnn, load_config
 
 # Layer maps are given for an 8-layer teacher (the label-free teachers): N = 4.
 VARIANTS = {
@@ -113,8 +114,7 @@ def student(plan: Plan, teacher: str, variant: str, seed: int) -> Path:
     config = demo_distill_config(
         plan.teachers[teacher], english(plan, seed), run_dir, plan.steps, layers, shuffle, seed
     )
-    teacher_config = json.loads((plan.teachers[teacher] / "config.json").read_text())
-    if teacher_config.get("feat_extract_norm") == "group":  # T2: HuBERT's group-norm CNN
+    if group_norm_cnn(load_config(str(plan.teachers[teacher]))):  # T2: HuBERT's CNN
         config = replace(config, data=replace(config.data, static_shapes=True))
     distill(config)
     export_hf(run_dir, out)

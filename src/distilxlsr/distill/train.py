@@ -32,6 +32,7 @@ from distilxlsr.models.teacher import (
     card_license,
     count_parameters,
     feature_extractor,
+    group_norm_cnn,
     load_teacher,
 )
 from distilxlsr.training import checkpoint as ckpt
@@ -279,8 +280,7 @@ def _distill(config, transform, command_line, accelerator, run: RunDir) -> None:
         f"parameters ({info.ratio:.1%} of the teacher's {info.teacher_parameters:,}), "
         f"init {list(layer_map.init)}, targets {list(layer_map.targets)}"
     )
-    group_norm = getattr(models.teacher.config, "feat_extract_norm", "layer") == "group"
-    if group_norm and not config.data.static_shapes:
+    if group_norm_cnn(models.teacher.config) and not config.data.static_shapes:
         trainer.say(
             "warning: the teacher's CNN uses group norm, which normalises each channel over "
             "all frames of a row, padding included: its features of an utterance then depend "

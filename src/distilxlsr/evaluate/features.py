@@ -20,6 +20,7 @@ from distilxlsr.models.student import StudentInfo
 from distilxlsr.models.teacher import (
     count_parameters,
     feature_extractor,
+    group_norm_cnn,
     load_config,
     load_model,
     model_class,
@@ -98,9 +99,9 @@ class ModelFeatures:
 
     @property
     def padding_sensitive(self) -> bool:
-        """A group-norm CNN normalises each channel over all frames, padding included: such a
-        model's features of an utterance depend on what it is batched with."""
-        return self.model is not None and self.model.config.feat_extract_norm == "group"
+        """Whether the model's features of an utterance depend on what it is batched with (a
+        group-norm CNN)."""
+        return self.model is not None and group_norm_cnn(self.model.config)
 
     @torch.inference_mode()
     def __call__(self, waves: list[np.ndarray]) -> list[torch.Tensor]:

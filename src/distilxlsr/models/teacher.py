@@ -127,14 +127,29 @@ def feature_extractor(name: str, config: PretrainedConfig) -> transformers.Wav2V
             return transformers.Wav2Vec2FeatureExtractor.from_pretrained(name)
         except OSError:
             pass  # hub checkpoints without a preprocessor config: use the defaults below
-    layer_norm_cnn = getattr(config, "feat_extract_norm", "layer") == "layer"
+    return default_feature_extractor(config)
+
+
+def default_feature_extractor(
+    config, normalize: bool = True
+) -> transformers.Wav2Vec2FeatureExtractor:
+    """The usual preprocessing for the architecture: 16 kHz mono, zero padding, each utterance
+    normalised to zero mean and unit variance (unless `normalize` is false), and an attention
+    mask unless the CNN uses group norm."""
     return transformers.Wav2Vec2FeatureExtractor(
         feature_size=1,
         sampling_rate=SAMPLE_RATE,
         padding_value=0.0,
-        do_normalize=True,
-        return_attention_mask=layer_norm_cnn,
+        do_normalize=normalize,
+        return_attention_mask=not group_norm_cnn(config),
     )
+
+
+def group_norm_cnn(config) -> bool:
+    """Whether the model's CNN uses group norm (wav2vec 2.0 Base, HuBERT), which normalises each
+    channel over all frames of a row, padding included: its features of an utterance then depend
+    on what the utterance is batched with, and it takes no attention mask."""
+    return getattr(config, "feat_extract_norm", "layer") == "group"
 
 
 def count_parameters(model: torch.nn.Module) -> int:

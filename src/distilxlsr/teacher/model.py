@@ -13,8 +13,9 @@ from pathlib import Path
 import torch
 import transformers
 
-from distilxlsr.conventions import SAMPLE_RATE, XLSR_CONV_KERNEL, XLSR_CONV_STRIDE
+from distilxlsr.conventions import XLSR_CONV_KERNEL, XLSR_CONV_STRIDE
 from distilxlsr.models.presets import xlsr_config
+from distilxlsr.models.teacher import default_feature_extractor
 from distilxlsr.teacher.config import TeacherShape
 
 MAX_MODEL_MB = 25.0
@@ -71,12 +72,6 @@ def export_model(encoder: transformers.PreTrainedModel, pristine, model_dir: Pat
         encoder.save_pretrained(model_dir, safe_serialization=True)
     finally:
         encoder.config = trained_config
-    transformers.Wav2Vec2FeatureExtractor(
-        feature_size=1,
-        sampling_rate=SAMPLE_RATE,
-        padding_value=0.0,
-        do_normalize=True,
-        return_attention_mask=pristine.feat_extract_norm == "layer",
-    ).save_pretrained(model_dir)
+    default_feature_extractor(pristine).save_pretrained(model_dir)
     for path in model_dir.iterdir():  # readable by everyone: the directory may be shipped
         path.chmod(0o644)

@@ -29,7 +29,6 @@ from pathlib import Path
 import torch
 import transformers
 
-from distilxlsr.conventions import SAMPLE_RATE
 from distilxlsr.errors import UserError
 from distilxlsr.models.interop.configs import (  # noqa: F401 (the package's public names)
     format_conv_layers,
@@ -46,7 +45,12 @@ from distilxlsr.models.interop.keys import (  # noqa: F401
     official_state_to_hf,
 )
 from distilxlsr.models.interop.loading import safe_load_checkpoint  # noqa: F401
-from distilxlsr.models.teacher import feature_extractor, load_config, load_model
+from distilxlsr.models.teacher import (
+    default_feature_extractor,
+    feature_extractor,
+    load_config,
+    load_model,
+)
 
 logger = logging.getLogger("distilxlsr.models.interop")
 
@@ -106,13 +110,7 @@ def import_official(ckpt_path: str | Path, out_dir: str | Path) -> Path:
     model.eval()
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
-    transformers.Wav2Vec2FeatureExtractor(
-        feature_size=1,
-        sampling_rate=SAMPLE_RATE,
-        padding_value=0.0,
-        do_normalize=normalize,
-        return_attention_mask=config.feat_extract_norm == "layer",
-    ).save_pretrained(out_dir)
+    default_feature_extractor(config, normalize).save_pretrained(out_dir)
     return out_dir
 
 
