@@ -78,11 +78,11 @@ per_step = [json.loads(line) for line in open(metrics)][-1]["seconds_per_step"]
 # on one H100 the loader-bound steps varied from 0.1 to 0.35 s, and 40 calibration steps
 # underestimated the whole run's mean step time by 27% (0.115 vs 0.146 s).
 left = budget - (time.time() - start) - reserve
-if left < 10:
-    sys.exit(f"only {left:.0f} s of the budget left after calibration; raise BUDGET_SECONDS")
-steps = left / (per_step * 1.35)
-print(int(steps * share), int(steps * (1 - share)))
+steps = max(left, 0) / (per_step * 1.35)
 print(f"{per_step:.3f} s/step measured; {left:.0f} s left -> {int(steps)} steps", file=sys.stderr)
+if left < 10 or int(steps * share) < 1:
+    sys.exit(f"only {left:.0f} s of the budget left after calibration; raise BUDGET_SECONDS")
+print(int(steps * share), int(steps * (1 - share)))
 EOF
 )
 read -r STEPS1 STEPS2 <<<"$STEPS"
