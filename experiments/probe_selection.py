@@ -1,6 +1,7 @@
 """Choose the evaluation probe's learning rate and length on the `dev` split (never `test`).
 
-For a trained model (the labelled CTC teacher, `experiments/labelled-teacher`) and for the log-mel floor, on one language of each tier:
+For a trained model (the labelled CTC teacher, `experiments/labelled-teacher`) and for the
+log-mel floor, on one language of each tier:
 a probe is trained on the language's `train` split (corpus v2: its own speakers and words) and
 scored (PER) on `dev` after each length in the grid, for each learning rate, with and without
 per-dimension standardisation of the features. Lengths are scored inside one run (the first n

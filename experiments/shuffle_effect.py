@@ -3,9 +3,8 @@ confidence intervals, and the shuffle effect (the method vs no shuffling) over s
 the English training data.
 
 Teacher: the labelled CTC teacher (`experiments/labelled-teacher`, shipped until the label-free
-T1 replaced it); it heard corpus v1's train splits of
-all 16 languages and was trained on their phone labels, so its top layers are a phone recogniser
-of these languages and it has heard every voice variant that corpus v2 holds out (see its card).
+T1 replaced it); it heard corpus v1's train splits of all 16 languages and was trained on their
+phone labels, so its top layers are a phone recogniser of these languages and it has heard every voice variant that corpus v2 holds out (see its card).
 The numbers below therefore measure distillation, not the cross-lingual transfer of a label-free
 teacher (that is part 2).
 
