@@ -18,8 +18,8 @@
 #      iteration 1, from a fresh initialisation. The teacher lands in RUN_DIR/model with its card.
 # RECIPE=labelled: the recipe of the labelled CTC teacher (experiments/labelled-teacher, the
 #   labelled upper bound): the `train` split of English and all 15 evaluation languages,
-#   stage 1 then multilingual phone CTC on every language's labels (`tier_protocol=false`, which its card states); stage 1 gets
-#   $STAGE1_SHARE (default 0.4) of the budget.
+#   stage 1 then multilingual phone CTC on every language's labels (`tier_protocol=false`,
+#   which its card states); stage 1 gets $STAGE1_SHARE (default 0.4) of the budget.
 #
 # RESERVE_SECONDS (default 60) is kept back for start-up, the loader's restarts, k-means, export
 # and the card. The step counts are the only thing the budget decides; they are recorded on the

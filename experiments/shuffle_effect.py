@@ -4,9 +4,9 @@ the English training data.
 
 Teacher: the labelled CTC teacher (`experiments/labelled-teacher`, shipped until the label-free
 T1 replaced it); it heard corpus v1's train splits of all 16 languages and was trained on their
-phone labels, so its top layers are a phone recogniser of these languages and it has heard every voice variant that corpus v2 holds out (see its card).
-The numbers below therefore measure distillation, not the cross-lingual transfer of a label-free
-teacher (that is part 2).
+phone labels, so its top layers are a phone recogniser of these languages and it has heard
+every voice variant that corpus v2 holds out (see its card). The numbers below therefore
+measure distillation, not the cross-lingual transfer of a label-free teacher (that is part 2).
 
 For each seed s: English training speech is synthesised with seed s (20 min), and two students
 are distilled with the demo's recipe and student seed s: the method (jump:2 + utterance shuffle)
