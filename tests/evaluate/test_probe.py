@@ -74,3 +74,29 @@ def test_without_standardisation_the_features_are_used_as_they_are():
     assert torch.equal(probe.standardise(feats)[0], feats[0].float())
     probe, _ = train_probe(feats, labels, 3, ProbeConfig(steps=1, standardise=True))
     assert not torch.equal(probe.scale, torch.ones(3, 8))
+
+
+def test_a_padded_batch_gives_each_utterance_what_it_gets_alone_and_the_same_gradients():
+    """Padding is zeros after the mixing: no utterance's frames or gradient leak into another's."""
+    from distilxlsr.evaluate.ctc import _ctc  # noqa: PLC0415
+
+    g = torch.Generator().manual_seed(3)
+    feats = [torch.randn(3, t, 8, generator=g) for t in (7, 12, 4)]
+    labels = [[1, 2], [2, 1, 1], [1]]
+    probe = Probe(3, 8, 3)
+    with torch.no_grad():
+        probe.layer_logits.copy_(torch.tensor([0.3, -0.2, 0.5]))
+    log_probs, lengths = probe(feats)
+    assert log_probs.shape == (3, 12, 3) and lengths.tolist() == [7, 12, 4]
+    for i, f in enumerate(feats):
+        alone, _ = probe([f])
+        assert torch.allclose(log_probs[i, : f.shape[1]], alone[0], atol=1e-6)
+        padding = torch.log_softmax(probe.head.bias, -1).detach()  # the head of a zero frame
+        assert torch.allclose(log_probs[i, f.shape[1] :], padding.expand(12 - f.shape[1], 3))
+    _ctc(log_probs, lengths, labels).backward()
+    batch_grads = [p.grad.clone() for p in probe.parameters()]
+    probe.zero_grad()
+    for f, seq in zip(feats, labels, strict=True):  # the batch loss is the mean of these
+        (_ctc(*probe([f]), [seq]) / len(feats)).backward()
+    for batch_grad, p in zip(batch_grads, probe.parameters(), strict=True):
+        assert torch.allclose(batch_grad, p.grad, atol=1e-6)

@@ -109,11 +109,15 @@ class Probe(nn.Module):
 
     def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Standardised (layers, T, D) features -> log-probabilities (B, T, V) and lengths.
-        Each utterance's layers are mixed before padding: one read of its features per step."""
+        Each utterance's layers are mixed before padding: one read of its features per step.
+        Padded with F.pad and stacked, whose backward passes are views of the gradient:
+        pad_sequence's backward cloned the whole padded gradient once per utterance, a fifth of
+        a probe step (benchmarks/probe_step.py)."""
         weights = self.layer_weights()
         mixed = [(weights @ f.reshape(f.shape[0], -1)).view(f.shape[1], f.shape[2]) for f in feats]
         lengths = torch.tensor([m.shape[0] for m in mixed])
-        padded = nn.utils.rnn.pad_sequence(mixed, batch_first=True)
+        longest = int(lengths.max())
+        padded = torch.stack([F.pad(m, (0, 0, 0, longest - m.shape[0])) for m in mixed])
         return F.log_softmax(self.head(padded), dim=-1), lengths
 
 
