@@ -649,9 +649,11 @@ def targets(summary_: dict) -> list[str]:
                 "lower": "no shuffle has the lower PER: shuffling raises it",
                 "higher": "shuffling lowers PER",
             }.get(direction, "cannot tell at this size (the adjusted interval covers zero)")
+            excluded = "met" if direction in ("lower", "higher") else "missed"
             lines.append(
                 f"  - shuffle effect on {tier} (no shuffle − method): {100 * row['diff']:+.2f} "
-                f"points, Holm-adjusted CI {_ci(row['ci_holm'], 100, '.2f', '+')}: {effect}."
+                f"points, Holm-adjusted CI {_ci(row['ci_holm'], 100, '.2f', '+')}: {effect} "
+                f"(an interval that excludes zero: **{excluded}**)."
             )
     return lines
 

@@ -565,3 +565,23 @@ def test_write_report_keeps_the_cards_facts_once_the_teachers_are_gone(mini, rep
     second = mini.write_report(results, docs, teachers, "cmd")
     assert second["teachers"] == first["teachers"]
     assert f"- **T2** (hubert). Heard: {HEARD['T2']} Labels seen: {LABELS}" in docs.read_text()
+
+
+def test_targets_say_whether_the_shuffle_effect_s_interval_excludes_zero(mini, tmp_path):
+    rates = dict(CLEAR)
+    rates["T1-method"] = {"label": 0.2, "heard": 0.2, "unheard": 0.3}  # shuffling hurts unheard
+    records = mini.load_records(write_runs(tmp_path / "runs", rates))
+    analyses = {t: mini.analyse_teacher(records, t) for t in ("T1", "T2")}
+    effect, teacher = {}, None
+    for line in mini.targets({"analyses": analyses}):
+        if line.startswith("- "):
+            teacher = line[2:].split(",")[0]
+        elif line.startswith("  - shuffle effect on "):
+            effect[(teacher, line.split()[4])] = line
+    assert sorted(effect) == sorted((t, tier) for t in ("T1", "T2") for tier in mini.TIER_ORDER)
+    met = "(an interval that excludes zero: **met**)."
+    missed = "(an interval that excludes zero: **missed**)."
+    assert "(no shuffle − method): -" in effect[("T1", "unheard")]
+    assert effect[("T1", "unheard")].endswith(met)
+    assert effect[("T1", "label")].endswith(missed)
+    assert all(effect[("T2", tier)].endswith(missed) for tier in mini.TIER_ORDER)
