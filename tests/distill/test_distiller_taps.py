@@ -1,5 +1,6 @@
 """The distiller on explicit taps: the loss and gradients of the hook-based taps it replaced, bit
-for bit, with and without the shared CNN; and `train.compile` compiling both taps."""
+for bit with transformers' CNN layers and to float rounding with the channels-last CNN (the
+default), with and without the shared CNN; and `train.compile` compiling both taps."""
 
 from __future__ import annotations
 
@@ -22,13 +23,16 @@ def _batch():
     return collate(waves, normalize=True)
 
 
-def _pair(model_type, pre_ln, share, explicit, layers="jump:2"):
+def _pair(model_type, pre_ln, share, explicit, layers="jump:2", channels_last_cnn=True):
     teacher = tiny_model(model_type, pre_ln=pre_ln).requires_grad_(False)
     layer_map = parse_layer_map(layers, 4)
     student = build_student(teacher, layer_map)
     prepare_for_distillation(student, freeze_cnn=True)  # train mode: dropout on
     config = load_config(None, ["teacher=x", f"student.share_cnn={str(share).lower()}"])
-    return student, Distiller(teacher, student, layer_map, config, explicit=explicit)
+    distiller = Distiller(teacher, student, layer_map, config, explicit=explicit)
+    distiller.teacher_tap.channels_last_cnn = channels_last_cnn
+    distiller.student_tap.channels_last_cnn = channels_last_cnn
+    return student, distiller
 
 
 def _step(student, distiller, batch, seed=3):
@@ -56,7 +60,9 @@ def test_loss_and_gradients_equal_the_hook_taps(model_type, pre_ln, layers, shar
     student, distiller = _pair(model_type, pre_ln, False, explicit=False, layers=layers)
     assert not distiller.teacher_tap.explicit and not distiller.share_cnn
     want = _step(student, distiller, batch)
-    student, distiller = _pair(model_type, pre_ln, share, explicit=None, layers=layers)
+    student, distiller = _pair(
+        model_type, pre_ln, share, explicit=None, layers=layers, channels_last_cnn=False
+    )
     assert distiller.teacher_tap.explicit and distiller.student_tap.explicit
     assert distiller.share_cnn == share
     got = _step(student, distiller, batch)
@@ -65,6 +71,14 @@ def test_loss_and_gradients_equal_the_hook_taps(model_type, pre_ln, layers, shar
     for name in want[2]:
         assert torch.equal(got[2][name], want[2][name]), name
     assert torch.equal(got[3], want[3])  # the same dropout draws
+    # The default, channels-last CNN: the same to float rounding, the same draws.
+    student, distiller = _pair(model_type, pre_ln, share, explicit=None, layers=layers)
+    fast = _step(student, distiller, batch)
+    assert torch.allclose(fast[0], want[0], rtol=1e-5) and fast[2].keys() == want[2].keys()
+    assert torch.allclose(fast[1], want[1], rtol=1e-4, atol=1e-6)
+    for name in want[2]:
+        assert torch.allclose(fast[2][name], want[2][name], rtol=1e-3, atol=1e-5), name
+    assert torch.equal(fast[3], want[3])
     # The hook taps with the shared CNN (the student's CNN replaced for the call) agree too.
     student, distiller = _pair(model_type, pre_ln, share, explicit=False, layers=layers)
     again = _step(student, distiller, batch)

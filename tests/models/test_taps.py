@@ -1,10 +1,12 @@
 """The explicit (hook-free, compilable) LayerTap against the hook-based one it replaces: the same
-representations, frame masks, RNG draws and gradients, bit for bit (fp32, CPU)."""
+representations, frame masks, RNG draws and gradients, bit for bit (fp32, CPU), with
+transformers' CNN layers (`channels_last_cnn=False`); the channels-last CNN the explicit tap runs
+by default equals them to float rounding."""
 
 import pytest
 import torch
 
-from distilxlsr.models.layers import LayerTap
+from distilxlsr.models.layers import LayerTap, _is_layer_norm_conv, _run_cnn
 from tests.conftest import tiny_model
 
 FAMILIES = [
@@ -51,7 +53,7 @@ def test_explicit_tap_equals_hooks_in_eval(model_type, pre_ln, padded, attention
     model = tiny_model(model_type, pre_ln=pre_ln)
     if model_type != "wavlm":  # WavLM has one attention of its own
         model.set_attn_implementation(attention)
-    explicit, hooked = LayerTap(model), LayerTap(model, explicit=False)
+    explicit, hooked = LayerTap(model, channels_last_cnn=False), LayerTap(model, explicit=False)
     assert explicit.explicit and not hooked.explicit
     x, mask = _batch(padded)
     layers = [0, 1, 2, 3, 4]
@@ -78,7 +80,7 @@ def test_explicit_tap_equals_hooks_in_training_with_gradients(model_type, pre_ln
     x, mask = _batch(padded)
     layers = [1, 2, 3, 4]
     results = []
-    for tap in (LayerTap(model, explicit=False), LayerTap(model)):
+    for tap in (LayerTap(model, explicit=False), LayerTap(model, channels_last_cnn=False)):
         model.zero_grad(set_to_none=True)
         reps, frames, rng = _run(tap, x, mask, layers, seed=7)
         weights = torch.linspace(0.5, 1.5, reps[0].shape[-1])
@@ -94,7 +96,7 @@ def test_explicit_tap_equals_hooks_in_training_with_gradients(model_type, pre_ln
     )
     _assert_equal(g1, g0)
     # Dropout was on: another seed gives other outputs.
-    other, _, _ = _run(LayerTap(model), x, mask, layers, seed=8)
+    other, _, _ = _run(LayerTap(model, channels_last_cnn=False), x, mask, layers, seed=8)
     assert not torch.equal(other[-1], r1[-1])
 
 
@@ -105,7 +107,7 @@ def test_layerdrop_draws_and_skips_as_transformers_does(model_type, pre_ln):
     model = tiny_model(model_type, pre_ln=pre_ln).train()
     model.config.layerdrop = 0.5
     x, mask = _batch()
-    explicit, hooked = LayerTap(model), LayerTap(model, explicit=False)
+    explicit, hooked = LayerTap(model, channels_last_cnn=False), LayerTap(model, explicit=False)
     with torch.no_grad():
         model.config.layerdrop = 0.0
         full, _, _ = _run(explicit, x, mask, [4], seed=0)
@@ -134,7 +136,7 @@ def test_layers_above_the_highest_requested_one_do_not_run():
         layer.register_forward_hook(lambda module, args, out, i=i: calls.append(i + 1))
     x, mask = _batch()
     with torch.no_grad():
-        got, _ = LayerTap(model)(x, mask, [0, 2])
+        got, _ = LayerTap(model, channels_last_cnn=False)(x, mask, [0, 2])
         assert calls == [1, 2]
         calls.clear()
         want, _ = LayerTap(model, explicit=False)(x, mask, [0, 2])
@@ -147,7 +149,7 @@ def test_given_cnn_features_replace_the_cnn(explicit):
     """The shared CNN: the CNN's output is returned, and a given one is used without running
     the model's CNN."""
     model = tiny_model("wav2vec2", pre_ln=True)
-    tap = LayerTap(model, explicit=explicit)
+    tap = LayerTap(model, explicit=explicit, channels_last_cnn=False)
     x, mask = _batch()
     with torch.no_grad():
         reps, frames, cnn = tap(x, mask, [1, 4], return_cnn=True)
@@ -245,3 +247,64 @@ def test_tap_compiles_as_one_graph_in_training(pre_ln):
             torch.testing.assert_close(a, b)
         cnn_grad = model.feature_extractor.conv_layers[0].conv.weight.grad
         assert (cnn_grad is None) == (given is not None)
+
+
+LAYER_NORM_CNN = [f for f in FAMILIES if f[1] or f[0] == "data2vec-audio"]
+
+
+@pytest.mark.parametrize("model_type, pre_ln", LAYER_NORM_CNN)
+def test_the_channels_last_cnn_equals_transformers_cnn_with_its_gradients(model_type, pre_ln):
+    """A layer-norm CNN (XLS-R's) runs channels-last: transformers' values and parameter
+    gradients to float rounding, with the channels innermost in memory, so the (B, T, C) view
+    the feature projection reads is contiguous."""
+    model = tiny_model(model_type, pre_ln=pre_ln).train()
+    extractor = model.feature_extractor
+    assert all(_is_layer_norm_conv(layer) for layer in extractor.conv_layers)
+    x, _ = _batch(padded=False)
+    results = []
+    for channels_last in (False, True):
+        model.zero_grad(set_to_none=True)
+        out = _run_cnn(extractor, x, channels_last)
+        (out * torch.linspace(0.5, 1.5, out.shape[1])[:, None]).square().mean().backward()
+        results.append((out, [p.grad.clone() for p in extractor.parameters()]))
+    (want, want_grads), (got, got_grads) = results
+    assert got.shape == want.shape and got.dtype == want.dtype
+    assert torch.equal(want, extractor(x))  # channels_last=False is transformers' own
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert not torch.equal(got, want)  # it did run another way
+    assert got.stride(1) == 1 and got.transpose(1, 2).is_contiguous()
+    assert len(got_grads) == 4 * len(extractor.conv_layers)  # conv and LayerNorm weights, biases
+    for g, w in zip(got_grads, want_grads, strict=True):
+        assert torch.allclose(g, w, rtol=1e-4, atol=1e-6)
+
+
+def test_the_channels_last_cnn_under_bf16_autocast_as_a_gpu_runs_it():
+    """Autocast's dtypes as transformers' layers get them (bf16 convolutions; LayerNorm in bf16
+    on the CPU, fp32 on a GPU), and their values to bf16's rounding."""
+    model = tiny_model("wav2vec2", pre_ln=True)
+    x, _ = _batch(padded=False)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        want = model.feature_extractor(x)
+        got = _run_cnn(model.feature_extractor, x)
+    assert got.dtype == want.dtype
+    assert torch.allclose(got, want, rtol=0.05, atol=0.05)
+
+
+def test_a_group_norm_cnn_runs_transformers_layers_bit_for_bit():
+    model = tiny_model("wav2vec2", pre_ln=False)
+    assert not _is_layer_norm_conv(model.feature_extractor.conv_layers[1])
+    x, _ = _batch(padded=False)
+    with torch.inference_mode():
+        assert torch.equal(_run_cnn(model.feature_extractor, x), model.feature_extractor(x))
+
+
+@pytest.mark.parametrize("model_type, pre_ln", FAMILIES)
+def test_the_default_explicit_tap_equals_hooks_to_float_rounding(model_type, pre_ln):
+    model = tiny_model(model_type, pre_ln=pre_ln)
+    x, mask = _batch()
+    with torch.inference_mode():
+        got, got_frames = LayerTap(model)(x, mask, [0, 2, 4])
+        want, want_frames = LayerTap(model, explicit=False)(x, mask, [0, 2, 4])
+    assert torch.equal(got_frames, want_frames)
+    for g, w in zip(got, want, strict=True):
+        assert torch.allclose(g, w, rtol=1e-4, atol=1e-4)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
@@ -168,15 +169,70 @@ def _dropped(encoder: nn.Module, kind: _Encoder, index: int) -> bool:
     return not (is_deepspeed_zero3_enabled() or is_fsdp_managed_module(encoder))
 
 
-def _run_cnn(extractor: nn.Module, input_values: torch.Tensor) -> torch.Tensor:
-    """The CNN feature encoder's forward. In training with a trainable CNN transformers marks
-    the waveform as requiring grad, for gradient checkpointing's sake (a setattr that
-    torch.compile cannot capture); without checkpointing the conv layers run directly, with the
-    same values and parameter gradients."""
-    if any(layer.gradient_checkpointing for layer in extractor.conv_layers):
+_LAYER_NORM_CONV_LAYERS = frozenset(
+    {
+        "Wav2Vec2LayerNormConvLayer",
+        "HubertLayerNormConvLayer",
+        "WavLMLayerNormConvLayer",
+        "Data2VecAudioConvLayer",
+    }
+)
+"""transformers' CNN layers that are conv -> LayerNorm over channels -> activation (XLS-R's CNN,
+`feat_extract_norm="layer"`), which _run_cnn runs channels-last."""
+
+
+def _is_layer_norm_conv(layer: nn.Module) -> bool:
+    return (
+        type(layer).__name__ in _LAYER_NORM_CONV_LAYERS
+        and isinstance(getattr(layer, "conv", None), nn.Conv1d)
+        and isinstance(getattr(layer, "layer_norm", None), nn.LayerNorm)
+        and layer.conv.padding == (0,)
+    )
+
+
+def _layer_norm_conv_channels_last(layer: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """One layer-norm CNN layer on (B, C, 1, T) in channels-last memory (physically B, T, C):
+    the convolution reads and writes that layout and the LayerNorm over channels normalises its
+    contiguous last dimension, so neither is preceded by a transposing copy. transformers' layer
+    transposes (B, C, T) to (B, T, C) for the LayerNorm and back for the next convolution, and
+    each transpose costs a copy of the layer's output: on the CPU, 45% of the CNN's time
+    (docs/design.md, "Layer representations")."""
+    conv, norm = layer.conv, layer.layer_norm
+    hidden = F.conv2d(
+        hidden,
+        conv.weight.unsqueeze(2),
+        conv.bias,
+        stride=(1, conv.stride[0]),
+        dilation=(1, conv.dilation[0]),
+        groups=conv.groups,
+    ).contiguous(memory_format=torch.channels_last)
+    normed = F.layer_norm(
+        hidden.permute(0, 2, 3, 1), norm.normalized_shape, norm.weight, norm.bias, norm.eps
+    )
+    return layer.activation(normed.permute(0, 3, 1, 2))
+
+
+def _run_cnn(
+    extractor: nn.Module, input_values: torch.Tensor, channels_last: bool = True
+) -> torch.Tensor:
+    """The CNN feature encoder's forward: (B, samples) -> (B, C, T). In training with a trainable
+    CNN transformers marks the waveform as requiring grad, for gradient checkpointing's sake (a
+    setattr that torch.compile cannot capture); without checkpointing the conv layers run
+    directly, with the same values and parameter gradients. A layer-norm CNN (XLS-R's) runs
+    channels-last (_layer_norm_conv_channels_last): its output is (B, C, T) with the channels
+    innermost in memory, so the (B, T, C) view the feature projection reads is contiguous; the
+    values equal transformers' to float rounding (`channels_last=False`: transformers' layers,
+    bit for bit)."""
+    layers = extractor.conv_layers
+    if any(layer.gradient_checkpointing for layer in layers):
         return extractor(input_values)
+    if channels_last and all(_is_layer_norm_conv(layer) for layer in layers):
+        hidden = input_values[:, None, None, :]
+        for layer in layers:
+            hidden = _layer_norm_conv_channels_last(layer, hidden)
+        return hidden.squeeze(2)
     hidden = input_values[:, None]
-    for layer in extractor.conv_layers:
+    for layer in layers:
         hidden = layer(hidden)
     return hidden
 
@@ -193,10 +249,18 @@ class LayerTap(nn.Module):
     the highest requested one) as transformers' forward runs them, with no hooks, so
     `torch.compile(tap, fullgraph=True)` captures it whole. An encoder class it does not know
     runs through the model's own forward with forward hooks instead (`explicit=False` forces
-    that path for every model: the reference the explicit one is tested against).
+    that path for every model: the reference the explicit one is tested against). The explicit
+    path runs a layer-norm CNN channels-last (_run_cnn), equal to transformers' CNN to float
+    rounding; `channels_last_cnn=False` runs transformers' CNN layers, bit for bit.
     """
 
-    def __init__(self, model: PreTrainedModel, mode: str = "auto", explicit: bool | None = None):
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        mode: str = "auto",
+        explicit: bool | None = None,
+        channels_last_cnn: bool = True,
+    ):
         if mode not in ("auto", "residual"):
             raise UserError(f"student.representation '{mode}' must be 'auto' or 'residual'.")
         super().__init__()
@@ -206,6 +270,7 @@ class LayerTap(nn.Module):
         if explicit and encoder is None:
             raise ValueError(f"no explicit forward for {type(model.encoder).__name__}")
         self.kind = encoder if explicit is not False else None
+        self.channels_last_cnn = channels_last_cnn
         layers = model.encoder.layers
         self.num_layers = len(layers)
         self.normed = mode == "auto" and is_pre_ln(model)
@@ -271,7 +336,7 @@ class LayerTap(nn.Module):
         model, encoder, kind = self.model, self.model.encoder, self.kind
         hubert = model.config.model_type == "hubert"  # its model forward differs in two calls
         cnn = (
-            _run_cnn(model.feature_extractor, input_values)
+            _run_cnn(model.feature_extractor, input_values, self.channels_last_cnn)
             if cnn_features is None
             else cnn_features
         )
