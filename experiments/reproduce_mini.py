@@ -70,6 +70,17 @@ KEEPS_GAIN = 0.90  # gain retained, point estimate
 KEEPS_GAIN_LOWER = 0.85  # and the lower end of its 95% interval
 REL_GAP_TARGET = 0.10
 PARAMS_TARGET = 0.55
+RUN_NOTES = [
+    "On 2 CPU cores over several sittings, resumed where each stopped (finished students and "
+    "per-language evaluations are kept).",
+    "The code changed twice while it ran, neither time in what it computes. The probe's padding "
+    "(bit-identical probes) changed before any evaluation. The layer-norm CNN of T1 and T-EN "
+    "runs channels-last since commit 135f6b3 (values equal to float rounding): T1's five "
+    "seed-0 students were distilled with transformers' CNN layers, every other student and "
+    "every evaluation with the channels-last CNN. T2's group-norm CNN runs transformers' "
+    "layers throughout.",
+]
+"""Facts about the run that its records do not carry (the report prints them)."""
 ALPHA = 0.05  # the verdicts' level (1 − LEVEL, written exactly: 1 − 0.95 is 0.05000000000000004)
 
 
@@ -608,6 +619,7 @@ def report(summary_: dict, gate: dict, command: str) -> str:
     for a in analyses.values():
         lines += teacher_section(a)
     lines += finetune_section(summary_["finetune"])
+    lines += ["## How it ran", "", *(f"- {note}" for note in RUN_NOTES), ""]
     lines += gate_section(gate)
     return "\n".join(lines) + "\n"
 

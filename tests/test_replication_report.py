@@ -504,6 +504,8 @@ def test_write_report(mini, replication):
     assert out["finetune"] == {}
     for teacher in ("T1", "T2", "T-EN"):
         assert f"## {teacher}" in lines
+    ran = lines.index("## How it ran")
+    assert lines[ran + 2 : ran + 2 + len(mini.RUN_NOTES)] == [f"- {n}" for n in mini.RUN_NOTES]
 
 
 def test_write_report_with_finetuning(mini, replication):
