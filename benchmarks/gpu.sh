@@ -18,7 +18,8 @@
 # share of peak, peak memory; the fastest size). gpu-split: one bf16 step of 8 x 15 s cut into
 # teacher CNN, teacher layers, student forward + loss, backward, clipping + AdamW (time between
 # synchronisations, FLOPs, share of peak per phase: what bounds the step), and the CNN alone in
-# fp32, bf16 and bf16 with cuDNN's autotuner. Both together about 2 min (estimate).
+# fp32, bf16, bf16 with cuDNN's autotuner, and bf16 with transformers' CNN layers instead of the
+# channels-last ones. Both together about 2 min (estimate).
 #
 #   bash benchmarks/gpu.sh [OUT.json] [SECTIONS]    (from the repository root; sets up .venv
 #                                  if needed; SECTIONS default gpu,gpu-split,gpu-sweep,inference)

@@ -256,9 +256,11 @@ def step_split(
 
 
 def cnn_variants(teacher, x: torch.Tensor, steps: int = 5) -> dict:
-    """The teacher's CNN alone under inference mode: fp32, bf16 autocast, and bf16 with cuDNN's
+    """The teacher's CNN alone under inference mode: fp32, bf16 autocast, bf16 with cuDNN's
     autotuner (which picks a kernel per input shape: worth it only for shapes that repeat, as
-    static-shape batches do). Seconds per call and audio-s/s."""
+    static-shape batches do), and bf16 with transformers' CNN layers instead of the channels-last
+    ones the taps run (docs/design.md, "Layer representations"). Seconds per call and
+    audio-s/s."""
     from distilxlsr.models.layers import _run_cnn  # noqa: PLC0415
 
     dev = x.device
@@ -266,21 +268,22 @@ def cnn_variants(teacher, x: torch.Tensor, steps: int = 5) -> dict:
     results = {}
     before = torch.backends.cudnn.benchmark
     try:
-        for name, bf16, autotune in (
-            ("fp32", False, False),
-            ("bf16", True, False),
-            ("bf16_cudnn_autotune", True, True),
+        for name, bf16, autotune, channels_last in (
+            ("fp32", False, False, True),
+            ("bf16", True, False, True),
+            ("bf16_cudnn_autotune", True, True, True),
+            ("bf16_transformers_layers", True, False, False),
         ):
             if dev.type != "cuda" and autotune:
                 continue  # cuDNN is the GPU's
             torch.backends.cudnn.benchmark = autotune
 
-            def run(bf16=bf16):
+            def run(bf16=bf16, channels_last=channels_last):
                 with (
                     torch.inference_mode(),
                     torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16),
                 ):
-                    _run_cnn(teacher.feature_extractor, x)
+                    _run_cnn(teacher.feature_extractor, x, channels_last)
 
             run()  # warm-up (and the autotuner's search)
             per_call = device_seconds(run, steps, dev)
