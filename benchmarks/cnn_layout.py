@@ -20,7 +20,6 @@ transformers' layers are selected by making every layer look unknown to the chan
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from contextlib import contextmanager
@@ -29,7 +28,7 @@ from pathlib import Path
 import torch
 
 from distilxlsr import tune_malloc
-from distilxlsr.bench import _audio_batch, distill_stepper
+from distilxlsr.bench import _audio_batch, distill_stepper, emit, ratio_pairs
 from distilxlsr.models import layers
 from distilxlsr.models.presets import shape_config
 from distilxlsr.models.teacher import model_class
@@ -62,15 +61,10 @@ def alternate(run, pairs: int, calls: int) -> dict:
         fast.append(seconds_per_call(run, calls))
         with transformers_cnn():
             slow.append(seconds_per_call(run, calls))
-    ratios = [f / s for f, s in zip(fast, slow, strict=True)]
     return {
         "seconds_channels_last": statistics.median(fast),
         "seconds_transformers": statistics.median(slow),
-        "ratio_channels_last_over_transformers": {
-            "median": statistics.median(ratios),
-            "min": min(ratios),
-            "max": max(ratios),
-        },
+        "ratio_channels_last_over_transformers": ratio_pairs(fast, slow),
     }
 
 
@@ -114,9 +108,7 @@ def main() -> None:
                 tap(x, batch["attention_mask"], every)
 
         result["features"] = alternate(features, args.pairs, args.calls)
-    print(json.dumps(result, indent=1))
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

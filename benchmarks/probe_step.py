@@ -15,7 +15,6 @@ language with --model and --data.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from distilxlsr import tune_malloc
+from distilxlsr.bench import emit, ratio_pairs
 from distilxlsr.evaluate.ctc import Probe, ProbeConfig, train_probe
 
 
@@ -90,23 +90,16 @@ def main() -> None:
         old.append(s_old)
         a, b = probe_new.state_dict(), probe_old.state_dict()
         identical &= all(torch.equal(a[k], b[k]) for k in a)
-    ratios = [n / o for n, o in zip(new, old, strict=True)]
     result = {
         "features": "real" if args.model else "random",
         "steps": args.steps,
         "pairs": args.pairs,
         "ms_per_step_current": 1000 * statistics.median(new),
         "ms_per_step_pad_sequence": 1000 * statistics.median(old),
-        "ratio_current_over_pad_sequence": {
-            "median": statistics.median(ratios),
-            "min": min(ratios),
-            "max": max(ratios),
-        },
+        "ratio_current_over_pad_sequence": ratio_pairs(new, old),
         "bit_identical": identical,
     }
-    print(json.dumps(result, indent=1))
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -161,3 +161,18 @@ def test_unknown_bench_section_is_one_clear_error(tmp_path):
 
     with pytest.raises(UserError, match="'gpu-split'"):
         bench.run_bench(tmp_path / "b.json", ["gpu-splt"])
+
+
+def test_ratio_pairs_and_emit(tmp_path, capsys):
+    assert bench.ratio_pairs([1.0, 3.0, 2.0], [2.0, 2.0, 2.0]) == {
+        "median": 1.0,
+        "min": 0.5,
+        "max": 1.5,
+    }
+    with pytest.raises(ValueError):
+        bench.ratio_pairs([1.0], [1.0, 2.0])  # unpaired timings
+    bench.emit({"a": 1}, tmp_path / "out.json")
+    assert json.loads(capsys.readouterr().out) == {"a": 1}
+    assert json.loads((tmp_path / "out.json").read_text()) == {"a": 1}
+    bench.emit({"b": 2}, None)
+    assert json.loads(capsys.readouterr().out) == {"b": 2}

@@ -206,6 +206,21 @@ def device_seconds(run, steps: int, device: torch.device) -> float:
     return (time.perf_counter() - start) / steps
 
 
+def ratio_pairs(a: list[float], b: list[float]) -> dict:
+    """a/b pair by pair (A and B timed alternately, so a drift of the machine's speed between
+    pairs cancels): the median, min and max of the ratios."""
+    ratios = [x / y for x, y in zip(a, b, strict=True)]
+    return {"median": float(np.median(ratios)), "min": min(ratios), "max": max(ratios)}
+
+
+def emit(result: dict, out: Path | None) -> None:
+    """A benchmark's figures: printed, and written to `out` (JSON) when given."""
+    text = json.dumps(result, indent=1)
+    print(text)
+    if out is not None:
+        out.write_text(text + "\n")
+
+
 def _pair(
     shape: str,
     layers: str,
