@@ -21,17 +21,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 from distilxlsr import tune_malloc
-from distilxlsr.bench import _audio_batch, distill_stepper, emit, ratio_pairs
+from distilxlsr.bench import _audio_batch, device_seconds, distill_stepper, emit, ratio_pairs
 from distilxlsr.models import layers
 from distilxlsr.models.presets import shape_config
 from distilxlsr.models.teacher import model_class
+
+CPU = torch.device("cpu")
 
 
 @contextmanager
@@ -44,13 +45,6 @@ def transformers_cnn():
         layers._is_layer_norm_conv = known
 
 
-def seconds_per_call(run, calls: int) -> float:
-    start = time.perf_counter()
-    for _ in range(calls):
-        run()
-    return (time.perf_counter() - start) / calls
-
-
 def alternate(run, pairs: int, calls: int) -> dict:
     """run() warmed up both ways, then timed channels-last / transformers alternately."""
     run()
@@ -58,9 +52,9 @@ def alternate(run, pairs: int, calls: int) -> dict:
         run()
     fast, slow = [], []
     for _ in range(pairs):
-        fast.append(seconds_per_call(run, calls))
+        fast.append(device_seconds(run, calls, CPU))
         with transformers_cnn():
-            slow.append(seconds_per_call(run, calls))
+            slow.append(device_seconds(run, calls, CPU))
     return {
         "seconds_channels_last": statistics.median(fast),
         "seconds_transformers": statistics.median(slow),
@@ -79,7 +73,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     teacher = model_class("wav2vec2")(shape_config("cpu-mid")).eval().requires_grad_(False)
-    batch = _audio_batch(args.utterances, args.seconds, torch.device("cpu"))
+    batch = _audio_batch(args.utterances, args.seconds, CPU)
     x = batch["input_values"]
     result = {"torch_threads": torch.get_num_threads(), "audio": [args.utterances, args.seconds]}
     sections = args.sections.split(",")
