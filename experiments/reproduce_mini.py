@@ -404,6 +404,19 @@ def find_comparison(analysis: dict, a: str, b: str, tier: str) -> dict | None:
     )
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def basis(a: dict, tier: str) -> str:
+    """What one tier's numbers of a teacher's analysis rest on: seeds, languages, test phones."""
+    langs = a["tiers"].get(tier, [])
+    phones = sum(a["test_size"][lang]["phones"] for lang in langs)
+    return (
+        f"{_count(len(a['seeds']), 'seed')}, {_count(len(langs), 'language')}, {phones} test phones"
+    )
+
+
 def claims(analyses: dict) -> list[dict]:
     """The paper's three claims, each with a verdict and the numbers behind it."""
     out = []
@@ -425,9 +438,8 @@ def claims(analyses: dict) -> list[dict]:
         gain = "n/a" if h["gain_retained"] is None else f"{h['gain_retained']:.3f}"
         return (
             f"{teacher}: the method's student keeps {gain} {ci_text} of the teacher's gain over "
-            f"log-mel on the {FINETUNE_TIER} tier ({len(analyses[teacher]['seeds'])} seeds, "
-            f"{len(analyses[teacher]['tiers'].get(FINETUNE_TIER, []))} languages); relative gap "
-            f"{_gap(h['rel_gap'])} {_ci(h['rel_gap_ci'], 100, '.1f', '+')}"
+            f"log-mel on the {FINETUNE_TIER} tier ({basis(analyses[teacher], FINETUNE_TIER)}); "
+            f"relative gap {_gap(h['rel_gap'])} {_ci(h['rel_gap_ci'], 100, '.1f', '+')}"
         )
 
     out.append(
@@ -469,8 +481,18 @@ def claims(analyses: dict) -> list[dict]:
             f"T-EN's method student − T-EN on the {FINETUNE_TIER} tier: "
             f"{100 * row['diff']:+.2f} PER points, 95% CI {_ci(row['ci'], sign='+')}, "
             f"Holm-adjusted CI {_ci(row['ci_holm'], sign='+')}, p_holm {row['p_holm']:.3f} "
-            f"({len(en['seeds'])} seeds, {row['languages']} languages)"
+            f"({basis(en, FINETUNE_TIER)})"
         )
+        shuffle = find_comparison(en, "T-EN-no-shuffle", "T-EN-method", FINETUNE_TIER)
+        if shuffle is not None:  # the other reading: does the shuffle itself help T-EN's student
+            text += (
+                f"; the shuffle's own effect there (no shuffle − method): "
+                f"{100 * shuffle['diff']:+.2f} points, Holm-adjusted CI "
+                f"{_ci(shuffle['ci_holm'], sign='+')}: "
+                + {"higher": "the shuffle lowers PER", "lower": "the shuffle raises PER"}.get(
+                    direction_verdict(shuffle), "cannot tell at this size"
+                )
+            )
     out.append(
         {
             "claim": "Distillation improves an English-pretrained model cross-lingually: "
@@ -676,8 +698,9 @@ def teacher_section(a: dict) -> list[str]:
     lines = [
         f"## {teacher}",
         "",
-        f"{len(a['seeds'])} seed(s) ({', '.join(map(str, a['seeds']))}); {len(a['languages'])} "
-        f"languages; test: {sum(v['utterances'] for v in sizes.values())} utterances, "
+        f"{_count(len(a['seeds']), 'seed')} ({', '.join(map(str, a['seeds']))}); "
+        f"{_count(len(a['languages']), 'language')}; "
+        f"test: {sum(v['utterances'] for v in sizes.values())} utterances, "
         f"{sum(v['phones'] for v in sizes.values())} phones "
         f"({min(v['phones'] for v in sizes.values())}–{max(v['phones'] for v in sizes.values())} "
         "per language).",
@@ -710,6 +733,8 @@ def teacher_section(a: dict) -> list[str]:
         lines.append(
             f"| {name} | {a['params'][name] / 1e6:.2f}M | " + " | ".join(cells + gains) + " |"
         )
+    if a["notes"]:  # why a cell above is empty
+        lines += ["", *(f"- {note}" for note in a["notes"])]
     lines += [
         "",
         "Paired differences (a − b, PER points; negative: a is better), per tier; Holm's "
@@ -732,7 +757,6 @@ def teacher_section(a: dict) -> list[str]:
     for lang in a["languages"]:
         cells = [f"{100 * a['per'][n]['by_lang'][lang]:.1f}" for n in a["models"]]
         lines.append(f"| {lang} | {tier_of.get(lang, '')} | " + " | ".join(cells) + " |")
-    lines += [f"- {note}" for note in a["notes"]]
     return [*lines, ""]
 
 

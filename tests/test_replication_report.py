@@ -308,14 +308,18 @@ def _claims(mini, tmp_path, rates: dict) -> list[dict]:
 def test_claims_hold_with_t2_not_measured(mini, tmp_path):
     rates = {n: r for n, r in CLEAR.items() if not n.startswith("T2")}
     one, two, three = _claims(mini, tmp_path, rates)
+    phones = sum(sum(PHONES[lang]) for lang in LANGS if TIER_OF[lang] == "unheard")
+    basis = f"(3 seeds, 2 languages, {phones} test phones)"
     assert one["verdict"] == "holds"
     assert one["evidence"].startswith("T1: the method's student keeps ")
-    assert "on the unheard tier (3 seeds, 2 languages)" in one["evidence"]
+    assert f"on the unheard tier {basis}" in one["evidence"]
     assert two["verdict"] == "not measured yet"
     assert two["evidence"].endswith("; T2: not measured yet")
     assert three["verdict"] == "holds"
     assert three["evidence"].startswith("T-EN's method student − T-EN on the unheard tier: -")
-    assert three["evidence"].endswith("(3 seeds, 2 languages)")
+    # T-EN-no-shuffle (0.5) is worse than the method (0.3): the shuffle's own effect is reported.
+    assert f"{basis}; the shuffle's own effect there (no shuffle − method): +" in three["evidence"]
+    assert three["evidence"].endswith(": the shuffle lowers PER")
 
 
 def test_claims_all_hold(mini, tmp_path):
