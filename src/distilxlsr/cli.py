@@ -452,7 +452,8 @@ def _parser_evaluate(sub) -> None:
     )
     p.add_argument("--data", required=True, help="corpus directory (ROOT or ROOT/<lang>)")
     p.add_argument(
-        "--langs", help="comma-separated languages (default: all with train and test splits)"
+        "--langs",
+        help="comma-separated languages (default: all with a train split and the split scored)",
     )
     p.add_argument("--mode", default="probe", choices=["probe", "finetune"])
     p.add_argument("--out", required=True, help="output directory")

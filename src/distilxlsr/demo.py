@@ -54,8 +54,9 @@ def shipped_teacher() -> Path:
     path = Path(str(resources.files("distilxlsr") / "assets" / "teacher"))
     if not (path / "model.safetensors").is_file():
         raise UserError(
-            f"the shipped teacher is missing from '{path}'; reinstall distilxlsr or make one with "
-            "`distilxlsr pretrain-teacher --config pretrain-tiny-teacher`."
+            f"the shipped teacher is missing from '{path}'; reinstall distilxlsr (the teacher "
+            "ships inside the package; from a source checkout, `python "
+            "experiments/label_free_teachers.py --teachers T1` remakes it)."
         )
     return path
 

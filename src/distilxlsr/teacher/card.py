@@ -240,7 +240,7 @@ Command line(s) (a resumed run lists every invocation):
 - **Machine:** {f.machine}; {f.versions}.
 - **Skipped steps (non-finite gradient):** {f.bad_steps}.
 
-Scores are not measured by this command: run `distilxlsr evaluate --model DIR --data CORPUS`.
+Scores are not measured by this command: run `distilxlsr evaluate --model DIR --data CORPUS --out OUT`.
 It was trained on the data named above only; it is a small model for pipeline tests and demos,
 not a substitute for XLS-R.
 

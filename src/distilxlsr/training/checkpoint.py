@@ -28,6 +28,9 @@ from safetensors.torch import load_file, save_file
 from distilxlsr.config import save_config
 from distilxlsr.errors import UserError
 
+CHECKPOINTS = "checkpoints"
+"""The folder of a run's checkpoints (`RunDir.CHECKPOINTS`); this module lays out its inside."""
+
 CHECKPOINT_DIR = re.compile(r"^step-(\d+)$")
 
 
@@ -37,7 +40,7 @@ def checkpoint_name(step: int) -> str:
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
     """Complete checkpoints, oldest first (a temporary directory is never complete)."""
-    root = Path(run_dir) / "checkpoints"
+    root = Path(run_dir) / CHECKPOINTS
     if not root.is_dir():
         return []
     found = [
@@ -50,7 +53,7 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
 
 def incomplete_checkpoints(run_dir: Path) -> list[Path]:
     """step-* directories without trainer_state.json (not temporaries: those never count)."""
-    root = Path(run_dir) / "checkpoints"
+    root = Path(run_dir) / CHECKPOINTS
     if not root.is_dir():
         return []
     return sorted(
@@ -136,7 +139,7 @@ def latest_intact_checkpoint(run_dir: Path, warn=print) -> Path | None:
 
 def remove_stale_temporaries(run_dir: Path) -> None:
     """Half-written checkpoints of a killed run."""
-    root = Path(run_dir) / "checkpoints"
+    root = Path(run_dir) / CHECKPOINTS
     if root.is_dir():
         for d in root.iterdir():
             if d.name.startswith(".tmp-"):
@@ -144,7 +147,7 @@ def remove_stale_temporaries(run_dir: Path) -> None:
 
 
 def temporary_dir(run_dir: Path, step: int) -> Path:
-    return Path(run_dir) / "checkpoints" / f".tmp-{checkpoint_name(step)}"
+    return Path(run_dir) / CHECKPOINTS / f".tmp-{checkpoint_name(step)}"
 
 
 def save_model(model: torch.nn.Module, config, directory: Path) -> None:
@@ -169,7 +172,7 @@ def _fsync_tree(directory: Path) -> None:
 def commit(tmp: Path, run_dir: Path, step: int, keep: int) -> Path:
     """Make a fully written temporary directory the checkpoint of `step`; keep the newest `keep`."""
     _fsync_tree(tmp)
-    final = Path(run_dir) / "checkpoints" / checkpoint_name(step)
+    final = Path(run_dir) / CHECKPOINTS / checkpoint_name(step)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)  # atomic on POSIX: a checkpoint is either complete or absent

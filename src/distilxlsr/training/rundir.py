@@ -34,7 +34,7 @@ from distilxlsr.training import checkpoint as ckpt
 class RunDir:
     CONFIG = "config.yaml"
     INVOCATIONS = "invocations.jsonl"
-    CHECKPOINTS = "checkpoints"
+    CHECKPOINTS = ckpt.CHECKPOINTS
     METRICS = "metrics.jsonl"
     LOGS = "logs"
     STUDENT_INIT = "student_init"
