@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from distilxlsr.data.loader import collate
 from distilxlsr.evaluate.ctc import (
     FinetuneConfig,
+    FrozenCNNOutputs,
     Probe,
     ProbeConfig,
     _ctc,
@@ -19,6 +20,7 @@ from distilxlsr.evaluate.ctc import (
     train_probe,
     tri_stage,
 )
+from distilxlsr.models.frames import frame_lengths
 from distilxlsr.models.presets import tiny_config
 from distilxlsr.models.teacher import model_class
 from tests.conftest import randomize_norms
@@ -344,3 +346,67 @@ def test_fine_tuning_is_a_function_of_its_seed_alone(base_dir):
     config.seed = 1
     other, _ = finetune(str(base_dir), _waves(), LABELS, 5, config, normalize=True)
     assert not torch.equal(other.lm_head.weight, heads[0][0])
+
+
+def _finetuned(path, reuse: bool, waves, labels, config) -> tuple[list[torch.Tensor], float]:
+    """The fine-tuned model's logits on each wave alone, and its last training loss."""
+    model, info = finetune(
+        str(path), waves, labels, 5, config, normalize=True, reuse_cnn_outputs=reuse
+    )
+    assert type(model.base_model.feature_extractor).__name__ == "Wav2Vec2FeatureEncoder"
+    with torch.no_grad():
+        logits = [model(collate([w], True)["input_values"]).logits[0] for w in waves]
+    return logits, info["final_loss"]
+
+
+THREE_LABELS = [[1, 2], [3, 1, 4], [2, 2, 3, 1]]
+REUSE_CONFIG = dict(
+    steps=6, lr=1e-2, batch_utterances=2, head_only_fraction=0.34, mask_time_prob=0.3
+)
+
+
+def test_reusing_the_frozen_cnn_s_outputs_trains_the_same_model(base_dir):
+    """A layer-norm CNN run once per utterance gives the batches' values to float rounding: the
+    same model after 6 steps (2 head-only) on padded batches of three lengths, SpecAugment on.
+    (Compared by what the models compute: a weight whose gradient is zero in exact arithmetic,
+    such as a key bias, moves by ±lr under Adam in either run, whichever sign the rounding
+    gives it.)"""
+    waves = _waves((1200, 2000, 1650))
+    config = FinetuneConfig(**REUSE_CONFIG)
+    every_step, loss = _finetuned(base_dir, False, waves, THREE_LABELS, config)
+    reused, reused_loss = _finetuned(base_dir, True, waves, THREE_LABELS, config)
+    untrained, _ = _finetuned(base_dir, True, waves, THREE_LABELS, FinetuneConfig(steps=0))
+    for got, want, before in zip(reused, every_step, untrained, strict=True):
+        assert (want - before).abs().max() > 0.1  # training changed the outputs
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert reused_loss == pytest.approx(loss, rel=1e-5)
+
+
+def test_frozen_cnn_outputs_are_the_cnn_s_valid_frames_zero_padded(base_dir):
+    model = model_class("wav2vec2").from_pretrained(base_dir)
+    waves = _waves((1200, 2000, 1650))
+    inputs = [collate([w], True)["input_values"][0] for w in waves]
+    frozen = FrozenCNNOutputs(model.feature_extractor, inputs)
+    frozen.select([2, 0, 2])
+    batch = collate([waves[i] for i in (2, 0, 2)], True)
+    with torch.no_grad():
+        got = frozen(batch["input_values"])
+        want = model.feature_extractor(batch["input_values"])
+    lengths = frame_lengths(model, batch["attention_mask"])
+    assert got.shape == want.shape and lengths.tolist() == [19, 13, 19]
+    for row, n in enumerate(lengths.tolist()):
+        assert torch.allclose(got[row, :, :n], want[row, :, :n], rtol=1e-5, atol=1e-6)
+        assert not got[row, :, n:].any()
+
+
+def test_a_group_norm_cnn_runs_at_every_step(tmp_path):
+    """Group norm normalises over the padding: its CNN is never replaced, so the setting
+    changes nothing, bit for bit."""
+    config = tiny_config("wav2vec2", pre_ln=False, hidden=32, layers=2, conv_channels=16)
+    config.update({"hidden_dropout": 0.0, "attention_dropout": 0.0, "feat_proj_dropout": 0.0})
+    torch.manual_seed(0)
+    model_class("wav2vec2")(config).save_pretrained(tmp_path)
+    waves = _waves((1200, 2000, 1650))
+    a, loss_a = _finetuned(tmp_path, False, waves, THREE_LABELS, FinetuneConfig(**REUSE_CONFIG))
+    b, loss_b = _finetuned(tmp_path, True, waves, THREE_LABELS, FinetuneConfig(**REUSE_CONFIG))
+    assert loss_a == loss_b and all(torch.equal(x, y) for x, y in zip(a, b, strict=True))

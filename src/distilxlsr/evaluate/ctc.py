@@ -190,6 +190,33 @@ def tri_stage(step: int, total: int, stages: list[float], final_scale: float = 0
     return math.exp(math.log(final_scale) * min(1.0, (step - warm - hold) / decay))
 
 
+class FrozenCNNOutputs(nn.Module):
+    """Stands in for a frozen layer-norm CNN during fine-tuning: its output for each training
+    utterance, computed once (each utterance alone), handed back zero-padded for the batch that
+    `select` names. A layer-norm CNN treats every frame alone and its valid frames never reach
+    the padding, so these are the values it computes inside any padded batch, to float rounding
+    (the frames past an utterance's end, which differ, are zeroed by the encoder before anything
+    reads them). On the CPU a step takes 0.90x the time (the shipped teacher on Swahili, one
+    thread, the one pass over the training utterances included: `benchmarks/finetune_step.py`).
+    A group-norm CNN normalises over the padding too: it is never replaced."""
+
+    def __init__(self, extractor: nn.Module, inputs: list[torch.Tensor]):
+        super().__init__()
+        with torch.no_grad():
+            self.outputs = [extractor(x[None])[0].cpu() for x in inputs]  # (C, T) each
+        self.batch: list[torch.Tensor] = []
+
+    def select(self, rows: list[int]) -> None:
+        self.batch = [self.outputs[i] for i in rows]
+
+    def forward(self, input_values: torch.Tensor) -> torch.Tensor:
+        frames = max(o.shape[1] for o in self.batch)
+        out = input_values.new_zeros(len(self.batch), self.batch[0].shape[0], frames)
+        for row, o in enumerate(self.batch):
+            out[row, :, : o.shape[1]] = o
+        return out
+
+
 def finetune(
     model_path: str,
     waves: list[np.ndarray],
@@ -198,10 +225,14 @@ def finetune(
     config: FinetuneConfig,
     normalize: bool,
     device: str = "cpu",
+    reuse_cnn_outputs: bool = True,
 ):
-    """Fine-tune a pretrained model with a CTC head; returns (model, info)."""
+    """Fine-tune a pretrained model with a CTC head; returns (model, info).
+
+    `reuse_cnn_outputs`: a frozen layer-norm CNN runs once per training utterance, not at every
+    step (`FrozenCNNOutputs`; the same values to float rounding); False runs it every step."""
     from distilxlsr.evaluate.features import hf_ctc_class  # noqa: PLC0415
-    from distilxlsr.models.teacher import load_config  # noqa: PLC0415
+    from distilxlsr.models.teacher import group_norm_cnn, load_config  # noqa: PLC0415
 
     start = time.perf_counter()
     base_config = load_config(model_path)
@@ -235,32 +266,45 @@ def finetune(
     generator = torch.Generator().manual_seed(config.seed)
     head_only = int(config.head_only_fraction * config.steps)
     loss = torch.tensor(float("nan"))
-    # SpecAugment's masks come from numpy's global RNG (transformers): seeded too, so that a
-    # fine-tuning run is a function of config.seed alone.
-    with torch.random.fork_rng(devices=[]), numpy_global_rng(config.seed):
-        torch.manual_seed(config.seed)
-        for step in range(config.steps):
-            for p in body:
-                p.requires_grad_(step >= head_only)
-            pick = torch.randint(
-                len(waves), (min(config.batch_utterances, len(waves)),), generator=generator
-            )
-            batch = collate([waves[i] for i in pick], normalize)
-            target = [labels[i] for i in pick]
-            padded = torch.full((len(target), max(len(t) for t in target)), -100, dtype=torch.long)
-            for row, seq in enumerate(target):
-                padded[row, : len(seq)] = torch.tensor(seq)
-            out = model(
-                batch["input_values"].to(device),
-                attention_mask=batch["attention_mask"].to(device),
-                labels=padded.to(device),
-            )
-            loss = out.loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-            optimizer.step()
-            scheduler.step()
+    cnn = base.feature_extractor
+    frozen = None
+    if reuse_cnn_outputs and config.steps > 0 and not group_norm_cnn(model.config):
+        inputs = [collate([w], normalize)["input_values"][0].to(device) for w in waves]
+        frozen = FrozenCNNOutputs(cnn, inputs)
+        base.feature_extractor = frozen
+    try:
+        # SpecAugment's masks come from numpy's global RNG (transformers): seeded too, so that a
+        # fine-tuning run is a function of config.seed alone.
+        with torch.random.fork_rng(devices=[]), numpy_global_rng(config.seed):
+            torch.manual_seed(config.seed)
+            for step in range(config.steps):
+                for p in body:
+                    p.requires_grad_(step >= head_only)
+                pick = torch.randint(
+                    len(waves), (min(config.batch_utterances, len(waves)),), generator=generator
+                )
+                if frozen is not None:
+                    frozen.select(pick.tolist())
+                batch = collate([waves[i] for i in pick], normalize)
+                target = [labels[i] for i in pick]
+                padded = torch.full(
+                    (len(target), max(len(t) for t in target)), -100, dtype=torch.long
+                )
+                for row, seq in enumerate(target):
+                    padded[row, : len(seq)] = torch.tensor(seq)
+                out = model(
+                    batch["input_values"].to(device),
+                    attention_mask=batch["attention_mask"].to(device),
+                    labels=padded.to(device),
+                )
+                loss = out.loss
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+                optimizer.step()
+                scheduler.step()
+    finally:
+        base.feature_extractor = cnn  # the model decodes new audio with its own CNN
     model.eval()
     info = {
         "steps": config.steps,
