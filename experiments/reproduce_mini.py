@@ -22,6 +22,7 @@ session. The statistics pair models by seed and by test utterance and resample b
 
     python experiments/reproduce_mini.py [--seeds 0,1,2] [--teachers T1,T2,T-EN]
     python experiments/reproduce_mini.py --report-only     (the report from the results so far)
+    python experiments/reproduce_mini.py --status          (what is done, what is left)
 """
 
 from __future__ import annotations
@@ -254,6 +255,50 @@ def variant_of(name: str) -> str:
         return "logmel"
     rest = name[len(teacher_of(name)) :]
     return rest[1:] if rest else "teacher"
+
+
+def progress(
+    work: Path, results: Path, teachers: list[str], seeds: list[int], finetune_seeds: list[int]
+) -> list[str]:
+    """Where a run stands, from its files alone: per seed the students distilled, the
+    languages evaluated and the records saved; the fine-tuning; and the distillation time left
+    at the median time of the students made so far."""
+    names = model_names(teachers)
+    students = [n for n in names if variant_of(n) not in ("teacher", "logmel")]
+    lines, left, times = [], 0, []
+    for seed in seeds:
+        made = [work / "students" / f"{n}-s{seed}" for n in students]
+        done = [p for p in made if (p / "config.json").is_file()]
+        left += len(made) - len(done)
+        times += [
+            json.loads((p / "distill_seconds.json").read_text())["seconds"]
+            for p in done
+            if (p / "distill_seconds.json").is_file()
+        ]
+        records = [n for n in names if record_path(results, n, seed).is_file()]
+        stored = sorted((work / f"eval-s{seed}" / "languages").glob("*.json"))
+        lines.append(
+            f"seed {seed}: {len(done)}/{len(students)} students distilled; "
+            f"{len(stored)}/{sum(map(len, TIERS.values()))} languages of their evaluation stored; "
+            f"{len(records)}/{len(names)} records"
+        )
+    for seed in finetune_seeds:
+        finetuned = [
+            n
+            for ns in FINETUNED.values()
+            for n in ns
+            if record_path(results.parent / "finetune", n, seed).is_file()
+        ]
+        wanted = sum(len(ns) for ns in FINETUNED.values())
+        lines.append(f"fine-tuning, seed {seed}: {len(finetuned)}/{wanted} records")
+    if left and times:
+        median = float(np.median(times))
+        lines.append(
+            f"distillation left: {left} students, about {left * median / 3600:.1f} h at the "
+            f"median of the {len(times)} made so far ({median / 60:.1f} min; each seed's "
+            "evaluation comes on top)"
+        )
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -860,6 +905,9 @@ def main() -> None:
     )
     parser.add_argument("--report-only", action="store_true", help="the report from the results")
     parser.add_argument(
+        "--status", action="store_true", help="where the run stands (reads its files; runs nothing)"
+    )
+    parser.add_argument(
         "--allow-failed-gate", action="store_true", help="run teachers that failed the dev gate"
     )
     parser.add_argument("--langs", help="smoke runs only: these languages (default: all 15)")
@@ -877,6 +925,11 @@ def main() -> None:
     teachers = {n: Path(gated[n]["model"]) if n in gated else root / n / "model" for n in names}
     results, docs = Path(args.results), Path(args.report)
     command = "python experiments/reproduce_mini.py"
+    if args.status:
+        seeds = [int(x) for x in args.seeds.split(",")]
+        finetune_seeds = [int(x) for x in args.finetune_seeds.split(",")]
+        print("\n".join(progress(Path(args.work), results, names, seeds, finetune_seeds)))
+        return
     if args.report_only:
         write_report(results, docs, teachers, command)
         print(f"report: {docs}")

@@ -591,3 +591,26 @@ def test_targets_say_whether_the_shuffle_effect_s_interval_excludes_zero(mini, t
     assert effect[("T1", "unheard")].endswith(met)
     assert effect[("T1", "label")].endswith(missed)
     assert all(effect[("T2", tier)].endswith(missed) for tier in mini.TIER_ORDER)
+
+
+def test_progress_counts_what_the_files_say_and_estimates_from_the_median(mini, tmp_path):
+    work, results = tmp_path / "work", tmp_path / "replication" / "runs"
+    for name, seconds in (("T1-method", 100), ("T1-no-shuffle", 200), ("T2-method", 900)):
+        made = work / "students" / f"{name}-s0"
+        made.mkdir(parents=True)
+        (made / "config.json").write_text("{}")
+        (made / "distill_seconds.json").write_text(json.dumps({"seconds": seconds}))
+    (work / "students" / "T1-first4-s0").mkdir()  # a stopped distillation: not made
+    (work / "eval-s0" / "languages").mkdir(parents=True)
+    for lang in ("el", "sw"):
+        (work / "eval-s0" / "languages" / f"{lang}.json").write_text("{}")
+    write_runs(results, {"T1": 0.2, "logmel": LOGMEL}, seeds=(0, 1))
+    write_runs(results.parent / "finetune", {"T1-method": 0.2}, seeds=(0,))
+    lines = mini.progress(work, results, ["T1", "T2"], [0, 1], [0])
+    assert lines == [
+        "seed 0: 3/10 students distilled; 2/15 languages of their evaluation stored; 2/13 records",
+        "seed 1: 0/10 students distilled; 0/15 languages of their evaluation stored; 2/13 records",
+        "fine-tuning, seed 0: 1/3 records",
+        "distillation left: 17 students, about 0.9 h at the median of the 3 made so far "
+        "(3.3 min; each seed's evaluation comes on top)",
+    ]
