@@ -79,7 +79,8 @@ RUN_NOTES = [
     "runs channels-last since commit 135f6b3 (values equal to float rounding): T1's five "
     "seed-0 students were distilled with transformers' CNN layers, every other student and "
     "every evaluation with the channels-last CNN. T2's group-norm CNN runs transformers' "
-    "layers throughout.",
+    "layers throughout. The fine-tuning ran the frozen CNN at every step; fine-tuning reuses "
+    "its outputs since commit 456e9af (the same model to float rounding).",
 ]
 """Facts about the run that its records do not carry (the report prints them)."""
 ALPHA = 0.05  # the verdicts' level (1 − LEVEL, written exactly: 1 − 0.95 is 0.05000000000000004)
