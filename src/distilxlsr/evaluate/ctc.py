@@ -7,6 +7,7 @@ import copy
 import math
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -219,6 +220,23 @@ class FrozenCNNOutputs(nn.Module):
         return out
 
 
+@contextmanager
+def _reused_cnn_outputs(base: nn.Module, waves, normalize: bool, device: str, reuse: bool):
+    """The `FrozenCNNOutputs` standing in for `base`'s CNN while fine-tuning (None when `reuse`
+    is false: the CNN runs at every step); the model gets its own CNN back afterwards, to decode
+    new audio."""
+    if not reuse:
+        yield None
+        return
+    cnn = base.feature_extractor
+    inputs = [collate([w], normalize)["input_values"][0].to(device) for w in waves]
+    base.feature_extractor = FrozenCNNOutputs(cnn, inputs)
+    try:
+        yield base.feature_extractor
+    finally:
+        base.feature_extractor = cnn
+
+
 def finetune(
     model_path: str,
     waves: list[np.ndarray],
@@ -268,45 +286,39 @@ def finetune(
     generator = torch.Generator().manual_seed(config.seed)
     head_only = int(config.head_only_fraction * config.steps)
     loss = torch.tensor(float("nan"))
-    cnn = base.feature_extractor
-    frozen = None
-    if reuse_cnn_outputs and config.steps > 0 and not group_norm_cnn(model.config):
-        inputs = [collate([w], normalize)["input_values"][0].to(device) for w in waves]
-        frozen = FrozenCNNOutputs(cnn, inputs)
-        base.feature_extractor = frozen
-    try:
-        # SpecAugment's masks come from numpy's global RNG (transformers): seeded too, so that a
-        # fine-tuning run is a function of config.seed alone.
-        with torch.random.fork_rng(devices=[]), numpy_global_rng(config.seed):
-            torch.manual_seed(config.seed)
-            for step in range(config.steps):
-                for p in body:
-                    p.requires_grad_(step >= head_only)
-                pick = torch.randint(
-                    len(waves), (min(config.batch_utterances, len(waves)),), generator=generator
-                )
-                if frozen is not None:
-                    frozen.select(pick.tolist())
-                batch = collate([waves[i] for i in pick], normalize)
-                target = [labels[i] for i in pick]
-                padded = torch.full(
-                    (len(target), max(len(t) for t in target)), -100, dtype=torch.long
-                )
-                for row, seq in enumerate(target):
-                    padded[row, : len(seq)] = torch.tensor(seq)
-                out = model(
-                    batch["input_values"].to(device),
-                    attention_mask=batch["attention_mask"].to(device),
-                    labels=padded.to(device),
-                )
-                loss = out.loss
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-                optimizer.step()
-                scheduler.step()
-    finally:
-        base.feature_extractor = cnn  # the model decodes new audio with its own CNN
+    reuse = reuse_cnn_outputs and config.steps > 0 and not group_norm_cnn(model.config)
+    # SpecAugment's masks come from numpy's global RNG (transformers): seeded too, so that a
+    # fine-tuning run is a function of config.seed alone.
+    with (
+        _reused_cnn_outputs(base, waves, normalize, device, reuse) as frozen,
+        torch.random.fork_rng(devices=[]),
+        numpy_global_rng(config.seed),
+    ):
+        torch.manual_seed(config.seed)
+        for step in range(config.steps):
+            for p in body:
+                p.requires_grad_(step >= head_only)
+            pick = torch.randint(
+                len(waves), (min(config.batch_utterances, len(waves)),), generator=generator
+            )
+            if frozen is not None:
+                frozen.select(pick.tolist())
+            batch = collate([waves[i] for i in pick], normalize)
+            target = [labels[i] for i in pick]
+            padded = torch.full((len(target), max(len(t) for t in target)), -100, dtype=torch.long)
+            for row, seq in enumerate(target):
+                padded[row, : len(seq)] = torch.tensor(seq)
+            out = model(
+                batch["input_values"].to(device),
+                attention_mask=batch["attention_mask"].to(device),
+                labels=padded.to(device),
+            )
+            loss = out.loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            optimizer.step()
+            scheduler.step()
     model.eval()
     info = {
         "steps": config.steps,
