@@ -277,7 +277,7 @@ def progress(
             if (p / "distill_seconds.json").is_file()
         ]
         records = [n for n in names if record_path(results, n, seed).is_file()]
-        stored = sorted((work / f"eval-s{seed}" / "languages").glob("*.json"))
+        stored = list((work / f"eval-s{seed}" / "languages").glob("*.json"))
         lines.append(
             f"seed {seed}: {len(done)}/{len(students)} students distilled; "
             f"{len(stored)}/{sum(map(len, TIERS.values()))} languages of their evaluation stored; "
@@ -450,6 +450,14 @@ def find_comparison(analysis: dict, a: str, b: str, tier: str) -> dict | None:
     )
 
 
+def shuffle_effect(row: dict) -> str:
+    """What a no-shuffle − method comparison says about shuffling, in words."""
+    return {
+        "lower": "no shuffle has the lower PER: shuffling raises it",
+        "higher": "shuffling lowers PER",
+    }.get(direction_verdict(row), "cannot tell at this size (the adjusted interval covers zero)")
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
@@ -534,10 +542,7 @@ def claims(analyses: dict) -> list[dict]:
             text += (
                 f"; the shuffle's own effect there (no shuffle − method): "
                 f"{100 * shuffle['diff']:+.2f} points, Holm-adjusted CI "
-                f"{_ci(shuffle['ci_holm'], sign='+')}: "
-                + {"higher": "the shuffle lowers PER", "lower": "the shuffle raises PER"}.get(
-                    direction_verdict(shuffle), "cannot tell at this size"
-                )
+                f"{_ci(shuffle['ci_holm'], sign='+')}: {shuffle_effect(shuffle)}"
             )
     out.append(
         {
@@ -739,15 +744,11 @@ def targets(summary_: dict) -> list[str]:
             row = find_comparison(a, f"{teacher}-no-shuffle", method, tier)
             if row is None:
                 continue
-            direction = direction_verdict(row)
-            effect = {
-                "lower": "no shuffle has the lower PER: shuffling raises it",
-                "higher": "shuffling lowers PER",
-            }.get(direction, "cannot tell at this size (the adjusted interval covers zero)")
-            excluded = "met" if direction in ("lower", "higher") else "missed"
+            excluded = "met" if direction_verdict(row) in ("lower", "higher") else "missed"
             lines.append(
                 f"  - shuffle effect on {tier} (no shuffle − method): {100 * row['diff']:+.2f} "
-                f"points, Holm-adjusted CI {_ci(row['ci_holm'], 100, '.2f', '+')}: {effect} "
+                f"points, Holm-adjusted CI {_ci(row['ci_holm'], 100, '.2f', '+')}: "
+                f"{shuffle_effect(row)} "
                 f"(an interval that excludes zero: **{excluded}**)."
             )
     return lines

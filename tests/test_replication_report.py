@@ -319,7 +319,7 @@ def test_claims_hold_with_t2_not_measured(mini, tmp_path):
     assert three["evidence"].startswith("T-EN's method student − T-EN on the unheard tier: -")
     # T-EN-no-shuffle (0.5) is worse than the method (0.3): the shuffle's own effect is reported.
     assert f"{basis}; the shuffle's own effect there (no shuffle − method): +" in three["evidence"]
-    assert three["evidence"].endswith(": the shuffle lowers PER")
+    assert three["evidence"].endswith(": shuffling lowers PER")
 
 
 def test_claims_all_hold(mini, tmp_path):
