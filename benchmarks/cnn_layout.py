@@ -63,7 +63,9 @@ def alternate(run, pairs: int, calls: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--calls", type=int, default=3, help="calls timed together per sample")
     parser.add_argument("--utterances", type=int, default=2)

@@ -43,7 +43,9 @@ def timed(model: str, data, config: FinetuneConfig, reuse: bool) -> tuple[float,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, required=True, help="one language's directory")
     parser.add_argument("--model", help="a model directory (default: the shipped teacher)")
     parser.add_argument("--pairs", type=int, default=3)

@@ -2096,7 +2096,9 @@ def _scrub(obj, root: str):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--jobs", type=int, default=2, help="attempts run at once (default 2)")
     parser.add_argument(
         "--kills", type=int, default=12, help="SIGKILL trials (half during checkpoint writes)"

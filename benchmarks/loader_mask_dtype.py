@@ -50,7 +50,9 @@ def through_loader(dataset, plan, refs: int, workers: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--batch-seconds", type=float, default=320.0)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--batches", type=int, default=24)

@@ -76,7 +76,9 @@ def verdict(tree: Path, name: str, tests: list[str], limit: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--mutants", default="mutants", help="mutmut's scratch directory")
     parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once")
     parser.add_argument("--limit", type=float, default=120.0, help="seconds per mutant")

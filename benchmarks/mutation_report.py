@@ -53,7 +53,9 @@ def read(mutants: Path) -> dict[str, dict[str, int | None]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--mutants", default="mutants", help="mutmut's scratch directory")
     parser.add_argument("--min", type=float, default=None, help="fail below this %% killed")
     parser.add_argument("--diffs", action="store_true", help="print each survivor's diff")

@@ -187,7 +187,9 @@ def ensure_inputs(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "--student", help="run or HF directory (default: the shipped teacher's jump:2 student)"
     )

@@ -16,7 +16,9 @@ from distilxlsr.bench import librispeech_like_durations, padding_efficiency
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--cuts", type=int, default=20000)
     parser.add_argument("--batch-seconds", type=float, default=200.0)
     parser.add_argument("--max-seconds", type=float, default=15.0)

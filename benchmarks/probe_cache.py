@@ -23,7 +23,9 @@ from distilxlsr.evaluate.languages import load_language
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="src/distilxlsr/assets/teacher")
     parser.add_argument("--data", default="data/synth/es")
     parser.add_argument("--uncached-steps", type=int, default=50)

@@ -16,7 +16,9 @@ from distilxlsr.bench import _audio_batch, _pair
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--shape", default="cpu-mid")
     parser.add_argument("--share-cnn", default="true")
     parser.add_argument("--rows", type=int, default=15)

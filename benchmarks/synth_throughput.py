@@ -78,7 +78,9 @@ def corpus_speed(langs: list[str], minutes: float, jobs: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--langs", default="en,sw,ru")
     parser.add_argument("--minutes", type=float, default=10.0, help="per language")
     parser.add_argument("--jobs", default="1,2")

@@ -28,7 +28,9 @@ def weights_hash(path: Path) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("out", type=Path, help="a new directory for the run and the probe")
     parser.add_argument("--data", type=Path, default=Path("demo_out/data"), help="demo corpus")
     parser.add_argument("--langs", default="ka,sw")

@@ -225,7 +225,9 @@ def write_gate_section(model: Path, name: str, record: dict) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", default="runs/evidence/data")
     parser.add_argument("--out", default="runs/teachers")
     parser.add_argument("--teachers", default=",".join(TEACHERS))

@@ -222,7 +222,9 @@ def select_for(record, out, name, spec, langs, data, widen: bool) -> dict:
 
 def main() -> None:
     global STANDARDISE  # noqa: PLW0603 - narrowed by --check
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", default="runs/evidence/data")
     parser.add_argument("--langs", default=LANGS)
     parser.add_argument("--out", default="docs/probe_selection.json")

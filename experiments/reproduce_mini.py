@@ -918,18 +918,41 @@ def write_report(results: Path, docs: Path, teachers: dict[str, Path], command: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--teachers", default=",".join(STUDENTS))
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--seeds",
+        default="0,1,2",
+        help="comma-separated; each redraws English data, student and probe",
+    )
+    parser.add_argument(
+        "--teachers", default=",".join(STUDENTS), help="comma-separated, of: %(default)s"
+    )
     parser.add_argument("--teachers-dir", default="runs/teachers", help="<dir>/<name>/model")
     parser.add_argument("--data", default="runs/evidence/data", help="corpus v2")
-    parser.add_argument("--work", default="runs/replication-v2")
-    parser.add_argument("--results", default="docs/replication/runs")
-    parser.add_argument("--report", default="docs/replication.md")
-    parser.add_argument("--steps", type=int, default=FULL.distill_steps)
-    parser.add_argument("--english-minutes", type=float, default=FULL.english_minutes)
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--finetune-seeds", default="0")
+    parser.add_argument(
+        "--work", default="runs/replication-v2", help="students, English data, evaluation state"
+    )
+    parser.add_argument(
+        "--results", default="docs/replication/runs", help="one record per model and seed"
+    )
+    parser.add_argument(
+        "--report", default="docs/replication.md", help="the report written at the end"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=FULL.distill_steps, help="distillation steps per student"
+    )
+    parser.add_argument(
+        "--english-minutes",
+        type=float,
+        default=FULL.english_minutes,
+        help="English training speech synthesised per seed",
+    )
+    parser.add_argument("--jobs", type=int, default=2, help="evaluation and synthesis processes")
+    parser.add_argument(
+        "--finetune-seeds", default="0", help="seeds whose models are fine-tuned on `unheard`"
+    )
     parser.add_argument(
         "--stage",
         choices=["all", "distill", "evaluate", "finetune"],

@@ -237,7 +237,9 @@ def shuffle_effect(results: dict, seeds: list[int]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--data", default="runs/evidence/data")
     parser.add_argument("--work", default="runs/evidence/shuffle")

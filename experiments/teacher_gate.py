@@ -26,7 +26,9 @@ MARK = "\n## Gate\n"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--teacher", default=str(LABELLED_TEACHER))
     parser.add_argument("--data", default="data/synth")
     parser.add_argument("--out", default="docs/teacher_gate")

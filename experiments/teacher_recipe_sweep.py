@@ -72,7 +72,9 @@ def final_metrics(run: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", default="runs/evidence/data")
     parser.add_argument("--out", default="runs/teacher-sweep")
     parser.add_argument("--steps", type=int, default=120)
