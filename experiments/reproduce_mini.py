@@ -74,7 +74,7 @@ PARAMS_TARGET = 0.55
 RUN_NOTES = [
     "On 2 CPU cores over several sittings, resumed where each stopped (finished students and "
     "per-language evaluations are kept).",
-    "The code changed twice while it ran, neither time in what it computes. The probe's padding "
+    "The code changed three times while it ran, never in what it computes. The probe's padding "
     "(bit-identical probes) changed before any evaluation. The layer-norm CNN of T1 and T-EN "
     "runs channels-last since commit 135f6b3 (values equal to float rounding): T1's five "
     "seed-0 students were distilled with transformers' CNN layers, every other student and "
