@@ -22,6 +22,13 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     assert results["tiers"] == {"label": ["es"], "unheard": ["sw"]}
     assert "all" in student["gain_retained"] and "gain_retained" not in teacher
     assert student["params"] < 0.6 * teacher["params"]
+    # First, what each network heard and which labels trained it: the student, distilled on
+    # English from the shipped teacher, carries what its teacher heard (English among it).
+    said = {m["name"]: m["provenance"] for m in results["models"]}
+    assert said["logmel"] is None and said["teacher"].endswith("; labels: none")
+    assert "en (english)" in said["teacher"] and "sw" not in said["teacher"]
+    assert said["student"] == said["teacher"]
+    assert f"- **student**: {said['student']}" in printed
     # Sanity bounds (corpus v2, whose test speakers and words are unseen; the label-free shipped
     # teacher, a 0.4-minute probe set and 40 probe steps; this run: teacher 64.7%, student 63.5%,
     # log-mel 79.8% mean PER; a broken probe or representation scores near 100%, an untrained

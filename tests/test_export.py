@@ -14,9 +14,23 @@ import yaml
 
 from distilxlsr.config import load_config, save_config
 from distilxlsr.errors import UserError
-from distilxlsr.export import export_hf, find_student, model_card, push_to_hub, student_info
+from distilxlsr.export import (
+    export_hf,
+    find_student,
+    model_card,
+    model_provenance,
+    push_to_hub,
+    student_info,
+)
 from distilxlsr.models.layers import parse_layer_map
 from distilxlsr.models.student import STUDENT_INFO, StudentInfo, build_student
+from distilxlsr.teacher.provenance import (
+    PROVENANCE_FILE,
+    Provenance,
+    describe,
+    read_provenance,
+    write_provenance,
+)
 from distilxlsr.training import checkpoint as ckpt
 from distilxlsr.training.rundir import RunDir
 from tests.conftest import tiny_model
@@ -113,7 +127,14 @@ def test_export_of_a_run(run, tmp_path):
     out = export_hf(run, tmp_path / "out")
     assert out == tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["config.json", "model.safetensors", "preprocessor_config.json", STUDENT_INFO, "README.md"]
+        [
+            "config.json",
+            "model.safetensors",
+            "preprocessor_config.json",
+            STUDENT_INFO,
+            PROVENANCE_FILE,
+            "README.md",
+        ]
     )
     newest = run / "checkpoints" / "step-0000040"
     for name in ("config.json", "model.safetensors"):
@@ -125,6 +146,8 @@ def test_export_of_a_run(run, tmp_path):
         (run / "student_init" / STUDENT_INFO).read_text()
     )
     assert transformers.AutoModel.from_pretrained(out).config.num_hidden_layers == 2
+    # Its teacher is a hub id: what came through it is unknown, and the record says so.
+    assert read_provenance(out) == Provenance(heard={}, labels=[], unknown=["my/teacher"])
     card = (out / "README.md").read_text()
     assert card == model_card(newest, RunDir(run), None, out)
     assert "## Evaluation" not in card
@@ -144,7 +167,11 @@ def test_model_card_lines(run, tmp_path):
         "| layer map | `jump:2`: student layers copied from teacher layers [2, 4], distilled "
         "towards [2, 4] |",
         "| parameters | 520 (52.0% of the teacher) |",
+        "| heard, and labels (its teacher's included) | heard nothing recorded; labels: none "
+        "recorded; what came through my/teacher is not recorded |",
         "| phoneme shuffling | mode `word`, p = 0.5 |",
+        "| alignments read | the training data's phone alignments, only to place the shuffle's "
+        "cuts (never a training target) |",
         "| loss | L1 + λ·(−log σ(cos)), λ = 1.0 |",
         "| training | 40 steps, 2.000 h of audio, peak lr 0.0002, 3 skipped steps |",
         "| final loss | 1.2346 |",
@@ -152,6 +179,41 @@ def test_model_card_lines(run, tmp_path):
     table = [line for line in lines if line.startswith("| ") and "---" not in line]
     assert table == ["| | |"] + expected
     assert "with randomly shuffled phonemes (word level)" in card
+
+
+def test_a_student_carries_what_its_teacher_heard_and_its_own_data(run, tmp_path):
+    """A student distilled from a teacher with a provenance record: the languages of its data
+    (with the tiers its teacher records) and everything its teacher heard and was trained on,
+    in its record and on its card; a damaged teacher record counts as not recorded."""
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    write_provenance(
+        teacher,
+        Provenance(heard={"en": "english", "es": "label", "el": "heard"}, labels=["es"]),
+    )
+    init = run / "student_init"
+    StudentInfo(str(teacher), "jump:2", [2, 4], [2, 4], 4, 1000, 520).write(init)
+    RunDir(run).write_facts({"languages": {"en": 1.5, "xx": 0.5}})
+    newest = run / "checkpoints" / "step-0000040"
+    expected = Provenance(
+        heard={"el": "heard", "en": "english", "es": "label", "xx": None}, labels=["es"]
+    )
+    assert model_provenance(newest) == expected
+    out = export_hf(run, tmp_path / "out")
+    assert read_provenance(out) == expected
+    line = "heard el (heard), en (english), es (label), xx; labels: phone labels of es (label)"
+    assert describe(expected) == line
+    assert (
+        f"| heard, and labels (its teacher's included) | {line} |"
+        in (out / "README.md").read_text().splitlines()
+    )
+    # The export's own record is what a later export or evaluation reads.
+    assert model_provenance(out) == expected
+    assert export_hf(out, tmp_path / "again") and read_provenance(tmp_path / "again") == expected
+    (teacher / PROVENANCE_FILE).write_text("{not json")
+    assert model_provenance(newest).unknown == [str(teacher)]
+    # A model directory with neither a record nor a run: nothing is claimed.
+    assert model_provenance(tmp_path / "teacher-less") is None
 
 
 def test_model_card_of_a_plain_model_directory(run, tmp_path):
@@ -379,6 +441,7 @@ def test_push_to_hub_creates_the_repository_and_uploads_the_export(run, tmp_path
                     "config.json",
                     "model.safetensors",
                     "preprocessor_config.json",
+                    PROVENANCE_FILE,
                     STUDENT_INFO,
                 ]
             ),

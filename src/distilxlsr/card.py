@@ -52,6 +52,8 @@ class StudentFacts:
     final_loss: float | None = None
     results: dict | None = None
     """This student's evaluation: mode, PER per language and mean."""
+    provenance: str = ""
+    """What it heard and which labels trained it, its teacher's included (`describe`)."""
 
     @property
     def training_sentence(self) -> str:
@@ -128,11 +130,18 @@ def render_student_card(f: StudentFacts) -> str:
         )
         ratio = f.student_parameters / max(1, f.teacher_parameters)
         lines.append(f"| parameters | {f.student_parameters:,} ({ratio:.1%} of the teacher) |")
+    if f.provenance:
+        lines.append(f"| heard, and labels (its teacher's included) | {f.provenance} |")
     if f.data_languages:
         hours = ", ".join(f"{k} {v:.2f} h" for k, v in sorted(f.data_languages.items()))
         lines.append(f"| training data | {hours} |")
     if f.shuffle_mode:
         lines.append(f"| phoneme shuffling | mode `{f.shuffle_mode}`, p = {f.shuffle_p:g} |")
+    if f.shuffle_mode in ("utterance", "word"):
+        lines.append(
+            "| alignments read | the training data's phone alignments, only to place the "
+            "shuffle's cuts (never a training target) |"
+        )
     if f.loss:
         lines.append(f"| loss | {f.loss} |")
     if f.steps:

@@ -102,7 +102,11 @@ def demo_distill_config(
 def run_demo(out: Path, quick: bool = False, jobs: int = 2) -> dict:
     from distilxlsr.distill.train import distill  # noqa: PLC0415
     from distilxlsr.evaluate.harness import evaluate  # noqa: PLC0415
-    from distilxlsr.evaluate.report import markdown_table, tier_table  # noqa: PLC0415
+    from distilxlsr.evaluate.report import (  # noqa: PLC0415
+        markdown_table,
+        provenance_lines,
+        tier_table,
+    )
     from distilxlsr.export import export_hf  # noqa: PLC0415
 
     size = QUICK if quick else FULL
@@ -150,6 +154,7 @@ def run_demo(out: Path, quick: bool = False, jobs: int = 2) -> dict:
     timings["evaluate"] = time.perf_counter() - start
     export_hf(run_dir, student, out / "results.json")  # the card now carries the results
     print()
+    print(provenance_lines(results))
     print(markdown_table(results))
     print(tier_table(results))
     teacher_row, student_row, _ = results["models"]

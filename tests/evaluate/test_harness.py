@@ -15,10 +15,11 @@ from distilxlsr.evaluate.ctc import (
     train_probe,
 )
 from distilxlsr.evaluate.features import ModelFeatures, linear_cka, resolve_model
-from distilxlsr.evaluate.harness import _extract, evaluate, split_label
+from distilxlsr.evaluate.harness import _extract, evaluate, provenance_line, split_label
 from distilxlsr.evaluate.languages import load_language
 from distilxlsr.evaluate.per import phone_error_rate
 from distilxlsr.models.teacher import load_teacher
+from distilxlsr.teacher.provenance import PROVENANCE_FILE, Provenance, write_provenance
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,13 @@ def test_evaluate_writes_reports_and_is_deterministic(tmp_path, eval_corpus, tea
         assert detail["phones"] > 0 and detail["steps"] == 30 and len(detail["per"]) == 2
     assert saved["models"][0]["rel_gap"] == 0.0 and saved["models"][0]["abs_gap"] == 0.0
     report = (tmp_path / "a" / "results.md").read_text()
-    table = report.split("\n\n")[1].splitlines()  # the language table
+    # First what each network heard (log-mel learns nothing: no line), then the language table.
+    assert report.startswith(
+        "What each model heard and which phone labels trained it:\n\n"
+        f"- **{teacher_dir.name}**: not recorded\n"
+        f"- **untrained:{teacher_dir.name}**: nothing: random weights of its architecture\n\n"
+    )
+    table = next(p for p in report.split("\n\n") if p.startswith("| language |")).splitlines()
     assert (
         table[0].startswith("| language |")
         and sum(line.startswith("| aa |") for line in table) == 1
@@ -203,6 +210,25 @@ def test_labels_and_paired_comparisons(tmp_path, eval_corpus, teacher_dir):
     with pytest.raises(UserError, match="at least 100"):
         evaluate(["logmel"], str(eval_corpus), str(tmp_path / "e"), bootstrap=10)
     assert not (tmp_path / "e").exists()
+
+
+def test_provenance_lines_say_what_each_model_heard(tmp_path):
+    """A teacher's record, an untrained network, log-mel and a model without a record; a
+    damaged record is reported as not recorded, not a crash deep in an evaluation."""
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    write_provenance(teacher, Provenance(heard={"en": "english", "es": "label"}, labels=["es"]))
+    line = provenance_line(resolve_model(str(teacher)))
+    assert line == "heard en (english), es (label); labels: phone labels of es (label)"
+    write_provenance(teacher, Provenance(heard={"en": "english"}, tier_protocol=False))
+    assert provenance_line(resolve_model(str(teacher))) == (
+        "heard en (english); labels: none; tier protocol off (a labelled upper bound)"
+    )
+    assert provenance_line(resolve_model(f"untrained:{teacher}")).startswith("nothing")
+    assert provenance_line(resolve_model("logmel")) is None
+    assert provenance_line(resolve_model(str(tmp_path))) == "not recorded"
+    (teacher / PROVENANCE_FILE).write_text("[]")
+    assert provenance_line(resolve_model(str(teacher))) == "not recorded"
 
 
 def test_split_label():

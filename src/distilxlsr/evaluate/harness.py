@@ -52,6 +52,8 @@ from distilxlsr.evaluate.stats import (
     statistics,
 )
 from distilxlsr.evaluate.store import LanguageStore
+from distilxlsr.export import model_provenance
+from distilxlsr.teacher.provenance import describe
 
 LABEL = re.compile(r"[A-Za-z0-9_.:+-]+")
 
@@ -110,6 +112,16 @@ def distinct_names(
             )
         seen.add(spec.name)
     return named
+
+
+def provenance_line(spec: ModelSpec) -> str | None:
+    """What a model heard and which phone labels trained it, its sources' and teacher's included
+    (`export.model_provenance`); None for log-mel, which learns nothing."""
+    if spec.kind == "logmel":
+        return None
+    if spec.kind == "untrained":
+        return "nothing: random weights of its architecture"
+    return describe(model_provenance(spec.path))
 
 
 def evaluate(
@@ -178,6 +190,7 @@ def evaluate(
             "name": s.name,
             "path": s.path or s.kind,
             "params": loaded[s.name].parameters,
+            "provenance": provenance_line(s),
             "runs": {},
         }
         for s in specs
@@ -547,6 +560,7 @@ def _summarise(
             "name": spec.name,
             "path": row["path"],
             "params": row["params"],
+            "provenance": row.get("provenance"),
             "per": per,
             "per_mean": float(np.mean(by_seed)),
             "train_per": train_per,

@@ -148,10 +148,24 @@ def sizes_table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def provenance_lines(results: dict) -> str:
+    """What each network heard and which phone labels trained it, first in every report ("not
+    recorded" for a model without a provenance record, such as a hub model)."""
+    lines = [
+        f"- **{m['name']}**: {m['provenance']}"
+        for m in results["models"]
+        if m.get("provenance") is not None
+    ]
+    if not lines:
+        return ""
+    return "\n".join(["What each model heard and which phone labels trained it:", "", *lines, ""])
+
+
 def report_markdown(results: dict) -> str:
-    """results.md: the language table, then (for results with statistics) the tier table, the
-    comparisons, the test sizes and any notes."""
-    parts = [markdown_table(results)]
+    """results.md: what each model heard and which labels trained it, the language table, then
+    (for results with statistics) the tier table, the comparisons, the test sizes and any
+    notes."""
+    parts = [p for p in (provenance_lines(results), markdown_table(results)) if p]
     if "tiers" in results["models"][0]:
         parts.append(tier_table(results))
     if results.get("comparisons"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from distilxlsr.teacher.provenance import Provenance
+from distilxlsr.teacher.provenance import Provenance, with_tier
 
 
 @dataclass
@@ -88,7 +88,7 @@ class TeacherFacts:
         if inherited:
             parts.append(
                 "through the models it was built from, the phone labels of "
-                + ", ".join(_with_tier(lang, p.heard) for lang in inherited)
+                + ", ".join(with_tier(lang, p.heard) for lang in inherited)
             )
         if unknown:
             parts.append(f"unknown for {', '.join(unknown)} (no provenance recorded)")
@@ -110,19 +110,12 @@ class TeacherFacts:
         )
         if not extra:
             return f" Through {roles}: no other language."
-        return f" Through {roles}: also {', '.join(_with_tier(x, p.heard) for x in extra)}."
+        return f" Through {roles}: also {', '.join(with_tier(x, p.heard) for x in extra)}."
 
     @property
     def heard(self) -> str:
         """The languages with their tiers, e.g. "en (english), es (label)"."""
-        return ", ".join(
-            f"{lang} ({self.tiers[lang]})" if self.tiers.get(lang) else lang
-            for lang in self.languages
-        )
-
-
-def _with_tier(lang: str, tiers: dict) -> str:
-    return f"{lang} ({tiers[lang]})" if tiers.get(lang) else lang
+        return ", ".join(with_tier(lang, self.tiers) for lang in self.languages)
 
 
 def duration(seconds: float) -> str:

@@ -71,6 +71,28 @@ def read_provenance(path: str | Path) -> Provenance | None:
         raise UserError(f"'{file}' is not a provenance record ({err}); remove or fix it.") from None
 
 
+def describe(provenance: Provenance | None) -> str:
+    """One line for reports and cards: what a model heard and which phone labels trained it,
+    e.g. "heard en (english), es (label); labels: none"."""
+    if provenance is None:
+        return "not recorded"
+    p = provenance
+    heard = ", ".join(with_tier(lang, p.heard) for lang in p.heard) or "nothing recorded"
+    labels = "phone labels of " + ", ".join(with_tier(x, p.heard) for x in p.labels)
+    none = "none recorded" if p.unknown else "none"
+    parts = [f"heard {heard}", f"labels: {labels if p.labels else none}"]
+    if p.unknown:
+        parts.append(f"what came through {', '.join(p.unknown)} is not recorded")
+    if not p.tier_protocol:
+        parts.append("tier protocol off (a labelled upper bound)")
+    return "; ".join(parts)
+
+
+def with_tier(lang: str, tiers: dict[str, str | None]) -> str:
+    """A language with its corpus tier, e.g. "es (label)"; the code alone without one."""
+    return f"{lang} ({tiers[lang]})" if tiers.get(lang) else lang
+
+
 def write_provenance(model_dir: Path, provenance: Provenance) -> None:
     (Path(model_dir) / PROVENANCE_FILE).write_text(provenance.to_json(), encoding="utf-8")
 
