@@ -29,6 +29,7 @@ from distilxlsr.teacher.provenance import (
     Provenance,
     describe,
     read_provenance,
+    student_provenance,
     write_provenance,
 )
 from distilxlsr.training import checkpoint as ckpt
@@ -132,7 +133,6 @@ def test_export_of_a_run(run, tmp_path):
             "model.safetensors",
             "preprocessor_config.json",
             STUDENT_INFO,
-            PROVENANCE_FILE,
             "README.md",
         ]
     )
@@ -146,8 +146,8 @@ def test_export_of_a_run(run, tmp_path):
         (run / "student_init" / STUDENT_INFO).read_text()
     )
     assert transformers.AutoModel.from_pretrained(out).config.num_hidden_layers == 2
-    # Its teacher is a hub id: what came through it is unknown, and the record says so.
-    assert read_provenance(out) == Provenance(heard={}, labels=[], unknown=["my/teacher"])
+    # A run from before distill wrote a student's provenance: the export claims none.
+    assert model_provenance(newest) is None and not (out / PROVENANCE_FILE).exists()
     card = (out / "README.md").read_text()
     assert card == model_card(newest, RunDir(run), None, out)
     assert "## Evaluation" not in card
@@ -167,8 +167,6 @@ def test_model_card_lines(run, tmp_path):
         "| layer map | `jump:2`: student layers copied from teacher layers [2, 4], distilled "
         "towards [2, 4] |",
         "| parameters | 520 (52.0% of the teacher) |",
-        "| heard, and labels (its teacher's included) | heard nothing recorded; labels: none "
-        "recorded; what came through my/teacher is not recorded |",
         "| phoneme shuffling | mode `word`, p = 0.5 |",
         "| alignments read | the training data's phone alignments, only to place the shuffle's "
         "cuts (never a training target) |",
@@ -182,38 +180,54 @@ def test_model_card_lines(run, tmp_path):
 
 
 def test_a_student_carries_what_its_teacher_heard_and_its_own_data(run, tmp_path):
-    """A student distilled from a teacher with a provenance record: the languages of its data
-    (with the tiers its teacher records) and everything its teacher heard and was trained on,
-    in its record and on its card; a damaged teacher record counts as not recorded."""
+    """The record distill writes into student_init/: the student's data with its tiers, and all
+    its teacher carries (labels, unknown sources, the tier protocol); the export and its card
+    carry it with no local path; a damaged record is an error naming the file."""
     teacher = tmp_path / "teacher"
     teacher.mkdir()
     write_provenance(
         teacher,
-        Provenance(heard={"en": "english", "es": "label", "el": "heard"}, labels=["es"]),
+        Provenance(
+            heard={"en": "english", "es": "label"},
+            labels=["es"],
+            tier_protocol=False,
+            unknown=["org/units-model"],
+        ),
     )
-    init = run / "student_init"
-    StudentInfo(str(teacher), "jump:2", [2, 4], [2, 4], 4, 1000, 520).write(init)
-    RunDir(run).write_facts({"languages": {"en": 1.5, "xx": 0.5}})
+    record = student_provenance(str(teacher), {"en": "english", "xx": None})
+    assert record == Provenance(
+        heard={"en": "english", "es": "label", "xx": None},
+        labels=["es"],
+        tier_protocol=False,
+        unknown=["org/units-model"],
+    )
+    # Data without tiers (a prepared corpus): the teacher's tier for a language it heard too.
+    assert student_provenance(str(teacher), {"en": None}).heard == {"en": "english", "es": "label"}
+    write_provenance(run / "student_init", record)
     newest = run / "checkpoints" / "step-0000040"
-    expected = Provenance(
-        heard={"el": "heard", "en": "english", "es": "label", "xx": None}, labels=["es"]
-    )
-    assert model_provenance(newest) == expected
+    assert model_provenance(newest) == record
     out = export_hf(run, tmp_path / "out")
-    assert read_provenance(out) == expected
-    line = "heard el (heard), en (english), es (label), xx; labels: phone labels of es (label)"
-    assert describe(expected) == line
-    assert (
-        f"| heard, and labels (its teacher's included) | {line} |"
-        in (out / "README.md").read_text().splitlines()
+    assert read_provenance(out) == record and model_provenance(out) == record
+    line = (
+        "heard en (english), es (label), xx; labels: phone labels of es (label); what came "
+        "through org/units-model is not recorded; tier protocol off (a labelled upper bound)"
     )
-    # The export's own record is what a later export or evaluation reads.
-    assert model_provenance(out) == expected
-    assert export_hf(out, tmp_path / "again") and read_provenance(tmp_path / "again") == expected
-    (teacher / PROVENANCE_FILE).write_text("{not json")
-    assert model_provenance(newest).unknown == [str(teacher)]
-    # A model directory with neither a record nor a run: nothing is claimed.
-    assert model_provenance(tmp_path / "teacher-less") is None
+    assert describe(record) == line
+    card = (out / "README.md").read_text().splitlines()
+    assert f"| heard, and labels (its teacher's included) | {line} |" in card
+    # A teacher without a record, given as a local directory: unknown, named without its path.
+    bare = tmp_path / "somewhere" / "bare-teacher"
+    write_provenance(run / "student_init", student_provenance(str(bare), {"en": None}))
+    out = export_hf(run, tmp_path / "out2")
+    assert read_provenance(out).unknown == ["bare-teacher"]
+    text = (out / "README.md").read_text() + (out / PROVENANCE_FILE).read_text()
+    assert "what came through bare-teacher is not recorded" in text and str(bare) not in text
+    (run / "student_init" / PROVENANCE_FILE).write_text("{not json")
+    with pytest.raises(UserError, match="student_init/provenance.json' is not a provenance"):
+        model_provenance(newest)
+    (teacher / PROVENANCE_FILE).write_text("[]")
+    with pytest.raises(UserError, match="is not a provenance record"):
+        student_provenance(str(teacher), {"en": None})
 
 
 def test_model_card_of_a_plain_model_directory(run, tmp_path):
@@ -441,7 +455,6 @@ def test_push_to_hub_creates_the_repository_and_uploads_the_export(run, tmp_path
                     "config.json",
                     "model.safetensors",
                     "preprocessor_config.json",
-                    PROVENANCE_FILE,
                     STUDENT_INFO,
                 ]
             ),

@@ -10,6 +10,7 @@ import yaml
 
 from distilxlsr.card import StudentFacts, pick_results, render_student_card, teacher_name
 from distilxlsr.cli import main
+from distilxlsr.teacher.provenance import read_provenance
 from tests.conftest import distill_args
 
 
@@ -52,6 +53,12 @@ def test_card_of_a_shuffled_run(tmp_path, teacher_dir, toy_corpus, capsys):
     assert 'AutoModel.from_pretrained("my-student")' in card
     assert "randomly shuffled phonemes (utterance level)" in card
     assert str(teacher_dir) not in card and f"`{teacher_dir.name}`" in card
+    # distill recorded what the student heard (its English, and its teacher, which has no
+    # record here); the export carries the record with the teacher named, not its path.
+    recorded = read_provenance(run / "student_init")
+    assert recorded.heard == {"en": None} and recorded.unknown == [str(teacher_dir)]
+    assert read_provenance(out).unknown == [teacher_dir.name]
+    assert f"heard en; labels: none recorded; what came through {teacher_dir.name} is" in card
 
 
 def test_card_of_an_unshuffled_run_says_so(tmp_path, teacher_dir, toy_corpus):

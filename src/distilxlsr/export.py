@@ -14,8 +14,6 @@ from distilxlsr.errors import UserError
 from distilxlsr.models.student import StudentInfo
 from distilxlsr.teacher.provenance import (
     Provenance,
-    Source,
-    combine,
     describe,
     read_provenance,
     write_provenance,
@@ -74,41 +72,22 @@ def student_info(model_dir: Path, run: RunDir | None = None) -> StudentInfo | No
     return info
 
 
-def _recorded(model: str | Path) -> Provenance | None:
-    """A model's provenance.json; None for a hub id, a directory without one, or a damaged one
-    (what it carries is then unknown, which is what the caller reports)."""
-    if not Path(model).is_dir():
-        return None
-    try:
-        return read_provenance(model)
-    except UserError:
-        return None
-
-
-def student_provenance(teacher: str, languages) -> Provenance:
-    """A distilled student's provenance: the languages of its distillation data, with the tiers
-    its teacher records for them, and everything its teacher heard and was trained on (the
-    student starts from the teacher's layers and learns its features). A teacher without a
-    record (a hub model) is listed as unknown. Distillation reads no phone label as a target."""
-    recorded = _recorded(teacher)
-    tiers = recorded.heard if recorded else {}
-    heard = {lang: tiers.get(lang) for lang in languages}
-    return combine(heard, [], True, [Source("distilled from", teacher, recorded)])
-
-
 def model_provenance(model_dir: str | Path) -> Provenance | None:
-    """What a model heard and which labels trained it: its provenance.json (a teacher made by
-    `pretrain-teacher`, an exported student), or, for a distilled student whose run is found
-    (a checkpoint), `student_provenance` from the run's data; None when neither is recorded."""
-    recorded = _recorded(model_dir)
+    """What a model heard and which labels trained it: the record beside it (a teacher made by
+    `pretrain-teacher`, an exported student) or, for a checkpoint of a distillation run, the
+    run's (`student_init/provenance.json`, written by `distill`); None when neither exists. A
+    damaged record is an error naming the file."""
+    recorded = read_provenance(model_dir)
     if recorded is not None:
         return recorded
-    model_dir = Path(model_dir)
-    run = RunDir.of_checkpoint(model_dir) if model_dir.is_dir() else None
-    info = student_info(model_dir, run) if model_dir.is_dir() else None
-    if run is None or info is None:
-        return None
-    return student_provenance(info.teacher, run.facts().get("languages", {}))
+    run = RunDir.of_checkpoint(model_dir)
+    return read_provenance(run.student_init) if run is not None else None
+
+
+def for_publication(provenance: Provenance) -> Provenance:
+    """The record as an export carries it: unknown sources named like the card's teacher (a hub
+    id as it is, a local directory by its name only), so no local path leaves the machine."""
+    return replace(provenance, unknown=[teacher_name(u) for u in provenance.unknown])
 
 
 def _facts(model_dir: Path, run: RunDir | None, results: dict | None, folder: str, out=None):
@@ -149,8 +128,7 @@ def _facts(model_dir: Path, run: RunDir | None, results: dict | None, folder: st
             facts.final_loss = metrics[-1]["loss"]
     provenance = model_provenance(model_dir)
     if provenance is not None:  # the card names no local path (card.py)
-        unknown = [teacher_name(u) for u in provenance.unknown]
-        facts.provenance = describe(replace(provenance, unknown=unknown))
+        facts.provenance = describe(for_publication(provenance))
     paths = [str(model_dir)] + ([str(run.path)] if run is not None else [])
     paths += [str(out)] if out is not None else []
     facts.results = pick_results(results, paths)
@@ -186,7 +164,7 @@ def export_hf(source: str | Path, out: str | Path, results_file: str | Path | No
         info.write(out)
     provenance = model_provenance(model_dir)
     if provenance is not None:  # so reports and later runs know what the student carries
-        write_provenance(out, provenance)
+        write_provenance(out, for_publication(provenance))
     results = None
     if results_file is None and run is not None and run.file("results.json").is_file():
         results_file = run.file("results.json")

@@ -72,6 +72,17 @@ def test_scan_counts_every_usable_cut_once(audio):
     assert set(stats.languages) == {"sw", "it", "?"}
 
 
+def test_each_language_s_tier_is_that_of_its_first_cut_naming_one(audio):
+    """What a student trained on these cuts heard, with tiers (its provenance record)."""
+    tiered = _cut("b", 1.0, [_sup("b", "sw", 1.0, PHONES)], audio)
+    tiered.custom = {"tier": "unheard"}
+    other = _cut("c", 1.0, [_sup("c", "sw", 1.0, PHONES)], audio)
+    other.custom = {"tier": "label"}
+    cuts = [_cut("a", 1.0, [_sup("a", "sw", 1.0, PHONES)], audio), tiered, other]
+    cuts.append(_cut("d", 1.0, [_sup("d", "it", 1.0, PHONES)], audio))
+    assert scan_cuts(cuts, 0.5).tiers == {"sw": "unheard", "it": None}
+
+
 def test_short_cuts_are_not_checked_for_audio(tmp_path):
     gone = tmp_path / "gone.flac"
     stats = scan_cuts([_cut("s", 0.2, source=gone)], 0.5)

@@ -74,7 +74,8 @@ def test_evaluate_writes_reports_and_is_deterministic(tmp_path, eval_corpus, tea
     report = (tmp_path / "a" / "results.md").read_text()
     # First what each network heard (log-mel learns nothing: no line), then the language table.
     assert report.startswith(
-        "What each model heard and which phone labels trained it:\n\n"
+        "What each model heard and which phone labels trained it (a student's record includes "
+        "its teacher's):\n\n"
         f"- **{teacher_dir.name}**: not recorded\n"
         f"- **untrained:{teacher_dir.name}**: nothing: random weights of its architecture\n\n"
     )
@@ -214,7 +215,7 @@ def test_labels_and_paired_comparisons(tmp_path, eval_corpus, teacher_dir):
 
 def test_provenance_lines_say_what_each_model_heard(tmp_path):
     """A teacher's record, an untrained network, log-mel and a model without a record; a
-    damaged record is reported as not recorded, not a crash deep in an evaluation."""
+    damaged record is one error naming the file, raised before any model loads."""
     teacher = tmp_path / "teacher"
     teacher.mkdir()
     write_provenance(teacher, Provenance(heard={"en": "english", "es": "label"}, labels=["es"]))
@@ -228,7 +229,8 @@ def test_provenance_lines_say_what_each_model_heard(tmp_path):
     assert provenance_line(resolve_model("logmel")) is None
     assert provenance_line(resolve_model(str(tmp_path))) == "not recorded"
     (teacher / PROVENANCE_FILE).write_text("[]")
-    assert provenance_line(resolve_model(str(teacher))) == "not recorded"
+    with pytest.raises(UserError, match="provenance.json' is not a provenance record"):
+        evaluate([str(teacher)], str(tmp_path / "no-corpus-needed"), str(tmp_path / "out"))
 
 
 def test_split_label():

@@ -49,6 +49,9 @@ class CorpusStats:
     unaligned: int = 0
     """Usable cuts without a phone alignment (utterance and word shuffling need one)."""
     first_unaligned: str = ""
+    tiers: dict = field(default_factory=dict)
+    """Each language's corpus tier (custom["tier"] of its first cut that names one; None for a
+    corpus without tiers), for the provenance of what is trained on it."""
 
     def summary(self, min_seconds: float) -> str:
         text = f"{self.cuts} cuts, {self.hours:.2f} h"
@@ -68,6 +71,7 @@ def scan_cuts(cuts: CutSet, min_seconds: float, source: str | Path = "") -> Corp
     seconds = 0.0
     missing: list[str] = []
     languages: dict[str, float] = {}
+    tiers: dict[str, str | None] = {}
     unaligned, first_unaligned = 0, ""
     try:
         for cut in cuts:
@@ -79,6 +83,9 @@ def scan_cuts(cuts: CutSet, min_seconds: float, source: str | Path = "") -> Corp
             sup = cut.supervisions[0] if cut.supervisions else None
             lang = (sup.language if sup is not None else None) or "?"
             languages[lang] = languages.get(lang, 0.0) + cut.duration / 3600
+            if tiers.get(lang) is None:
+                tier = (cut.custom or {}).get("tier")
+                tiers[lang] = None if tier is None else str(tier)
             if not any("phone" in (s.alignment or {}) for s in cut.supervisions):
                 unaligned += 1
                 first_unaligned = first_unaligned or cut.id
@@ -95,7 +102,7 @@ def scan_cuts(cuts: CutSet, min_seconds: float, source: str | Path = "") -> Corp
             f"{len(missing)} audio file(s) named by the manifests are gone (first: {missing[0]}); "
             "restore them or run `distilxlsr prepare` again."
         )
-    return CorpusStats(n, seconds / 3600, short, languages, unaligned, first_unaligned)
+    return CorpusStats(n, seconds / 3600, short, languages, unaligned, first_unaligned, tiers)
 
 
 def _manifests_named(source) -> str:

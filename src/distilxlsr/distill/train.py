@@ -35,6 +35,7 @@ from distilxlsr.models.teacher import (
     group_norm_cnn,
     load_teacher,
 )
+from distilxlsr.teacher.provenance import student_provenance, write_provenance
 from distilxlsr.training import checkpoint as ckpt
 from distilxlsr.training.loop import RunState, Trainer, make_accelerator, plan_batches
 from distilxlsr.training.optim import Schedule, lr_factor
@@ -233,6 +234,9 @@ def _distill(config, transform, command_line, accelerator, run: RunDir) -> None:
         cuts, config.data.min_seconds, config.data.train
     )  # every process: the same errors on all
     _check_data(config, stats)
+    # What the student will carry, read now from the teacher that is loaded: a damaged teacher
+    # record fails here, before the run is claimed.
+    provenance = student_provenance(config.teacher, stats.tiers)
     if transform is None:
         transform = resolve_transform(config)
     batches, plan = _batches(config, cuts, models.extractor, transform, accelerator)
@@ -249,6 +253,7 @@ def _distill(config, transform, command_line, accelerator, run: RunDir) -> None:
         models.pristine_config.save_pretrained(run.student_init)
         models.extractor.save_pretrained(run.student_init)
         models.info.write(run.student_init)
+        write_provenance(run.student_init, provenance)
         run.write_facts(
             {
                 "data": config.data.train,

@@ -116,7 +116,8 @@ def distinct_names(
 
 def provenance_line(spec: ModelSpec) -> str | None:
     """What a model heard and which phone labels trained it, its sources' and teacher's included
-    (`export.model_provenance`); None for log-mel, which learns nothing."""
+    (`export.model_provenance`; "not recorded" without a record); None for log-mel, which
+    learns nothing. A damaged record is an error naming the file."""
     if spec.kind == "logmel":
         return None
     if spec.kind == "untrained":
@@ -168,6 +169,7 @@ def evaluate(
     probe = probe or ProbeConfig()
     finetune_config = finetune_config or FinetuneConfig()
     specs = resolve_models(list(models))
+    said = {s.name: provenance_line(s) for s in specs}  # a damaged record fails before loading
     pairs = parse_comparisons(compare, [s.name for s in specs])
     if mode == "finetune" and any(s.kind == "logmel" for s in specs):
         raise UserError("logmel has no network to fine-tune; use it with --mode probe.")
@@ -190,7 +192,7 @@ def evaluate(
             "name": s.name,
             "path": s.path or s.kind,
             "params": loaded[s.name].parameters,
-            "provenance": provenance_line(s),
+            "provenance": said[s.name],
             "runs": {},
         }
         for s in specs

@@ -158,7 +158,9 @@ def provenance_lines(results: dict) -> str:
     ]
     if not lines:
         return ""
-    return "\n".join(["What each model heard and which phone labels trained it:", "", *lines, ""])
+    head = "What each model heard and which phone labels trained it (a student's record includes"
+    head += " its teacher's):"
+    return "\n".join([head, "", *lines, ""])
 
 
 def report_markdown(results: dict) -> str:

@@ -1,10 +1,12 @@
-"""What a pretrained teacher heard and which phone labels trained it, including what reached it
-through the models it was built from (its units source, its initialisation).
+"""What a model heard and which phone labels trained it, including what reached it through the
+models it was built from (a teacher's units source or initialisation, a student's teacher).
 
 `pretrain-teacher` writes `provenance.json` beside the model it exports. A later run that takes
 its units from that model (HuBERT's next iteration) or starts from its weights inherits what it
 heard and the labels that trained it: the tier protocol checks them like the run's own data, and
-the model card states them (docs/design.md, "Teacher pretraining").
+the model card states them (docs/design.md, "Teacher pretraining"). `distill` writes a student's
+record (`student_provenance`) into its run's `student_init/`, and `export` puts it beside the
+exported student; evaluation reports print every model's (docs/design.md, "Provenance").
 """
 
 from __future__ import annotations
@@ -67,8 +69,18 @@ def read_provenance(path: str | Path) -> Provenance | None:
             tier_protocol=bool(data["tier_protocol"]),
             unknown=list(data.get("unknown", [])),
         )
-    except (ValueError, KeyError, TypeError) as err:
+    except (OSError, ValueError, KeyError, TypeError) as err:
         raise UserError(f"'{file}' is not a provenance record ({err}); remove or fix it.") from None
+
+
+def student_provenance(teacher: str, tiers: dict[str, str | None]) -> Provenance:
+    """A distilled student's record: the languages of its distillation data with their corpus
+    tiers, and everything its teacher heard and was trained on (the student starts from the
+    teacher's layers and learns its features). Distillation reads no phone label as a target. A
+    teacher without a record (a hub id) is listed as unknown; a damaged one is an error, as for
+    a teacher's source."""
+    recorded = read_provenance(teacher)
+    return combine(dict(tiers), [], True, [Source("distilled from", teacher, recorded)])
 
 
 def describe(provenance: Provenance | None) -> str:
@@ -77,10 +89,13 @@ def describe(provenance: Provenance | None) -> str:
     if provenance is None:
         return "not recorded"
     p = provenance
-    heard = ", ".join(with_tier(lang, p.heard) for lang in p.heard) or "nothing recorded"
+    heard = ", ".join(with_tier(lang, p.heard) for lang in p.heard)
     labels = "phone labels of " + ", ".join(with_tier(x, p.heard) for x in p.labels)
     none = "none recorded" if p.unknown else "none"
-    parts = [f"heard {heard}", f"labels: {labels if p.labels else none}"]
+    parts = [
+        f"heard {heard}" if heard else "heard: none recorded",
+        f"labels: {labels if p.labels else none}",
+    ]
     if p.unknown:
         parts.append(f"what came through {', '.join(p.unknown)} is not recorded")
     if not p.tier_protocol:
@@ -111,7 +126,8 @@ def combine(
             unknown.append(source.path)
             continue
         for lang, tier in p.heard.items():
-            all_heard.setdefault(lang, tier)
+            if all_heard.get(lang) is None:  # a tier the run's own data does not name
+                all_heard[lang] = tier
         all_labels.update(p.labels)
         protocol = protocol and p.tier_protocol
         unknown += [u for u in p.unknown if u not in unknown]
