@@ -396,7 +396,7 @@ def analyse_teacher(records: dict, teacher: str) -> dict | None:
     groups = {**tiers, "all": langs}
     comparisons = paired_comparisons(names, langs, groups, per, pairs)
     index = {lang: i for i, lang in enumerate(langs)}
-    m, t = names.index(method), names.index(teacher)
+    m, t, floor = names.index(method), names.index(teacher), names.index("logmel")
     headline = {}
     for tier, members in groups.items():
         point, draws = per.macro([index[x] for x in members])
@@ -409,6 +409,9 @@ def analyse_teacher(records: dict, teacher: str) -> dict | None:
             "rel_gap_ci": None
             if point[t] < REL_GAP_MIN_REFERENCE
             else interval(draws[m] / np.maximum(draws[t], 1e-12) - 1),
+            # The ratio's denominator: a small teacher gain makes any gain retained uncertain.
+            "teacher_gain": float(point[floor] - point[t]),
+            "teacher_gain_ci": interval(draws[floor] - draws[t]),
         }
     params = {n: records[(n, seeds[0])]["params"] for n in names}
     return {
@@ -492,8 +495,10 @@ def claims(analyses: dict) -> list[dict]:
         gain = "n/a" if h["gain_retained"] is None else f"{h['gain_retained']:.3f}"
         return (
             f"{teacher}: the method's student keeps {gain} {ci_text} of the teacher's gain over "
-            f"log-mel on the {FINETUNE_TIER} tier ({basis(analyses[teacher], FINETUNE_TIER)}); "
-            f"relative gap {_gap(h['rel_gap'])} {_ci(h['rel_gap_ci'], 100, '.1f', '+')}"
+            f"log-mel on the {FINETUNE_TIER} tier ({basis(analyses[teacher], FINETUNE_TIER)}), "
+            f"a gain of {100 * h['teacher_gain']:+.2f} PER points "
+            f"{_ci(h['teacher_gain_ci'], sign='+')}; relative gap {_gap(h['rel_gap'])} "
+            f"{_ci(h['rel_gap_ci'], 100, '.1f', '+')}"
         )
 
     out.append(
@@ -686,10 +691,13 @@ def report(summary_: dict, gate: dict, command: str) -> str:
         "",
         "Gain retained = (PER log-mel − PER student) / (PER log-mel − PER teacher), macro over the "
         "tier's languages; relative gap = PER student / PER teacher − 1. 95% intervals from "
-        "paired resamples of seeds and test utterances.",
+        "paired resamples of seeds and test utterances. The teacher's own gain over log-mel "
+        "(PER points) is the ratio's denominator: where it is small, the gain retained is "
+        "uncertain whatever the student does.",
         "",
-        "| teacher | tier | seeds | gain retained [95% CI] | relative gap [95% CI] |",
-        "| --- | --- | ---: | ---: | ---: |",
+        "| teacher | tier | seeds | teacher's gain over log-mel [95% CI] | gain retained [95% CI] "
+        "| relative gap [95% CI] |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
     analyses = summary_["analyses"]
     for teacher, h in summary_["headline"].items():
@@ -699,7 +707,8 @@ def report(summary_: dict, gate: dict, command: str) -> str:
             row = h[tier]
             gain = "n/a" if row["gain_retained"] is None else f"{row['gain_retained']:.3f}"
             lines.append(
-                f"| {teacher} | {tier} | {len(analyses[teacher]['seeds'])} | {gain} "
+                f"| {teacher} | {tier} | {len(analyses[teacher]['seeds'])} | "
+                f"{100 * row['teacher_gain']:+.2f} {_ci(row['teacher_gain_ci'], sign='+')} | {gain} "
                 f"{_ci(row['ci'], 1, '.3f')} | {_gap(row['rel_gap'])} "
                 f"{_ci(row['rel_gap_ci'], 100, '.1f', '+')} |"
             )

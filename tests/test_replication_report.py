@@ -253,6 +253,8 @@ def test_headline_gain_retained_and_relative_gap_by_hand(mini, tmp_path):
         assert h["rel_gap"] == pytest.approx(method / teacher - 1)
         assert h["ci"][0] <= h["gain_retained"] <= h["ci"][1]
         assert h["rel_gap_ci"][0] <= h["rel_gap"] <= h["rel_gap_ci"][1]
+        assert h["teacher_gain"] == pytest.approx(logmel - teacher)  # the ratio's denominator
+        assert h["teacher_gain_ci"][0] <= h["teacher_gain"] <= h["teacher_gain_ci"][1]
         assert a["per"]["T1-method"]["tiers"][tier]["per"] == pytest.approx(method)
     # The rates were chosen so: about half the gain kept on the unheard tier.
     assert a["headline"]["unheard"]["gain_retained"] == pytest.approx(0.5, abs=0.1)
@@ -491,13 +493,26 @@ def test_write_report(mini, replication):
     for teacher, tiers in saved["headline"].items():
         assert list(tiers) == ["label", "heard", "unheard", "all"], teacher
         for h in tiers.values():
-            assert set(h) == {"gain_retained", "ci", "rel_gap", "rel_gap_ci"}
+            assert set(h) == {
+                "gain_retained",
+                "ci",
+                "rel_gap",
+                "rel_gap_ci",
+                "teacher_gain",
+                "teacher_gain_ci",
+            }
     assert saved["headline"]["T1"]["unheard"] == out["analyses"]["T1"]["headline"]["unheard"]
     h = saved["headline"]["T1"]["unheard"]
-    header = "| teacher | tier | seeds | gain retained [95% CI] | relative gap [95% CI] |"
+    header = (
+        "| teacher | tier | seeds | teacher's gain over log-mel [95% CI] | gain retained "
+        "[95% CI] | relative gap [95% CI] |"
+    )
     headline = _table(lines, header)
     assert len(headline) == 3 * 4
-    assert headline[2].startswith(f"| T1 | unheard | 3 | {h['gain_retained']:.3f} [")
+    assert headline[2].startswith(
+        f"| T1 | unheard | 3 | {100 * h['teacher_gain']:+.2f} [{100 * h['teacher_gain_ci'][0]:+.2f}, "
+    )
+    assert f"| {h['gain_retained']:.3f} [" in headline[2]
 
     gate = _table(lines, "| teacher | tier | teacher | log-mel | untrained | passed |")
     assert gate == [
