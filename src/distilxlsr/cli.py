@@ -564,7 +564,7 @@ def _parser_bench(sub) -> None:
 def _parser_demo(sub) -> None:
     p = sub.add_parser("demo", help="the whole pipeline offline, on generated data")
     p.add_argument("--out", default="demo_out", help="output directory (default demo_out)")
-    p.add_argument("--quick", action="store_true", help="toy size, about a minute")
+    p.add_argument("--quick", action="store_true", help="toy size, about 20 seconds")
     p.set_defaults(func=_cmd_demo)
 
 
