@@ -24,7 +24,7 @@ from distilxlsr.export import (
 )
 from distilxlsr.models.layers import parse_layer_map
 from distilxlsr.models.student import STUDENT_INFO, StudentInfo, build_student
-from distilxlsr.teacher.provenance import (
+from distilxlsr.provenance import (
     PROVENANCE_FILE,
     Provenance,
     describe,

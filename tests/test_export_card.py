@@ -10,7 +10,7 @@ import yaml
 
 from distilxlsr.card import StudentFacts, pick_results, render_student_card, teacher_name
 from distilxlsr.cli import main
-from distilxlsr.teacher.provenance import read_provenance
+from distilxlsr.provenance import read_provenance
 from tests.conftest import distill_args
 
 

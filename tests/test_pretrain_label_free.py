@@ -16,9 +16,9 @@ from distilxlsr.conventions import frames_of
 from distilxlsr.data.corpora import select_languages
 from distilxlsr.data.toy import make_toy_corpus
 from distilxlsr.errors import UserError
+from distilxlsr.provenance import read_provenance
 from distilxlsr.teacher.config import load_pretrain_config
 from distilxlsr.teacher.pretrain import check_tiers, pretrain_teacher
-from distilxlsr.teacher.provenance import read_provenance
 from distilxlsr.teacher.units import LayerFeatures, UnitLabeler
 from tests.conftest import TINY_TEACHER
 

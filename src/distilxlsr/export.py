@@ -12,7 +12,7 @@ from safetensors import safe_open
 from distilxlsr.card import StudentFacts, pick_results, render_student_card, teacher_name
 from distilxlsr.errors import UserError
 from distilxlsr.models.student import StudentInfo
-from distilxlsr.teacher.provenance import (
+from distilxlsr.provenance import (
     Provenance,
     describe,
     read_provenance,

@@ -19,7 +19,7 @@ from distilxlsr.evaluate.harness import _extract, evaluate, provenance_line, spl
 from distilxlsr.evaluate.languages import load_language
 from distilxlsr.evaluate.per import phone_error_rate
 from distilxlsr.models.teacher import load_teacher
-from distilxlsr.teacher.provenance import PROVENANCE_FILE, Provenance, write_provenance
+from distilxlsr.provenance import PROVENANCE_FILE, Provenance, write_provenance
 
 
 @pytest.fixture(scope="module")

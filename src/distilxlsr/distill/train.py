@@ -35,7 +35,7 @@ from distilxlsr.models.teacher import (
     group_norm_cnn,
     load_teacher,
 )
-from distilxlsr.teacher.provenance import student_provenance, write_provenance
+from distilxlsr.provenance import student_provenance, write_provenance
 from distilxlsr.training import checkpoint as ckpt
 from distilxlsr.training.loop import RunState, Trainer, make_accelerator, plan_batches
 from distilxlsr.training.optim import Schedule, lr_factor

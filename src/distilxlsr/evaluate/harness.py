@@ -53,7 +53,7 @@ from distilxlsr.evaluate.stats import (
 )
 from distilxlsr.evaluate.store import LanguageStore
 from distilxlsr.export import model_provenance
-from distilxlsr.teacher.provenance import describe
+from distilxlsr.provenance import describe
 
 LABEL = re.compile(r"[A-Za-z0-9_.:+-]+")
 

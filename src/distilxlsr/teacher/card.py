@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from distilxlsr.teacher.provenance import Provenance, with_tier
+from distilxlsr.provenance import Provenance, with_tier
 
 
 @dataclass

@@ -44,10 +44,7 @@ from distilxlsr.data.corpora import load_manifests, select_languages
 from distilxlsr.data.loader import make_loader, scan_cuts
 from distilxlsr.errors import UserError
 from distilxlsr.models.teacher import count_parameters, load_model
-from distilxlsr.teacher.card import StageFacts, TeacherFacts, render_card
-from distilxlsr.teacher.config import RESUMABLE_CHANGES, PretrainConfig, validate
-from distilxlsr.teacher.model import MAX_MODEL_MB, build_encoder, export_model
-from distilxlsr.teacher.provenance import (
+from distilxlsr.provenance import (
     LABEL_TIERS,
     Provenance,
     Source,
@@ -58,6 +55,9 @@ from distilxlsr.teacher.provenance import (
     unheard_languages,
     write_provenance,
 )
+from distilxlsr.teacher.card import StageFacts, TeacherFacts, render_card
+from distilxlsr.teacher.config import RESUMABLE_CHANGES, PretrainConfig, validate
+from distilxlsr.teacher.model import MAX_MODEL_MB, build_encoder, export_model
 from distilxlsr.teacher.tasks import PhoneCTC, StageTask, UnitPrediction
 from distilxlsr.teacher.units import (
     LayerFeatures,

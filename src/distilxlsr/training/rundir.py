@@ -8,7 +8,8 @@ through `RunDir`; no other code composes paths inside one. Layout:
   checkpoints/         step-NNNNNNN/ (see training.checkpoint), .tmp-* while being written
   metrics.jsonl        one JSON record per log step
   logs/                TensorBoard event files
-  student_init/        distillation: the student's config, preprocessor config, distilxlsr.json, provenance.json
+  student_init/        distillation: the student's config, preprocessor config,
+                       distilxlsr.json, provenance.json
   units.safetensors, phones.json, model/    teacher pretraining: targets and the finished model
 """
 
