@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from distilxlsr.data.shuffle import ALIGNED_MODES
+
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
@@ -137,7 +139,7 @@ def render_student_card(f: StudentFacts) -> str:
         lines.append(f"| training data | {hours} |")
     if f.shuffle_mode:
         lines.append(f"| phoneme shuffling | mode `{f.shuffle_mode}`, p = {f.shuffle_p:g} |")
-    if f.shuffle_mode in ("utterance", "word"):
+    if f.shuffle_mode in ALIGNED_MODES:
         lines.append(
             "| alignments read | the training data's phone alignments, only to place the "
             "shuffle's cuts (never a training target) |"

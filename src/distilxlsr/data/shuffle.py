@@ -20,6 +20,8 @@ from distilxlsr.conventions import SAMPLE_RATE, SILENCE_LABELS, Segment
 from distilxlsr.errors import UserError
 
 MODES = ("none", "utterance", "word", "segment")
+ALIGNED_MODES = ("utterance", "word")
+"""The modes that cut at the data's phone alignments (`segment` needs none)."""
 DEFAULT_SILENCES = frozenset(SILENCE_LABELS)
 MIN_GAP_S = 0.005
 

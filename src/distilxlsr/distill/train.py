@@ -20,6 +20,7 @@ from safetensors import SafetensorError
 from distilxlsr.config import DistillConfig
 from distilxlsr.data.corpora import load_cuts
 from distilxlsr.data.loader import AudioBatches, Transform, make_loader, scan_cuts
+from distilxlsr.data.shuffle import ALIGNED_MODES
 from distilxlsr.distill.distiller import (  # noqa: F401 (Distiller: the package's public name)
     Distiller,
     DistillTask,
@@ -105,7 +106,7 @@ def _schedule(config: DistillConfig, saved: dict | None, resumed_at: int | None,
 def _check_data(config: DistillConfig, stats) -> None:
     if stats.cuts == 0:
         raise UserError(f"'{config.data.train}' holds no usable cut; check data.min_seconds.")
-    if config.shuffle.mode in ("utterance", "word") and stats.unaligned:
+    if config.shuffle.mode in ALIGNED_MODES and stats.unaligned:
         raise UserError(
             f"{stats.unaligned} of {stats.cuts} cuts in '{config.data.train}' have no phone "
             f"alignment (first: {stats.first_unaligned}), which shuffle.mode="
