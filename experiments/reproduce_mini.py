@@ -990,9 +990,9 @@ def main() -> None:
     teachers = {n: Path(gated[n]["model"]) if n in gated else root / n / "model" for n in names}
     results, docs = Path(args.results), Path(args.report)
     command = "python experiments/reproduce_mini.py"
+    seeds = [int(x) for x in args.seeds.split(",")]
+    finetune_seeds = [int(x) for x in args.finetune_seeds.split(",")]
     if args.status:
-        seeds = [int(x) for x in args.seeds.split(",")]
-        finetune_seeds = [int(x) for x in args.finetune_seeds.split(",")]
         print("\n".join(progress(Path(args.work), results, names, seeds, finetune_seeds)))
         return
     if args.report_only:
@@ -1029,7 +1029,7 @@ def main() -> None:
         work=Path(args.work),
         results=results,
         teachers=teachers,
-        seeds=[int(s) for s in args.seeds.split(",")],
+        seeds=seeds,
         steps=args.steps,
         english_minutes=args.english_minutes,
         jobs=args.jobs,
@@ -1037,7 +1037,7 @@ def main() -> None:
         probe=short,
         floor_probe=short or FLOOR_PROBE,
         finetune=finetune,
-        finetune_seeds=[int(s) for s in args.finetune_seeds.split(",")],
+        finetune_seeds=finetune_seeds,
     )
     if args.langs is None:  # a smoke run brings its own small corpus
         synthesize_evidence_corpus(plan.data, jobs=plan.jobs)
