@@ -233,9 +233,20 @@ def _cmd_bench(args: argparse.Namespace) -> None:
 
 
 def _cmd_synth(args: argparse.Namespace) -> None:
-    from distilxlsr.data.synthetic import synthesize_corpus
+    from distilxlsr.data.synthetic import held_out_voices, synthesize_corpus
 
     langs = [x for x in args.langs.split(",") if x]
+    if args.split in ("dev", "test"):
+        check = held_out_voices()
+        counts = [
+            f"{lang} {check['voices'][lang][args.split]}"
+            for lang in langs
+            if lang in check["voices"]
+        ]
+        print(
+            f"{args.split} voices per language: {', '.join(counts)}; voice variants shared with any "
+            f"training split of any language: {check['shared']}"
+        )
     written = synthesize_corpus(
         Path(args.out), langs, args.minutes, args.split, seed=args.seed, jobs=args.jobs
     )

@@ -89,15 +89,37 @@ def test_phone_segments_tile_the_audio(corpus):
     )
 
 
+def test_training_splits_keep_corpus_v2s_numbered_variants():
+    """v3 changed only the held-out voices: train and pretrain deal the numbered variants as v2
+    did (so v2's teachers and students heard exactly v3's training splits)."""
+    assert synthetic.variant_split("sw", "m1") == "train"
+    assert synthetic.variant_split("sw", "m3") == "pretrain"
+    assert synthetic.variant_split("sw", "m6") is None  # v2's test variant, retired
+    assert {s.variant for s in speakers("sw", "pretrain")} == {"m3", "m4", "m5", "f3", "f4"}
+    assert {s.variant for s in speakers("sw", "train")} == {"m1", "m2", "f2"}
+
+
 def test_held_out_splits_share_no_voice_variant_rate_or_word_with_training(corpus):
-    """Corpus v2: dev/test speakers are held out by whole voice variant, one rate is held out,
-    and no dev or test word occurs in a train or pretrain text (numbers included)."""
+    """Corpus v3: no dev/test voice variant is used by a training split of any language, each
+    language has at least 6 test and 3 dev voices, one rate is held out, and no dev or test word
+    occurs in a train or pretrain text (numbers included)."""
+    trained_anywhere = {
+        s.variant
+        for lang in available_languages()
+        for split in ("train", "pretrain")
+        for s in speakers(lang, split)
+    }
+    assert trained_anywhere <= set(synthetic.VARIANTS)
+    assert synthetic.held_out_voices()["shared"] == 0
     for lang in available_languages():
         pool = {split: speakers(lang, split) for split in synthetic.SPLITS}
         assert all(pool.values())
         trained = {(s.voice, s.variant) for split in ("train", "pretrain") for s in pool[split]}
-        for held_out in ("dev", "test"):
-            assert not {(s.voice, s.variant) for s in pool[held_out]} & trained
+        for held_out, least in (("dev", 3), ("test", 6)):
+            voices = {(s.voice, s.variant) for s in pool[held_out]}
+            assert len(voices) >= least
+            assert not voices & trained
+            assert not {v for _, v in voices} & trained_anywhere
         assert not {(s.voice, s.variant) for s in pool["dev"]} & {
             (s.voice, s.variant) for s in pool["test"]
         }

@@ -19,6 +19,7 @@ from distilxlsr.data.synthetic.voices import (
     RATES,
     SPLITS,
     VOICES,
+    held_out_voices,
     tier_of,
     variant_splits,
 )
@@ -42,6 +43,15 @@ def _read_stamps(lang_dir: Path) -> dict[str, dict]:
 def _text_source_line(lang: str) -> str:
     data = json.loads(asset_path(lang).read_text(encoding="utf-8"))
     return f"{data['source']} ({data['licence']})"
+
+
+def _held_out_line(lang: str) -> str:
+    check = held_out_voices()
+    voices = check["voices"][lang]
+    return (
+        f"{voices['test']} test and {voices['dev']} dev voices; {check['shared']} variants shared "
+        "with training"
+    )
 
 
 def write_cards(root: Path, langs: Iterable[str]) -> None:
@@ -81,8 +91,9 @@ def write_cards(root: Path, langs: Iterable[str]) -> None:
             ),
             f"Pitch: {', '.join(map(str, PITCHES))}. Rate: {', '.join(map(str, RATES))} words/min;",
             f"{', '.join(map(str, HELD_OUT_RATES))} only in dev and test.",
-            "A speaker is one voice x variant x pitch x rate; whole variants are held out, so no",
-            "dev or test voice variant is heard in train or pretrain.",
+            "A speaker is one voice x variant x pitch x rate. Held-out voices (corpus v3): the",
+            "dev and test variants are named eSpeak NG variants that no train or pretrain split of",
+            f"any language uses ({_held_out_line(lang)}).",
             "",
             f"Text: {_text_source_line(lang)}.",
             "Words are split (CRC-32 mod 10: 0 test, 1 dev; in English only words of at most 3",

@@ -278,13 +278,13 @@ def synthesize_corpus(
 
 
 EVIDENCE_MINUTES = {"train": 5.0, "dev": 2.5, "test": 5.0}
-"""Corpus v2's evaluation splits, minutes per language (the evidence experiments' corpus)."""
+"""Corpus v3's evaluation splits, minutes per language (the evidence experiments' corpus)."""
 EVIDENCE_ENGLISH_MINUTES = 20.0
-"""Corpus v2's English `train` split (the probe selection's and part 1's distillation data)."""
+"""Corpus v3's English `train` split (the probe selection's and part 1's distillation data)."""
 
 
 def synthesize_evidence_corpus(out: Path, jobs: int = 1) -> None:
-    """Corpus v2 as the evidence experiments use it (docs/design.md, "Synthetic corpus (v2)"): `train`, `dev`
+    """Corpus v3 as the evidence experiments use it (docs/design.md, "Synthetic corpus (v3)"): `train`, `dev`
     and `test` of the 15 evaluation languages (`EVIDENCE_MINUTES`) and English `train`, seed 0.
     Splits already written with these arguments are reused."""
     for split, minutes in EVIDENCE_MINUTES.items():

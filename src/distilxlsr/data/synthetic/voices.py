@@ -1,11 +1,20 @@
 """The speakers of the synthetic corpus: languages, tiers, eSpeak NG voices and the speaker grid.
 
-A speaker is a cell of the grid voice x variant (+m1..+m8, +f1..+f5) x pitch x rate. Corpus v2
-(docs/design.md, "Synthetic corpus") holds speakers out by whole voice variant: each voice's
-variants are dealt to the four splits (`test` 2 male + 1 female, `dev` 1 + 1, `train` 2 + 1,
-`pretrain` 3 + 2), rotated per voice, so no variant of a dev or test speaker is ever heard in
-`train` or `pretrain` of that language. The speaking rate `HELD_OUT_RATES` occurs only in dev and
-test. `pretrain` is the teachers' corpus, kept apart from `train`, on which probes are trained.
+A speaker is a cell of the grid voice x variant x pitch x rate. Corpus v3 (docs/design.md,
+"Synthetic corpus") holds test and dev voices out of every training split of every language:
+
+- `train` and `pretrain` use only the 13 numbered variants (+m1..+m8, +f1..+f5), dealt per voice
+  as in corpus v2 (rotated by the voice's CRC-32; `train` 2 male + 1 female, `pretrain` 3 + 2), so
+  these splits say exactly what they said in v2. The 3 + 2 numbered variants v2 used for dev and
+  test are retired: every English split of v2 had them, so no model can be said not to have heard
+  them.
+- `dev` and `test` use named variants (`DEV_VARIANTS`, `TEST_VARIANTS`: disjoint pools that no
+  training split of any language uses), per voice 2 + 2 for dev and 5 + 3 for test, rotated by the
+  voice's CRC-32 within each pool.
+
+The speaking rate `HELD_OUT_RATES` occurs only in dev and test. `pretrain` is the teachers'
+corpus, kept apart from `train`, on which probes are trained. `held_out_voices()` checks and
+states the disjointness (`distilxlsr synth` prints it, the cards say it).
 
 Tiers say what a teacher may use: `label` languages' phone labels, `heard` languages' audio
 without labels, `unheard` languages never (docs/design.md, "Language tiers").
@@ -81,9 +90,26 @@ TIERS: dict[str, tuple[str, ...]] = {
 ENGLISH_TIER = "english"  # the distillation language: heard by teachers and students alike
 MALE_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8")
 FEMALE_VARIANTS = ("f1", "f2", "f3", "f4", "f5")
-VARIANTS = MALE_VARIANTS + FEMALE_VARIANTS
-# (male, female) variants per split, dealt in this order from each voice's rotated lists.
+VARIANTS = MALE_VARIANTS + FEMALE_VARIANTS  # the numbered variants: training splits only
+# (male, female) numbered variants per split, dealt in this order from each voice's rotated
+# lists (corpus v2's deal); the `test` and `dev` shares are retired (see the module doc).
 VARIANT_SHARES = {"test": (2, 1), "dev": (1, 1), "train": (2, 1), "pretrain": (3, 2)}
+RETIRED_SHARES = ("test", "dev")
+# Named eSpeak NG variants of the held-out splits, (male, female) pools: ordinary voices only
+# (no Klatt-synthesiser, robot, whisper, croak or echo-effect variants), one of each family of
+# near-copies (Gene/Gene2, iven..iven4, steph..steph3, Andy/AnxiousAndy).
+TEST_VARIANTS = (
+    ("Alex", "Andy", "Denis", "Gene", "Jacky", "Mario", "Michael", "ed", "gustave", "iven",
+     "paul", "travis"),
+    ("Alicia", "Annie", "anika", "belinda", "grandma", "steph"),
+)  # fmt: skip
+DEV_VARIANTS = (
+    ("Lee", "marcelo", "pedro", "quincy", "robert", "zac"),
+    ("Andrea", "aunty", "shelby"),
+)
+# (male, female) named variants per voice in each held-out split.
+HELD_OUT_SHARES = {"test": (5, 3), "dev": (2, 2)}
+HELD_OUT_POOLS = {"test": TEST_VARIANTS, "dev": DEV_VARIANTS}
 PITCHES = (25, 38, 50, 62, 75)  # espeakPITCH, 0-100 (50 = the voice's own)
 RATES = (130, 150, 170, 190, 210)  # words per minute; keep within 80-400 (see module doc)
 HELD_OUT_RATES = (170,)  # only in dev and test
@@ -113,23 +139,64 @@ def tier_of(lang: str) -> str | None:
     return next((tier for tier, langs in TIERS.items() if lang in langs), None)
 
 
+def _rotated(items: tuple[str, ...], offset: int) -> tuple[str, ...]:
+    return items[offset % len(items) :] + items[: offset % len(items)]
+
+
 @functools.cache
 def variant_splits(voice: str) -> dict[str, str]:
-    """variant -> split for one voice: male and female variants rotated by the voice's CRC-32,
-    then dealt to the splits by `VARIANT_SHARES`."""
+    """variant -> split for one voice: the numbered variants of the training splits (in
+    `VARIANTS` order), then the named ones of test and dev; each list is rotated by the voice's
+    CRC-32 before it is dealt."""
     offset = zlib.crc32(voice.encode("utf-8"))
-    males = MALE_VARIANTS[offset % 8 :] + MALE_VARIANTS[: offset % 8]
-    females = FEMALE_VARIANTS[offset % 5 :] + FEMALE_VARIANTS[: offset % 5]
-    dealt: dict[str, str] = {}
+    males, females = _rotated(MALE_VARIANTS, offset), _rotated(FEMALE_VARIANTS, offset)
+    numbered: dict[str, str] = {}
     for split, (n_male, n_female) in VARIANT_SHARES.items():
-        dealt |= {v: split for v in males[:n_male]} | {v: split for v in females[:n_female]}
+        numbered |= {v: split for v in males[:n_male]} | {v: split for v in females[:n_female]}
         males, females = males[n_male:], females[n_female:]
-    return dealt
+    dealt: dict[str, str] = {}
+    for split, (n_male, n_female) in HELD_OUT_SHARES.items():
+        male_pool, female_pool = HELD_OUT_POOLS[split]
+        dealt |= {v: split for v in _rotated(male_pool, offset)[:n_male]}
+        dealt |= {v: split for v in _rotated(female_pool, offset)[:n_female]}
+    kept = {v: numbered[v] for v in VARIANTS if numbered[v] not in RETIRED_SHARES}
+    return kept | dealt  # numbered ones in v2's order, so train and pretrain draw as in v2
 
 
-def variant_split(voice: str, variant: str) -> str:
-    """The split whose speakers use this variant of this voice."""
-    return variant_splits(voice)[variant]
+def variant_split(voice: str, variant: str) -> str | None:
+    """The split whose speakers use this variant of this voice (None: no split uses it)."""
+    return variant_splits(voice).get(variant)
+
+
+def held_out_voices() -> dict:
+    """Check that no voice variant of a dev or test speaker, in any language, is used by a
+    training split of any language (UserError otherwise), and count the held-out voices
+    (voice+variant) of each language: {"shared": 0, "voices": {lang: {split: n}}}."""
+    trained = {
+        variant
+        for voices in VOICES.values()
+        for voice in voices
+        for variant, split in variant_splits(voice).items()
+        if split in TRAINING_SPLITS
+    }
+    counts: dict[str, dict[str, int]] = {}
+    shared: set[str] = set()
+    for lang, voices in VOICES.items():
+        for split in ("dev", "test"):
+            held = {
+                (voice, v)
+                for voice in voices
+                for v, s in variant_splits(voice).items()
+                if s == split
+            }
+            shared |= {v for _, v in held} & trained
+            counts.setdefault(lang, {})[split] = len(held)
+    if shared:
+        raise UserError(
+            f"voice variants {', '.join(sorted(shared))} are in a held-out split and in a training "
+            "split: the corpus would test on voices its models heard."
+        )
+    return {"shared": 0, "voices": counts}
 
 
 def split_rates(split: str) -> tuple[int, ...]:
@@ -150,8 +217,8 @@ def speaker_pool(lang: str, split: str) -> tuple[Speaker, ...]:
     return tuple(
         Speaker(voice, variant, pitch, rate)
         for voice in VOICES[lang]
-        for variant in VARIANTS
-        if variant_split(voice, variant) == split
+        for variant, variant_split_ in variant_splits(voice).items()
+        if variant_split_ == split
         for pitch in PITCHES
         for rate in split_rates(split)
     )
