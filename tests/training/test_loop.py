@@ -1,5 +1,6 @@
 """The one training loop: teacher pretraining has distillation's properties (exact resume after a
-kill, identical ranks), and the run directory's owner keeps a run's records consistent."""
+kill, identical ranks), gradient accumulation is one large batch, the bad-step counter counts
+consecutive steps only, and the run directory's owner keeps a run's records consistent."""
 
 from __future__ import annotations
 
@@ -9,14 +10,20 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from torch import nn
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from distilxlsr.cli import main
+from distilxlsr.config import TrainConfig
 from distilxlsr.training.checkpoint import list_checkpoints, read_trainer_state
+from distilxlsr.training.loop import RunState, Task, Trainer, TrainingDiverged, make_accelerator
+from distilxlsr.training.optim import Schedule
 from distilxlsr.training.rundir import RunDir
 from tests.conftest import TINY_TEACHER, distill_args
 
@@ -177,3 +184,100 @@ def test_raising_max_steps_says_what_happens_to_the_rate(
         assert rates == pytest.approx([0.0005] * 3)  # the decayed rate, kept
     else:
         assert rates[0] > 0.0005 and rates[-1] == pytest.approx(0.0005)  # laid over 6 steps
+
+
+# --- the loop on a task small enough to check by hand ------------------------------------------
+
+
+class _NoConfig:
+    """The `pristine_config` of a model that is not a transformers model."""
+
+    def save_pretrained(self, directory) -> None:
+        (Path(directory) / "config.json").write_text("{}")
+
+
+class _Regression(Task):
+    """A linear map fitted to random targets: the loss is the mean squared error over the rows of
+    a micro-batch. Its loss is NaN at the steps in `bad_steps`; it notes the trainer's count of
+    consecutive bad steps as each step begins (the count after the step before)."""
+
+    key = "fit"
+
+    def __init__(self, bad_steps=()):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            self.module = nn.Linear(3, 2)
+        self.model = self.module
+        self.pristine_config = _NoConfig()
+        self.bad_steps = set(bad_steps)
+        self.trainer: Trainer | None = None
+        self.consecutive_seen: list[int] = []
+
+    def __call__(self, module, batch, step):
+        self.consecutive_seen.append(self.trainer.state.consecutive_bad)
+        loss = (module(batch["x"]) - batch["y"]).pow(2).mean()
+        if step in self.bad_steps:
+            loss = loss * float("nan")
+        return loss, {"loss": loss.detach()}
+
+
+def _rows(seed: int, n: int) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    return {"x": torch.randn(n, 3, generator=g), "y": torch.randn(n, 2, generator=g)}
+
+
+def _fit(out: Path, task: _Regression, batches: list[dict], steps: int, **train):
+    """`Trainer.fit` of `task` over `batches` (in order), logging every step; returns the trainer,
+    the gradients each optimizer step was given, and the logged records."""
+    optim = replace(TrainConfig(), trackers=[], log_every=1, checkpoint_every=1000, **train)
+    run = RunDir(out)
+    run.path.mkdir()
+    trainer = Trainer(make_accelerator(optim, run), run, optim, optim, RunState(), 16000)
+    task.trainer = trainer
+    grads = []
+    hook = register_optimizer_step_pre_hook(
+        lambda *_: grads.append([p.grad.clone() for p in task.module.parameters()])
+    )
+    try:
+        trainer.fit(task, Schedule(steps, lr=0.01, warmup_steps=1), lambda _: iter(batches))
+    finally:
+        hook.remove()
+    return trainer, grads, run.metrics()
+
+
+@pytest.mark.parametrize("grad_clip", [0.0, 10.0])
+def test_accumulating_two_micro_batches_is_one_step_over_both(tmp_path, grad_clip):
+    """train.grad_accum=2 over micro-batches A and B: the gradient, the logged gradient norm and
+    the logged loss of one step over A and B together (each backward is of loss / 2)."""
+    a, b = _rows(1, 4), _rows(2, 4)
+    both = {k: torch.cat([a[k], b[k]]) for k in a}
+    _, accumulated, two = _fit(
+        tmp_path / "two", _Regression(), [a, b], 1, grad_accum=2, grad_clip=grad_clip
+    )
+    _, together, one = _fit(
+        tmp_path / "one", _Regression(), [both], 1, grad_accum=1, grad_clip=grad_clip
+    )
+    assert len(accumulated) == len(together) == 1
+    for got, want in zip(accumulated[0], together[0], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
+    norm = torch.linalg.vector_norm(torch.cat([g.flatten() for g in together[0]])).item()
+    assert 0 < norm < grad_clip or grad_clip == 0  # not clipped: the gradients are the raw ones
+    assert two[0]["grad_norm"] == pytest.approx(norm, rel=1e-6)
+    assert one[0]["grad_norm"] == pytest.approx(norm, rel=1e-6)
+    assert two[0]["loss"] == pytest.approx(one[0]["loss"], rel=1e-6)
+
+
+def test_the_consecutive_bad_step_count_starts_again_after_a_good_step(tmp_path):
+    """train.max_bad_steps=2: bad and good steps in turn never stop the run (the count goes back
+    to 0 after each good step); two bad steps in a row do, at the second."""
+    batches = [_rows(seed, 4) for seed in range(6)]
+    alternating = _Regression(bad_steps={0, 2, 4})
+    trainer, _, records = _fit(tmp_path / "alternating", alternating, batches, 6, max_bad_steps=2)
+    assert alternating.consecutive_seen == [0, 1, 0, 1, 0, 1]
+    assert trainer.state.step == 6 and trainer.state.consecutive_bad == 0
+    assert trainer.state.bad_steps == 3
+    assert [r["bad_steps"] for r in records] == [1, 1, 2, 2, 3, 3]
+    in_a_row = _Regression(bad_steps={0, 2, 3})
+    with pytest.raises(TrainingDiverged, match="training stopped at step 4: 2 consecutive steps"):
+        _fit(tmp_path / "in_a_row", in_a_row, batches, 6, max_bad_steps=2)
+    assert in_a_row.consecutive_seen == [0, 1, 0, 1]
