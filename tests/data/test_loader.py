@@ -10,6 +10,7 @@ from distilxlsr.data.loader import (
     collate,
     cut_rng,
     duration_bins,
+    load_mono,
 )
 from distilxlsr.data.toy import make_toy_corpus
 from distilxlsr.errors import UserError
@@ -314,3 +315,25 @@ def test_unreadable_audio_names_the_cut(toy_corpus, monkeypatch, error, shown):
         f"the audio of cut '{cut.id}' could not be read ({shown}); restore the file or run "
         "`distilxlsr prepare` again."
     )
+
+
+def test_a_two_channel_recording_is_read_as_the_mean_of_its_channels(tmp_path):
+    """A stereo file in a lhotse manifest (a MultiCut): training batches and evaluation read the
+    mean of its two channels, at the file's rate or resampled."""
+    import soundfile as sf
+    import soxr
+    from lhotse import Recording
+
+    g = np.random.default_rng(0)
+    left = np.sin(np.arange(8000) * 0.05).astype(np.float32) * 0.5
+    right = 0.3 * g.standard_normal(8000).astype(np.float32)
+    sf.write(tmp_path / "stereo.wav", np.stack([left, right], axis=1), 16000, subtype="FLOAT")
+    cut = Recording.from_file(tmp_path / "stereo.wav", recording_id="stereo").to_cut()
+    assert cut.load_audio().shape == (2, 8000)
+    mean = (left + right) / 2
+    np.testing.assert_allclose(load_mono(cut), mean, rtol=0, atol=1e-7)
+    assert load_mono(cut).dtype == np.float32
+    batch = AudioBatches(normalize=False)[BatchRef(0, 0, [cut])]
+    np.testing.assert_allclose(batch["input_values"][0].numpy(), mean, rtol=0, atol=1e-7)
+    resampled = soxr.resample(mean, 16000, 8000)
+    np.testing.assert_allclose(load_mono(cut, 8000), resampled, rtol=0, atol=1e-6)

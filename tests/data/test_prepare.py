@@ -386,6 +386,22 @@ def test_fairseq(tmp_path):
     assert supervisions(out, "sw", "valid")["d"].text is None
 
 
+def test_a_two_channel_recording_is_prepared_as_the_mean_of_its_channels(tmp_path):
+    directory = make_fairseq(tmp_path / "sw")
+    g = np.random.default_rng(1)
+    left = (0.5 * np.sin(np.arange(12800) * 0.05)).astype(np.float32)
+    right = (0.2 * g.standard_normal(12800)).astype(np.float32)
+    stereo = np.stack([left, right], axis=1)
+    sf.write(tmp_path / "wavs" / "spkA" / "a.wav", stereo, 16000, subtype="FLOAT")
+    out = tmp_path / "out"
+    prepare_fairseq(directory, out, options=PrepareOptions(max_reject_share=0.5, **QUIET))
+    cut = next(c for c in load_cuts(out / "sw", "train") if c.id == "a")
+    assert cut.num_channels == 1
+    # written as 16-bit FLAC: the mean to within half a quantisation step
+    prepared = cut.load_audio()[0]
+    np.testing.assert_allclose(prepared, (left + right) / 2, rtol=0, atol=0.5 / 32768 + 1e-7)
+
+
 def test_fairseq_structural_errors(tmp_path):
     directory = make_fairseq(tmp_path / "sw")
     (directory / "train.phn").write_text("h a |\n")
