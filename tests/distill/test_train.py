@@ -529,3 +529,53 @@ def test_static_shapes_distil_and_resume_exactly(
     other = "data.crop_lengths=[1.5,2]"
     assert main([other if a.startswith("data.crop_lengths=") else a for a in args]) == 2
     assert "data.crop_lengths=[1.0, 2.0], now [1.5, 2.0]" in capsys.readouterr().err
+
+
+def test_an_unfrozen_cnn_is_the_students_own_and_learns(teacher_dir):
+    """student.freeze_cnn=false: the student's CNN is its own (not the teacher's modules, and not
+    skipped for the teacher's output, although student.share_cnn is true by default); every
+    weight of it gets a gradient, and one optimizer step moves it and leaves the teacher's CNN
+    as it was."""
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    from distilxlsr.distill.distiller import DistillTask
+    from distilxlsr.distill.train import load_models
+    from distilxlsr.training.loop import OptimizerStep, PlainProcess
+    from distilxlsr.training.optim import Schedule
+
+    config = load_config(TINY, [f"teacher={teacher_dir}", "student.freeze_cnn=false"])
+    models = load_models(config, None)
+    distiller = Distiller(models.teacher, models.student, models.layer_map, config)
+    assert config.student.share_cnn and not distiller.share_cnn
+    student_cnn = dict(models.student.feature_extractor.named_parameters())
+    teacher_cnn = dict(models.teacher.feature_extractor.named_parameters())
+    assert student_cnn.keys() == teacher_cnn.keys() and len(student_cnn) > 0
+    assert all(p.requires_grad for p in student_cnn.values())
+    shared = {p.data_ptr() for p in student_cnn.values()} & {
+        p.data_ptr() for p in teacher_cnn.values()
+    }
+    assert not shared
+    student_before = {k: p.detach().clone() for k, p in student_cnn.items()}
+    teacher_before = {k: p.detach().clone() for k, p in teacher_cnn.items()}
+
+    task = DistillTask(distiller, models.student, models.pristine_config)
+    stepper = OptimizerStep(
+        task, Schedule(10, lr=1e-3, warmup_steps=1), config.train, PlainProcess(torch.device("cpu"))
+    )
+    generator = torch.Generator().manual_seed(5)
+    batch = collate([torch.randn(n, generator=generator).numpy() for n in (4000, 3000)], True)
+    grads = {}
+    hook = register_optimizer_step_pre_hook(
+        lambda *_: grads.update({k: p.grad for k, p in student_cnn.items()})
+    )
+    try:
+        result = stepper(lambda: batch, 0)
+    finally:
+        hook.remove()
+    assert not bool(result.bad)
+    for name, grad in grads.items():
+        assert grad is not None and bool(grad.abs().sum() > 0), name
+    for name, p in student_cnn.items():
+        assert not torch.equal(p.detach(), student_before[name]), name
+    for name, p in teacher_cnn.items():
+        assert torch.equal(p.detach(), teacher_before[name]), name
