@@ -295,6 +295,25 @@ def test_similarity_of_a_student_with_its_teacher(tmp_path, eval_corpus, teacher
     assert (tmp_path / "e" / "similarity.png").is_file()
 
 
+def test_a_student_identical_to_its_teacher_has_cka_1_at_every_paired_layer(
+    tmp_path, eval_corpus, teacher_dir
+):
+    """init-student jump:1 copies every layer: student layer i is teacher layer i, so its
+    representations are the teacher's and each pair's linear CKA is 1."""
+    student = tmp_path / "student"
+    args = ["init-student", "--teacher", str(teacher_dir), "--layers", "jump:1"]
+    assert main([*args, "--out", str(student)]) == 0
+    results = evaluate(
+        [str(teacher_dir), str(student)],
+        str(eval_corpus),
+        str(tmp_path / "e"),
+        langs=["bb"],
+        probe=ProbeConfig(steps=1),
+        similarity=True,
+    )
+    assert results["similarity"]["bb"]["student"] == {"targets": [1, 2, 3, 4], "cka": [1.0] * 4}
+
+
 def test_linear_cka():
     torch.manual_seed(0)
     x = torch.randn(500, 8)
@@ -574,3 +593,42 @@ def test_evaluating_a_subset_keeps_the_other_models_results(
     capsys.readouterr()
     evaluate(both, str(eval_corpus), str(out), probe=ProbeConfig(steps=5))
     assert "reusing 2 of 4" in capsys.readouterr().out  # u's results survived the subset run
+
+
+def test_each_seed_trains_its_own_probe_the_one_that_seed_trains_alone(
+    tmp_path, eval_corpus, teacher_dir, monkeypatch
+):
+    """`evaluate --seeds 0,1`: a probe per seed, the two different, each the probe (and the
+    results) that `--seeds 0` and `--seeds 1` give."""
+    import distilxlsr.evaluate.harness as harness
+
+    probes = []
+
+    def kept(*args, **kwargs):
+        probe, info = train_probe(*args, **kwargs)
+        probes.append({k: v.clone() for k, v in probe.state_dict().items()})
+        return probe, info
+
+    monkeypatch.setattr(harness, "train_probe", kept)
+    runs = {}
+    for seeds in ("0,1", "0", "1"):
+        probes.clear()
+        out = tmp_path / seeds.replace(",", "_")
+        args = ["evaluate", "--model", str(teacher_dir), "--data", str(eval_corpus)]
+        args += ["--langs", "aa", "--steps", "20", "--seeds", seeds, "--out", str(out)]
+        assert main(args) == 0
+        details = json.loads((out / "results.json").read_text())["models"][0]["details"]["aa"]
+        runs[seeds] = (list(probes), details)
+    (both, together), (zero, alone_0), (one, alone_1) = runs["0,1"], runs["0"], runs["1"]
+    assert len(both) == 2 and len(zero) == len(one) == 1
+    assert any(not torch.equal(both[0][k], both[1][k]) for k in both[0])
+    for mine, alone in ((both[0], zero[0]), (both[1], one[0])):
+        assert mine.keys() == alone.keys()
+        assert all(torch.equal(mine[k], alone[k]) for k in mine)
+    for key in ("per", "train_per", "layer_weights"):
+        assert together[key] == alone_0[key] + alone_1[key], key
+    edits = [u["edits"] for u in together["utterances"]]
+    assert edits == [
+        a["edits"] + b["edits"]
+        for a, b in zip(alone_0["utterances"], alone_1["utterances"], strict=True)
+    ]
