@@ -54,6 +54,29 @@ MODULE_TESTS = {
         "test_finetuning_keeps_the_cnn_frozen_and_trains_head_then_body",
     ],
     "export.py": ["tests/test_export.py"],
+    "training/loop.py": [
+        "tests/training/test_loop.py::test_accumulating_two_micro_batches_is_one_step_over_both",
+        "tests/training/test_loop.py::"
+        "test_the_consecutive_bad_step_count_starts_again_after_a_good_step",
+        "tests/training/test_optim.py",
+        "tests/distill/test_train.py::test_an_unfrozen_cnn_is_the_students_own_and_learns",
+    ],
+    "training/optim.py": ["tests/training/test_optim.py"],
+    "distill/distiller.py": [
+        "tests/distill/test_train.py::test_an_unfrozen_cnn_is_the_students_own_and_learns",
+        "tests/distill/test_train.py::test_distiller_pairs_student_layer_i_with_target_i",
+        "tests/distill/test_train.py::test_shared_cnn_gives_the_same_loss_and_gradients",
+        "tests/distill/test_train.py::test_prepare_for_distillation_freezes_the_cnn_of_every_family",
+        "tests/distill/test_distiller_taps.py::test_shared_cnn_skips_the_students_cnn",
+    ],
+    "evaluate/harness.py": [
+        "tests/evaluate/test_harness.py::"
+        "test_each_seed_trains_its_own_probe_the_one_that_seed_trains_alone",
+        "tests/evaluate/test_harness.py::"
+        "test_a_student_identical_to_its_teacher_has_cka_1_at_every_paired_layer",
+        "tests/evaluate/test_harness.py::test_evaluate_writes_reports_and_is_deterministic",
+    ],
+    "data/prepare/utterance.py": ["tests/data/test_prepare.py"],
 }
 
 
