@@ -7,12 +7,13 @@ import difflib
 import math
 import os
 import re
+import signal
 import sys
 import time
 from pathlib import Path
 
 from distilxlsr import __version__, tune_malloc
-from distilxlsr.errors import UserError
+from distilxlsr.errors import RunStopped, UserError
 
 
 def _cmd_init_student(args: argparse.Namespace) -> None:
@@ -61,8 +62,7 @@ def _cmd_config(args: argparse.Namespace) -> None:
 
     if args.action == "list":
         for name, path in shipped_configs().items():
-            first = path.read_text().splitlines()[0].lstrip("# ").strip()
-            print(f"{name:24s} {first}")
+            print(f"{name:24s} {config_summary(path.read_text())}")
         return
     if not args.name:
         raise UserError(f"config {args.action} needs a config name (`distilxlsr config list`).")
@@ -221,7 +221,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         jobs=args.jobs,
     )
     print(report_markdown(results))
-    print(f"results in {args.out}/results.json, results.md and per.png")
+    out = Path(args.out)
+    print(f"results in {out / 'results.json'}, {out / 'results.md'} and {out / 'per.png'}")
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:
@@ -351,7 +352,11 @@ def _parser_distill(sub) -> None:
         help="a shipped config's name (`distilxlsr config list`) or a YAML file holding the "
         "differences from the defaults",
     )
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=100")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        help="key=value overrides, e.g. train.max_steps=100 (--train.max_steps 100 works too)",
+    )
     p.set_defaults(func=_cmd_distill)
 
 
@@ -499,8 +504,9 @@ def _parser_evaluate(sub) -> None:
         type=int,
         default=1000,
         metavar="N",
-        help="paired bootstrap resamples of test utterances (and seeds) behind the 95%% "
-        "intervals and p-values (default 1000, at least 100)",
+        help="paired, hierarchical bootstrap resamples (seeds once for every language, test "
+        "voices within each language, utterances within each voice) behind the 95%% intervals "
+        "and p-values (default 1000, at least 100)",
     )
     p.add_argument(
         "--jobs",
@@ -626,7 +632,62 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+CONFIG_COMMANDS = ("distill", "pretrain-teacher")
+"""Commands whose settings are `key=value` arguments (`--key value` is rewritten to them)."""
+
+_OWN_OPTIONS = {"--config", "--help", "-h"}
+
+
+def config_summary(text: str) -> str:
+    """A shipped config's first comment line, with the lines a trailing backslash continues."""
+    parts = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        part = line.lstrip("#").strip()
+        continued = part.endswith("\\")
+        parts.append(part.removesuffix("\\").strip())
+        if not continued:
+            break
+    return " ".join(p for p in parts if p)
+
+
+def settings_style(argv: list[str]) -> list[str]:
+    """`distill --teacher T --train.max_steps 30` (the options style of the other commands) as
+    `distill teacher=T train.max_steps=30`: distill and pretrain-teacher take their settings as
+    key=value, and say so when a --key has no value."""
+    if not argv or argv[0] not in CONFIG_COMMANDS:
+        return argv
+    out, i = [argv[0]], 1
+    while i < len(argv):
+        arg = argv[i]
+        key, eq, value = arg[2:].partition("=")
+        if not arg.startswith("--") or arg == "--" or arg.split("=")[0] in _OWN_OPTIONS:
+            out.append(arg)
+            if arg in ("--config",) and i + 1 < len(argv):
+                out.append(argv[i + 1])
+                i += 1
+        elif eq:
+            out.append(f"{key.replace('-', '_')}={value}")
+        elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            out.append(f"{key.replace('-', '_')}={argv[i + 1]}")
+            i += 1
+        else:
+            raise UserError(
+                f"{arg} needs a value; {argv[0]} takes settings as key=value, e.g. "
+                f"{key.replace('-', '_')}=VALUE (`distilxlsr {argv[0]} --help` lists them)."
+            )
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        argv = settings_style(argv)
+    except UserError as err:
+        print(f"distilxlsr {argv[0]}: error: {err}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     if args.command == "prepare":
         args.alignments = args.alignments_opt or args.alignments
@@ -641,6 +702,14 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"distilxlsr {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except RunStopped as err:  # checkpointed: a stopped run is no success (128 + the signal)
+        name = signal.Signals(err.signum).name
+        print(
+            f"distilxlsr {args.command}: stopped by {name} at step {err.step}, before the last "
+            f"step; exit status {err.exit_code}",
+            file=sys.stderr,
+        )
+        return err.exit_code
     except KeyboardInterrupt:
         print(f"distilxlsr {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -262,7 +262,8 @@ class TrainConfig(OptimConfig):
 @dataclass
 class DistillConfig:
     teacher: str = ""
-    """The teacher: a local Hugging Face model directory or a hub id."""
+    """The teacher: a local Hugging Face model directory, a hub id, or `shipped` (the small
+    label-free teacher inside the package)."""
     out: str = "runs/distill"
     """Run directory; running again with the same `out` resumes from its newest checkpoint."""
     data: DataConfig = field(default_factory=DataConfig)

@@ -26,7 +26,7 @@ from distilxlsr.distill.distiller import (  # noqa: F401 (Distiller: the package
     DistillTask,
     prepare_for_distillation,
 )
-from distilxlsr.errors import UserError
+from distilxlsr.errors import RunStopped, UserError
 from distilxlsr.models.layers import LayerMap, parse_layer_map
 from distilxlsr.models.student import StudentInfo, build_student
 from distilxlsr.models.teacher import (
@@ -37,6 +37,7 @@ from distilxlsr.models.teacher import (
     load_teacher,
 )
 from distilxlsr.provenance import student_provenance, write_provenance
+from distilxlsr.shipped import resolve_model
 from distilxlsr.training import checkpoint as ckpt
 from distilxlsr.training.loop import RunState, Trainer, make_accelerator, plan_batches
 from distilxlsr.training.optim import Schedule, lr_factor
@@ -61,7 +62,7 @@ def validate(config: DistillConfig) -> None:
     """One-line errors for a config that cannot run, before anything is loaded or written."""
     t = config.train
     if not config.teacher:
-        raise UserError("no teacher given; set teacher=DIR_OR_HUB_ID.")
+        raise UserError("no teacher given; set teacher=DIR, a hub id, or teacher=shipped.")
     t.check("train")
     if t.max_steps < 1:
         raise UserError("train.max_steps must be at least 1.")
@@ -201,18 +202,25 @@ def _batches(config: DistillConfig, cuts, extractor, transform, accelerator):
 def distill(
     config: DistillConfig, transform: Transform | None = None, command_line: str | None = None
 ) -> Path:
-    """Run (or resume) a distillation; returns the run directory."""
+    """Run (or resume) a distillation; returns the run directory. Raises `RunStopped` (a
+    KeyboardInterrupt) when SIGINT or SIGTERM stopped it before `train.max_steps`, after its
+    checkpoint: calling it again resumes."""
     validate(config)
     run = RunDir(config.out)
     accelerator = make_accelerator(config.train, run)
     if accelerator.is_main_process:
         run.acquire()  # one live process per run directory
+    stopped = None
     try:
         _distill(config, transform, command_line, accelerator, run)
+    except RunStopped as err:  # checkpointed; the trackers still end
+        stopped = err
     finally:
         if accelerator.is_main_process:
             run.release()
     accelerator.end_training()
+    if stopped is not None:
+        raise stopped
     return run.path
 
 
@@ -220,9 +228,12 @@ def _distill(config, transform, command_line, accelerator, run: RunDir) -> None:
     main = accelerator.is_main_process
     saved = run.check_resumable(config, RESUMABLE_CHANGES)
     resume = run.latest_checkpoint()
+    if resume is not None:
+        run.check_processes(resume, accelerator.num_processes)
 
     models = load_models(config, resume)
-    teacher_sha256 = ckpt.weights_sha256(config.teacher)
+    teacher_dir = resolve_model(config.teacher)  # `shipped`: the package's teacher
+    teacher_sha256 = ckpt.weights_sha256(teacher_dir)
     before = run.facts().get("teacher_sha256") if resume is not None else None
     if before and teacher_sha256 and before != teacher_sha256:
         raise UserError(
@@ -237,7 +248,7 @@ def _distill(config, transform, command_line, accelerator, run: RunDir) -> None:
     _check_data(config, stats)
     # What the student will carry, read now from the teacher that is loaded: a damaged teacher
     # record fails here, before the run is claimed.
-    provenance = student_provenance(config.teacher, stats.tiers)
+    provenance = student_provenance(teacher_dir, stats.tiers)
     if transform is None:
         transform = resolve_transform(config)
     batches, plan = _batches(config, cuts, models.extractor, transform, accelerator)
@@ -300,9 +311,15 @@ def _distill(config, transform, command_line, accelerator, run: RunDir) -> None:
         f"batches of {t.batch_seconds:g} s x {t.grad_accum} micro-batch(es) x "
         f"{accelerator.num_processes} process(es); {t.max_steps} steps"
     )
+    if t.warmup_steps >= t.max_steps:
+        trainer.say(
+            f"warning: train.warmup_steps={t.warmup_steps} is not below train.max_steps="
+            f"{t.max_steps}: the learning rate never reaches train.lr={t.lr:g}; lower "
+            "train.warmup_steps (0: 5% of the steps)."
+        )
     schedule = _schedule(config, saved, state.step if resume is not None else None, trainer)
     try:
-        trainer.fit(
+        completed = trainer.fit(
             task,
             schedule,
             batches,
@@ -314,6 +331,8 @@ def _distill(config, transform, command_line, accelerator, run: RunDir) -> None:
     finally:
         trainer.close()
     accelerator.wait_for_everyone()
+    if not completed:
+        raise RunStopped(trainer.stop_signal, state.step)
     if state.step >= config.train.max_steps:
         trainer.say(
             f"done: {state.step} steps, {state.audio_seconds / 3600:.3f} h of audio, "

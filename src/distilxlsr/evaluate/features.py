@@ -25,6 +25,7 @@ from distilxlsr.models.teacher import (
     load_model,
     model_class,
 )
+from distilxlsr.shipped import SHIPPED, shipped_teacher
 from distilxlsr.training.rundir import RunDir
 
 
@@ -38,9 +39,12 @@ class ModelSpec:
 
 
 def resolve_model(arg: str) -> ModelSpec:
-    """`logmel`, `untrained:M`, a run directory (its newest checkpoint), an HF dir or hub id."""
+    """`logmel`, `untrained:M`, `shipped` (the package's teacher), a run directory (its newest
+    checkpoint), an HF dir or hub id."""
     if arg == "logmel":
         return ModelSpec("logmel", "logmel")
+    if arg == SHIPPED:
+        return ModelSpec(SHIPPED, "hf", str(shipped_teacher()))
     if arg.startswith("untrained:"):
         inner = resolve_model(arg.split(":", 1)[1])
         if inner.kind != "hf":

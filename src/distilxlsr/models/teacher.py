@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import re
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 import transformers
@@ -12,6 +16,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 
 from distilxlsr.conventions import SAMPLE_RATE
 from distilxlsr.errors import UserError
+from distilxlsr.shipped import resolve_model
 
 # model_type in config.json -> the base model class (a *ForCTC / *ForPreTraining checkpoint
 # loads into its base model: transformers strips the head and the base-model prefix).
@@ -40,7 +45,8 @@ def _looks_like_hub_id(name: str) -> bool:
 
 
 def load_config(name: str) -> PretrainedConfig:
-    """The model config of a local directory or hub id, without loading weights."""
+    """The model config of a local directory, hub id or `shipped`, without loading weights."""
+    name = resolve_model(name)
     path = Path(name)
     if path.is_dir():
         config_file = path / "config.json"
@@ -63,7 +69,7 @@ def load_config(name: str) -> PretrainedConfig:
         return cls.config_class.from_pretrained(path)
     _check_hub_id(name)
     try:
-        config = transformers.AutoConfig.from_pretrained(name)
+        config = transformers.AutoConfig.from_pretrained(name, local_files_only=not hub_reachable())
     except OSError as err:
         raise _hub_error(name, err) from None
     model_class(config.model_type)
@@ -81,18 +87,53 @@ def _check_hub_id(name: str) -> None:
 
 
 def _hub_error(name: str, err: Exception) -> UserError:
+    if not hub_reachable():
+        return UserError(
+            f"'{name}' is neither a local directory nor a model in the Hugging Face cache, and "
+            f"the hub ({_hub_host()[0]}) cannot be reached from here; check the path, or the "
+            "network (HF_HUB_OFFLINE=1 uses the cache alone)."
+        )
     return UserError(
         f"'{name}' is neither a local directory nor a model that could be fetched from the "
         f"Hugging Face hub ({type(err).__name__}); check the path, or the network and the hub id."
     )
 
 
+def _hub_host() -> tuple[str, int]:
+    from huggingface_hub import constants  # noqa: PLC0415
+
+    url = urlparse(constants.ENDPOINT)
+    return url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+
+
+@functools.cache
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub can be asked at all: False under HF_HUB_OFFLINE, or when its
+    host takes no connection within `timeout` seconds (one try; without it, huggingface_hub
+    retries for about 30 s before failing). Behind a proxy (HTTPS_PROXY, ALL_PROXY) the hub is
+    assumed reachable. Unreachable: models load from the local cache alone."""
+    from huggingface_hub import constants  # noqa: PLC0415
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    try:
+        socket.create_connection(_hub_host(), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
 def load_model(name: str, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
-    """Load a wav2vec 2.0-family base model from a local directory or a hub id."""
+    """Load a wav2vec 2.0-family base model from a local directory, a hub id or `shipped`."""
+    name = resolve_model(name)
     config = load_config(name)
     cls = model_class(config.model_type)
     # SDPA attention: the fused kernel on GPU, and no worse than eager on CPU.
     kwargs = {"dtype": dtype, "attn_implementation": "sdpa"}
+    if not Path(name).is_dir():
+        kwargs["local_files_only"] = not hub_reachable()
     try:
         model = cls.from_pretrained(name, config=config, **kwargs)
     except Exception as err:  # safetensors and torch raise their own types for damaged files
@@ -119,12 +160,15 @@ def load_teacher(name: str) -> PreTrainedModel:
 def feature_extractor(name: str, config: PretrainedConfig) -> transformers.Wav2Vec2FeatureExtractor:
     """The model's waveform preprocessing (normalisation, attention mask): its own
     preprocessor_config.json where it has one, else the usual settings for its architecture."""
+    name = resolve_model(name)
     path = Path(name)
     if (path / "preprocessor_config.json").is_file():
         return transformers.Wav2Vec2FeatureExtractor.from_pretrained(path)
     if not path.exists():
         try:
-            return transformers.Wav2Vec2FeatureExtractor.from_pretrained(name)
+            return transformers.Wav2Vec2FeatureExtractor.from_pretrained(
+                name, local_files_only=not hub_reachable()
+            )
         except OSError:
             pass  # hub checkpoints without a preprocessor config: use the defaults below
     return default_feature_extractor(config)
@@ -158,7 +202,7 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 def card_license(name: str) -> str | None:
     """The `license:` of a local model directory's card (README.md front matter), if any."""
-    card = Path(name) / "README.md"
+    card = Path(resolve_model(name)) / "README.md"
     if not card.is_file():
         return None
     try:

@@ -42,7 +42,7 @@ from distilxlsr.config import to_dict
 from distilxlsr.conventions import SAMPLE_RATE
 from distilxlsr.data.corpora import load_manifests, select_languages
 from distilxlsr.data.loader import make_loader, scan_cuts
-from distilxlsr.errors import UserError
+from distilxlsr.errors import RunStopped, UserError
 from distilxlsr.models.teacher import count_parameters, load_model
 from distilxlsr.provenance import (
     LABEL_TIERS,
@@ -246,6 +246,8 @@ class _Pretraining:
             self._check_unit_source()
         saved = run.check_resumable(config, RESUMABLE_CHANGES)
         resume, resume_stage, state = _resume_point(config, run, saved)
+        if resume is not None:
+            run.check_processes(resume, acc.num_processes)
 
         encoder = build_encoder(config.model, config.train.seed)
         pristine = copy.deepcopy(encoder.config)  # what checkpoints and the export carry
@@ -308,6 +310,8 @@ class _Pretraining:
                 )
         acc.wait_for_everyone()
         acc.end_training()
+        if not finished:  # a signal stopped it, after a checkpoint: the same command resumes
+            raise RunStopped(trainer.stop_signal, state.step)
         return model_dir
 
     def _stage_left(self, number: int, state: RunState) -> bool:

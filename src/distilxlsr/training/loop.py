@@ -294,11 +294,13 @@ class _StopRequest:
 
     def __init__(self):
         self.flag = False
+        self.signum: int | None = None
         self.previous: dict = {}
 
     def __enter__(self):
         def request(signum, frame):
             self.flag = True
+            self.signum = signum
 
         self.previous = {s: signal.signal(s, request) for s in (signal.SIGINT, signal.SIGTERM)}
         return self
@@ -347,6 +349,8 @@ class Trainer:
         self.pending_samples = 0  # trained on since audio_seconds was last brought up to date
         self.tracking = False
         self.plot_failed = False
+        self.stop_signal: int | None = None
+        """The signal that stopped `fit` (SIGTERM on a process that was told by another)."""
 
     def say(self, message: str) -> None:
         if self.main:
@@ -438,6 +442,7 @@ class Trainer:
                     state.bad_steps, state.consecutive_bad = int(bad_total), int(consecutive_bad)
                     self.save(task, stepper, extra_state or {})
                 if stopped:
+                    self.stop_signal = stop.signum or signal.SIGTERM
                     self.say(f"interrupted at step {state.step}; run the same command to resume.")
                     break
         return not stopped

@@ -109,6 +109,22 @@ class RunDir:
             check_resume_compatible(saved, config, self.path, resumable)
         return saved
 
+    def check_processes(self, checkpoint: Path, processes: int) -> None:
+        """Refuse to resume `checkpoint` with another number of processes than wrote it: the
+        global batch (`batch_seconds` x `grad_accum` x processes) and each process's share of
+        the data would change, a different experiment, like the settings `check_resumable`
+        refuses. (A checkpoint that records no process count is not checked.)"""
+        saved = ckpt.read_trainer_state(checkpoint).get("world_size")
+        if saved is None or saved == processes:
+            return
+        launch = "one process" if saved == 1 else f"`torchrun --nproc_per_node {saved} ...`"
+        raise UserError(
+            f"run directory '{self.path}' was trained by {saved} process(es) (checkpoint "
+            f"{checkpoint.name}), now {processes}: the global batch and each process's data "
+            f"would change; resume it with {saved} process(es) ({launch} or accelerate's "
+            "--num_processes), or use a new out=DIR."
+        )
+
     def claim(self, config: Any, command_line: str | None, start_step: int) -> None:
         """Make the directory this run's (main process only): checkpoints/, the config and one
         invocation line. Called after the run has been validated and its inputs loaded, so a
