@@ -245,7 +245,9 @@ def test_model_card_of_a_plain_model_directory(run, tmp_path):
     card = model_card(plain, None, results)
     assert "| architecture | Wav2Vec2Model, 2 layers, hidden 32 |" in card
     assert "| teacher |" not in card and "| training |" not in card
-    assert "## Evaluation (probe, phone error rate %)" in card and "| 25.0 | 25.0 |" in card
+    assert (
+        "## Evaluation (probe, phone error rate %)" in card and "| **mean** | 25.0 | 10.0 |" in card
+    )
     config = load_config(run / "config.yaml", ["loss.kind=mse", "loss.cos_weight=0.5"])
     save_config(config, run / "config.yaml")
     (run / "metrics.jsonl").write_text("")
@@ -268,11 +270,11 @@ def _results(per: float) -> dict:
 def test_export_takes_results_from_the_run_or_a_file(run, tmp_path):
     (run / "results.json").write_text(json.dumps(_results(0.5)))
     card = (export_hf(run, tmp_path / "a") / "README.md").read_text()
-    assert "| 50.0 | 50.0 |" in card
+    assert "| **mean** | 50.0 | 10.0 |" in card
     other = tmp_path / "other.json"
     other.write_text(json.dumps(_results(0.75)))
     card = (export_hf(run, tmp_path / "b", other) / "README.md").read_text()
-    assert "| 75.0 | 75.0 |" in card and "| 50.0 |" not in card
+    assert "| **mean** | 75.0 | 10.0 |" in card and "50.0" not in card
 
 
 def test_export_of_a_model_directory_and_refusals(run, tmp_path):
@@ -418,7 +420,7 @@ def test_export_picks_its_own_entry_of_a_results_file_by_path(run, tmp_path, nam
     results_file = tmp_path / "results.json"
     results_file.write_text(json.dumps(results))
     card = (export_hf(run, out, results_file) / "README.md").read_text()
-    assert "| 30.0 | 30.0 |" in card.splitlines()
+    assert "| **mean** | 30.0 | 10.0 |" in card.splitlines()
 
 
 class _FakeHub:

@@ -1,14 +1,17 @@
-"""Export a distilled student as a plain Hugging Face model directory with a model card."""
+"""Export a distilled student as a plain Hugging Face model directory with a model card.
+`distilxlsr.export(source, out, results_file=None)` is `export_hf`."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 from safetensors import safe_open
 
+from distilxlsr._callable import make_callable
 from distilxlsr.card import StudentFacts, pick_results, render_student_card, teacher_name
 from distilxlsr.errors import UserError
 from distilxlsr.models.student import StudentInfo
@@ -129,18 +132,30 @@ def _facts(model_dir: Path, run: RunDir | None, results: dict | None, folder: st
     provenance = model_provenance(model_dir)
     if provenance is not None:  # the card names no local path (card.py)
         facts.provenance = describe(for_publication(provenance))
-    paths = [str(model_dir)] + ([str(run.path)] if run is not None else [])
-    paths += [str(out)] if out is not None else []
-    facts.results = pick_results(results, paths)
+    facts.results = pick_results(results, _own_paths(model_dir, run, out))
     return facts
 
 
+def _own_paths(model_dir: Path, run: RunDir | None, out) -> list[str]:
+    """The paths an evaluation may have named this student by: its checkpoint or model
+    directory, its run, its export folder."""
+    paths = [str(model_dir)] + ([str(run.path)] if run is not None else [])
+    return paths + ([str(out)] if out is not None else [])
+
+
 def model_card(
-    model_dir: Path, run: RunDir | None, results: dict | None, out: Path | None = None
+    model_dir: Path,
+    run: RunDir | None,
+    results: dict | None,
+    out: Path | None = None,
+    onnx_files: list[str] | None = None,
 ) -> str:
-    """The card of a student exported to `out` (its name is what the card's snippet loads)."""
+    """The card of a student exported to `out` (its name is what the card's snippet loads);
+    `onnx_files`: an ONNX export's graph files, which the card's snippet then loads."""
     folder = Path(out).resolve().name if out is not None else model_dir.name
-    return render_student_card(_facts(model_dir, run, results, folder, out))
+    facts = _facts(model_dir, run, results, folder, out)
+    facts.onnx_files = list(onnx_files or [])
+    return render_student_card(facts)
 
 
 def export_hf(source: str | Path, out: str | Path, results_file: str | Path | None = None) -> Path:
@@ -161,7 +176,7 @@ def export_hf(source: str | Path, out: str | Path, results_file: str | Path | No
         shutil.copyfile(extractor, out / "preprocessor_config.json")
     info = student_info(model_dir, run)
     if info is not None:  # so evaluate --similarity finds the layer map of an exported student
-        info.write(out)
+        replace(info, teacher=teacher_name(info.teacher)).write(out)  # no local path leaves
     provenance = model_provenance(model_dir)
     if provenance is not None:  # so reports and later runs know what the student carries
         write_provenance(out, for_publication(provenance))
@@ -170,8 +185,28 @@ def export_hf(source: str | Path, out: str | Path, results_file: str | Path | No
         results_file = run.file("results.json")
     if results_file is not None:
         results = json.loads(Path(results_file).read_text())
+        if pick_results(results, _own_paths(model_dir, run, out)) is None:
+            _warn(_unmatched_results(results_file, results, model_dir, run, out))
     (out / "README.md").write_text(model_card(model_dir, run, results, out))
     return out
+
+
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _unmatched_results(results_file, results: dict, model_dir: Path, run, out) -> str:
+    """Why a results file gave the card no evaluation section, and what to do."""
+    models = [
+        f"{m.get('name', '?')} ({m.get('path', '?')})" for m in (results or {}).get("models", [])
+    ]
+    return (
+        f"warning: {results_file} names no model at this student's paths "
+        f"({', '.join(_own_paths(model_dir, run, out))}); it evaluated "
+        f"{', '.join(models) or 'no model'}; the card has no evaluation section. Pass the "
+        "results of an evaluation of this run, its checkpoint or the export folder "
+        "(`distilxlsr evaluate --model student=RUN ...`)."
+    )
 
 
 def push_to_hub(folder: str | Path, repo: str) -> str:
@@ -189,3 +224,6 @@ def push_to_hub(folder: str | Path, repo: str) -> str:
             "check the network and `huggingface-cli login`, or upload the folder yourself."
         ) from None
     return f"https://huggingface.co/{repo}"
+
+
+make_callable(__name__, "distilxlsr.export:export_hf")

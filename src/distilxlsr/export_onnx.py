@@ -145,12 +145,24 @@ def export_onnx(
             optimize=True,
             verbose=False,
         )
+    _drop_source_paths(program.model)
     program.save(str(out_file), external_data=external)
     onnx.checker.check_model(str(out_file), full_check=True)
     written = [out_file]
     if quantize == "int8":
         written.append(quantize_int8(out_file, out_file.with_suffix(".int8.onnx"), external))
     return written
+
+
+def _drop_source_paths(model) -> None:
+    """The exporter records each node's Python stack trace as metadata: source files under
+    absolute paths of this machine. An exported file names no local path, so they go (the
+    graph is unchanged)."""
+    import onnx_ir as ir
+
+    for graph in (model.graph, *model.functions.values()):
+        for node in ir.traversal.RecursiveGraphIterator(graph):
+            node.metadata_props.pop("pkg.torch.onnx.stack_trace", None)
 
 
 def quantize_int8(src: Path, dst: Path, external: bool = False) -> Path:
@@ -183,7 +195,8 @@ def quantize_int8(src: Path, dst: Path, external: bool = False) -> Path:
 
 def export_onnx_dir(source: str | Path, out: str | Path, quantize: str | None = None) -> list[Path]:
     """`distilxlsr export --format onnx`: OUT/model.onnx (+ model.int8.onnx), with the model's
-    config.json and preprocessor_config.json and a short onnx.json describing the graph."""
+    config.json and preprocessor_config.json, a short onnx.json describing the graph, and a
+    model card (README.md) that loads it with onnxruntime."""
     from distilxlsr.export import find_student
 
     model_dir, run = find_student(Path(source))
@@ -208,4 +221,8 @@ def export_onnx_dir(source: str | Path, out: str | Path, quantize: str | None = 
         "quantization": quantize or "none",
     }
     (out / "onnx.json").write_text(json.dumps(meta, indent=2) + "\n")
+    from distilxlsr.export import model_card
+
+    card = model_card(model_dir, run, None, out, onnx_files=[p.name for p in written])
+    (out / "README.md").write_text(card)
     return written
