@@ -402,14 +402,28 @@ def _worker_run(task: LanguageTask, lang: str, lang_dir: Path, names: list[str])
     return task.run(lang, lang_dir, _WORKER["loaded"], "cpu", names=names)
 
 
+def _worker_start(progress_bars: bool) -> None:
+    """A spawned worker shows transformers' progress bars ("Loading weights") only where its
+    parent does (the command line turns them off)."""
+    import transformers  # noqa: PLC0415
+
+    if not progress_bars:
+        transformers.logging.disable_progress_bar()
+
+
 def _in_workers(task: LanguageTask, languages: list[tuple[str, Path, list[str]]], jobs: int):
     """Languages evaluated by `jobs` spawned processes, yielded in the given order as they
     finish (each language's result does not depend on the process that computed it)."""
     import multiprocessing  # noqa: PLC0415
     from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
 
+    import transformers  # noqa: PLC0415
+
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(jobs, len(languages)), mp_context=context) as pool:
+    bars = transformers.logging.is_progress_bar_enabled()
+    with ProcessPoolExecutor(
+        min(jobs, len(languages)), mp_context=context, initializer=_worker_start, initargs=(bars,)
+    ) as pool:
         futures = [pool.submit(_worker_run, task, lang, d, names) for lang, d, names in languages]
         for future in futures:
             yield future.result()
