@@ -2,17 +2,31 @@
 
 import json
 
+import pytest
 import transformers
 
 from distilxlsr.cli import main
 from distilxlsr.data.synthetic import TIERS
-from distilxlsr.demo import shipped_teacher
+from distilxlsr.demo import FULL, SHIPPED, _check_demo_run, demo_distill_config, shipped_teacher
+from distilxlsr.errors import UserError
 
 
-def test_quick_demo_end_to_end(tmp_path, capsys):
-    out = tmp_path / "demo"
-    assert main(["demo", "--quick", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+def test_quick_demo_end_to_end(tmp_path, capfd):
+    root = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(root)]) == 0
+    said = capfd.readouterr()  # the evaluation's worker processes write to the descriptors
+    printed = said.out
+    # The quick demo keeps to OUT/quick/: the full demo's run, data and results stay apart.
+    out = root / "quick"
+    assert sorted(p.name for p in root.iterdir()) == ["quick"]
+    assert "Loading weights" not in said.err + said.out  # transformers' bars, also in workers
+    assert "these numbers only show that the pipeline runs" in printed
+    # The full demo in the same --out finds no run of another size in its way...
+    full = demo_distill_config(SHIPPED, root / "data", root / "run", FULL.distill_steps)
+    _check_demo_run(root / "run", full)
+    # ... and a run left by another size or version is refused in the demo's own terms.
+    with pytest.raises(UserError, match="delete '.*run' or pass another --out"):
+        _check_demo_run(out / "run", full)
     assert "| **mean** |" in printed and "points" in printed
     assert "| unheard (1) | teacher |" in printed and "gain retained [95% CI]" in printed
     results = json.loads((out / "results.json").read_text())

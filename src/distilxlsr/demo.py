@@ -10,20 +10,22 @@
    per language, and per tier with bootstrap confidence intervals and the gain retained (the
    share of the teacher's improvement over log-mel that the student keeps).
 
-`--quick` runs the same stages at toy size (two languages, a few steps) in about 20 seconds.
+`--quick` runs the same stages at toy size (two languages, a few steps) in about 20 seconds,
+in OUT/quick/, so that the quick and the full demo never share a run directory: each resumes
+or reuses its own. Its numbers only show that the pipeline runs.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from distilxlsr.config import DataConfig, DistillConfig, ShuffleConfig, StudentConfig, TrainConfig
 from distilxlsr.data.synthetic import EVAL_LANGUAGES
 from distilxlsr.errors import UserError
 from distilxlsr.evaluate.ctc import ProbeConfig
+from distilxlsr.shipped import SHIPPED, shipped_teacher  # noqa: F401 (also public here)
 
 EVAL_LANGS = list(EVAL_LANGUAGES)  # the paper's low-resource set, mirrored
 
@@ -48,19 +50,6 @@ QUICK = DemoSize(
 )
 
 
-def shipped_teacher() -> Path:
-    """The small label-free multilingual teacher shipped in the package, T1 of
-    experiments/label_free_teachers.py (see its README.md card)."""
-    path = Path(str(resources.files("distilxlsr") / "assets" / "teacher"))
-    if not (path / "model.safetensors").is_file():
-        raise UserError(
-            f"the shipped teacher is missing from '{path}'; reinstall distilxlsr (the teacher "
-            "ships inside the package; from a source checkout, `python "
-            "experiments/label_free_teachers.py --teachers T1` remakes it)."
-        )
-    return path
-
-
 def synthesize_demo_corpus(data: Path, size: DemoSize, jobs: int = 2) -> None:
     """English training speech and the evaluation languages' train and test sets (cached)."""
     from distilxlsr.data.synthetic import synthesize_corpus  # noqa: PLC0415
@@ -71,7 +60,7 @@ def synthesize_demo_corpus(data: Path, size: DemoSize, jobs: int = 2) -> None:
 
 
 def demo_distill_config(
-    teacher: Path,
+    teacher: str | Path,
     data: Path,
     run_dir: Path,
     steps: int,
@@ -99,7 +88,33 @@ def demo_distill_config(
     )
 
 
+QUICK_FOLDER = "quick"
+"""`demo --quick` writes under OUT/quick/: its own data, run, student and results."""
+
+TOY_NOTE = (
+    "note: toy size (2 languages, {test} minutes of test speech each, {steps} distillation "
+    "steps, {probe} probe steps): these numbers only show that the pipeline runs and say "
+    "nothing about the method; `distilxlsr demo` (about 15 minutes) measures it."
+)
+
+
+def _check_demo_run(run_dir: Path, config: DistillConfig) -> None:
+    """Refuse, in the demo's terms, a run directory left by another size or version of the
+    demo (distill's own message would point to `out=`, which the demo does not take)."""
+    from distilxlsr.distill.train import RESUMABLE_CHANGES  # noqa: PLC0415
+    from distilxlsr.training.rundir import RunDir  # noqa: PLC0415
+
+    try:
+        RunDir(run_dir).check_resumable(config, RESUMABLE_CHANGES)
+    except UserError:
+        raise UserError(
+            f"'{run_dir}' holds a distillation run with other settings (left by another "
+            f"version of the demo); delete '{run_dir}' or pass another --out."
+        ) from None
+
+
 def run_demo(out: Path, quick: bool = False, jobs: int = 2) -> dict:
+    """The demo in `out` (`quick`: toy size, in OUT/quick/); returns the evaluation results."""
     from distilxlsr.distill.train import distill  # noqa: PLC0415
     from distilxlsr.evaluate.harness import evaluate  # noqa: PLC0415
     from distilxlsr.evaluate.report import (  # noqa: PLC0415
@@ -110,9 +125,10 @@ def run_demo(out: Path, quick: bool = False, jobs: int = 2) -> dict:
     from distilxlsr.export import export_hf  # noqa: PLC0415
 
     size = QUICK if quick else FULL
+    out = out / QUICK_FOLDER if quick else out
     out.mkdir(parents=True, exist_ok=True)
     data = out / "data"
-    teacher = shipped_teacher()
+    shipped_teacher()  # a missing teacher fails before anything runs
     timings = {}
 
     start = time.perf_counter()
@@ -127,7 +143,9 @@ def run_demo(out: Path, quick: bool = False, jobs: int = 2) -> dict:
         f"phonemes ({size.distill_steps} steps) in {run_dir}",
         flush=True,
     )
-    distill(demo_distill_config(teacher, data, run_dir, size.distill_steps))
+    config = demo_distill_config(SHIPPED, data, run_dir, size.distill_steps)
+    _check_demo_run(run_dir, config)
+    distill(config)
     timings["distill"] = time.perf_counter() - start
 
     student = out / "student"
@@ -141,7 +159,7 @@ def run_demo(out: Path, quick: bool = False, jobs: int = 2) -> dict:
     )
     probe = ProbeConfig(steps=size.probe_steps, warmup_steps=size.probe_warmup_steps)
     results = evaluate(
-        [f"teacher={teacher}", f"student={student}", "logmel"],
+        [f"teacher={SHIPPED}", f"student={student}", "logmel"],
         str(data),
         str(out),
         mode="probe",
@@ -166,6 +184,12 @@ def run_demo(out: Path, quick: bool = False, jobs: int = 2) -> dict:
         + ("" if kept is None else f"; gain over log-mel retained {kept:.2f}")
         + ")"
     )
+    if quick:
+        print(
+            TOY_NOTE.format(
+                test=size.test_minutes, steps=size.distill_steps, probe=size.probe_steps
+            )
+        )
     print(
         f"stages: synth {timings['synth']:.0f} s, distill {timings['distill']:.0f} s, "
         f"evaluate {timings['evaluate']:.0f} s"

@@ -54,6 +54,21 @@ and 8000 steps; this, the shortest within 3%, 53.31%). A linear CTC head on sing
 frames learns slowly, and a floor trained short would inflate every gain retained."""
 
 
+@contextmanager
+def _quiet_load_report():
+    """Without transformers' load report, whose "MISSING lm_head" table says only what
+    fine-tuning intends: the CTC head is new (the base model's weights load as for the probe;
+    an error in them still raises)."""
+    import transformers  # noqa: PLC0415
+
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+
+
 @dataclass
 class FinetuneConfig:
     """The paper's fine-tuning recipe, scaled down."""
@@ -272,7 +287,7 @@ def finetune(
             "layerdrop": 0.0,
         }
     )
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), _quiet_load_report():
         torch.manual_seed(config.seed)
         model = hf_ctc_class(config_.model_type).from_pretrained(model_path, config=config_)
     model.freeze_feature_encoder()

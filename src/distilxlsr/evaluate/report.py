@@ -12,6 +12,8 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from distilxlsr.evaluate.stats import describe_resampling  # noqa: E402
+
 
 def _cell(model: dict, lang: str | None) -> str:
     if lang is None:
@@ -62,6 +64,15 @@ def _interval(ci: list[float] | None, scale: float = 100, digits: int = 1) -> st
     return f"[{scale * ci[0]:.{digits}f}, {scale * ci[1]:.{digits}f}]"
 
 
+def _resampled(results: dict) -> str:
+    """The units the bootstrap drew, in words (results of an older version: utterances and,
+    with several seeds, seeds, each within its language)."""
+    boot = results.get("bootstrap", {})
+    if "resampling" in boot:
+        return describe_resampling(boot["resampling"])
+    return "the test utterances" + (" and seeds" if len(results["seeds"]) > 1 else "")
+
+
 def _p(value: float) -> str:
     return f"{value:.3f}" if value >= 0.001 else f"{value:.0e}"
 
@@ -75,9 +86,8 @@ def tier_table(results: dict) -> str:
     boot = results.get("bootstrap", {})
     lines = [
         f"Macro PER (%) by tier with {100 * boot.get('level', 0.95):.0f}% bootstrap intervals "
-        f"({boot.get('resamples', '?')} paired resamples of the test utterances"
-        + (" and seeds" if len(results["seeds"]) > 1 else "")
-        + "); std: across the tier's languages; worst: its highest-PER language."
+        f"({boot.get('resamples', '?')} paired resamples of {_resampled(results)}); std: "
+        "across the tier's languages; worst: its highest-PER language."
         + (
             f" Gain retained: (PER {results['floor']} − PER model) / "
             f"(PER {results['floor']} − PER {models[0]['name']})."
@@ -202,26 +212,42 @@ def similarity_markdown(similarity: dict) -> str:
     return "\n".join(lines)
 
 
-def plot_per(results: dict, path: Path) -> None:
+def per_figure(results: dict):
+    """per.png: grouped bars of each model's PER per language, with its 95% bootstrap interval
+    as error bars (where the results have one), the legend beside the axes (never over a bar)."""
     langs, models = results["languages"], results["models"]
     x = np.arange(len(langs))
     width = 0.8 / len(models)
-    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(langs) + 2), 4))
+    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(langs) + 2) + 2, 4))
     for k, model in enumerate(models):
-        values = [100 * model["per"][lang] for lang in langs]
-        errors = [100 * model.get("per_std", {}).get(lang, 0.0) for lang in langs]
+        values = np.array([100 * model["per"][lang] for lang in langs])
+        cis = model.get("per_ci_by_lang") or {}
+        bounds = [cis.get(lang) or [None, None] for lang in langs]
+        low = np.array(
+            [v if b[0] is None else 100 * b[0] for v, b in zip(values, bounds, strict=True)]
+        )
+        high = np.array(
+            [v if b[1] is None else 100 * b[1] for v, b in zip(values, bounds, strict=True)]
+        )
         ax.bar(
             x + (k - (len(models) - 1) / 2) * width,
             values,
             width,
-            yerr=errors,
-            label=f"{model['name']} ({100 * model['per_mean']:.1f})",
+            yerr=np.stack([np.maximum(values - low, 0), np.maximum(high - values, 0)]),
+            error_kw={"elinewidth": 0.8, "capsize": 2},
+            label=f"{model['name']} (mean {100 * model['per_mean']:.1f})",
         )
     ax.set_xticks(x, langs)
+    ax.set_xlabel("language")
     ax.set_ylabel("PER (%)")
-    ax.set_title(f"Phone error rate ({results['mode']})")
-    ax.legend(fontsize=8)
+    ax.set_title(f"Phone error rate ({results['mode']}); error bars: 95% bootstrap intervals")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
+    return fig
+
+
+def plot_per(results: dict, path: Path) -> None:
+    fig = per_figure(results)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -234,7 +260,9 @@ def similarity_range(grid: np.ndarray) -> tuple[float, float]:
     return max(0.0, low - pad), min(1.0, high + pad)
 
 
-def plot_similarity(similarity: dict, path: Path) -> None:
+def similarity_figure(similarity: dict):
+    """similarity.png: per student, the linear CKA of each student layer (columns) with the
+    teacher layer it was distilled towards, per language (rows)."""
     students = sorted({s for table in similarity.values() for s in table})
     fig, axes = plt.subplots(
         1, len(students), figsize=(4 * len(students), 0.35 * len(similarity) + 2), squeeze=False
@@ -261,8 +289,15 @@ def plot_similarity(similarity: dict, path: Path) -> None:
         )
         ax.set_yticks(range(len(langs)), langs, fontsize=7)
         ax.set_title(student, fontsize=9)
-        fig.colorbar(image, ax=ax)
+        ax.set_xlabel("student layer → its teacher layer", fontsize=8)
+        ax.set_ylabel("language", fontsize=8)
+        fig.colorbar(image, ax=ax).set_label("linear CKA (test utterances)", fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def plot_similarity(similarity: dict, path: Path) -> None:
+    fig = similarity_figure(similarity)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
