@@ -314,8 +314,9 @@ def _distill(config, transform, command_line, accelerator, run: RunDir) -> None:
     if t.warmup_steps >= t.max_steps:
         trainer.say(
             f"warning: train.warmup_steps={t.warmup_steps} is not below train.max_steps="
-            f"{t.max_steps}: the learning rate never reaches train.lr={t.lr:g}; lower "
-            "train.warmup_steps (0: 5% of the steps)."
+            f"{t.max_steps}: the whole run is warm-up, its learning rate peaks at "
+            f"{t.lr * t.max_steps / t.warmup_steps:.3g} (train.lr={t.lr:g}) and never decays; "
+            "lower train.warmup_steps (0: 5% of the steps)."
         )
     schedule = _schedule(config, saved, state.step if resume is not None else None, trainer)
     try:
