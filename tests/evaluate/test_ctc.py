@@ -226,6 +226,51 @@ def test_a_standardising_probe_uses_the_training_features_statistics():
     assert torch.allclose(probe.scale, every.std(1, unbiased=False).reciprocal().float(), rtol=1e-4)
 
 
+# --- the converged (L-BFGS) probe --------------------------------------------------------------
+
+
+def _objective(probe, feats, labels, l2):
+    with torch.no_grad():
+        return (
+            _ctc(*probe(probe.standardise(feats)), labels) + l2 * probe.head.weight.pow(2).sum()
+        ).item()
+
+
+def test_the_lbfgs_probe_converges_to_an_optimum_its_seed_barely_moves():
+    feats, labels = _features(11, 6)
+    config = ProbeConfig(optimizer="lbfgs", standardise=True, l2=0.05, steps=400, tolerance=1e-7)
+    a, info_a = train_probe(feats, labels, 4, config)
+    b, _ = train_probe(feats, labels, 4, ProbeConfig(**{**config.__dict__, "seed": 1}))
+    assert info_a["converged"] and info_a["steps"] < 400
+    assert info_a["final_loss"] == pytest.approx(_objective(a, feats, labels, 0.05), rel=1e-3)
+    # at the optimum, the gradient of the objective vanishes
+    a.zero_grad()
+    loss = _ctc(*a(a.standardise(feats)), labels) + 0.05 * a.head.weight.pow(2).sum()
+    loss.backward()
+    assert a.head.weight.grad.abs().max() < 1e-3
+    # another seed starts elsewhere and ends at the same objective and nearly the same head
+    assert _objective(b, feats, labels, 0.05) == pytest.approx(
+        _objective(a, feats, labels, 0.05), rel=1e-4
+    )
+    assert torch.allclose(a.head.weight, b.head.weight, atol=2e-2)
+    # a few Adam steps are far from it
+    adam, _ = train_probe(feats, labels, 4, ProbeConfig(steps=5, lr=0.01, standardise=True))
+    assert _objective(adam, feats, labels, 0.05) > _objective(a, feats, labels, 0.05) + 0.1
+
+
+def test_the_lbfgs_penalty_shrinks_the_head_and_its_cap_on_iterations_holds():
+    feats, labels = _features(12, 6)
+    free, _ = train_probe(feats, labels, 4, ProbeConfig(optimizer="lbfgs", steps=60))
+    held, _ = train_probe(feats, labels, 4, ProbeConfig(optimizer="lbfgs", steps=60, l2=1.0))
+    assert held.head.weight.norm() < 0.5 * free.head.weight.norm()
+    capped, info = train_probe(
+        feats, labels, 4, ProbeConfig(optimizer="lbfgs", steps=20, tolerance=0.0)
+    )
+    assert info["steps"] == 20 and not info["converged"]
+    with pytest.raises(ValueError, match="optimizer"):
+        train_probe(feats, labels, 4, ProbeConfig(optimizer="sgd"))
+
+
 # --- fine-tuning -------------------------------------------------------------------------------
 
 
