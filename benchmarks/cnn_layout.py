@@ -27,7 +27,13 @@ from pathlib import Path
 import torch
 
 from distilxlsr import tune_malloc
-from distilxlsr.bench import _audio_batch, device_seconds, distill_stepper, emit, ratio_pairs
+from distilxlsr.bench.common import (
+    audio_batch,
+    device_seconds,
+    distill_stepper,
+    emit,
+    ratio_pairs,
+)
 from distilxlsr.models import layers
 from distilxlsr.models.presets import shape_config
 from distilxlsr.models.teacher import model_class
@@ -75,7 +81,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     teacher = model_class("wav2vec2")(shape_config("cpu-mid")).eval().requires_grad_(False)
-    batch = _audio_batch(args.utterances, args.seconds, CPU)
+    batch = audio_batch(args.utterances, args.seconds, CPU)
     x = batch["input_values"]
     result = {"torch_threads": torch.get_num_threads(), "audio": [args.utterances, args.seconds]}
     sections = args.sections.split(",")

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from distilxlsr import tune_malloc
-from distilxlsr.bench import emit, ratio_pairs
+from distilxlsr.bench.common import emit, ratio_pairs
 from distilxlsr.demo import shipped_teacher
 from distilxlsr.evaluate.ctc import FinetuneConfig, finetune
 from distilxlsr.evaluate.languages import load_language

@@ -12,7 +12,8 @@ import argparse
 import json
 
 from distilxlsr import tune_malloc
-from distilxlsr.bench import librispeech_like_durations, padding_efficiency
+from distilxlsr.bench.common import librispeech_like_durations
+from distilxlsr.bench.cpu import padding_efficiency
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from distilxlsr import tune_malloc
-from distilxlsr.bench import emit, ratio_pairs
+from distilxlsr.bench.common import emit, ratio_pairs
 from distilxlsr.evaluate.ctc import Probe, ProbeConfig, train_probe
 
 

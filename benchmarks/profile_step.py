@@ -12,7 +12,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from distilxlsr import tune_malloc
-from distilxlsr.bench import _audio_batch, _pair
+from distilxlsr.bench.common import audio_batch, model_pair
 
 
 def main() -> None:
@@ -24,9 +24,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=15)
     args = parser.parse_args()
     device = torch.device("cpu")
-    _, student, distiller = _pair(args.shape, "jump:2", device, args.share_cnn == "true")
+    _, student, distiller = model_pair(args.shape, "jump:2", device, args.share_cnn == "true")
     optimizer = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], fused=True)
-    batch = _audio_batch(2, 5.0, device)
+    batch = audio_batch(2, 5.0, device)
 
     def step():
         loss, _ = distiller(batch)

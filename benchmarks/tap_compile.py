@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from distilxlsr import bench
+from distilxlsr.bench import common as bench
 from distilxlsr.models import presets
 
 SHAPES = {"tiny": None, "small": (256, 8, 1024, 4)}  # tiny: presets.tiny_config()

@@ -4,7 +4,8 @@ import pytest
 import torch
 import transformers
 
-from distilxlsr import bench, bench_shapes
+from distilxlsr.bench import common, cpu, suite
+from distilxlsr.bench import shapes as bench_shapes
 from distilxlsr.cli import main
 from distilxlsr.models import presets
 
@@ -16,10 +17,10 @@ def tiny_shape(monkeypatch):
 
 
 def test_distill_throughput_counts_flops_and_shared_cnn_saves_them(tiny_shape):
-    shared = bench.distill_throughput(
+    shared = common.distill_throughput(
         tiny_shape, utterances=1, seconds=1.0, steps=1, share_cnn=True
     )
-    unshared = bench.distill_throughput(
+    unshared = common.distill_throughput(
         tiny_shape, utterances=1, seconds=1.0, steps=1, share_cnn=False
     )
     assert shared["audio_s_per_s"] > 0 and shared["flops_per_step"] > 0
@@ -30,20 +31,20 @@ def test_distill_throughput_counts_flops_and_shared_cnn_saves_them(tiny_shape):
 def test_distill_throughput_with_hook_or_explicit_taps(tiny_shape):
     """The GPU suite's reference run (hook taps) computes what the explicit taps do."""
     runs = {
-        taps: bench.distill_throughput(tiny_shape, utterances=1, seconds=0.5, steps=1, taps=taps)
+        taps: common.distill_throughput(tiny_shape, utterances=1, seconds=0.5, steps=1, taps=taps)
         for taps in ("hooks", "explicit")
     }
     assert runs["hooks"]["taps"] == "hooks" and runs["explicit"]["taps"] == "explicit"
     assert runs["hooks"]["flops_per_step"] == runs["explicit"]["flops_per_step"] > 0
     with pytest.raises(ValueError, match="explicit or hooks"):
-        bench.distill_throughput(tiny_shape, utterances=1, seconds=0.5, steps=1, taps="other")
+        common.distill_throughput(tiny_shape, utterances=1, seconds=0.5, steps=1, taps="other")
 
 
 def test_inference_ratio(monkeypatch):
     """The student's peak memory is below the teacher's by at least the weights of the layers
     it lacks (memory, not time, is asserted; latency is measured with no minimum duration)."""
     monkeypatch.setitem(presets.SHAPES, "test-layers", (256, 8, 1024, 4))
-    result = bench.inference_ratio("test-layers", utterances=1, seconds=0.5, min_seconds=0.0)
+    result = cpu.inference_ratio("test-layers", utterances=1, seconds=0.5, min_seconds=0.0)
     assert result["shape"] == "test-layers" and result["batch_audio_seconds"] == 0.5
     for name in ("teacher", "student"):
         assert result[f"{name}_latency_s"] > 0 and result[f"{name}_peak_memory_bytes"] > 0
@@ -74,7 +75,7 @@ def test_bench_cli_writes_json(tmp_path, capsys):
 
 
 def test_librispeech_like_durations():
-    d = bench.librispeech_like_durations(20000)
+    d = common.librispeech_like_durations(20000)
     assert 11.5 < d.mean() < 13.0 and d.min() >= 1.0 and d.max() <= 35.0
 
 
@@ -112,7 +113,7 @@ def test_static_yield_of_the_default_lengths():
 
 
 def test_batch_sweep_measures_each_size_and_stops_at_out_of_memory(tiny_shape, monkeypatch):
-    from distilxlsr import bench_gpu
+    from distilxlsr.bench import gpu as bench_gpu
 
     sweep = bench_gpu.batch_sweep(tiny_shape, sizes=(1, 2), seconds=0.5, steps=1, device="cpu")
     assert [r["utterances"] for r in sweep["runs"]] == [1, 2]
@@ -138,7 +139,7 @@ def test_batch_sweep_measures_each_size_and_stops_at_out_of_memory(tiny_shape, m
 
 
 def test_step_split_phases_add_up_to_the_step_and_count_its_flops(tiny_shape):
-    from distilxlsr import bench_gpu
+    from distilxlsr.bench import gpu as bench_gpu
 
     split = bench_gpu.step_split(tiny_shape, utterances=1, seconds=1.0, steps=1, device="cpu")
     phases = split["phases"]
@@ -147,7 +148,7 @@ def test_step_split_phases_add_up_to_the_step_and_count_its_flops(tiny_shape):
     assert split["bound_by"] == max(phases, key=lambda n: phases[n]["seconds"])
     # The FLOPs of the phases are those of one whole distillation step (shared CNN, explicit
     # taps), counted the same way: nothing is left out of the split, nothing counted twice.
-    whole = bench.distill_throughput(tiny_shape, utterances=1, seconds=1.0, steps=1)
+    whole = common.distill_throughput(tiny_shape, utterances=1, seconds=1.0, steps=1)
     assert sum(p["flops"] for p in phases.values()) == whole["flops_per_step"]
     # The backward (input and weight gradients) costs more than the student's forward.
     assert phases["backward"]["flops"] > 1.5 * phases["student_forward"]["flops"]
@@ -160,19 +161,19 @@ def test_unknown_bench_section_is_one_clear_error(tmp_path):
     from distilxlsr.errors import UserError
 
     with pytest.raises(UserError, match="'gpu-split'"):
-        bench.run_bench(tmp_path / "b.json", ["gpu-splt"])
+        suite.run_bench(tmp_path / "b.json", ["gpu-splt"])
 
 
 def test_ratio_pairs_and_emit(tmp_path, capsys):
-    assert bench.ratio_pairs([1.0, 3.0, 2.0], [2.0, 2.0, 2.0]) == {
+    assert common.ratio_pairs([1.0, 3.0, 2.0], [2.0, 2.0, 2.0]) == {
         "median": 1.0,
         "min": 0.5,
         "max": 1.5,
     }
     with pytest.raises(ValueError):
-        bench.ratio_pairs([1.0], [1.0, 2.0])  # unpaired timings
-    bench.emit({"a": 1}, tmp_path / "out.json")
+        common.ratio_pairs([1.0], [1.0, 2.0])  # unpaired timings
+    common.emit({"a": 1}, tmp_path / "out.json")
     assert json.loads(capsys.readouterr().out) == {"a": 1}
     assert json.loads((tmp_path / "out.json").read_text()) == {"a": 1}
-    bench.emit({"b": 2}, None)
+    common.emit({"b": 2}, None)
     assert json.loads(capsys.readouterr().out) == {"b": 2}

@@ -226,7 +226,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:
-    from distilxlsr.bench import run_bench
+    from distilxlsr.bench.suite import run_bench
 
     sections = [x for x in args.sections.split(",") if x] if args.sections else None
     run_bench(args.out, sections)

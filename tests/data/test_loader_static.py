@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from distilxlsr.bench import duration_only_cuts
+from distilxlsr.bench.common import duration_only_cuts
 from distilxlsr.config import default_crop_lengths, load_config
 from distilxlsr.data.corpora import load_cuts
 from distilxlsr.data.loader import AudioBatches, BatchPlan, collate, load_mono

@@ -178,7 +178,7 @@ _LAYER_NORM_CONV_LAYERS = frozenset(
     }
 )
 """transformers' CNN layers that are conv -> LayerNorm over channels -> activation (XLS-R's CNN,
-`feat_extract_norm="layer"`), which _run_cnn runs channels-last."""
+`feat_extract_norm="layer"`), which run_cnn runs channels-last."""
 
 
 def _is_layer_norm_conv(layer: nn.Module) -> bool:
@@ -212,7 +212,7 @@ def _layer_norm_conv_channels_last(layer: nn.Module, hidden: torch.Tensor) -> to
     return layer.activation(normed.permute(0, 3, 1, 2))
 
 
-def _run_cnn(
+def run_cnn(
     extractor: nn.Module, input_values: torch.Tensor, channels_last: bool = True
 ) -> torch.Tensor:
     """The CNN feature encoder's forward: (B, samples) -> (B, C, T). In training with a trainable
@@ -250,7 +250,7 @@ class LayerTap(nn.Module):
     `torch.compile(tap, fullgraph=True)` captures it whole. An encoder class it does not know
     runs through the model's own forward with forward hooks instead (`explicit=False` forces
     that path for every model: the reference the explicit one is tested against). The explicit
-    path runs a layer-norm CNN channels-last (_run_cnn), equal to transformers' CNN to float
+    path runs a layer-norm CNN channels-last (run_cnn), equal to transformers' CNN to float
     rounding; `channels_last_cnn=False` runs transformers' CNN layers, bit for bit.
     """
 
@@ -336,7 +336,7 @@ class LayerTap(nn.Module):
         model, encoder, kind = self.model, self.model.encoder, self.kind
         hubert = model.config.model_type == "hubert"  # its model forward differs in two calls
         cnn = (
-            _run_cnn(model.feature_extractor, input_values, self.channels_last_cnn)
+            run_cnn(model.feature_extractor, input_values, self.channels_last_cnn)
             if cnn_features is None
             else cnn_features
         )

@@ -19,13 +19,13 @@ import time
 
 import torch
 
-from distilxlsr.bench import (
-    _audio_batch,
-    _pair,
-    _sync,
+from distilxlsr.bench.common import (
+    audio_batch,
     device_seconds,
     distill_throughput,
     matmul_peak,
+    model_pair,
+    sync,
 )
 from distilxlsr.conventions import SAMPLE_RATE
 
@@ -148,17 +148,17 @@ def step_split(
     the teacher's CNN alone: fp32, bf16 (autocast), and bf16 with cuDNN's autotuner."""
     from torch.utils.flop_counter import FlopCounterMode  # noqa: PLC0415
 
-    from distilxlsr.models.layers import _run_cnn  # noqa: PLC0415
+    from distilxlsr.models.layers import run_cnn  # noqa: PLC0415
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     bf16 = precision == "bf16"
     peak = _peaks(dev)["bf16" if bf16 else "fp32"]
-    teacher, student, distiller = _pair(shape, "jump:2", dev, share_cnn=True)
+    teacher, student, distiller = model_pair(shape, "jump:2", dev, share_cnn=True)
     if not distiller.share_cnn:
         raise RuntimeError("the step split measures the shared-CNN step")
     params = [p for p in student.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-5, fused=True)
-    batch = _audio_batch(utterances, seconds, dev)
+    batch = audio_batch(utterances, seconds, dev)
     x, mask = batch["input_values"], batch["attention_mask"]
     targets, student_layers = distiller.layer_map.targets, distiller.student_layers
 
@@ -171,7 +171,7 @@ def step_split(
 
     def teacher_cnn():
         with torch.inference_mode(), autocast():
-            state["cnn"] = _run_cnn(teacher.feature_extractor, x)
+            state["cnn"] = run_cnn(teacher.feature_extractor, x)
 
     def teacher_layers():
         with torch.inference_mode(), autocast():
@@ -218,10 +218,10 @@ def step_split(
     seconds_by_phase = dict.fromkeys(PHASES, 0.0)
     for _ in range(steps):
         for name, run in phases.items():
-            _sync(dev)
+            sync(dev)
             start = time.perf_counter()
             run()
-            _sync(dev)
+            sync(dev)
             seconds_by_phase[name] += (time.perf_counter() - start) / steps
     whole_seconds = device_seconds(whole, steps, dev)
     total = sum(seconds_by_phase.values())
@@ -261,7 +261,7 @@ def cnn_variants(teacher, x: torch.Tensor, steps: int = 5) -> dict:
     static-shape batches do), and bf16 with transformers' CNN layers instead of the channels-last
     ones the taps run (docs/design.md, "Layer representations"). Seconds per call and
     audio-s/s."""
-    from distilxlsr.models.layers import _run_cnn  # noqa: PLC0415
+    from distilxlsr.models.layers import run_cnn  # noqa: PLC0415
 
     dev = x.device
     audio = x.shape[0] * x.shape[1] / SAMPLE_RATE
@@ -283,7 +283,7 @@ def cnn_variants(teacher, x: torch.Tensor, steps: int = 5) -> dict:
                     torch.inference_mode(),
                     torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16),
                 ):
-                    _run_cnn(teacher.feature_extractor, x, channels_last)
+                    run_cnn(teacher.feature_extractor, x, channels_last)
 
             run()  # warm-up (and the autotuner's search)
             per_call = device_seconds(run, steps, dev)

@@ -15,7 +15,12 @@ import warnings
 
 import torch
 
-from distilxlsr.bench import _sync, distill_stepper, duration_only_cuts, librispeech_like_durations
+from distilxlsr.bench.common import (
+    distill_stepper,
+    duration_only_cuts,
+    librispeech_like_durations,
+    sync,
+)
 from distilxlsr.conventions import SAMPLE_RATE
 
 
@@ -86,13 +91,13 @@ def shapes_throughput(
     start = time.perf_counter()
     for batch in warm:
         step(batch)
-    _sync(dev)
+    sync(dev)
     warmup_seconds = time.perf_counter() - start
     graphs_before = counters["stats"]["unique_graphs"]
     start = time.perf_counter()
     for batch in batches:
         step(batch)
-    _sync(dev)
+    sync(dev)
     elapsed = time.perf_counter() - start
     real = sum(sum(r) for r in rows)
     padded = sum(b["input_values"].numel() for b in batches)
