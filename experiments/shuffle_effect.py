@@ -12,7 +12,8 @@ For each seed s: English training speech is synthesised with seed s (20 min), an
 are distilled with the demo's recipe and student seed s: the method (jump:2 + utterance shuffle)
 and no shuffle. Then one evaluation on corpus v2's test split (the probe as chosen on dev, probe
 seed 0): teacher, log-mel, the six students. The paired shuffle effect pairs the two students of
-each seed and resamples seeds and test utterances.
+each seed and resamples hierarchically: seeds once for every language, test voices within each
+language, utterances within each voice (evaluate/stats.py).
 
     python experiments/shuffle_effect.py [--seeds 0,1,2] [--data runs/evidence/data]
         [--work runs/evidence/shuffle] [--out docs/evidence]
@@ -38,7 +39,7 @@ from distilxlsr.distill.train import distill
 from distilxlsr.evaluate.ctc import FLOOR_PROBE, ProbeConfig
 from distilxlsr.evaluate.harness import evaluate
 from distilxlsr.evaluate.report import comparison_table, sizes_table, tier_table
-from distilxlsr.evaluate.stats import bootstrap_per, interval, p_value
+from distilxlsr.evaluate.stats import bootstrap_per, interval, p_value, voice_of
 from distilxlsr.export import export_hf
 
 LABELLED_TEACHER = Path(__file__).resolve().parent / "labelled-teacher"
@@ -205,11 +206,12 @@ def report(results: dict, summary: dict) -> str:
 
 def shuffle_effect(results: dict, seeds: list[int]) -> dict:
     """Method minus no shuffle, macro PER per tier, paired by seed (each seed's two students
-    share the English draw and the student seed) and by test utterance; seeds and utterances
-    are resampled together (evaluate/stats.py)."""
+    share the English draw and the student seed) and by test utterance; seeds, voices (where
+    the results name the speakers) and utterances are resampled hierarchically
+    (evaluate/stats.py)."""
     by_name = {m["name"]: m for m in results["models"]}
     langs = results["languages"]
-    edits, phones = [], []
+    edits, phones, voices = [], [], []
     for lang in langs:
         rows = []
         for variant in VARIANTS:
@@ -218,7 +220,9 @@ def shuffle_effect(results: dict, seeds: list[int]) -> dict:
         edits.append(np.asarray(rows, dtype=np.float64).transpose(0, 2, 1))  # (2, n, S)
         reference = by_name[f"method-s{seeds[0]}"]["details"][lang]["utterances"]
         phones.append(np.asarray([u["phones"] for u in reference], dtype=np.float64))
-    per = bootstrap_per(edits, phones)
+        named = [voice_of(u.get("speaker")) for u in reference]
+        voices.append(named if all(v is not None for v in named) else None)
+    per = bootstrap_per(edits, phones, voices=voices)
     tiers = {**results.get("tiers", {}), "all": langs}
     index = {lang: i for i, lang in enumerate(langs)}
     effect = {}

@@ -1,6 +1,6 @@
 """`distilxlsr evaluate`: every model gets the same data, steps, batches and seeds; per language
 a CTC phone recogniser is trained on the train split and scored by PER on the test split, with
-bootstrap statistics over the test utterances (evaluate/stats.py)."""
+hierarchical bootstrap statistics over seeds, test voices and utterances (evaluate/stats.py)."""
 
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ from distilxlsr.evaluate.stats import (
     bootstrap_per,
     relative_gap,
     statistics,
+    voice_of,
 )
 from distilxlsr.evaluate.store import LanguageStore
 from distilxlsr.export import model_provenance
@@ -335,8 +336,10 @@ class LanguageTask:
             "per": [],
             "train_per": [],
             "utterances": [
-                {"id": i, "phones": len(p), "edits": []}
-                for i, p in zip(data_l.test.ids, data_l.test.phones, strict=True)
+                {"id": i, "speaker": speaker, "phones": len(p), "edits": []}
+                for i, speaker, p in zip(
+                    data_l.test.ids, data_l.test.speakers, data_l.test.phones, strict=True
+                )
             ],
             "seconds": [],
             "steps": 0,
@@ -554,6 +557,19 @@ def floor_model(specs: list[ModelSpec]) -> str | None:
     return floor if floor is not None and floor != specs[0].name else None
 
 
+def scored_voices(rows: dict, names: list[str], langs: list[str]) -> list[list[str | None] | None]:
+    """Each language's test voices (`voice_of` each utterance's speaker), the resampling unit
+    above the utterance; None for a language whose stored results name no speaker (results
+    stored before speakers were kept, or a corpus without speakers): its utterances are then
+    resampled as independent units, and results.json says so."""
+    voices = []
+    for lang in langs:
+        utterances = rows[names[0]]["runs"][lang]["utterances"]
+        named = [voice_of(u.get("speaker")) for u in utterances]
+        voices.append(named if all(v is not None for v in named) else None)
+    return voices
+
+
 def _summarise(
     mode: str,
     langs: list[str],
@@ -597,14 +613,10 @@ def _summarise(
         np.array([u["phones"] for u in rows[names[0]]["runs"][lang]["utterances"]])
         for lang in langs
     ]
-    stats = statistics(
-        names,
-        langs,
-        groups,
-        bootstrap_per(edits, phones, resamples=bootstrap),
-        comparisons=compare,
-        floor=floor_model(specs),
+    per = bootstrap_per(
+        edits, phones, resamples=bootstrap, voices=scored_voices(rows, names, langs)
     )
+    stats = statistics(names, langs, groups, per, comparisons=compare, floor=floor_model(specs))
     notes = stats["notes"]
     reference = models[0]["per_mean"]
     for entry in models:
@@ -624,7 +636,12 @@ def _summarise(
         "models": models,
         "tiers": groups,
         "comparisons": stats["comparisons"],
-        "bootstrap": {"resamples": bootstrap, "level": LEVEL, "seed": SEED},
+        "bootstrap": {
+            "resamples": bootstrap,
+            "level": LEVEL,
+            "seed": SEED,
+            "resampling": per.resampling(langs),
+        },
         "floor": floor_model(specs),
         "notes": notes,
     }
