@@ -17,8 +17,13 @@ every teacher, log-mel and every student. Fine-tuning (`--mode finetune`) on the
 T1, its method student and its no-shuffle student. Each model's per-utterance edit counts are
 saved as soon as they exist (docs/replication/runs/<model>-s<seed>.json, fine-tuning under
 docs/replication/finetune/), so the experiment resumes where it stopped, also in a later
-session. The statistics pair models by seed and by test utterance and resample both
-(evaluate/stats.py). The report: docs/replication.md and docs/replication/summary.json.
+session. The statistics pair models by seed and by test utterance and resample hierarchically:
+seeds once for every language, test voices within each language, utterances within each voice
+(evaluate/stats.py; the voices of v2's records, which did not keep speakers, are in
+docs/replication/test_voices.json, from experiments/v2_test_voices.py). The report:
+docs/replication.md and docs/replication/summary.json, with the previous bootstrap's intervals
+beside the hierarchical ones, and the primary comparisons of the next replication with the
+effect each can detect (evaluate/power.py).
 
     python experiments/reproduce_mini.py [--seeds 0,1,2] [--teachers T1,T2,T-EN]
     python experiments/reproduce_mini.py --report-only     (the report from the results so far)
@@ -33,6 +38,7 @@ import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 
@@ -42,13 +48,23 @@ from distilxlsr.demo import FULL, demo_distill_config
 from distilxlsr.distill.train import distill
 from distilxlsr.evaluate.ctc import FLOOR_PROBE, FinetuneConfig, ProbeConfig
 from distilxlsr.evaluate.harness import evaluate
+from distilxlsr.evaluate.power import (
+    components,
+    detectable,
+    gain_gradient,
+    rel_gap_gradient,
+)
 from distilxlsr.evaluate.stats import (
+    HIERARCHICAL,
     REL_GAP_MIN_REFERENCE,
+    UTTERANCE,
     bootstrap_per,
+    describe_resampling,
     interval,
     paired_comparisons,
     relative_gap,
     statistics,
+    voice_of,
 )
 from distilxlsr.export import export_hf
 from distilxlsr.models.teacher import group_norm_cnn, load_config
@@ -143,8 +159,8 @@ def record_path(results: Path, name: str, seed: int) -> Path:
 
 def make_record(results: dict, name: str, seed: int, extra: dict) -> dict:
     """One model's evaluation at one probe seed (of those `results` holds), with what the
-    statistics need: per language its PER, tier, reference phone counts and edit counts per test
-    utterance (ids as a digest)."""
+    statistics need: per language its PER, tier, reference phone counts, edit counts and voices
+    (`voice_of` the speaker) per test utterance (ids as a digest)."""
     row = next(m for m in results["models"] if m["name"] == name)
     k = results["seeds"].index(seed)
     tiers = {lang: tier for tier, langs in results["tiers"].items() for lang in langs}
@@ -158,6 +174,7 @@ def make_record(results: dict, name: str, seed: int, extra: dict) -> dict:
             "ids_sha256": hashlib.sha256(ids.encode()).hexdigest(),
             "phones": [u["phones"] for u in run["utterances"]],
             "edits": [u["edits"][k] for u in run["utterances"]],
+            "voices": [voice_of(u.get("speaker")) for u in run["utterances"]],
             "seconds": run["seconds"][k] + run.get("feature_seconds", 0.0),
         }
     return {
@@ -306,17 +323,43 @@ def progress(
 # Statistics and the report, from the saved records alone.
 
 
+VOICES_FILE = "test_voices.json"
+"""Beside the records' directory: the voice of each test utterance, per language, for records
+that do not carry their own (`voices`); written by experiments/v2_test_voices.py for v2."""
+
+
 def load_records(results: Path) -> dict[tuple[str, int], dict]:
+    """Every record in `results` by (name, seed). A language without voices of its own gets
+    them from VOICES_FILE beside `results` when that file holds its utterances (the same
+    `ids_sha256`)."""
+    voices_file = results.parent / VOICES_FILE
+    known = {}
+    if voices_file.is_file():
+        stored = json.loads(voices_file.read_text())["languages"]
+        known = {v["ids_sha256"]: v["voices"] for v in stored.values()}
     records = {}
     for path in sorted(results.glob("*-s*.json")):
         record = json.loads(path.read_text())
+        for entry in record["languages"].values():
+            if entry.get("voices") is None and entry["ids_sha256"] in known:
+                entry["voices"] = known[entry["ids_sha256"]]
         records[(record["name"], record["seed"])] = record
     return records
 
 
-def samples(records: dict, names: list[str], seeds: list[int]):
+def samples(records: dict, names: list[str], seeds: list[int], scheme: str = HIERARCHICAL):
     """Paired bootstrap PERs of `names` (all with a record at every one of `seeds`): models,
-    languages, tiers and the PerSamples. Checks that every record scored the same utterances."""
+    languages, tiers and the PerSamples, resampled by `scheme` (evaluate/stats.py) with each
+    language's test voices where the records name them. Checks that every record scored the
+    same utterances."""
+    langs, tiers, edits, phones, voices = paired_data(records, names, seeds)
+    return langs, tiers, bootstrap_per(edits, phones, voices=voices, scheme=scheme)
+
+
+def paired_data(records: dict, names: list[str], seeds: list[int]):
+    """The records of `names` at `seeds`, paired: languages, tiers, and per language the edits
+    (M, n, S), reference phones (n,) and voices (n,) or None. Checks that every record scored
+    the same utterances with the same voices."""
     first = records[(names[0], seeds[0])]
     langs = list(first["languages"])
     for name in names:
@@ -336,6 +379,12 @@ def samples(records: dict, names: list[str], seeds: list[int]):
                         f"{name} seed {seed} scored other {lang} test utterances than "
                         f"{names[0]} seed {seeds[0]}: the results cannot be paired"
                     )
+                voices = record_voices(record["languages"][lang])
+                if voices is not None and voices != record_voices(first["languages"][lang]):
+                    raise SystemExit(
+                        f"{name} seed {seed} names other {lang} test voices than "
+                        f"{names[0]} seed {seeds[0]}: the results cannot be paired"
+                    )
     edits = [
         np.array(
             [[records[(n, s)]["languages"][lang]["edits"] for s in seeds] for n in names],
@@ -344,13 +393,23 @@ def samples(records: dict, names: list[str], seeds: list[int]):
         for lang in langs
     ]  # per language (M, n, S)
     phones = [np.array(first["languages"][lang]["phones"]) for lang in langs]
+    voices = [record_voices(first["languages"][lang]) for lang in langs]
     tiers: dict[str, list[str]] = {}
     for lang in langs:
         tier = first["languages"][lang]["tier"]
         if tier is not None:
             tiers.setdefault(tier, []).append(lang)
     tiers = {t: tiers[t] for t in TIER_ORDER if t in tiers}
-    return langs, tiers, bootstrap_per(edits, phones)
+    return langs, tiers, edits, phones, voices
+
+
+def record_voices(entry: dict) -> list[str] | None:
+    """A record language's test voices, or None where it names none (every utterance needs
+    one)."""
+    voices = entry.get("voices")
+    if voices is None or any(v is None for v in voices):
+        return None
+    return voices
 
 
 def complete_seeds(records: dict, names: list[str]) -> list[int]:
@@ -377,9 +436,10 @@ def direction_verdict(row: dict) -> str:
     return "cannot tell"
 
 
-def analyse_teacher(records: dict, teacher: str) -> dict | None:
+def analyse_teacher(records: dict, teacher: str, scheme: str = HIERARCHICAL) -> dict | None:
     """Per-tier statistics of a teacher's students over the seeds where the teacher, log-mel
-    and the method have records (students missing one of those seeds are listed as pending)."""
+    and the method have records (students missing one of those seeds are listed as pending),
+    from resamples drawn by `scheme` (the previous one only to show what it gave)."""
     base = [teacher, "logmel", f"{teacher}-method"]
     seeds = complete_seeds(records, base)
     if not seeds:
@@ -387,7 +447,7 @@ def analyse_teacher(records: dict, teacher: str) -> dict | None:
     students = [f"{teacher}-{v}" for v in STUDENTS[teacher]]
     ready = [n for n in students if all((n, s) in records for s in seeds)]
     names = [teacher, "logmel", *ready]
-    langs, tiers, per = samples(records, names, seeds)
+    langs, tiers, per = samples(records, names, seeds, scheme)
     stats = statistics(names, langs, tiers, per, floor="logmel")
     method = f"{teacher}-method"
     pairs = [(method, teacher)] + [(n, method) for n in ready if n != method]
@@ -412,11 +472,14 @@ def analyse_teacher(records: dict, teacher: str) -> dict | None:
             # The ratio's denominator: a small teacher gain makes any gain retained uncertain.
             "teacher_gain": float(point[floor] - point[t]),
             "teacher_gain_ci": interval(draws[floor] - draws[t]),
+            # What the intervals' resamples drew (units, seeds, each language's voices).
+            "resampling": per.resampling(langs, members),
         }
     params = {n: records[(n, seeds[0])]["params"] for n in names}
     return {
         "teacher": teacher,
         "seeds": seeds,
+        "resampling": per.resampling(langs),
         "models": names,
         "pending": [n for n in students if n not in ready],
         "languages": langs,
@@ -491,7 +554,7 @@ def claims(analyses: dict) -> list[dict]:
         if h is None:
             return f"{teacher}: not measured yet"
         ci = h["ci"]
-        ci_text = "no interval" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+        ci_text = "(no interval)" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
         gain = "n/a" if h["gain_retained"] is None else f"{h['gain_retained']:.3f}"
         return (
             f"{teacher}: the method's student keeps {gain} {ci_text} of the teacher's gain over "
@@ -596,7 +659,186 @@ def summary(results: Path, teachers: dict[str, dict]) -> dict:
         "headline": {t: a["headline"] for t, a in analyses.items()},
         "analyses": analyses,
         "finetune": finetune_summary(finetune, records),
+        "previous_bootstrap": previous_bootstrap(records, list(analyses)),
+        "primary": {"comparisons": PRIMARY, "power": power_estimates(records)},
     }
+
+
+def previous_bootstrap(records: dict, teachers: list[str]) -> dict:
+    """What the previous bootstrap (seeds and utterances drawn anew within each language,
+    voices ignored) gives on the same records: its claims' verdicts, headline intervals and
+    comparisons, to stand beside the hierarchical ones; no verdict reads them."""
+    old = {t: analyse_teacher(records, t, UTTERANCE) for t in teachers}
+    old = {t: a for t, a in old.items() if a is not None}
+    return {
+        "resampling": next(iter(old.values()))["resampling"] if old else None,
+        "claims": [{"claim": c["claim"], "verdict": c["verdict"]} for c in claims(old)],
+        "headline": {t: a["headline"] for t, a in old.items()},
+        "comparisons": {t: a["comparisons"] for t, a in old.items()},
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The next replication's primary comparisons, and the effect each can detect.
+
+PRIMARY_TEACHER = "T1"
+PRIMARY = [
+    {
+        "name": "a",
+        "teacher": PRIMARY_TEACHER,
+        "comparison": "the method's student against its teacher",
+        "tier": FINETUNE_TIER,
+        "statistics": ["gain_retained", "rel_gap"],
+        "decides": "claim 1 (and, with the same comparison for T2, claim 2)",
+    },
+    {
+        "name": "b",
+        "teacher": PRIMARY_TEACHER,
+        "comparison": "no shuffle − method",
+        "tier": "all",
+        "statistics": ["diff"],
+        "decides": "whether the utterance shuffle changes macro PER",
+    },
+]
+"""The next replication's two primary comparisons (docs/replication.md says why); everything
+else it reports is secondary."""
+DESIGNS = [(3, 3), (8, 6), (8, 8)]
+"""(seeds, test voices per language) the power estimates are given for: v2's, and the next
+replication's (≥ 8 seeds for the method and no shuffle; corpus v3 has 8 test voices)."""
+PLANNED_GAIN = 0.20  # a teacher's gain over log-mel on `unheard` that part 2's gate asks
+PLANNED_KEPT = 0.90  # the gain retained that claim 1 asks
+SHUFFLE_BOUND = 0.003  # part 2's target: a null shuffle effect bounded within ±0.3 points
+POWER = 0.80
+PRIMARY_ALPHA = ALPHA / 2  # Holm over the two primary comparisons: the first step's level
+
+
+def power_estimates(records: dict) -> dict:
+    """Standard errors and detectable effects of the primary comparisons (and T2's versions of
+    them) under `DESIGNS`, from the seed-, voice- and utterance-level variance components of the
+    stored records (evaluate/power.py). Each language keeps its present number of test
+    utterances, spread over the design's voices."""
+    rows, notes = [], []
+    floor, method, reference, unshuffled = range(4)
+    for teacher in ("T1", "T2"):
+        names = ["logmel", f"{teacher}-method", teacher, f"{teacher}-no-shuffle"]
+        seeds = complete_seeds(records, names)
+        if len(seeds) < 2:
+            notes.append(f"{teacher}: fewer than 2 seeds with all of {', '.join(names)}")
+            continue
+        langs, tiers, edits, phones, voices = paired_data(records, names, seeds)
+        if any(v is None or len(set(v)) < 2 for v in voices):
+            notes.append(f"{teacher}: some language's records name fewer than 2 test voices")
+            continue
+        data = PowerData(teacher, seeds, langs, edits, phones, voices)
+        unheard = tiers.get(FINETUNE_TIER, [])
+        if unheard:
+            f, m, t = (data.macro(unheard, k) for k in (floor, method, reference))
+            trio = [floor, method, reference]
+            rows.append(
+                data.row("a", "relative gap", unheard, [method, reference],
+                         rel_gap_gradient(m, t), m / t - 1, "%")
+            )  # fmt: skip
+            rows.append(
+                data.row("a", "teacher's gain over log-mel", unheard, [floor, reference],
+                         [1, -1], f - t, "points")
+            )  # fmt: skip
+            if f > t:
+                rows.append(
+                    data.row("a", "gain retained", unheard, trio, gain_gradient(f, m, t),
+                             (f - m) / (f - t), "ratio")
+                )  # fmt: skip
+            kept, gain = PLANNED_KEPT, PLANNED_GAIN
+            rows.append(
+                data.row("a", f"gain retained, were the teacher's gain {100 * gain:.0f} points "
+                         f"and the student to keep {kept:.2f} of it", unheard, trio,
+                         [(1 - kept) / gain, -1 / gain, kept / gain], None, "ratio")
+            )  # fmt: skip
+        m, n = (data.macro(langs, k) for k in (method, unshuffled))
+        rows.append(
+            data.row("b", "no shuffle − method", langs, [unshuffled, method], [1, -1], n - m,
+                     "points")
+        )  # fmt: skip
+    return {
+        "alpha": PRIMARY_ALPHA,
+        "power": POWER,
+        "designs": [{"seeds": s, "voices": v} for s, v in DESIGNS],
+        "rows": rows,
+        "notes": notes,
+    }
+
+
+@dataclass
+class PowerData:
+    """One teacher's paired records (log-mel, method, teacher, no shuffle) for the power
+    estimates."""
+
+    teacher: str
+    seeds: list[int]
+    langs: list[str]
+    edits: list[np.ndarray]
+    phones: list[np.ndarray]
+    voices: list[list[str]]
+
+    def macro(self, members: list[str], model: int) -> float:
+        """The model's macro PER over `members`, mean over seeds."""
+        rates = []
+        for lang in members:
+            i = self.langs.index(lang)
+            e = self.edits[i][model]
+            rates.append(e.sum() / (e.shape[1] * self.phones[i].sum()))
+        return float(np.mean(rates))
+
+    def row(self, name, statistic, members, models, gradient, value, unit) -> dict:
+        """One statistic's standard error and detectable effect under each of DESIGNS."""
+        index = [self.langs.index(x) for x in members]
+        c = components(
+            [self.edits[i][models] for i in index],
+            [self.phones[i] for i in index],
+            [self.voices[i] for i in index],
+            gradient,
+        )
+        role = "primary" if self.teacher == PRIMARY_TEACHER else "secondary"
+        if self.teacher != PRIMARY_TEACHER and name == "a":
+            role = "claim 2, with T1's"
+        designs = []
+        z = NormalDist().inv_cdf(1 - PRIMARY_ALPHA / 2)
+        for s, v in DESIGNS:
+            se = float(np.sqrt(c.variance(s, v)))
+            designs.append(
+                {
+                    "seeds": s,
+                    "voices": v,
+                    "se": se,
+                    "detectable": detectable(se, PRIMARY_ALPHA, POWER),
+                    "shares": c.shares(s, v),
+                }
+            )
+        out = {
+            "comparison": name,
+            "teacher": self.teacher,
+            "role": role,
+            "statistic": statistic,
+            "tier": "all" if len(members) == len(self.langs) else FINETUNE_TIER,
+            "value": value,
+            "unit": unit,
+            "seeds": len(self.seeds),
+            "designs": designs,
+        }
+        if name == "b":  # the seeds an interval within ±SHUFFLE_BOUND needs, at the most voices
+            voices = DESIGNS[-1][1]
+            out["seeds_for_bound"] = {
+                "bound": SHUFFLE_BOUND,
+                "voices": voices,
+                "seeds": next(
+                    (
+                        n
+                        for n in range(2, 1001)
+                        if z * np.sqrt(c.variance(n, voices)) <= SHUFFLE_BOUND
+                    ),
+                    None,
+                ),
+            }
+        return out
 
 
 def finetune_summary(records: dict, probed: dict | None = None) -> dict:
@@ -685,21 +927,26 @@ def report(summary_: dict, gate: dict, command: str) -> str:
     ]
     for c in summary_["claims"]:
         lines.append(f"| {c['claim']} | **{c['verdict']}** | {c['evidence']} |")
+    analyses = summary_["analyses"]
+    drawn = (
+        describe_resampling(next(iter(analyses.values()))["resampling"])
+        if analyses
+        else "seeds, test voices and utterances"
+    )
     lines += [
         "",
         "## Headline: gain retained by the method's student",
         "",
         "Gain retained = (PER log-mel − PER student) / (PER log-mel − PER teacher), macro over the "
         "tier's languages; relative gap = PER student / PER teacher − 1. 95% intervals from "
-        "paired resamples of seeds and test utterances. The teacher's own gain over log-mel "
-        "(PER points) is the ratio's denominator: where it is small, the gain retained is "
-        "uncertain whatever the student does.",
+        f"paired, hierarchical resamples of {drawn} (evaluate/stats.py). The teacher's own gain "
+        "over log-mel (PER points) is the ratio's denominator: where it is small, the gain "
+        "retained is uncertain whatever the student does.",
         "",
         "| teacher | tier | seeds | teacher's gain over log-mel [95% CI] | gain retained [95% CI] "
         "| relative gap [95% CI] |",
         "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
-    analyses = summary_["analyses"]
     for teacher, h in summary_["headline"].items():
         for tier in TIER_ORDER:
             if tier not in h:
@@ -713,12 +960,197 @@ def report(summary_: dict, gate: dict, command: str) -> str:
                 f"{_ci(row['rel_gap_ci'], 100, '.1f', '+')} |"
             )
     lines += ["", *targets(summary_), ""]
+    lines += rescored_section(summary_)
+    lines += primary_section(summary_["primary"])
     for a in analyses.values():
         lines += teacher_section(a)
     lines += finetune_section(summary_["finetune"])
     lines += ["## How it ran", "", *(f"- {note}" for note in RUN_NOTES), ""]
     lines += gate_section(gate)
     return "\n".join(lines) + "\n"
+
+
+RESCORED_TIERS = (FINETUNE_TIER, "all")
+
+
+def rescored_section(summary_: dict) -> list[str]:
+    """The previous bootstrap's intervals beside the hierarchical ones, for the headline
+    numbers and the comparisons the claims and targets read, and the verdicts under each."""
+    before = summary_.get("previous_bootstrap") or {}
+    if not before.get("headline"):
+        return []
+    analyses = summary_["analyses"]
+    old_drawn = describe_resampling(before["resampling"])
+    new_drawn = describe_resampling(next(iter(analyses.values()))["resampling"])
+    lines = [
+        "## Intervals re-scored: the previous bootstrap beside the hierarchical one",
+        "",
+        f"The same records, two bootstraps. Previous (as v2 was first reported): {old_drawn}; "
+        f"voices ignored. Hierarchical (every verdict above): {new_drawn}. A student seed is one "
+        "network used on every language, so its luck does not average out across languages; "
+        "a test voice makes its errors together (eu: T1 33 / 52 / 143% PER on its three "
+        "voices), so three voices per language are three draws, not dozens of utterances. "
+        "Comparisons: Holm-adjusted intervals and what they say (`lower`: a has the lower PER).",
+        "",
+        "| teacher | tier | statistic | estimate | previous [95% CI] | hierarchical [95% CI] |",
+        "| --- | --- | --- | ---: | ---: | ---: |",
+    ]
+    for teacher, new in summary_["headline"].items():
+        old = before["headline"].get(teacher, {})
+        for tier in RESCORED_TIERS:
+            if tier not in new or tier not in old:
+                continue
+            n, o = new[tier], old[tier]
+            gain = "n/a" if n["gain_retained"] is None else f"{n['gain_retained']:.3f}"
+            lines += [
+                f"| {teacher} | {tier} | teacher's gain over log-mel (points) | "
+                f"{100 * n['teacher_gain']:+.2f} | {_ci(o['teacher_gain_ci'], sign='+')} | "
+                f"{_ci(n['teacher_gain_ci'], sign='+')} |",
+                f"| {teacher} | {tier} | gain retained | {gain} | {_ci(o['ci'], 1, '.3f')} | "
+                f"{_ci(n['ci'], 1, '.3f')} |",
+                f"| {teacher} | {tier} | relative gap | {_gap(n['rel_gap'])} | "
+                f"{_ci(o['rel_gap_ci'], 100, '.1f', '+')} | "
+                f"{_ci(n['rel_gap_ci'], 100, '.1f', '+')} |",
+            ]
+        old_rows = before["comparisons"].get(teacher, [])
+        method = f"{teacher}-method"
+        for a, b in ((method, teacher), (f"{teacher}-no-shuffle", method)):
+            for tier in RESCORED_TIERS:
+                n = find_comparison(analyses[teacher], a, b, tier)
+                o = next((r for r in old_rows if (r["a"], r["b"], r["tier"]) == (a, b, tier)), None)
+                if n is None or o is None:
+                    continue
+                lines.append(
+                    f"| {teacher} | {tier} | {a} − {b} (points, Holm) | {100 * n['diff']:+.2f} | "
+                    f"{_ci(o['ci_holm'], sign='+')} {direction_verdict(o)} | "
+                    f"{_ci(n['ci_holm'], sign='+')} {direction_verdict(n)} |"
+                )
+    lines += [
+        "",
+        "| claim | verdict, previous bootstrap | verdict, hierarchical |",
+        "| --- | --- | --- |",
+    ]
+    for new, old in zip(summary_["claims"], before["claims"], strict=True):
+        lines.append(f"| {new['claim']} | {old['verdict']} | **{new['verdict']}** |")
+    return [*lines, ""]
+
+
+def primary_section(primary: dict) -> list[str]:
+    """The next replication's primary comparisons, named before its data, with the effect
+    each can detect."""
+    power = primary["power"]
+    level = 100 * (1 - power["alpha"])
+    lines = [
+        "## Primary comparisons of the next replication (named before its data)",
+        "",
+        "Written before replication v3 (corpus v3, whose test voices no model heard; the "
+        "converged probe; ≥ 8 seeds for the method and no shuffle) has any data. It decides "
+        "the paper's claims on two primary comparisons, with the hierarchical bootstrap; Holm's "
+        "step-down correction runs over these two (family-wise 5%: the first at 2.5%, each "
+        "interval at its Holm level), and everything else it reports is **secondary**: "
+        "described with its intervals, Holm-corrected within its own family, but not what a "
+        "claim's verdict rests on.",
+        "",
+    ]
+    for c in primary["comparisons"]:
+        if c["name"] == "a":
+            lines.append(
+                f"- **(a) {c['teacher']}: {c['comparison']} on the `{c['tier']}` tier**: gain "
+                "retained (claim 1 holds if its point is ≥ 0.90 and its interval's lower end "
+                "≥ 0.85) and the relative gap (target: within 10% of the teacher's PER), macro "
+                "over the tier's 5 languages. It decides claim 1; claim 2 asks the same of T2 "
+                "and holds only where (a) holds for both teachers (an intersection of the two, "
+                "which needs no further correction)."
+            )
+        else:
+            lines.append(
+                f"- **(b) {c['teacher']}: {c['comparison']}, macro PER over all 15 languages**: "
+                "the shuffle's effect; the verdict reads Holm's adjusted p-value, and a null "
+                "result is stated as the interval's bound (\"the shuffle changes macro PER by "
+                'less than X points").'
+            )
+    lines += [
+        "- Secondary: every other tier; T2's shuffle effect; T-EN and claim 3; the other layer "
+        "maps (first:N, random:N) and the segment shuffle; fine-tuning; per-language numbers.",
+        "",
+        f"What each can detect, from v2's records (`evaluate/power.py`): each statistic's "
+        "seed-, voice- and utterance-level variance components (seeds: the spread of the "
+        "statistic computed one seed at a time; voices and utterances: a one-way analysis of "
+        "variance of each utterance's contribution within each language), scaled to a design "
+        "of S seeds and V test voices per language, each language keeping its test size (about "
+        "75 utterances, so fewer per voice as V grows). Standard error (SE) and the smallest "
+        f"true effect detected with {100 * power['power']:.0f}% probability at "
+        f"{100 * power['alpha']:.1f}% two-sided ({level:.1f}% interval: Holm's first step), "
+        "as a difference from 0 (shuffle, teacher's gain), from the 0.85 bound (gain retained) "
+        "or from the 10% target (relative gap). Components from 3 seeds and 3 voices are "
+        "themselves uncertain: a planning estimate, not a promise. At v2's design (3 × 3) the "
+        "standard errors are what the hierarchical bootstrap estimates; with so few seeds and "
+        "voices its 95% intervals hold the truth somewhat less often than 95% "
+        "(docs/bootstrap_coverage.json).",
+        "",
+    ]
+    designs = power["designs"]
+    head = " | ".join(f"SE, {d['seeds']} seeds × {d['voices']} voices" for d in designs)
+    planned = designs[1:]
+    head += " | " + " | ".join(f"detectable, {d['seeds']} × {d['voices']}" for d in planned)
+    last = designs[-1]
+    lines += [
+        f"| comparison | teacher | role | statistic | v2 estimate | {head} | variance shares at "
+        f"{last['seeds']} × {last['voices']} (seed / voice / utterance) |",
+        "| --- | --- | --- | --- | ---: | "
+        + " | ".join("---:" for _ in range(len(designs) + len(planned)))
+        + " | ---: |",
+    ]
+    for row in power["rows"]:
+        fmt = _power_format(row["unit"])
+        value = "" if row["value"] is None else fmt(row["value"], sign=True)
+        cells = [fmt(d["se"]) for d in row["designs"]]
+        cells += [fmt(d["detectable"]) for d in row["designs"][1:]]
+        shares = row["designs"][-1]["shares"]
+        lines.append(
+            f"| ({row['comparison']}) | {row['teacher']} | {row['role']} | {row['statistic']} "
+            f"({row['tier']}) | {value} | "
+            + " | ".join(cells)
+            + f" | {100 * shares['seed']:.0f} / {100 * shares['voice']:.0f} / "
+            f"{100 * shares['utterance']:.0f}% |"
+        )
+    notes = list(power["notes"])
+    for row in power["rows"]:
+        if row["statistic"] == "teacher's gain over log-mel":
+            se = row["designs"][0]["se"]
+            if row["value"] < 3 * se:
+                notes.append(
+                    f"{row['teacher']}'s gain retained at v2's own teacher gain "
+                    f"({100 * row['value']:.1f} points, SE {100 * se:.1f} at v2's design) is a "
+                    "ratio over a denominator that may be zero: its delta-method SE above is "
+                    "no guide, and the bootstrap gives it no interval. The row below it "
+                    "assumes a teacher that gains 20 points, as part 2's gate asks."
+                )
+        bound = row.get("seeds_for_bound")
+        if bound is not None:
+            seeds = bound["seeds"]
+            needs = "more than 1000 seeds" if seeds is None else f"at least {seeds} seeds"
+            notes.append(
+                f"({row['comparison']}) {row['teacher']}: for its {level:.1f}% interval to "
+                f"bound a null shuffle effect within ±{100 * bound['bound']:.1f} points, the "
+                f"design needs {needs} at {bound['voices']} test voices per language (the "
+                f"seeds' share of its variance at {row['designs'][-1]['seeds']} seeds: "
+                f"{100 * row['designs'][-1]['shares']['seed']:.0f}%)."
+            )
+    lines += ["", *(f"- {note}" for note in notes), ""] if notes else [""]
+    return lines
+
+
+def _power_format(unit: str):
+    """Formats a statistic of this unit: PER points, percent or a ratio."""
+
+    def fmt(x: float, sign: bool = False) -> str:
+        if unit == "ratio":
+            return f"{x:+.3f}" if sign else f"{x:.3f}"
+        suffix = "%" if unit == "%" else ""
+        return f"{100 * x:+.2f}{suffix}" if sign else f"{100 * x:.2f}{suffix}"
+
+    return fmt
 
 
 def targets(summary_: dict) -> list[str]:

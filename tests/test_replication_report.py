@@ -27,6 +27,7 @@ TIER_OF = {
 LANGS = list(TIER_OF)
 UNHEARD = ["eu", "ka"]
 UTTERANCES = 20
+VOICES = 4  # test voices per language, 5 utterances each
 SEEDS = (0, 1, 2)
 _rng = np.random.default_rng(0)
 PHONES = {lang: _rng.integers(10, 30, size=UTTERANCES).tolist() for lang in LANGS}
@@ -64,12 +65,24 @@ def _ids_sha256(lang: str) -> str:
     return hashlib.sha256(ids.encode()).hexdigest()
 
 
+def voices_of(lang: str) -> list[str]:
+    """The test voice of each utterance of `lang` (VOICES voices, utterances dealt in turn)."""
+    return [f"{lang}+v{i % VOICES}" for i in range(UTTERANCES)]
+
+
 def fake_record(
-    name: str, seed: int, rate: float | dict, langs=LANGS, mode: str = "probe", params=None
+    name: str,
+    seed: int,
+    rate: float | dict,
+    langs=LANGS,
+    mode: str = "probe",
+    params=None,
+    voices: bool = True,
 ) -> dict:
     """A record as the script's make_record writes it. Each utterance has floor(rate × phones)
     edits plus 0 or 1 drawn from a generator seeded by the model's name and the seed; `rate` is
-    one number or one per tier."""
+    one number or one per tier. `voices`: whether the record names each utterance's voice (v2's
+    records did not)."""
     rng = np.random.default_rng([seed, *name.encode()])
     languages = {}
     for lang in langs:
@@ -88,6 +101,8 @@ def fake_record(
             "edits": edits,
             "seconds": 1.0,
         }
+        if voices:
+            languages[lang]["voices"] = voices_of(lang)
     teacher = (
         None if name == "logmel" else next(t for t in ("T-EN", "T1", "T2") if name.startswith(t))
     )
@@ -483,7 +498,15 @@ def test_write_report(mini, replication):
 
     saved = json.loads((results.parent / "summary.json").read_text())
     assert saved == json.loads(json.dumps(out))
-    assert set(saved) == {"teachers", "claims", "headline", "analyses", "finetune"}
+    assert set(saved) == {
+        "teachers",
+        "claims",
+        "headline",
+        "analyses",
+        "finetune",
+        "previous_bootstrap",
+        "primary",
+    }
     assert saved["teachers"] == [
         {"name": n, "family": "hubert" if n == "T2" else "wav2vec2", "heard": h, "labels": LABELS}
         for n, h in HEARD.items()
@@ -500,8 +523,19 @@ def test_write_report(mini, replication):
                 "rel_gap_ci",
                 "teacher_gain",
                 "teacher_gain_ci",
+                "resampling",
             }
     assert saved["headline"]["T1"]["unheard"] == out["analyses"]["T1"]["headline"]["unheard"]
+    assert saved["headline"]["T1"]["unheard"]["resampling"] == {
+        "scheme": "hierarchical",
+        "units": ["seed", "voice", "utterance"],
+        "seeds": 3,
+        "seeds_drawn": "once per resample for every language",
+        "voices": {"eu": VOICES, "ka": VOICES},
+    }
+    assert saved["headline"]["T1"]["all"]["resampling"]["voices"] == dict.fromkeys(LANGS, VOICES)
+    assert saved["previous_bootstrap"]["resampling"]["units"] == ["seed", "utterance"]
+    assert [c["verdict"] for c in saved["previous_bootstrap"]["claims"]] == ["holds"] * 3
     h = saved["headline"]["T1"]["unheard"]
     header = (
         "| teacher | tier | seeds | teacher's gain over log-mel [95% CI] | gain retained "
@@ -513,6 +547,39 @@ def test_write_report(mini, replication):
         f"| T1 | unheard | 3 | {100 * h['teacher_gain']:+.2f} [{100 * h['teacher_gain_ci'][0]:+.2f}, "
     )
     assert f"| {h['gain_retained']:.3f} [" in headline[2]
+
+    # The previous bootstrap beside the hierarchical one: the same estimates, two intervals.
+    rescored = _table(
+        lines,
+        "| teacher | tier | statistic | estimate | previous [95% CI] | hierarchical [95% CI] |",
+    )
+    old = saved["previous_bootstrap"]["headline"]["T1"]["unheard"]
+    assert rescored[0] == (
+        f"| T1 | unheard | teacher's gain over log-mel (points) | {100 * h['teacher_gain']:+.2f} | "
+        f"[{100 * old['teacher_gain_ci'][0]:+.2f}, {100 * old['teacher_gain_ci'][1]:+.2f}] | "
+        f"[{100 * h['teacher_gain_ci'][0]:+.2f}, {100 * h['teacher_gain_ci'][1]:+.2f}] |"
+    )
+    assert old["teacher_gain"] == h["teacher_gain"] and old["ci"] != h["ci"]
+    # Per teacher: 3 statistics on 2 tiers, and 2 comparisons on 2 tiers.
+    assert len(rescored) == 3 * (3 * 2 + 2 * 2)
+    assert "| T1 | all | T1-no-shuffle − T1-method (points, Holm) | " in "\n".join(rescored)
+    verdicts = _table(lines, "| claim | verdict, previous bootstrap | verdict, hierarchical |")
+    assert [row.rsplit(" | ", 2)[1:] for row in verdicts] == [
+        ["holds", "**holds** |"]
+    ] * 3  # fmt: skip
+    # The next replication's primary comparisons, with the effect each can detect.
+    assert "## Primary comparisons of the next replication (named before its data)" in lines
+    assert [c["name"] for c in saved["primary"]["comparisons"]] == ["a", "b"]
+    power = saved["primary"]["power"]
+    assert [(r["comparison"], r["teacher"], r["role"]) for r in power["rows"]][::5] == [
+        ("a", "T1", "primary"),
+        ("a", "T2", "claim 2, with T1's"),
+    ]
+    assert [d["seeds"] for d in power["designs"]] == [3, 8, 8]
+    shuffle = next(r for r in power["rows"] if r["comparison"] == "b" and r["teacher"] == "T1")
+    assert shuffle["role"] == "primary" and shuffle["tier"] == "all"
+    for a, b in zip(shuffle["designs"], shuffle["designs"][1:], strict=False):
+        assert b["se"] <= a["se"]  # more seeds, more voices: smaller errors
 
     gate = _table(lines, "| teacher | tier | teacher | log-mel | untrained | passed |")
     assert gate == [
@@ -654,3 +721,59 @@ def test_progress_counts_what_the_files_say_and_estimates_from_the_median(mini, 
         "distillation left: 17 students, about 0.9 h at the median of the 3 made so far "
         "(3.3 min; each seed's evaluation comes on top)",
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Voices: from the records, or for records without them from test_voices.json.
+
+
+def test_records_without_voices_take_them_from_the_voices_file(mini, tmp_path):
+    results = write_runs(tmp_path / "replication" / "runs", {"T1": 0.2}, voices=False)
+    records = mini.load_records(results)
+    assert all(v.get("voices") is None for v in records[("T1", 0)]["languages"].values())
+    _, _, per = mini.samples(records, ["T1"], list(SEEDS))
+    assert per.voices == [None] * len(LANGS)  # utterances as independent units, and said so
+    assert per.resampling(LANGS)["voices"] == dict.fromkeys(LANGS)
+    stored = {
+        lang: {"ids_sha256": _ids_sha256(lang), "voices": voices_of(lang)} for lang in LANGS[:2]
+    }
+    (results.parent / "test_voices.json").write_text(json.dumps({"languages": stored}))
+    records = mini.load_records(results)
+    assert records[("T1", 1)]["languages"]["eu"]["voices"] == voices_of("eu")
+    assert records[("T1", 1)]["languages"]["ka"].get("voices") is None  # not in the file
+    _, _, per = mini.samples(records, ["T1"], list(SEEDS))
+    assert per.voices == [VOICES, VOICES] + [None] * (len(LANGS) - 2)
+
+
+def test_samples_refuses_records_of_other_voices(mini, tmp_path):
+    results = write_runs(tmp_path / "runs", {"T1": 0.2, "T1-method": 0.2}, seeds=(0,))
+    path = results / "T1-method-s0.json"
+    record = json.loads(path.read_text())
+    record["languages"]["it"]["voices"] = ["other"] * UTTERANCES
+    path.write_text(json.dumps(record))
+    with pytest.raises(SystemExit, match=r"^T1-method seed 0 names other it test voices "):
+        mini.samples(mini.load_records(results), ["T1", "T1-method"], [0])
+
+
+def test_power_estimates_need_voices_and_seeds(mini, tmp_path):
+    rates = {n: CLEAR[n] for n in ("logmel", "T1", "T1-method", "T1-no-shuffle")}
+    power = mini.power_estimates(mini.load_records(write_runs(tmp_path / "a", rates)))
+    assert [(r["comparison"], r["statistic"]) for r in power["rows"]] == [
+        ("a", "relative gap"),
+        ("a", "teacher's gain over log-mel"),
+        ("a", "gain retained"),
+        (
+            "a",
+            "gain retained, were the teacher's gain 20 points and the student to keep 0.90 of it",
+        ),
+        ("b", "no shuffle − method"),
+    ]
+    assert power["notes"] == [
+        "T2: fewer than 2 seeds with all of logmel, T2-method, T2, T2-no-shuffle"
+    ]
+    assert power["alpha"] == pytest.approx(0.025) and power["power"] == 0.8
+    row = power["rows"][-1]
+    assert row["seeds_for_bound"]["voices"] == 8 and row["seeds_for_bound"]["bound"] == 0.003
+    unvoiced = write_runs(tmp_path / "b", rates, voices=False)
+    power = mini.power_estimates(mini.load_records(unvoiced))
+    assert power["rows"] == [] and power["notes"][0].startswith("T1: some language's records")
