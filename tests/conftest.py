@@ -9,34 +9,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
-import torch  # noqa: E402
 
 from distilxlsr.data.toy import make_toy_corpus  # noqa: E402
-from distilxlsr.models.presets import tiny_config  # noqa: E402
-from distilxlsr.models.teacher import model_class  # noqa: E402
-
-
-def tiny_model(model_type: str = "wav2vec2", pre_ln: bool = True, layers: int = 4, seed: int = 0):
-    """A tiny random model whose every LayerNorm (and GroupNorm) has its own random weight and
-    bias: with transformers' 1/0 initialisation all norms compute the same function, and a test
-    could not tell one LayerNorm from another (say LN_l from LN_{l+1})."""
-    torch.manual_seed(seed)
-    model = model_class(model_type)(tiny_config(model_type, pre_ln=pre_ln, layers=layers))
-    randomize_norms(model, seed)
-    return model.eval()
-
-
-def randomize_norms(model: torch.nn.Module, seed: int = 0) -> None:
-    generator = torch.Generator().manual_seed(10_000 + seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if (
-                isinstance(module, torch.nn.LayerNorm | torch.nn.GroupNorm)
-                and module.weight is not None
-            ):
-                shape = module.weight.shape
-                module.weight.copy_(1.0 + 0.3 * torch.randn(shape, generator=generator))
-                module.bias.copy_(0.3 * torch.randn(shape, generator=generator))
+from tests.helpers import tiny_model  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -62,21 +37,6 @@ def toy_corpus(tmp_path_factory):
     return root
 
 
-TINY_TEACHER = [
-    "model.hidden=32",
-    "model.layers=2",
-    "model.heads=2",
-    "model.ffn=64",
-    "model.conv_channels=16",
-    "model.pos_conv_kernel=16",
-    "model.pos_conv_groups=4",
-    "units.clusters=8",
-    "units.sample_seconds=20",
-    "units.iterations=10",
-]
-"""`pretrain-teacher` overrides for a teacher of hidden 32, 2 layers, and 8 k-means units."""
-
-
 @pytest.fixture(scope="session")
 def two_language_corpus(tmp_path_factory):
     """ROOT with en and sw train splits of 10 toy utterances each (teacher pretraining)."""
@@ -84,19 +44,3 @@ def two_language_corpus(tmp_path_factory):
     make_toy_corpus(root, "en", "train", num_utterances=10, seed=0)
     make_toy_corpus(root, "sw", "train", num_utterances=10, seed=1)
     return root
-
-
-def distill_args(teacher, corpus, out, *extra: str) -> list[str]:
-    """`distilxlsr distill` arguments for a tiny run on a toy corpus's English."""
-    return [
-        "distill",
-        "--config",
-        "tiny-cpu",
-        f"teacher={teacher}",
-        f"data.train={corpus / 'en'}",
-        f"out={out}",
-        "data.num_workers=0",
-        "data.max_seconds=2.0",
-        "train.batch_seconds=6.0",
-        *extra,
-    ]

@@ -6,7 +6,7 @@ import pytest
 
 from distilxlsr import __version__
 from distilxlsr.cli import main
-from tests.conftest import distill_args
+from tests.helpers import distill_args
 
 
 def test_version(capsys):

@@ -34,7 +34,7 @@ from distilxlsr.provenance import (
 )
 from distilxlsr.training import checkpoint as ckpt
 from distilxlsr.training.rundir import RunDir
-from tests.conftest import tiny_model
+from tests.helpers import tiny_model
 
 RUN_STATE = {"step": 40, "audio_seconds": 7200.0, "bad_steps": 3}
 

@@ -11,7 +11,7 @@ import yaml
 from distilxlsr.card import StudentFacts, pick_results, render_student_card, teacher_name
 from distilxlsr.cli import main
 from distilxlsr.provenance import read_provenance
-from tests.conftest import distill_args
+from tests.helpers import distill_args
 
 
 def _front_matter(card: str) -> dict:

@@ -30,7 +30,7 @@ from distilxlsr.teacher.pretrain import pretrain_teacher
 from distilxlsr.teacher.tasks import UnitPrediction, span_mask
 from distilxlsr.teacher.units import UnitLabeler, cut_phones, kmeans, unit_features
 from distilxlsr.training.checkpoint import list_checkpoints
-from tests.conftest import TINY_TEACHER
+from tests.helpers import TINY_TEACHER
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "pretrain-tiny-teacher"

@@ -20,7 +20,7 @@ from distilxlsr.provenance import read_provenance
 from distilxlsr.teacher.config import load_pretrain_config
 from distilxlsr.teacher.pretrain import check_tiers, pretrain_teacher
 from distilxlsr.teacher.units import LayerFeatures, UnitLabeler
-from tests.conftest import TINY_TEACHER
+from tests.helpers import TINY_TEACHER
 
 TINY = [
     *TINY_TEACHER,

@@ -24,18 +24,10 @@ from distilxlsr.data.prepare import (
     prepare_textgrid,
 )
 from distilxlsr.errors import UserError
+from tests.helpers import make_fairseq, write_audio
 
 QUIET = {"progress": False}
 CLIP = ("mp3", {"format": "MP3"}) if "MP3" in sf.available_formats() else ("wav", {})
-
-
-def write_audio(path: Path, seconds: float, sr: int = 16000, channels: int = 1, **kwargs) -> Path:
-    rng = np.random.default_rng(len(path.name))
-    n = int(round(seconds * sr))
-    audio = 0.1 * rng.standard_normal((n, channels)).astype(np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, audio if channels > 1 else audio[:, 0], sr, **kwargs)
-    return path
 
 
 def write_textgrid(path: Path, phones, words, xmax: float, fmt: str = "long_textgrid") -> Path:
@@ -353,22 +345,6 @@ def test_textgrid_corpus_every_bad_input(tmp_path, capsys):
     assert stereo.sampling_rate == 16000 and stereo.num_channels == 1
     assert stereo.load_audio().shape == (1, 19200)
     assert Path(stereo.recording.sources[0].source).is_relative_to(out / "xx" / "audio" / "train")
-
-
-def make_fairseq(directory: Path) -> Path:
-    audio = directory.parent / "wavs"
-    for name in ("a", "b", "c", "d"):
-        write_audio(audio / "spkA" / f"{name}.wav", 0.8)
-    directory.mkdir(parents=True)
-    (directory / "train.tsv").write_text(
-        f"{audio}\nspkA/a.wav\t12800\nspkA/b.wav\t12800\nspkA/c.wav\t12800\n"
-    )
-    (directory / "train.phn").write_text("h a | m b a |\nm a m a |\nh a q |\n")
-    (directory / "train.wrd").write_text("ha mba\nmama\nhaq\n")
-    (directory / "valid.tsv").write_text(f"{audio}\nspkA/d.wav\t12800\n")
-    (directory / "valid.phn").write_text("b a b a |\n")
-    (directory / "dict.phn.txt").write_text("a 10\nh 3\nm 5\nb 4\n")
-    return directory
 
 
 def test_fairseq(tmp_path):

@@ -14,7 +14,7 @@ from distilxlsr.models.layers import parse_layer_map
 from distilxlsr.models.student import build_student
 from distilxlsr.training.loop import OptimizerStep, PlainProcess
 from distilxlsr.training.optim import Schedule
-from tests.conftest import tiny_model
+from tests.helpers import tiny_model
 
 
 def _batch():

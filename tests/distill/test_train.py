@@ -355,7 +355,7 @@ def _expected_representations(model, batch, layers):
 def test_distiller_pairs_student_layer_i_with_target_i(pre_ln, layers, targets, expected_targets):
     """Student layer i (1-based) against teacher layer targets[i]: every term by hand."""
     from distilxlsr.distill.losses import layer_loss
-    from tests.conftest import tiny_model
+    from tests.helpers import tiny_model
 
     teacher = tiny_model("wav2vec2", pre_ln=pre_ln, layers=4)
     layer_map = parse_layer_map(layers, 4, targets)
@@ -386,7 +386,7 @@ def test_distiller_pairs_student_layer_i_with_target_i(pre_ln, layers, targets, 
 
 def _teacher_with_training_settings(path):
     """A tiny teacher whose config has layerdrop and SpecAugment on, as released models do."""
-    from tests.conftest import tiny_model
+    from tests.helpers import tiny_model
 
     model = tiny_model("wav2vec2", pre_ln=True)
     model.config.update(
@@ -465,7 +465,7 @@ def test_nan_guard_skips_bad_steps_and_counts_them(tmp_path, teacher_dir, toy_co
 @pytest.mark.parametrize("model_type", ["wav2vec2", "hubert", "wavlm", "data2vec-audio"])
 def test_prepare_for_distillation_freezes_the_cnn_of_every_family(model_type):
     from distilxlsr.distill.distiller import prepare_for_distillation
-    from tests.conftest import tiny_model
+    from tests.helpers import tiny_model
 
     student = tiny_model(model_type, pre_ln=model_type != "data2vec-audio")
     prepare_for_distillation(student, freeze_cnn=True)

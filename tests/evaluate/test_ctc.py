@@ -23,7 +23,7 @@ from distilxlsr.evaluate.ctc import (
 from distilxlsr.models.frames import frame_lengths
 from distilxlsr.models.presets import tiny_config
 from distilxlsr.models.teacher import model_class
-from tests.conftest import randomize_norms
+from tests.helpers import randomize_norms
 
 # --- the tri-stage learning-rate schedule ------------------------------------------------------
 

@@ -352,7 +352,7 @@ def test_errors(tmp_path, eval_corpus, teacher_dir):
 
 def test_evaluate_reads_a_prepared_fairseq_directory(tmp_path):
     from distilxlsr.data.prepare import PrepareOptions, prepare_fairseq
-    from tests.data.test_prepare import make_fairseq
+    from tests.helpers import make_fairseq
 
     out = tmp_path / "manifests"
     prepare_fairseq(

@@ -3,7 +3,7 @@ import torch
 
 from distilxlsr.errors import UserError
 from distilxlsr.models.layers import LayerTap, parse_layer_map
-from tests.conftest import tiny_model
+from tests.helpers import tiny_model
 
 
 @pytest.mark.parametrize(

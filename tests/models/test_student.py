@@ -10,7 +10,7 @@ from distilxlsr.models.student import (
     init_student,
     save_student,
 )
-from tests.conftest import tiny_model
+from tests.helpers import tiny_model
 
 FAMILIES = [
     ("wav2vec2", True),

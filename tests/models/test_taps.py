@@ -6,8 +6,8 @@ by default equals them to float rounding."""
 import pytest
 import torch
 
-from distilxlsr.models.layers import LayerTap, _is_layer_norm_conv, _run_cnn
-from tests.conftest import tiny_model
+from distilxlsr.models.layers import LayerTap, _is_layer_norm_conv, run_cnn
+from tests.helpers import tiny_model
 
 FAMILIES = [
     ("wav2vec2", True),
@@ -264,7 +264,7 @@ def test_the_channels_last_cnn_equals_transformers_cnn_with_its_gradients(model_
     results = []
     for channels_last in (False, True):
         model.zero_grad(set_to_none=True)
-        out = _run_cnn(extractor, x, channels_last)
+        out = run_cnn(extractor, x, channels_last)
         (out * torch.linspace(0.5, 1.5, out.shape[1])[:, None]).square().mean().backward()
         results.append((out, [p.grad.clone() for p in extractor.parameters()]))
     (want, want_grads), (got, got_grads) = results
@@ -285,7 +285,7 @@ def test_the_channels_last_cnn_under_bf16_autocast_as_a_gpu_runs_it():
     x, _ = _batch(padded=False)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         want = model.feature_extractor(x)
-        got = _run_cnn(model.feature_extractor, x)
+        got = run_cnn(model.feature_extractor, x)
     assert got.dtype == want.dtype
     assert torch.allclose(got, want, rtol=0.05, atol=0.05)
 
@@ -295,7 +295,7 @@ def test_a_group_norm_cnn_runs_transformers_layers_bit_for_bit():
     assert not _is_layer_norm_conv(model.feature_extractor.conv_layers[1])
     x, _ = _batch(padded=False)
     with torch.inference_mode():
-        assert torch.equal(_run_cnn(model.feature_extractor, x), model.feature_extractor(x))
+        assert torch.equal(run_cnn(model.feature_extractor, x), model.feature_extractor(x))
 
 
 @pytest.mark.parametrize("model_type, pre_ln", FAMILIES)

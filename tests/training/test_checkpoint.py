@@ -14,7 +14,7 @@ from safetensors import safe_open
 from distilxlsr.config import load_config, save_config, to_dict
 from distilxlsr.errors import UserError
 from distilxlsr.training import checkpoint as ckpt
-from tests.conftest import tiny_model
+from tests.helpers import tiny_model
 
 
 def _complete(run, name: str, step: int | None = None):

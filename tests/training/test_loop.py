@@ -25,7 +25,7 @@ from distilxlsr.training.checkpoint import list_checkpoints, read_trainer_state
 from distilxlsr.training.loop import RunState, Task, Trainer, TrainingDiverged, make_accelerator
 from distilxlsr.training.optim import Schedule
 from distilxlsr.training.rundir import RunDir
-from tests.conftest import TINY_TEACHER, distill_args
+from tests.helpers import TINY_TEACHER, distill_args
 
 PRETRAIN = "pretrain-tiny-teacher"
 TINY_PRETRAINING = [

@@ -17,7 +17,7 @@ from distilxlsr.cli import main
 from distilxlsr.errors import UserError
 from distilxlsr.training.checkpoint import check_checkpoint, list_checkpoints, write_manifest
 from distilxlsr.training.rundir import RunDir
-from tests.conftest import distill_args
+from tests.helpers import distill_args
 
 
 def _args(teacher_dir, toy_corpus, out, steps=4):
