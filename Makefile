@@ -21,7 +21,8 @@ demo: setup
 	$(BIN)/distilxlsr demo --out demo_out
 
 # Replication v2: the label-free teachers and their dev gates, then every student, the test
-# evaluation and the report (docs/replication.md). Both steps resume where they stopped.
+# evaluation and the report (docs/replication.md; its records in results/replication/). Both
+# steps resume where they stopped.
 reproduce-mini: setup
 	$(BIN)/python experiments/label_free_teachers.py
 	$(BIN)/python experiments/reproduce_mini.py
@@ -36,20 +37,20 @@ MUTATION_JOBS ?= 2
 mutation: setup
 	rm -rf mutants
 	OMP_NUM_THREADS=1 nice -n 10 $(BIN)/mutmut run --max-children $(MUTATION_JOBS)
-	$(BIN)/python benchmarks/mutation_report.py --min 85
+	$(BIN)/python tools/mutation_report.py --min 85
 
 # After new tests: re-test only the mutants the last run left (survived, no tests, timeout).
 mutation-recheck: setup
-	nice -n 10 $(BIN)/python benchmarks/mutation_recheck.py --jobs $(MUTATION_JOBS)
-	$(BIN)/python benchmarks/mutation_report.py --min 85
+	nice -n 10 $(BIN)/python tools/mutation_recheck.py --jobs $(MUTATION_JOBS)
+	$(BIN)/python tools/mutation_report.py --min 85
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks experiments
-	$(BIN)/ruff format --check src tests benchmarks experiments
+	$(BIN)/ruff check src tests benchmarks tools experiments
+	$(BIN)/ruff format --check src tests benchmarks tools experiments
 
 format: setup
-	$(BIN)/ruff format src tests benchmarks experiments
-	$(BIN)/ruff check --fix src tests benchmarks experiments
+	$(BIN)/ruff format src tests benchmarks tools experiments
+	$(BIN)/ruff check --fix src tests benchmarks tools experiments
 
 clean:
 	rm -rf $(VENV) runs demo_out .pytest_cache mutants

@@ -14,7 +14,7 @@ language (train and test splits, made here when missing):
   `--repeats` rounds of the test utterances, torch and onnxruntime limited to `--threads`
   threads; per-call ratios ONNX/PyTorch on the same utterance, medians reported.
 
-    python benchmarks/onnx_export.py --out docs/bench-onnx.json
+    python benchmarks/onnx_export.py --out results/bench-onnx.json
 """
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5, help="latency rounds over the test set")
     parser.add_argument("--probe-steps", type=int, default=ProbeConfig().steps)
-    parser.add_argument("--out", default="docs/bench-onnx.json")
+    parser.add_argument("--out", default="results/bench-onnx.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     work = Path(args.work)

@@ -29,7 +29,7 @@ truth. Coverage is the share of replications whose interval holds the truth (gai
 among those where it has an interval; "no interval" counts apart).
 
     python experiments/bootstrap_coverage.py [--designs 3x3,8x6,8x8] [--replications 2000]
-        [--out docs/bootstrap_coverage.json]
+        [--out results/bootstrap_coverage.json]
 
 About 16 minutes on one core (2,000 replications of each of 3 designs, both bootstraps).
 """
@@ -198,7 +198,7 @@ def main() -> None:
     parser.add_argument("--replications", type=int, default=2000)
     parser.add_argument("--utterances", type=int, default=75, help="test utterances per language")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="docs/bootstrap_coverage.json")
+    parser.add_argument("--out", default="results/bootstrap_coverage.json")
     args = parser.parse_args()
     designs = []
     for item in args.designs.split(","):

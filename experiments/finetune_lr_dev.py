@@ -13,7 +13,7 @@ frozen probe on the same dev split (the default probe, as in the teachers' gate)
         [--lrs 1e-4,1e-3] [--steps 400]
 
 Resumable (each lr's evaluation reuses the languages already done). Writes
-docs/finetune_lr_dev.json.
+results/finetune_lr_dev.json.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--lrs", default="1e-4,1e-3", help="peak learning rates tried")
     parser.add_argument("--steps", type=int, default=FinetuneConfig.steps)
     parser.add_argument("--work", default="runs/finetune-lr-dev")
-    parser.add_argument("--out", default="docs/finetune_lr_dev.json")
+    parser.add_argument("--out", default="results/finetune_lr_dev.json")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes, one language each")
     parser.add_argument(
         "--probe-steps", type=int, default=ProbeConfig.steps, help="the frozen probe's steps"

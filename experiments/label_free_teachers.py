@@ -51,7 +51,7 @@ CARD_GATE = "\n## Gate (dev split)\n"
 
 
 # Stage 1's recipe for both iterations, chosen on dev by experiments/teacher_recipe_sweep.py
-# (docs/teacher_recipe_sweep.json): the first T1, trained at lr 1e-3 from the first step on
+# (results/teacher_recipe_sweep.json): the first T1, trained at lr 1e-3 from the first step on
 # masked frames only, stayed at the unit prior and failed its gate; 120 steps of this recipe
 # already probed at 43.8% / 51.7% dev PER (heard / unheard) against 79.5% / 77.3% with warm-up
 # alone and 74.9% / 73.0% for the untrained network.

@@ -16,7 +16,7 @@
 #      units of log-mel frames (the scratch run's units, reused); iteration 2 (RUN_DIR) predicts
 #      k-means units of layer $UNITS_LAYER (default 4, the middle of the default 8 layers) of
 #      iteration 1, from a fresh initialisation. The teacher lands in RUN_DIR/model with its card.
-# RECIPE=labelled: the recipe of the labelled CTC teacher (experiments/labelled-teacher, the
+# RECIPE=labelled: the recipe of the labelled CTC teacher (results/models/labelled-teacher, the
 #   labelled upper bound): the `train` split of English and all 15 evaluation languages,
 #   stage 1 then multilingual phone CTC on every language's labels (`tier_protocol=false`,
 #   which its card states); stage 1 gets $STAGE1_SHARE (default 0.4) of the budget.

@@ -1,6 +1,6 @@
 """Choose the evaluation probe's learning rate and length on the `dev` split (never `test`).
 
-For a trained model (the labelled CTC teacher, `experiments/labelled-teacher`) and for the
+For a trained model (the labelled CTC teacher, `results/models/labelled-teacher`) and for the
 log-mel floor, on one language of each tier:
 a probe is trained on the language's `train` split (corpus v2: its own speakers and words) and
 scored (PER) on `dev` after each length in the grid, for each learning rate, with and without
@@ -16,7 +16,7 @@ length to the next), at most five times; the shortest setting whose mean dev PER
 `FLOOR_PROBE` for log-mel). An option worse at every setting of a kind's first grid (the teacher
 is run first) is not carried into the longer runs.
 
-    python experiments/probe_selection.py [--data runs/evidence/data] [--out docs/probe_selection.json]
+    python experiments/probe_selection.py [--data runs/evidence/data] [--out results/probe_selection.json]
 
 Resumable: every (model, language, lr, standardisation, max steps) result is kept in the
 output's `runs` and skipped when present.
@@ -38,7 +38,7 @@ from distilxlsr.evaluate.harness import _extract
 from distilxlsr.evaluate.languages import load_utterances
 from distilxlsr.evaluate.per import phone_error_rate
 
-LABELLED_TEACHER = Path(__file__).resolve().parent / "labelled-teacher"
+LABELLED_TEACHER = Path(__file__).resolve().parents[1] / "results" / "models" / "labelled-teacher"
 """The CTC teacher fine-tuned on every evaluation language's phone labels (the labelled upper
 bound; shipped until the label-free T1 replaced it)."""
 
@@ -227,7 +227,7 @@ def main() -> None:
     )
     parser.add_argument("--data", default="runs/evidence/data")
     parser.add_argument("--langs", default=LANGS)
-    parser.add_argument("--out", default="docs/probe_selection.json")
+    parser.add_argument("--out", default="results/probe_selection.json")
     parser.add_argument(
         "--check",
         metavar="LR,STANDARDISE,STEPS",

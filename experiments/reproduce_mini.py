@@ -12,16 +12,16 @@ English + `label` + `heard` tiers), T2 (HuBERT's architecture, English + `label`
 - T-EN: the method and no shuffle.
 
 Then one evaluation per seed on corpus v2's `test` split of all 15 languages (probes trained on
-each language's `train` split, probe seed s, settings chosen on `dev`: docs/probe_selection.json):
-every teacher, log-mel and every student. Fine-tuning (`--mode finetune`) on the `unheard` tier:
+each language's `train` split, probe seed s, settings chosen on `dev`:
+results/probe_selection.json): every teacher, log-mel and every student. Fine-tuning (`--mode finetune`) on the `unheard` tier:
 T1, its method student and its no-shuffle student. Each model's per-utterance edit counts are
-saved as soon as they exist (docs/replication/runs/<model>-s<seed>.json, fine-tuning under
-docs/replication/finetune/), so the experiment resumes where it stopped, also in a later
+saved as soon as they exist (results/replication/runs/<model>-s<seed>.json, fine-tuning under
+results/replication/finetune/), so the experiment resumes where it stopped, also in a later
 session. The statistics pair models by seed and by test utterance and resample hierarchically:
 seeds once for every language, test voices within each language, utterances within each voice
 (evaluate/stats.py; the voices of v2's records, which did not keep speakers, are in
-docs/replication/test_voices.json, from experiments/v2_test_voices.py). The report:
-docs/replication.md and docs/replication/summary.json, with the previous bootstrap's intervals
+results/replication/test_voices.json, from experiments/v2_test_voices.py). The report:
+docs/replication.md and results/replication/summary.json, with the previous bootstrap's intervals
 beside the hierarchical ones, and the primary comparisons of the next replication with the
 effect each can detect (evaluate/power.py).
 
@@ -918,7 +918,7 @@ def report(summary_: dict, gate: dict, command: str) -> str:
         "were chosen on `dev`.",
         "",
         f"Command: `{command}`. Every number below is computed from the saved per-utterance "
-        "results in `docs/replication/runs/` (`--report-only` rewrites this page from them).",
+        "results in `results/replication/runs/` (`--report-only` rewrites this page from them).",
         "",
         "## The paper's three claims",
         "",
@@ -1086,7 +1086,7 @@ def primary_section(primary: dict) -> list[str]:
         "themselves uncertain: a planning estimate, not a promise. At v2's design (3 × 3) the "
         "standard errors are what the hierarchical bootstrap estimates; with so few seeds and "
         "voices its 95% intervals hold the truth somewhat less often than 95% "
-        "(docs/bootstrap_coverage.json).",
+        "(results/bootstrap_coverage.json).",
         "",
     ]
     designs = power["designs"]
@@ -1376,7 +1376,7 @@ def main() -> None:
         "--work", default="runs/replication-v2", help="students, English data, evaluation state"
     )
     parser.add_argument(
-        "--results", default="docs/replication/runs", help="one record per model and seed"
+        "--results", default="results/replication/runs", help="one record per model and seed"
     )
     parser.add_argument(
         "--report", default="docs/replication.md", help="the report written at the end"

@@ -2,7 +2,7 @@
 confidence intervals, and the shuffle effect (the method vs no shuffling) over seeds that redraw
 the English training data.
 
-Teacher: the labelled CTC teacher (`experiments/labelled-teacher`, shipped until the label-free
+Teacher: the labelled CTC teacher (`results/models/labelled-teacher`, shipped until the label-free
 T1 replaced it); it heard corpus v1's train splits of all 16 languages and was trained on their
 phone labels, so its top layers are a phone recogniser of these languages and it has heard
 every voice variant that corpus v2 holds out (see its card). The numbers below therefore
@@ -16,7 +16,7 @@ each seed and resamples hierarchically: seeds once for every language, test voic
 language, utterances within each voice (evaluate/stats.py).
 
     python experiments/shuffle_effect.py [--seeds 0,1,2] [--data runs/evidence/data]
-        [--work runs/evidence/shuffle] [--out docs/evidence]
+        [--work runs/evidence/shuffle] [--out results/evidence]
 
 Resumable: distilled runs resume, exported students and the evaluation are reused.
 """
@@ -42,7 +42,7 @@ from distilxlsr.evaluate.report import comparison_table, sizes_table, tier_table
 from distilxlsr.evaluate.stats import bootstrap_per, interval, p_value, voice_of
 from distilxlsr.export import export_hf
 
-LABELLED_TEACHER = Path(__file__).resolve().parent / "labelled-teacher"
+LABELLED_TEACHER = Path(__file__).resolve().parents[1] / "results" / "models" / "labelled-teacher"
 """The CTC teacher fine-tuned on every evaluation language's phone labels (the labelled upper
 bound; shipped until the label-free T1 replaced it)."""
 
@@ -135,7 +135,7 @@ def settings_line(results: dict) -> str:
     probe, floor = results["config"], results.get("floor_config") or results["config"]
     return (
         f"networks: lr {probe['lr']:g}, {probe['steps']} steps; log-mel floor: lr {floor['lr']:g}, "
-        f"{floor['steps']} steps (each chosen on dev for its kind, docs/probe_selection.json)"
+        f"{floor['steps']} steps (each chosen on dev for its kind, results/probe_selection.json)"
     )
 
 
@@ -153,12 +153,12 @@ def verdict(ci: list[float]) -> str:
 
 
 def report(results: dict, summary: dict) -> str:
-    """docs/evidence/README.md: what the teacher heard first, then the measured tables."""
+    """results/evidence/README.md: what the teacher heard first, then the measured tables."""
     sizes = summary["test_size"]
     lines = [
         "# Evidence v2, part 1: the labelled CTC teacher and the demo's recipe on corpus v2",
         "",
-        "**Teacher heard and saw:** the labelled CTC teacher (`experiments/labelled-teacher`) heard "
+        "**Teacher heard and saw:** the labelled CTC teacher (`results/models/labelled-teacher`) heard "
         "corpus v1's train splits of all 16 languages (8.5 h) and was trained on the phone "
         "labels of all 15 evaluation languages and English (stage 2, multilingual phone CTC). "
         "Corpus v1 shared its voice variants and word lists with corpus v2's held-out splits, so "
@@ -247,7 +247,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--data", default="runs/evidence/data")
     parser.add_argument("--work", default="runs/evidence/shuffle")
-    parser.add_argument("--out", default="docs/evidence")
+    parser.add_argument("--out", default="results/evidence")
     parser.add_argument("--steps", type=int, default=FULL.distill_steps)
     parser.add_argument(
         "--distill-only", action="store_true", help="stop after the students are made"

@@ -1,11 +1,11 @@
-"""The labelled CTC teacher's gate (`experiments/labelled-teacher`): on every evaluation
+"""The labelled CTC teacher's gate (`results/models/labelled-teacher`): on every evaluation
 language its probe test PER must be lower than a log-mel probe's and lower than the untrained
 network's (same harness, default probe).
 
 Runs the evaluation, prints the table and the verdict, writes OUT/results.* and appends the gate
 table to the teacher's model card.
 
-    python experiments/teacher_gate.py --teacher experiments/labelled-teacher --data data/synth --out docs/teacher_gate
+    python experiments/teacher_gate.py --teacher results/models/labelled-teacher --data data/synth --out results/teacher_gate
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from distilxlsr.demo import EVAL_LANGS
 from distilxlsr.evaluate.harness import evaluate
 from distilxlsr.evaluate.report import markdown_table
 
-LABELLED_TEACHER = Path(__file__).resolve().parent / "labelled-teacher"
+LABELLED_TEACHER = Path(__file__).resolve().parents[1] / "results" / "models" / "labelled-teacher"
 """The CTC teacher fine-tuned on every evaluation language's phone labels (the labelled upper
 bound; shipped until the label-free T1 replaced it)."""
 
@@ -31,7 +31,7 @@ def main() -> None:
     )
     parser.add_argument("--teacher", default=str(LABELLED_TEACHER))
     parser.add_argument("--data", default="data/synth")
-    parser.add_argument("--out", default="docs/teacher_gate")
+    parser.add_argument("--out", default="results/teacher_gate")
     args = parser.parse_args()
     models = [args.teacher, "logmel", f"untrained:{args.teacher}"]
     results = evaluate(models, args.data, args.out, mode="probe", langs=EVAL_LANGS)

@@ -14,7 +14,7 @@ two `unheard` languages beside the untrained network and log-mel (the gate's pro
 
     python experiments/teacher_recipe_sweep.py [--steps 120] [--recipes warmup,unmasked]
 
-Resumable (finished runs and evaluations are reused). Writes docs/teacher_recipe_sweep.json.
+Resumable (finished runs and evaluations are reused). Writes results/teacher_recipe_sweep.json.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--batch-seconds", type=float, default=60.0)
     parser.add_argument("--recipes", default=",".join(RECIPES))
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--result", default="docs/teacher_recipe_sweep.json")
+    parser.add_argument("--result", default="results/teacher_recipe_sweep.json")
     args = parser.parse_args()
     data, out = Path(args.data), Path(args.out)
     names = args.recipes.split(",")

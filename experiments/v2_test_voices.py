@@ -1,4 +1,4 @@
-"""The voice of every test utterance of replication v2's records (docs/replication/runs/),
+"""The voice of every test utterance of replication v2's records (results/replication/runs/),
 recovered without the audio: the records keep per language a digest of the utterance ids
 (`ids_sha256`), the reference phone counts and the edit counts, but not the speakers.
 
@@ -14,8 +14,8 @@ Corpus v3 (12858b1) changed the test speakers, so the pool is rebuilt here as co
 variants rotated by the voice's CRC-32 and dealt test 2 male + 1 female first, every pitch and
 every rate. A voice (the resampling unit, `evaluate.stats.voice_of`) is "voice+variant".
 
-    python experiments/v2_test_voices.py [--results docs/replication/runs]
-        [--out docs/replication/test_voices.json]
+    python experiments/v2_test_voices.py [--results results/replication/runs]
+        [--out results/replication/test_voices.json]
 """
 
 from __future__ import annotations
@@ -98,8 +98,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--results", default="docs/replication/runs")
-    parser.add_argument("--out", default="docs/replication/test_voices.json")
+    parser.add_argument("--results", default="results/replication/runs")
+    parser.add_argument("--out", default="results/replication/test_voices.json")
     args = parser.parse_args()
     languages = recover(Path(args.results))
     out = {

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).parents[1] / "benchmarks" / "mutation_report.py"
+SCRIPT = Path(__file__).parents[1] / "tools" / "mutation_report.py"
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def test_counts_and_recheck(report, tmp_path, capsys):
     assert report.main(["--mutants", str(tmp_path), "--min", "50"]) == 0
     out = capsys.readouterr().out
     assert _row(out) == "| src/pkg/mod.py | 3 | 5 | 60.0 | 0 | 1 | 0 | 1 |"
-    assert "3 verdicts from `benchmarks/mutation_recheck.py`" in out
+    assert "3 verdicts from `tools/mutation_recheck.py`" in out
     report.main(["--mutants", str(tmp_path), "--run-only"])
     assert _row(capsys.readouterr().out) == "| src/pkg/mod.py | 1 | 5 | 20.0 | 1 | 1 | 1 | 1 |"
 

@@ -464,7 +464,7 @@ def make_gate() -> dict:
 
 @pytest.fixture
 def replication(tmp_path):
-    """docs/replication/{runs,gate.json} with every model at three seeds, and the teachers."""
+    """results/replication/{runs,gate.json} with every model at three seeds, and the teachers."""
     results = write_runs(tmp_path / "replication" / "runs", CLEAR)
     (results.parent / "gate.json").write_text(json.dumps(make_gate()))
     return results, tmp_path / "replication.md", make_teachers(tmp_path / "teachers")

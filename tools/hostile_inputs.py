@@ -25,9 +25,9 @@ directory (no network: HF_HUB_OFFLINE=1, HF_HOME inside the temporary directory)
 it names what the attempt got wrong, and no `Traceback`. A traceback, exit 0 where an error was
 due, a silent wrong result or a hang (timeout) is "not handled". The script exits 0 whatever it
 measures; the failures are listed at the end and written, with the tables, to
-docs/hostile-inputs.json.
+results/hostile-inputs.json.
 
-    python benchmarks/hostile_inputs.py [--jobs 2] [--kills 12] [--groups 1,2,3,4,5] [--keep]
+    python tools/hostile_inputs.py [--jobs 2] [--kills 12] [--groups 1,2,3,4,5] [--keep]
 
 Each payload only creates a marker file inside the temporary directory.
 """
@@ -2105,7 +2105,7 @@ def main() -> int:
     )
     parser.add_argument("--groups", default="1,2,3,4,5", help="comma-separated groups to run")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", default=str(REPO / "docs" / "hostile-inputs.json"))
+    parser.add_argument("--json", default=str(REPO / "results" / "hostile-inputs.json"))
     parser.add_argument(
         "--workdir", help="parent of the temporary directory (default: system temp)"
     )
@@ -2147,7 +2147,7 @@ def main() -> int:
         summary["payloads_verified_live"] = fx.payloads_live
         summary = {
             "issue": 16,
-            "command": ("python benchmarks/hostile_inputs.py " + shlex.join(sys.argv[1:])).strip(),
+            "command": ("python tools/hostile_inputs.py " + shlex.join(sys.argv[1:])).strip(),
             "commit": _git_head(),
             "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
             "seconds": round(time.monotonic() - started),

@@ -1,7 +1,7 @@
 """Re-test the mutants a `make mutation` run did not kill (survived, no tests, timeout) against
 the tests as they are now, without a new full run (an hour of both cores here).
 
-    python benchmarks/mutation_recheck.py [--mutants mutants] [--jobs 2] [--limit 120] [--only RE]
+    python tools/mutation_recheck.py [--mutants mutants] [--jobs 2] [--limit 120] [--only RE]
 
 Why: mutmut copies the tests when its run starts and, on a busy machine, calls a mutant whose
 tests ran slowly a timeout. After new tests are written, only the mutants left over need

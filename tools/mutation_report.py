@@ -1,14 +1,14 @@
 """Summarise a mutmut run (`make mutation`): per mutated module the share of mutants killed, and
 every surviving mutant by name (`mutmut show NAME` prints its diff).
 
-    python benchmarks/mutation_report.py [--mutants mutants] [--min 85] [--diffs]
+    python tools/mutation_report.py [--mutants mutants] [--min 85] [--diffs]
 
 Reads the `.meta` files mutmut 3 writes beside each mutated module under `mutants/`. Killed:
 a test failed; timeout: the tests ran out of CPU time (an endless loop, or a loaded machine: not
 counted as killed); survived: every test that reaches the mutated function passed; no tests: no
 selected test reaches it; not checked: the run stopped first. The score is killed / total. With
 `--min`, exits with status 1 when a module scores below it. Verdicts that
-`benchmarks/mutation_recheck.py` wrote (`<mutants>/recheck.json`: the run's leftovers tested
+`tools/mutation_recheck.py` wrote (`<mutants>/recheck.json`: the run's leftovers tested
 again against newer tests) replace the run's own, unless `--run-only`.
 """
 
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         for codes in results.values():
             for name in codes.keys() & verdicts.keys():
                 codes[name] = RECHECK_CODE[verdicts[name]]
-        print(f"({len(verdicts)} verdicts from `benchmarks/mutation_recheck.py`, {rechecked})\n")
+        print(f"({len(verdicts)} verdicts from `tools/mutation_recheck.py`, {rechecked})\n")
     print("| module | killed | total | % killed | timeout | survived | no tests | not checked |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     low = []
