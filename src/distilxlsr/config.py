@@ -343,7 +343,8 @@ def from_dict(cls: type, values: dict, where: str = "config") -> Any:
     if not isinstance(values, dict):
         raise UserError(f"{label}: expected a mapping of keys to values, got {values!r}.")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    names = set(fields)
     kwargs = {}
     for key, value in values.items():
         if key not in names:
@@ -353,9 +354,21 @@ def from_dict(cls: type, values: dict, where: str = "config") -> Any:
                 f"{label}: unknown key '{key}'; {hint}valid keys are: {', '.join(sorted(names))}."
             )
         name = f"{where}.{key}" if where else key
+        if dataclasses.is_dataclass(hints[key]) and isinstance(value, dict):
+            value = _merge(_section_default(fields[key], hints[key]), value)
         kwargs[key] = _coerce(hints[key], value, name)
         _check_value(key, kwargs[key], name)
     return cls(**kwargs)
+
+
+def _section_default(f: dataclasses.Field, hint: type) -> dict:
+    """A section's default values where its field's default differs from its class's (the
+    log-mel floor's probe is a `ProbeConfig` with its own steps and lr): a section given in part
+    keeps the field's default for the rest."""
+    if f.default_factory is dataclasses.MISSING:
+        return {}
+    default = to_dict(f.default_factory())
+    return default if default != to_dict(hint()) else {}
 
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:
@@ -470,10 +483,16 @@ def resolve_config(name_or_path: str | Path) -> Path:
     )
 
 
-def load_config(path: str | Path | None, overrides: list[str] = (), cls: type = DistillConfig):
+def load_config(
+    path: str | Path | None,
+    overrides: list[str] = (),
+    cls: type = DistillConfig,
+    values: dict | None = None,
+):
     """Defaults of `cls`, then the YAML file's differences (`path`: a file or a shipped config's
-    name), then `key=value` overrides."""
-    values: dict = {}
+    name), then `values` (a nested dict of settings already typed, such as a command's options),
+    then `key=value` overrides."""
+    given, values = values or {}, {}
     if path is not None:
         path = resolve_config(path)
         try:
@@ -489,7 +508,7 @@ def load_config(path: str | Path | None, overrides: list[str] = (), cls: type = 
             ) from None
         if not isinstance(values, dict):
             raise UserError(f"config file '{path}' must hold a mapping of keys to values.")
-    values = _merge(values, parse_overrides(list(overrides)))
+    values = _merge(_merge(values, given), parse_overrides(list(overrides)))
     return from_dict(cls, values, where="")
 
 
@@ -560,17 +579,20 @@ def _field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def describe_keys(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(dotted key, default as YAML, doc) of every setting of a config dataclass."""
+def describe_keys(cls: type, prefix: str = "", instance: Any = None) -> list[tuple[str, str, str]]:
+    """(dotted key, default as YAML, doc) of every setting of a config dataclass (`instance`:
+    the one whose values are the defaults, `cls()` if not given)."""
     rows = []
     docs = _field_docs(cls)
-    defaults = to_dict(cls())
+    instance = cls() if instance is None else instance
+    defaults = to_dict(instance)
     for f in dataclasses.fields(cls):
         key = f"{prefix}{f.name}"
         if dataclasses.is_dataclass(f.type) or (
             isinstance(defaults[f.name], dict) and f.name in defaults
         ):
-            rows += describe_keys(typing.get_type_hints(cls)[f.name], key + ".")
+            section = getattr(instance, f.name)
+            rows += describe_keys(typing.get_type_hints(cls)[f.name], key + ".", section)
             continue
         default = yaml.safe_dump(defaults[f.name], default_flow_style=True).strip()
         default = default.removesuffix("...").strip()
@@ -578,11 +600,11 @@ def describe_keys(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
     return rows
 
 
-def keys_help(cls: type) -> str:
-    """Every key of a config with its default and one-line doc; required keys marked."""
+def keys_help(cls: type, required: set[str] = REQUIRED_KEYS) -> str:
+    """Every key of a config with its default and one-line doc; `required` keys marked."""
     lines = ["settings (key=value; * = required, no default):"]
     for key, default, doc in describe_keys(cls):
-        mark = "*" if key in REQUIRED_KEYS else " "
+        mark = "*" if key in required else " "
         first = re.split(r"(?<!e\.g)(?<!i\.e)\. ", doc)[0].rstrip(".")
         lines.append(f" {mark} {key} = {default}" + (f"  -- {first}" if first else ""))
     return "\n".join(lines)
