@@ -15,9 +15,11 @@ from distilxlsr.evaluate.ctc import (
     train_probe,
 )
 from distilxlsr.evaluate.features import ModelFeatures, linear_cka, resolve_model
-from distilxlsr.evaluate.harness import _extract, evaluate, provenance_line, split_label
+from distilxlsr.evaluate.harness import evaluate
 from distilxlsr.evaluate.languages import load_language
+from distilxlsr.evaluate.naming import provenance_line, split_label
 from distilxlsr.evaluate.per import phone_error_rate
+from distilxlsr.evaluate.task import extract_features as _extract
 from distilxlsr.models.teacher import load_teacher
 from distilxlsr.provenance import PROVENANCE_FILE, Provenance, write_provenance
 
@@ -600,7 +602,7 @@ def test_each_seed_trains_its_own_probe_the_one_that_seed_trains_alone(
 ):
     """`evaluate --seeds 0,1`: a probe per seed, the two different, each the probe (and the
     results) that `--seeds 0` and `--seeds 1` give."""
-    import distilxlsr.evaluate.harness as harness
+    import distilxlsr.evaluate.task as task
 
     probes = []
 
@@ -609,7 +611,7 @@ def test_each_seed_trains_its_own_probe_the_one_that_seed_trains_alone(
         probes.append({k: v.clone() for k, v in probe.state_dict().items()})
         return probe, info
 
-    monkeypatch.setattr(harness, "train_probe", kept)
+    monkeypatch.setattr(task, "train_probe", kept)
     runs = {}
     for seeds in ("0,1", "0", "1"):
         probes.clear()

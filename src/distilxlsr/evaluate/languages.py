@@ -146,6 +146,6 @@ def load_language(lang: str, lang_dir: Path, split: str | None = None) -> Langua
     return LanguageData(lang, train, test, split, vocab, skipped + skipped_test)
 
 
-def _train_subset(n: int, limit: int = 200) -> list[int]:
+def train_subset(n: int, limit: int = 200) -> list[int]:
     """Training utterances scored for train PER (a fixed subset, the same for every model)."""
     return list(range(0, n, max(1, n // limit)))[:limit]

@@ -9,9 +9,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from distilxlsr.evaluate.records import LanguageRun
+
 if TYPE_CHECKING:
     from distilxlsr.evaluate.features import ModelSpec
-    from distilxlsr.evaluate.harness import LanguageTask
+    from distilxlsr.evaluate.task import LanguageTask
 
 
 class LanguageStore:
@@ -65,13 +67,14 @@ class LanguageStore:
         }
         if stored.get("fingerprint") != _digest(facts):
             return {}
-        return {
-            spec.name: stored["runs"][spec.name]
+        runs = {
+            spec.name: _read_run(stored["runs"][spec.name])
             for spec in t.specs
             if t.settings(spec) == settings and spec.name in stored.get("runs", {})
         }
+        return {name: run for name, run in runs.items() if run is not None}
 
-    def load(self, lang: str, lang_dir: Path) -> tuple[dict, dict | None]:
+    def load(self, lang: str, lang_dir: Path) -> tuple[dict[str, LanguageRun], dict | None]:
         """({model name: run} of the stored results still valid, similarity table or None)."""
         try:
             stored = json.loads((self.root / f"{lang}.json").read_text())
@@ -82,16 +85,19 @@ class LanguageStore:
             return (self._legacy_runs(stored, lang_dir) if isinstance(stored, dict) else {}), None
         prints = {s.name: self.fingerprint(lang_dir, s) for s in self.task.specs}
         runs = {
-            name: entry["run"]
+            name: _read_run(entry.get("run"))
             for name, entry in models.items()
             if name in prints and entry.get("fingerprint") == prints[name]
         }
+        runs = {name: run for name, run in runs.items() if run is not None}
         table = stored.get("similarity")
         order = [[s.name, prints[s.name]] for s in self.task.specs]  # the first is the reference
         table_ok = table is not None and stored.get("similarity_models") == order
         return runs, table if table_ok else None
 
-    def save(self, lang: str, lang_dir: Path, runs: dict, table: dict | None) -> None:
+    def save(
+        self, lang: str, lang_dir: Path, runs: dict[str, LanguageRun], table: dict | None
+    ) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         prints = {s.name: self.fingerprint(lang_dir, s) for s in self.task.specs}
         try:  # other models' results stay (an evaluation of a subset must not drop them)
@@ -105,7 +111,7 @@ class LanguageStore:
         record = {
             "models": kept
             | {
-                name: {"fingerprint": prints[name], "run": run}
+                name: {"fingerprint": prints[name], "run": run.to_dict()}
                 for name, run in runs.items()
                 if name in prints
             },
@@ -115,6 +121,14 @@ class LanguageStore:
         tmp = self.root / f".{lang}.json.tmp"
         tmp.write_text(json.dumps(record) + "\n")
         tmp.replace(self.root / f"{lang}.json")
+
+
+def _read_run(record) -> LanguageRun | None:
+    """A stored run, or None for one that does not read (evaluated again)."""
+    try:
+        return LanguageRun.from_dict(record)
+    except (KeyError, TypeError, AttributeError):
+        return None
 
 
 def _file_stats(path: Path, pattern: str) -> list:

@@ -1,0 +1,118 @@
+"""An evaluation as a typed config (`EvaluationConfig`): the models, the corpus, the seeds and
+statistics, and the recognisers' settings (the networks' probe, the log-mel floor's probe and
+fine-tuning). Loaded like a distillation config (`distilxlsr.config`): the defaults, a YAML file
+(a path or a shipped config's name) holding only the differences, then `key=value` overrides;
+checked when loaded. The sections' defaults are those of `ProbeConfig`, `FLOOR_PROBE` and
+`FinetuneConfig` (evaluate/ctc.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from distilxlsr.config import load_config
+from distilxlsr.errors import UserError
+from distilxlsr.evaluate.ctc import FLOOR_PROBE, PROBE_OPTIMIZERS, FinetuneConfig, ProbeConfig
+from distilxlsr.evaluate.languages import check_split
+from distilxlsr.evaluate.stats import RESAMPLES
+
+MODES = ("probe", "finetune")
+MIN_RESAMPLES = 100
+"""Fewer bootstrap resamples cannot place a 95% interval's ends."""
+REQUIRED = {"models", "data", "out"}
+"""Keys without a usable default: an evaluation must set them."""
+
+
+@dataclass
+class EvaluationConfig:
+    """One evaluation: every model gets the same data, seeds and recogniser settings."""
+
+    models: list[str] = field(default_factory=list)
+    """The models, the first the reference: HF directories, hub ids, run directories, `shipped`,
+    `logmel` or `untrained:M`, each optionally labelled NAME=MODEL (`--model`, repeated)."""
+    data: str = ""
+    """Corpus directory: ROOT (every language under it) or ROOT/<lang>."""
+    out: str = ""
+    """Output directory: results.json, results.md, per.png; results kept per language and model
+    are reused by a repeat with the same settings."""
+    mode: str = "probe"
+    """`probe` (a CTC probe on the frozen layers) or `finetune` (the whole model fine-tuned)."""
+    langs: list[str] | None = None
+    """Languages to evaluate (default: every one with a train split and the split scored)."""
+    split: str | None = None
+    """The split scored: test, valid or dev (default: per language the first present of those)."""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    """One recogniser per seed and language; the statistics resample the seeds."""
+    similarity: bool = False
+    """Per-layer CKA of each student with the first model (probe mode)."""
+    compare: list[str] | None = None
+    """Model pairs A:B whose PER difference is tested, Holm-corrected (default: every model
+    against the first)."""
+    bootstrap: int = RESAMPLES
+    """Paired, hierarchical bootstrap resamples behind every interval and p-value (at least
+    100)."""
+    jobs: int = 1
+    """Worker processes on the CPU, one language each at a time (the same results)."""
+    device: str | None = None
+    """Where models run: cuda when available, else cpu (default), or a torch device name."""
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    """The probe of every network (evaluate/ctc.py, `ProbeConfig`)."""
+    floor_probe: ProbeConfig = field(default_factory=lambda: replace(FLOOR_PROBE))
+    """The log-mel floor's own probe (evaluate/ctc.py, `FLOOR_PROBE`)."""
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    """Fine-tuning (`mode: finetune`; evaluate/ctc.py, `FinetuneConfig`)."""
+
+    def check(self) -> None:
+        """One-line errors for settings an evaluation cannot run with (before any model loads)."""
+        for key, option in (
+            ("models", "--model MODEL"),
+            ("data", "--data DIR"),
+            ("out", "--out DIR"),
+        ):
+            if not getattr(self, key):
+                raise UserError(f"no {key} given: set {key} in the config, or {option}.")
+        if self.mode not in MODES:
+            raise UserError(f"--mode '{self.mode}' must be probe or finetune.")
+        if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs < 1:
+            raise UserError(
+                f"--jobs {self.jobs!r} must be a whole number of processes, at least 1."
+            )
+        check_split(self.split)
+        bootstrap = self.bootstrap
+        if (
+            isinstance(bootstrap, bool)
+            or not isinstance(bootstrap, int)
+            or bootstrap < MIN_RESAMPLES
+        ):
+            raise UserError(
+                f"--bootstrap {bootstrap!r} must be a whole number of at least "
+                f"{MIN_RESAMPLES} resamples (default {RESAMPLES}); fewer cannot place a 95% "
+                "interval's ends."
+            )
+        if not self.seeds:
+            raise UserError("seeds lists no seed; give at least one, e.g. --seeds 0.")
+        for section in ("probe", "floor_probe"):
+            optimizer = getattr(self, section).optimizer
+            if optimizer not in PROBE_OPTIMIZERS:
+                raise UserError(
+                    f"{section}.optimizer '{optimizer}' must be one of "
+                    f"{', '.join(PROBE_OPTIMIZERS)}."
+                )
+
+
+def load_evaluation(
+    path: str | Path | None, overrides: list[str] = (), values: dict | None = None
+) -> EvaluationConfig:
+    """An evaluation config: the defaults, the YAML file `path` (a file or a shipped config's
+    name), the already typed `values` (the command line's options), then `key=value` overrides;
+    checked."""
+    config = load_config(path, overrides, EvaluationConfig, values)
+    for section in ("probe", "floor_probe", "finetune"):
+        seed, default = getattr(config, section).seed, getattr(EvaluationConfig(), section).seed
+        if seed != default:
+            raise UserError(
+                f"{section}.seed={seed}: each recogniser's seed is one of `seeds`; set seeds "
+                "instead."
+            )
+    config.check()
+    return config

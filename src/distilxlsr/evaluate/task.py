@@ -1,0 +1,265 @@
+"""What an evaluation does for one language, for every model: train a CTC recogniser per seed
+on the train split, score it by PER on the test split (`LanguageTask`), in this process or in
+worker processes (`in_workers`); and the per-layer similarity of students to the reference."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from distilxlsr.conventions import SAMPLE_RATE
+from distilxlsr.evaluate.ctc import (
+    FLOOR_PROBE,
+    FinetuneConfig,
+    ProbeConfig,
+    finetune,
+    finetune_decode,
+    probe_decode,
+    train_probe,
+)
+from distilxlsr.evaluate.features import ModelFeatures, ModelSpec, layer_map_of, linear_cka
+from distilxlsr.evaluate.languages import LanguageData, load_language, train_subset
+from distilxlsr.evaluate.per import edit_distance, phone_error_rate
+from distilxlsr.evaluate.records import LanguageRun, UtteranceRecord
+
+
+@dataclass
+class LanguageTask:
+    """What `evaluate` does for one language, for every model: the same in a worker process."""
+
+    specs: list[ModelSpec]
+    stride: int
+    mode: str
+    seeds: list[int]
+    similarity: bool
+    probe: ProbeConfig
+    finetune_config: FinetuneConfig
+    split: str | None
+    floor_probe: ProbeConfig = field(default_factory=lambda: FLOOR_PROBE)
+
+    def probe_for(self, spec: ModelSpec) -> ProbeConfig:
+        """The floor's probe for log-mel, the networks' probe for every other model."""
+        return self.floor_probe if spec.kind == "logmel" else self.probe
+
+    def settings(self, spec: ModelSpec) -> dict:
+        return (
+            asdict(self.probe_for(spec)) if self.mode == "probe" else asdict(self.finetune_config)
+        )
+
+    def load(self, device: str) -> dict[str, ModelFeatures]:
+        return {
+            spec.name: ModelFeatures(spec, frame_stride=self.stride, device=device)
+            if spec.kind == "logmel"
+            else ModelFeatures(spec, device=device)
+            for spec in self.specs
+        }
+
+    def run(
+        self,
+        lang: str,
+        lang_dir: Path,
+        loaded: dict[str, ModelFeatures],
+        device: str,
+        progress=None,
+        names: list[str] | None = None,
+    ) -> tuple[str, dict[str, LanguageRun], dict | None]:
+        """(lang, {model name: its run}, similarity table or None), for the models `names`
+        (default: all)."""
+        data_l = load_language(lang, lang_dir, self.split)
+        cache: dict[str, dict[str, list[torch.Tensor]]] = {}
+        runs = {}
+        for spec in self.specs:
+            if names is not None and spec.name not in names:
+                continue
+            if progress is not None:
+                progress.set_postfix(model=spec.name, lang=lang)
+            runs[spec.name] = self._run_model(spec, loaded[spec.name], data_l, cache, device)
+            if progress is not None:
+                progress.update(1)
+        table = None
+        if self.similarity and self.mode == "probe" and len(cache) == len(self.specs):
+            table = similarity_table(self.specs, loaded, cache)  # {} when no layer map
+        return lang, runs, table
+
+    def _run_model(
+        self, spec: ModelSpec, features: ModelFeatures, data_l: LanguageData, cache, device: str
+    ) -> LanguageRun:
+        run = new_run(data_l)
+        train_labels = [data_l.encode(p) for p in data_l.train.phones]
+        subset = train_subset(len(data_l.train.ids))
+        if self.mode == "probe":
+            start = time.perf_counter()
+            cache[spec.name] = {
+                "train": extract_features(features, data_l.train.waves),
+                "test": extract_features(features, data_l.test.waves),
+            }
+            run.feature_seconds = time.perf_counter() - start
+            run.layer_weights = []
+        for seed in self.seeds:
+            if self.mode == "probe":
+                feats = cache[spec.name]
+                config = with_seed(self.probe_for(spec), seed)
+                head, info = train_probe(feats["train"], train_labels, len(data_l.vocab), config)
+                test_hyp = probe_decode(head, feats["test"])
+                train_hyp = probe_decode(head, [feats["train"][i] for i in subset])
+                run.layer_weights.append([round(w, 4) for w in head.layer_weights().tolist()])
+            else:
+                test_hyp, train_hyp, info = self._finetune(
+                    spec, features, data_l, train_labels, subset, seed, device
+                )
+            score(run, data_l, test_hyp, train_hyp, subset)
+            run.seconds.append(info["seconds"])
+            run.steps = info["steps"]
+        return run
+
+    def _finetune(self, spec, features, data_l, train_labels, subset, seed: int, device: str):
+        """(test hypotheses, train-subset hypotheses, training info) of one fine-tuning."""
+        model, info = finetune(
+            spec.path,
+            data_l.train.waves,
+            train_labels,
+            len(data_l.vocab),
+            with_seed(self.finetune_config, seed),
+            features.normalize,
+            device,
+        )
+        test_hyp = finetune_decode(model, data_l.test.waves, features.normalize, device)
+        train_hyp = finetune_decode(
+            model, [data_l.train.waves[i] for i in subset], features.normalize, device
+        )
+        return test_hyp, train_hyp, info
+
+
+def new_run(data_l: LanguageData) -> LanguageRun:
+    """A model's run on a language before any seed: the test split's utterances and sizes."""
+    test = data_l.test
+    return LanguageRun(
+        phones=sum(len(p) for p in test.phones),
+        unseen_phones=data_l.unseen_test_phones,
+        test_split=data_l.test_split,
+        train_seconds=data_l.train.seconds,
+        test_seconds=test.seconds,
+        skipped=data_l.skipped,
+        utterances=[
+            UtteranceRecord(i, speaker, len(p))
+            for i, speaker, p in zip(test.ids, test.speakers, test.phones, strict=True)
+        ],
+    )
+
+
+def score(run: LanguageRun, data_l: LanguageData, test_hyp, train_hyp, subset: list[int]) -> None:
+    """One seed's test edits per utterance, test PER and train-subset PER, added to `run`."""
+    edits = [
+        edit_distance(ref, data_l.decode(hyp))
+        for ref, hyp in zip(data_l.test.phones, test_hyp, strict=True)
+    ]
+    for record, count in zip(run.utterances, edits, strict=True):
+        record.edits.append(count)
+    run.per.append(sum(edits) / run.phones)  # = phone_error_rate
+    run.train_per.append(
+        phone_error_rate(
+            [data_l.train.phones[i] for i in subset], [data_l.decode(h) for h in train_hyp]
+        )
+    )
+
+
+def extract_features(
+    features: ModelFeatures, waves: list[np.ndarray], batch_seconds: float = 60.0
+) -> list[torch.Tensor]:
+    """Features of every utterance, batched by length (the cache the probe trains on)."""
+    order = np.argsort([len(w) for w in waves])
+    out: list[torch.Tensor | None] = [None] * len(waves)
+    batch: list[int] = []
+    for i in order:
+        if batch and (len(batch) + 1) * len(waves[i]) / SAMPLE_RATE > batch_seconds:
+            for j, f in zip(batch, features([waves[k] for k in batch]), strict=True):
+                out[j] = f
+            batch = []
+        batch.append(int(i))
+    if batch:
+        for j, f in zip(batch, features([waves[k] for k in batch]), strict=True):
+            out[j] = f
+    return out  # type: ignore[return-value]
+
+
+def with_seed(config, seed: int):
+    """A copy of a probe or fine-tuning config with another seed."""
+    copy_ = type(config)(**asdict(config))
+    copy_.seed = seed
+    return copy_
+
+
+def similarity_table(specs: list[ModelSpec], loaded: dict, cache: dict) -> dict:
+    """Linear CKA between each student layer and its mapped teacher layer (test utterances).
+    The first model is the teacher; students are models with a recorded layer map."""
+    teacher = specs[0].name
+    table = {}
+    for spec in specs[1:]:
+        if spec.kind != "hf":
+            continue
+        info = layer_map_of(spec.path)
+        n_student = loaded[spec.name].num_layers - 1
+        n_teacher = loaded[teacher].num_layers - 1
+        targets = (
+            info.targets
+            if info
+            else [round((i + 1) * n_teacher / n_student) for i in range(n_student)]
+        )
+        t_feats, s_feats = cache[teacher]["test"], cache[spec.name]["test"]
+        scores = []
+        for i, t in enumerate(targets):
+            xs = torch.cat(
+                [
+                    s[i + 1, : min(s.shape[1], u.shape[1])]
+                    for s, u in zip(s_feats, t_feats, strict=True)
+                ]
+            )
+            ys = torch.cat(
+                [u[t, : min(s.shape[1], u.shape[1])] for s, u in zip(s_feats, t_feats, strict=True)]
+            )
+            scores.append(round(linear_cka(xs[:20000], ys[:20000]), 4))
+        table[spec.name] = {"targets": list(targets), "cka": scores}
+    return table
+
+
+_WORKER: dict = {}
+
+
+def _worker_run(task: LanguageTask, lang: str, lang_dir: Path, names: list[str]):
+    """One language in a worker process (one torch thread; models loaded once per worker)."""
+    key = (task.specs, task.stride)
+    if _WORKER.get("key") != key:
+        torch.set_num_threads(1)
+        _WORKER.update(key=key, loaded=task.load("cpu"))
+    return task.run(lang, lang_dir, _WORKER["loaded"], "cpu", names=names)
+
+
+def _worker_start(progress_bars: bool) -> None:
+    """A spawned worker shows transformers' progress bars ("Loading weights") only where its
+    parent does (the command line turns them off)."""
+    import transformers  # noqa: PLC0415
+
+    if not progress_bars:
+        transformers.logging.disable_progress_bar()
+
+
+def in_workers(task: LanguageTask, languages: list[tuple[str, Path, list[str]]], jobs: int):
+    """Languages evaluated by `jobs` spawned processes, yielded in the given order as they
+    finish (each language's result does not depend on the process that computed it)."""
+    import multiprocessing  # noqa: PLC0415
+    from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
+
+    import transformers  # noqa: PLC0415
+
+    context = multiprocessing.get_context("spawn")
+    bars = transformers.logging.is_progress_bar_enabled()
+    with ProcessPoolExecutor(
+        min(jobs, len(languages)), mp_context=context, initializer=_worker_start, initargs=(bars,)
+    ) as pool:
+        futures = [pool.submit(_worker_run, task, lang, d, names) for lang, d, names in languages]
+        for future in futures:
+            yield future.result()
