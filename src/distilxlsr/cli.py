@@ -190,39 +190,39 @@ def _cmd_shuffle(args: argparse.Namespace) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from dataclasses import replace
-
-    from distilxlsr.evaluate.ctc import FLOOR_PROBE, FinetuneConfig, ProbeConfig
-    from distilxlsr.evaluate.harness import evaluate
+    from distilxlsr.evaluate.harness import run_evaluation
+    from distilxlsr.evaluate.recipe import load_evaluation
     from distilxlsr.evaluate.report import report_markdown
 
-    probe, finetune, floor = ProbeConfig(), FinetuneConfig(), replace(FLOOR_PROBE)
-    if args.steps is not None:
-        probe.steps = finetune.steps = args.steps
-    if args.floor_steps is not None:
-        floor.steps = args.floor_steps
-    langs = [x for x in args.langs.split(",") if x] if args.langs else None
-    seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
-    compare = [x.strip() for x in args.compare.split(",")] if args.compare is not None else None
-    results = evaluate(
-        args.model,
-        args.data,
-        args.out,
-        mode=args.mode,
-        langs=langs,
-        seeds=seeds,
-        similarity=args.similarity,
-        probe=probe,
-        finetune_config=finetune,
-        floor_probe=floor,
-        compare=compare,
-        split=args.split,
-        bootstrap=args.bootstrap,
-        jobs=args.jobs,
-    )
+    config = load_evaluation(args.config, args.overrides, evaluate_options(args))
+    if args.steps is not None:  # the steps of the recogniser the mode trains
+        section = "probe" if config.mode == "probe" else "finetune"
+        values = evaluate_options(args) | {section: {"steps": args.steps}}
+        config = load_evaluation(args.config, args.overrides, values)
+    results = run_evaluation(config)
     print(report_markdown(results))
-    out = Path(args.out)
+    out = Path(config.out)
     print(f"results in {out / 'results.json'}, {out / 'results.md'} and {out / 'per.png'}")
+
+
+def evaluate_options(args: argparse.Namespace) -> dict:
+    """`evaluate`'s options as settings of its config (`--steps` aside, which needs the mode):
+    the options given, each a shortcut for its key."""
+    values: dict = {}
+    if args.model:
+        values["models"] = list(args.model)
+    if args.langs is not None:
+        values["langs"] = [x for x in args.langs.split(",") if x]
+    if args.seeds is not None:
+        values["seeds"] = args.seeds  # `0,1,2`, read as the list it is
+    if args.compare is not None:
+        values["compare"] = [x.strip() for x in args.compare.split(",")]
+    if args.floor_steps is not None:
+        values["floor_probe"] = {"steps": args.floor_steps}
+    for key in ("data", "out", "mode", "split", "similarity", "bootstrap", "jobs"):
+        if getattr(args, key) is not None:
+            values[key] = getattr(args, key)
+    return values
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:
@@ -456,64 +456,92 @@ def _parser_shuffle(sub) -> None:
 
 
 def _parser_evaluate(sub) -> None:
-    p = sub.add_parser("evaluate", help="cross-lingual phone recognition (PER) of models")
+    def keys() -> str:
+        from distilxlsr.config import keys_help
+        from distilxlsr.evaluate.recipe import REQUIRED, EvaluationConfig
+
+        return keys_help(EvaluationConfig, REQUIRED)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="cross-lingual phone recognition (PER) of models",
+        description="Every option is a shortcut for a setting (listed below); a --config file "
+        "holds the settings that differ from the defaults, and key=value overrides come last.",
+        epilog=keys,  # listed when --help asks (it imports torch)
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--config",
+        help="a shipped evaluation config's name (`distilxlsr config list`) or a YAML file "
+        "holding the differences from the defaults",
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        help="key=value settings, e.g. probe.steps=200 seeds=0,1,2 (applied last)",
+    )
     p.add_argument(
         "--model",
         action="append",
-        required=True,
         metavar="[NAME=]MODEL",
-        help="HF dir, hub id, run dir, `logmel` or `untrained:M`, optionally labelled NAME=MODEL "
-        "(NAME: letters, digits, _.:+-; the row's name in the results); repeat; the first is "
-        "the reference",
+        help="models: HF dir, hub id, run dir, `logmel` or `untrained:M`, optionally labelled "
+        "NAME=MODEL (NAME: letters, digits, _.:+-; the row's name in the results); repeat; the "
+        "first is the reference",
     )
-    p.add_argument("--data", required=True, help="corpus directory (ROOT or ROOT/<lang>)")
+    p.add_argument("--data", help="data: corpus directory (ROOT or ROOT/<lang>)")
     p.add_argument(
         "--langs",
-        help="comma-separated languages (default: all with a train split and the split scored)",
+        help="langs: comma-separated languages (default: all with a train split and the split "
+        "scored)",
     )
-    p.add_argument("--mode", default="probe", choices=["probe", "finetune"])
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2 (mean ± std)")
+    p.add_argument("--mode", choices=["probe", "finetune"], help="mode (default probe)")
+    p.add_argument("--out", help="out: output directory")
+    p.add_argument(
+        "--seeds", help="seeds: comma-separated, e.g. 0,1,2 (default 0; mean ± std and intervals)"
+    )
     p.add_argument(
         "--steps",
         type=_positive_int,
-        help="training steps per language (default: probe 1000, finetune 400)",
+        help="probe.steps (--mode probe) or finetune.steps (--mode finetune): training steps "
+        "per language",
     )
     p.add_argument(
         "--floor-steps",
         type=_positive_int,
-        help="probe steps of the logmel floor (default 4000: chosen on dev for log-mel)",
+        help="floor_probe.steps: probe steps of the logmel floor (its own probe, chosen on dev "
+        "for log-mel)",
     )
     p.add_argument(
-        "--similarity", action="store_true", help="per-layer CKA of students vs the first model"
+        "--similarity",
+        action="store_true",
+        default=None,
+        help="similarity: per-layer CKA of students vs the first model",
     )
     p.add_argument(
         "--split",
         choices=["test", "dev", "valid"],
-        help="the split to score on (default: per language the first present of test, valid, "
-        "dev); languages without it are skipped, or an error if --langs names them",
+        help="split: the split to score on (default: per language the first present of test, "
+        "valid, dev); languages without it are skipped, or an error if --langs names them",
     )
     p.add_argument(
         "--compare",
         metavar="A:B[,C:D]",
-        help="model pairs (names or labels) whose PER difference is tested (default: every model "
-        "against the first); p-values are Holm-corrected over the pairs listed",
+        help="compare: model pairs (names or labels) whose PER difference is tested (default: "
+        "every model against the first); p-values are Holm-corrected over the pairs listed",
     )
     p.add_argument(
         "--bootstrap",
         type=int,
-        default=1000,
         metavar="N",
-        help="paired, hierarchical bootstrap resamples (seeds once for every language, test "
-        "voices within each language, utterances within each voice) behind the 95%% intervals "
-        "and p-values (default 1000, at least 100)",
+        help="bootstrap: paired, hierarchical bootstrap resamples (seeds once for every "
+        "language, test voices within each language, utterances within each voice) behind the "
+        "95%% intervals and p-values (default 1000, at least 100)",
     )
     p.add_argument(
         "--jobs",
         type=_positive_int,
-        default=1,
-        help="worker processes on the CPU, one language each at a time (same results; each "
-        "loads every model)",
+        help="jobs: worker processes on the CPU, one language each at a time (same results; "
+        "each loads every model)",
     )
     p.set_defaults(func=_cmd_evaluate)
 
@@ -594,7 +622,13 @@ def _parser_config(sub) -> None:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that suggests the nearest choice for a mistyped subcommand or option value."""
+    """argparse that suggests the nearest choice for a mistyped subcommand or option value, and
+    whose epilog may be a function, called when the help is shown."""
+
+    def format_help(self) -> str:
+        if callable(self.epilog):
+            self.epilog = self.epilog()
+        return super().format_help()
 
     def error(self, message: str):
         found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
