@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint format clean reproduce-mini mutation mutation-recheck
+.PHONY: setup demo test test-fast lint format clean reproduce-mini mutation mutation-recheck
 
 setup: $(STAMP)
 
@@ -27,8 +27,13 @@ reproduce-mini: setup
 	$(BIN)/python experiments/label_free_teachers.py
 	$(BIN)/python experiments/reproduce_mini.py
 
+# The whole suite, with the 15 slowest tests named at the end (CI prints them too).
 test: setup
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
+
+# Everything but the end-to-end runs marked `slow` (about a minute or two less).
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow" tests
 
 # Mutation testing of the core modules ([tool.mutmut] in pyproject.toml; not part of `make test`):
 # a fresh run in mutants/, then the share of mutants killed per module and the survivors. One

@@ -9,6 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from distilxlsr.data.toy import make_toy_corpus  # noqa: E402
 from tests.helpers import tiny_model  # noqa: E402
@@ -44,3 +45,13 @@ def two_language_corpus(tmp_path_factory):
     make_toy_corpus(root, "en", "train", num_utterances=10, seed=0)
     make_toy_corpus(root, "sw", "train", num_utterances=10, seed=1)
     return root
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` need a CUDA device: skipped, and said so, on a machine without one."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (marked gpu)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -40,6 +40,7 @@ def test_distill_throughput_with_hook_or_explicit_taps(tiny_shape):
         common.distill_throughput(tiny_shape, utterances=1, seconds=0.5, steps=1, taps="other")
 
 
+@pytest.mark.slow
 def test_inference_ratio(monkeypatch):
     """The student's peak memory is below the teacher's by at least the weights of the layers
     it lacks (memory, not time, is asserted; latency is measured with no minimum duration)."""

@@ -113,6 +113,7 @@ def test_prepare_refuses_bad_options(tmp_path, capsys, option, message):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_evaluate_labels_split_compare_and_bootstrap(tmp_path, capsys):
     import json
 

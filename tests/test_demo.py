@@ -11,6 +11,7 @@ from distilxlsr.demo import FULL, SHIPPED, _check_demo_run, demo_distill_config,
 from distilxlsr.errors import UserError
 
 
+@pytest.mark.slow
 def test_quick_demo_end_to_end(tmp_path, capfd):
     root = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(root)]) == 0

@@ -3,7 +3,10 @@
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow
 def test_import_leaves_the_allocator_alone_and_the_cli_tunes_it():
     probe = (
         "import distilxlsr._malloc as m\n"

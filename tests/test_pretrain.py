@@ -275,6 +275,7 @@ def _run_gpu_script(tmp_path: Path, name: str, budget: int):
     )
 
 
+@pytest.mark.slow
 def test_gpu_script_sizes_both_iterations_to_its_budget(tmp_path):
     """The label-free teacher's recipe at toy size on the CPU: corpus v2's pretrain split of
     English and the label and heard tiers, calibration, then HuBERT's two iterations whose step

@@ -62,6 +62,7 @@ def shipped_run(tmp_path_factory, toy_corpus):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_run_stopped_before_its_last_step_exits_with_the_signal(
     tmp_path, teacher_dir, toy_corpus, sig, code
@@ -137,6 +138,7 @@ def test_tiny_cpu_says_when_its_warm_up_outlasts_the_run(tmp_path, teacher_dir, 
     assert "warning: train.warmup_steps=20 is not below train.max_steps=1" in printed
 
 
+@pytest.mark.slow
 def test_exported_files_name_no_local_path_and_the_card_cites_the_paper(shipped_run, tmp_path):
     hf = tmp_path / "student"
     assert main(["export", str(shipped_run), "--out", str(hf)]) == 0
@@ -219,6 +221,7 @@ def test_export_warns_when_the_results_name_no_model_it_can_match(shipped_run, t
     assert "## Evaluation" not in (tmp_path / "s" / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_the_package_top_level_api_is_light_and_complete():
     probe = (
         "import sys, distilxlsr\n"
@@ -267,6 +270,7 @@ def test_fine_tuning_prints_no_load_report(tmp_path, teacher_dir, eval_corpus, c
     assert "LOAD REPORT" not in said.err + said.out and "MISSING" not in said.err + said.out
 
 
+@pytest.mark.slow
 def test_a_hub_id_without_a_network_fails_at_once(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.upper().endswith("PROXY")}
     env.pop("HF_HUB_OFFLINE", None)

@@ -141,6 +141,7 @@ def _run_until(cmd, out: Path, checkpoint: str, sig: int) -> None:
     proc.wait(timeout=60)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_interrupted_run_resumes_bit_identical(tmp_path, teacher_dir, toy_corpus, sig):
     straight = tmp_path / "straight"
@@ -276,6 +277,7 @@ def test_dry_run_counts_xlsr_300m(capsys):
     assert lines[2] == "ratio student/teacher: 0.521"
 
 
+@pytest.mark.slow
 def test_two_process_gloo_run_keeps_ranks_identical(tmp_path, teacher_dir, toy_corpus):
     out = tmp_path / "ddp"
     args = _overrides(

@@ -53,6 +53,7 @@ def test_probe_learns(eval_corpus):
     assert trained < 0.85, (trained, untrained)
 
 
+@pytest.mark.slow
 def test_evaluate_writes_reports_and_is_deterministic(tmp_path, eval_corpus, teacher_dir):
     models = [str(teacher_dir), "logmel", f"untrained:{teacher_dir}"]
     probe = ProbeConfig(steps=30)
@@ -448,6 +449,7 @@ def test_finetuning_keeps_the_cnn_frozen_and_trains_head_then_body(teacher_dir, 
     assert model.lm_head.weight.shape[0] == len(load_language("aa", eval_corpus / "aa").vocab)
 
 
+@pytest.mark.slow
 def test_languages_in_worker_processes_give_the_same_results(tmp_path, eval_corpus, teacher_dir):
     models = [f"t={teacher_dir}", "logmel"]
     probe = ProbeConfig(steps=5)

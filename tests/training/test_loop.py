@@ -57,6 +57,7 @@ def _same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_pretraining_killed_in_stage_2_resumes_bit_identical(tmp_path, corpus):
     straight = tmp_path / "straight"
     subprocess.run(_pretrain(corpus, straight, 0), check=True, capture_output=True)
@@ -89,6 +90,7 @@ def test_pretraining_killed_in_stage_2_resumes_bit_identical(tmp_path, corpus):
     assert steps == sorted(set(steps)) == [3, 4, 6, 9, 12]
 
 
+@pytest.mark.slow
 def test_two_process_pretraining_keeps_ranks_identical(tmp_path, corpus):
     out = tmp_path / "ddp"
     args = [
