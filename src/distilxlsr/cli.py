@@ -211,7 +211,7 @@ def evaluate_options(args: argparse.Namespace) -> dict:
     values: dict = {}
     if args.model:
         values["models"] = list(args.model)
-    if args.langs is not None:
+    if args.langs:
         values["langs"] = [x for x in args.langs.split(",") if x]
     if args.seeds is not None:
         values["seeds"] = args.seeds  # `0,1,2`, read as the list it is
@@ -465,8 +465,8 @@ def _parser_evaluate(sub) -> None:
     p = sub.add_parser(
         "evaluate",
         help="cross-lingual phone recognition (PER) of models",
-        description="Every option is a shortcut for a setting (listed below); a --config file "
-        "holds the settings that differ from the defaults, and key=value overrides come last.",
+        description="Every option is a shortcut for a setting (listed below); a --config file\n"
+        "holds the settings that differ from the defaults; key=value arguments come last.",
         epilog=keys,  # listed when --help asks (it imports torch)
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
