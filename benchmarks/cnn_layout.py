@@ -35,8 +35,8 @@ from distilxlsr.bench.common import (
     ratio_pairs,
 )
 from distilxlsr.models import layers
+from distilxlsr.models.loading import model_class
 from distilxlsr.models.presets import shape_config
-from distilxlsr.models.teacher import model_class
 
 CPU = torch.device("cpu")
 

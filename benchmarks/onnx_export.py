@@ -174,8 +174,8 @@ def ensure_inputs(
                 synthesize_corpus(data, ["en"], 4.0, "train", seed=0)
             distill(demo_distill_config(TEACHER, data, run_dir, distill_steps))
         return str(run_dir), data / lang
+    from distilxlsr.models.loading import count_parameters, feature_extractor, load_teacher
     from distilxlsr.models.student import init_student, save_student
-    from distilxlsr.models.teacher import count_parameters, feature_extractor, load_teacher
 
     student = str(work / "student-jump2")
     if not (Path(student) / "config.json").is_file():

@@ -67,7 +67,7 @@ from distilxlsr.evaluate.stats import (
     voice_of,
 )
 from distilxlsr.export import export_hf
-from distilxlsr.models.teacher import group_norm_cnn, load_config
+from distilxlsr.models.loading import group_norm_cnn, load_config
 
 # Layer maps are given for an 8-layer teacher (the label-free teachers): N = 4.
 VARIANTS = {

@@ -10,8 +10,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from distilxlsr.models.loading import model_class
 from distilxlsr.models.presets import tiny_config
-from distilxlsr.models.teacher import model_class
 
 
 def tiny_model(model_type: str = "wav2vec2", pre_ln: bool = True, layers: int = 4, seed: int = 0):

@@ -15,7 +15,7 @@ from distilxlsr.cli import main
 from distilxlsr.errors import UserError
 from distilxlsr.export_onnx import OUTPUT_NAMES, export_onnx, require_onnx
 from distilxlsr.models.layers import LayerTap
-from distilxlsr.models.teacher import load_model
+from distilxlsr.models.loading import load_model
 from tests.helpers import tiny_model
 
 LAYERS = 3

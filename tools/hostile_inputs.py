@@ -312,8 +312,8 @@ class Fixtures:
 
         from distilxlsr.data.toy import make_toy_corpus
         from distilxlsr.models.interop import export_official
+        from distilxlsr.models.loading import model_class
         from distilxlsr.models.presets import tiny_config
-        from distilxlsr.models.teacher import model_class
 
         torch.manual_seed(0)
         teacher = model_class("wav2vec2")(tiny_config("wav2vec2", pre_ln=True, layers=4))

@@ -18,9 +18,9 @@ from distilxlsr.errors import RunStopped, UserError
 
 def _cmd_init_student(args: argparse.Namespace) -> None:
     from distilxlsr.models.layers import parse_layer_map
+    from distilxlsr.models.loading import count_parameters, load_config, load_teacher, model_class
     from distilxlsr.models.presets import SHAPES, shape_config
     from distilxlsr.models.student import save_student, student_config
-    from distilxlsr.models.teacher import count_parameters, load_config, load_teacher, model_class
 
     if args.dry_run:
         # Parameter counts from the config alone: build on the meta device (no memory, no weights).
@@ -41,7 +41,7 @@ def _cmd_init_student(args: argparse.Namespace) -> None:
 
     student, layer_map = init_student(teacher, args.layers, args.targets, seed=args.seed)
     save_student(student, layer_map, args.teacher, count_parameters(teacher), Path(args.out))
-    from distilxlsr.models.teacher import feature_extractor
+    from distilxlsr.models.loading import feature_extractor
 
     feature_extractor(args.teacher, teacher.config).save_pretrained(args.out)
     _print_counts(args.teacher, layer_map, count_parameters(teacher), count_parameters(student))

@@ -31,7 +31,7 @@ from torch import nn
 
 from distilxlsr.errors import UserError
 from distilxlsr.models.layers import LayerTap
-from distilxlsr.models.teacher import load_model
+from distilxlsr.models.loading import load_model
 
 INPUT_NAMES = ["input_values", "attention_mask"]
 OUTPUT_NAMES = ["last_hidden_state", "layer_features", "frame_lengths"]

@@ -24,8 +24,8 @@ from distilxlsr.data.corpora import load_cuts
 from distilxlsr.data.loader import collate
 from distilxlsr.distill.train import Distiller, distill
 from distilxlsr.models.layers import parse_layer_map
+from distilxlsr.models.loading import load_teacher
 from distilxlsr.models.student import build_student
-from distilxlsr.models.teacher import load_teacher
 from distilxlsr.training import checkpoint as ckpt
 from distilxlsr.training.checkpoint import list_checkpoints
 

@@ -21,8 +21,8 @@ from distilxlsr.evaluate.ctc import (
     tri_stage,
 )
 from distilxlsr.models.frames import frame_lengths
+from distilxlsr.models.loading import model_class
 from distilxlsr.models.presets import tiny_config
-from distilxlsr.models.teacher import model_class
 from tests.helpers import randomize_norms
 
 # --- the tri-stage learning-rate schedule ------------------------------------------------------

@@ -20,7 +20,7 @@ from distilxlsr.evaluate.languages import load_language
 from distilxlsr.evaluate.naming import provenance_line, split_label
 from distilxlsr.evaluate.per import phone_error_rate
 from distilxlsr.evaluate.task import extract_features as _extract
-from distilxlsr.models.teacher import load_teacher
+from distilxlsr.models.loading import load_teacher
 from distilxlsr.provenance import PROVENANCE_FILE, Provenance, write_provenance
 
 
@@ -370,8 +370,8 @@ def test_evaluate_reads_a_prepared_fairseq_directory(tmp_path):
 
 
 def test_two_models_with_one_name_keep_their_own_rows(tmp_path, eval_corpus, teacher_dir):
+    from distilxlsr.models.loading import count_parameters, load_teacher
     from distilxlsr.models.student import save_student
-    from distilxlsr.models.teacher import count_parameters, load_teacher
 
     teacher = load_teacher(str(teacher_dir))
     paths = []

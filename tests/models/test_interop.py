@@ -14,8 +14,8 @@ import transformers
 from distilxlsr.errors import UserError
 from distilxlsr.models import interop
 from distilxlsr.models.layers import LayerTap
+from distilxlsr.models.loading import load_model
 from distilxlsr.models.presets import tiny_config
-from distilxlsr.models.teacher import load_model
 
 HIDDEN, FFN, HEADS = 32, 64, 2
 CONV = [(24, 10, 5), (24, 8, 4), (24, 8, 4)]

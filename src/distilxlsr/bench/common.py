@@ -124,9 +124,9 @@ def model_pair(
     from distilxlsr.config import load_config  # noqa: PLC0415
     from distilxlsr.distill.distiller import Distiller, prepare_for_distillation  # noqa: PLC0415
     from distilxlsr.models.layers import parse_layer_map  # noqa: PLC0415
+    from distilxlsr.models.loading import model_class  # noqa: PLC0415
     from distilxlsr.models.presets import shape_config  # noqa: PLC0415
     from distilxlsr.models.student import build_student  # noqa: PLC0415
-    from distilxlsr.models.teacher import model_class  # noqa: PLC0415
 
     config = shape_config(shape)
     config.layerdrop = 0.0

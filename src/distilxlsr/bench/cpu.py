@@ -125,7 +125,7 @@ def _inference_child(model_type, config_dict, utterances, seconds, queue):
 
     import psutil  # noqa: PLC0415
 
-    from distilxlsr.models.teacher import model_class  # noqa: PLC0415
+    from distilxlsr.models.loading import model_class  # noqa: PLC0415
 
     try:
         process = psutil.Process()

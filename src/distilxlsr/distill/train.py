@@ -28,14 +28,14 @@ from distilxlsr.distill.distiller import (  # noqa: F401 (Distiller: the package
 )
 from distilxlsr.errors import RunStopped, UserError
 from distilxlsr.models.layers import LayerMap, parse_layer_map
-from distilxlsr.models.student import StudentInfo, build_student
-from distilxlsr.models.teacher import (
+from distilxlsr.models.loading import (
     card_license,
     count_parameters,
     feature_extractor,
     group_norm_cnn,
     load_teacher,
 )
+from distilxlsr.models.student import StudentInfo, build_student
 from distilxlsr.provenance import student_provenance, write_provenance
 from distilxlsr.shipped import resolve_model
 from distilxlsr.training import checkpoint as ckpt

@@ -332,7 +332,7 @@ def finetune(
     `reuse_cnn_outputs`: a frozen layer-norm CNN runs once per training utterance, not at every
     step (`FrozenCNNOutputs`; the same values to float rounding); False runs it every step."""
     from distilxlsr.evaluate.features import hf_ctc_class  # noqa: PLC0415
-    from distilxlsr.models.teacher import group_norm_cnn, load_config  # noqa: PLC0415
+    from distilxlsr.models.loading import group_norm_cnn, load_config  # noqa: PLC0415
 
     start = time.perf_counter()
     base_config = load_config(model_path)

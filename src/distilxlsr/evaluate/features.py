@@ -16,8 +16,7 @@ from distilxlsr.data.logmel import LogMel
 from distilxlsr.errors import UserError
 from distilxlsr.export import student_info
 from distilxlsr.models.layers import LayerTap
-from distilxlsr.models.student import StudentInfo
-from distilxlsr.models.teacher import (
+from distilxlsr.models.loading import (
     count_parameters,
     feature_extractor,
     group_norm_cnn,
@@ -25,6 +24,7 @@ from distilxlsr.models.teacher import (
     load_model,
     model_class,
 )
+from distilxlsr.models.student import StudentInfo
 from distilxlsr.shipped import SHIPPED, shipped_teacher
 from distilxlsr.training.rundir import RunDir
 

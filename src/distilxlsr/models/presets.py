@@ -8,7 +8,7 @@ from transformers import PretrainedConfig
 
 from distilxlsr.conventions import XLSR_CONV_KERNEL, XLSR_CONV_STRIDE
 from distilxlsr.errors import UserError
-from distilxlsr.models.teacher import MODEL_CLASSES
+from distilxlsr.models.loading import MODEL_CLASSES
 
 
 def xlsr_config(hidden: int, layers: int, ffn: int, heads: int) -> transformers.Wav2Vec2Config:

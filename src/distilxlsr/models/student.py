@@ -18,7 +18,7 @@ import torch
 from transformers import PreTrainedModel
 
 from distilxlsr.models.layers import LayerMap, parse_layer_map
-from distilxlsr.models.teacher import count_parameters
+from distilxlsr.models.loading import count_parameters
 
 _LAYER_KEY = re.compile(r"^encoder\.layers\.(\d+)\.(.+)$")
 

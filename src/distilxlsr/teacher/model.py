@@ -14,8 +14,8 @@ import torch
 import transformers
 
 from distilxlsr.conventions import XLSR_CONV_KERNEL, XLSR_CONV_STRIDE
+from distilxlsr.models.loading import default_feature_extractor
 from distilxlsr.models.presets import xlsr_config
-from distilxlsr.models.teacher import default_feature_extractor
 from distilxlsr.teacher.config import TeacherShape
 
 MAX_MODEL_MB = 25.0

@@ -43,7 +43,7 @@ from distilxlsr.conventions import SAMPLE_RATE
 from distilxlsr.data.corpora import load_manifests, select_languages
 from distilxlsr.data.loader import make_loader, scan_cuts
 from distilxlsr.errors import RunStopped, UserError
-from distilxlsr.models.teacher import count_parameters, load_model
+from distilxlsr.models.loading import count_parameters, load_model
 from distilxlsr.provenance import (
     LABEL_TIERS,
     Provenance,

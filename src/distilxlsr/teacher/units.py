@@ -21,7 +21,7 @@ from distilxlsr.data.loader import AudioBatches, BatchRef, collate, cut_rng, loa
 from distilxlsr.data.logmel import LogMel
 from distilxlsr.errors import UserError
 from distilxlsr.models.layers import LayerTap
-from distilxlsr.models.teacher import load_model
+from distilxlsr.models.loading import load_model
 from distilxlsr.training.checkpoint import weights_sha256
 
 # --------------------------------------------------------------------------- stage-1 units

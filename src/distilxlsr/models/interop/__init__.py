@@ -45,7 +45,7 @@ from distilxlsr.models.interop.keys import (  # noqa: F401
     official_state_to_hf,
 )
 from distilxlsr.models.interop.loading import safe_load_checkpoint  # noqa: F401
-from distilxlsr.models.teacher import (
+from distilxlsr.models.loading import (
     default_feature_extractor,
     feature_extractor,
     load_config,

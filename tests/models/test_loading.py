@@ -5,8 +5,8 @@ import torch
 import transformers
 
 from distilxlsr.errors import UserError
+from distilxlsr.models.loading import load_teacher
 from distilxlsr.models.presets import tiny_config
-from distilxlsr.models.teacher import load_teacher
 
 
 def test_loads_frozen_eval_model(teacher_dir):

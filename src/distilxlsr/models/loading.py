@@ -1,4 +1,8 @@
-"""Loading speech encoders of the wav2vec 2.0 family: the one way a model enters distilxlsr."""
+"""Loading speech encoders of the wav2vec 2.0 family, teachers and students alike: from a local
+directory, a hub id or `shipped`, with their configs and feature extractors.
+
+Every command loads its models here, but for fine-tuning (evaluate/ctc.py), which reads the
+config here and loads the model with a CTC head itself."""
 
 from __future__ import annotations
 
