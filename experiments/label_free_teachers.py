@@ -36,8 +36,8 @@ from distilxlsr.data.corpora import cuts_file
 from distilxlsr.data.synthetic import TIERS, synthesize_evidence_corpus
 from distilxlsr.evaluate.ctc import ProbeConfig
 from distilxlsr.evaluate.harness import evaluate
-from distilxlsr.teacher.config import load_pretrain_config
-from distilxlsr.teacher.pretrain import pretrain_teacher
+from distilxlsr.pretraining.pretrain import pretrain_teacher
+from distilxlsr.pretraining.recipe import load_pretrain_config
 
 TEACHERS = {
     "T1": {"family": "wav2vec2", "languages": "[english,label,heard]", "seed": 0},

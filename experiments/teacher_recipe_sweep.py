@@ -28,8 +28,8 @@ import numpy as np
 
 from distilxlsr import tune_malloc
 from distilxlsr.evaluate.harness import evaluate
-from distilxlsr.teacher.config import load_pretrain_config
-from distilxlsr.teacher.pretrain import pretrain_teacher
+from distilxlsr.pretraining.pretrain import pretrain_teacher
+from distilxlsr.pretraining.recipe import load_pretrain_config
 
 RECIPES = {
     "baseline": [],

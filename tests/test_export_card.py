@@ -8,9 +8,9 @@ import json
 import pytest
 import yaml
 
-from distilxlsr.card import StudentFacts, pick_results, render_student_card, teacher_name
 from distilxlsr.cli import main
 from distilxlsr.provenance import read_provenance
+from distilxlsr.student_card import StudentFacts, pick_results, render_student_card, teacher_name
 from tests.helpers import distill_args
 
 

@@ -24,11 +24,11 @@ from distilxlsr.data.loader import collate
 from distilxlsr.data.synthetic import TIERS
 from distilxlsr.errors import UserError
 from distilxlsr.models.frames import frame_lengths
-from distilxlsr.teacher.config import TeacherShape, load_pretrain_config
-from distilxlsr.teacher.model import build_encoder
-from distilxlsr.teacher.pretrain import pretrain_teacher
-from distilxlsr.teacher.tasks import UnitPrediction, span_mask
-from distilxlsr.teacher.units import UnitLabeler, cut_phones, kmeans, unit_features
+from distilxlsr.pretraining.encoder import build_encoder
+from distilxlsr.pretraining.pretrain import pretrain_teacher
+from distilxlsr.pretraining.recipe import TeacherShape, load_pretrain_config
+from distilxlsr.pretraining.tasks import UnitPrediction, span_mask
+from distilxlsr.pretraining.units import UnitLabeler, cut_phones, kmeans, unit_features
 from distilxlsr.training.checkpoint import list_checkpoints
 from tests.helpers import TINY_TEACHER
 

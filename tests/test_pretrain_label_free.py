@@ -16,10 +16,10 @@ from distilxlsr.conventions import frames_of
 from distilxlsr.data.corpora import select_languages
 from distilxlsr.data.toy import make_toy_corpus
 from distilxlsr.errors import UserError
+from distilxlsr.pretraining.pretrain import check_tiers, pretrain_teacher
+from distilxlsr.pretraining.recipe import load_pretrain_config
+from distilxlsr.pretraining.units import LayerFeatures, UnitLabeler
 from distilxlsr.provenance import read_provenance
-from distilxlsr.teacher.config import load_pretrain_config
-from distilxlsr.teacher.pretrain import check_tiers, pretrain_teacher
-from distilxlsr.teacher.units import LayerFeatures, UnitLabeler
 from tests.helpers import TINY_TEACHER
 
 TINY = [

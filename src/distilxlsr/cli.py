@@ -256,8 +256,8 @@ def _cmd_synth(args: argparse.Namespace) -> None:
 
 
 def _cmd_pretrain_teacher(args: argparse.Namespace) -> None:
-    from distilxlsr.teacher.config import load_pretrain_config
-    from distilxlsr.teacher.pretrain import pretrain_teacher
+    from distilxlsr.pretraining.pretrain import pretrain_teacher
+    from distilxlsr.pretraining.recipe import load_pretrain_config
 
     model_dir = pretrain_teacher(load_pretrain_config(args.config, args.overrides))
     print(f"teacher written to {model_dir}")
@@ -576,7 +576,7 @@ def _parser_synth(sub) -> None:
 
 def _parser_pretrain_teacher(sub) -> None:
     from distilxlsr.config import keys_help
-    from distilxlsr.teacher.config import PretrainConfig
+    from distilxlsr.pretraining.recipe import PretrainConfig
 
     p = sub.add_parser(
         "pretrain-teacher",

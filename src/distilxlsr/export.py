@@ -12,7 +12,6 @@ from pathlib import Path
 from safetensors import safe_open
 
 from distilxlsr._callable import make_callable
-from distilxlsr.card import StudentFacts, pick_results, render_student_card, teacher_name
 from distilxlsr.errors import UserError
 from distilxlsr.models.student import StudentInfo
 from distilxlsr.provenance import (
@@ -21,6 +20,7 @@ from distilxlsr.provenance import (
     read_provenance,
     write_provenance,
 )
+from distilxlsr.student_card import StudentFacts, pick_results, render_student_card, teacher_name
 from distilxlsr.training import checkpoint as ckpt
 from distilxlsr.training.rundir import RunDir
 
@@ -130,7 +130,7 @@ def _facts(model_dir: Path, run: RunDir | None, results: dict | None, folder: st
         if metrics:
             facts.final_loss = metrics[-1]["loss"]
     provenance = model_provenance(model_dir)
-    if provenance is not None:  # the card names no local path (card.py)
+    if provenance is not None:  # the card names no local path (student_card.py)
         facts.provenance = describe(for_publication(provenance))
     facts.results = pick_results(results, _own_paths(model_dir, run, out))
     return facts

@@ -16,8 +16,8 @@ from distilxlsr.data.static import StaticBatchPlan
 from distilxlsr.data.toy import make_toy_corpus
 from distilxlsr.distill.train import validate
 from distilxlsr.errors import UserError
-from distilxlsr.teacher.config import load_pretrain_config
-from distilxlsr.teacher.config import validate as validate_pretrain
+from distilxlsr.pretraining.recipe import load_pretrain_config
+from distilxlsr.pretraining.recipe import validate as validate_pretrain
 
 SR = 16000
 

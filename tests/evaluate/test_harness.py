@@ -571,8 +571,8 @@ def test_group_norm_features_do_not_depend_on_the_batch(eval_corpus):
     """A group-norm CNN normalises over every frame of a row: padded with a longer utterance,
     an utterance would get other features. Such models are run one utterance at a time."""
     from distilxlsr.evaluate.features import ModelSpec
-    from distilxlsr.teacher.config import TeacherShape
-    from distilxlsr.teacher.model import build_encoder
+    from distilxlsr.pretraining.encoder import build_encoder
+    from distilxlsr.pretraining.recipe import TeacherShape
 
     shape = TeacherShape("hubert", 32, 2, 2, 64, 16, 16, 4)
     model = build_encoder(shape)

@@ -44,6 +44,17 @@ from distilxlsr.data.corpora import load_manifests, select_languages
 from distilxlsr.data.loader import make_loader, scan_cuts
 from distilxlsr.errors import RunStopped, UserError
 from distilxlsr.models.loading import count_parameters, load_model
+from distilxlsr.pretraining.encoder import MAX_MODEL_MB, build_encoder, export_model
+from distilxlsr.pretraining.recipe import RESUMABLE_CHANGES, PretrainConfig, validate
+from distilxlsr.pretraining.tasks import PhoneCTC, StageTask, UnitPrediction
+from distilxlsr.pretraining.teacher_card import StageFacts, TeacherFacts, render_card
+from distilxlsr.pretraining.units import (
+    LayerFeatures,
+    PretrainBatches,
+    UnitLabeler,
+    fit_units,
+    phone_vocabulary,
+)
 from distilxlsr.provenance import (
     LABEL_TIERS,
     Provenance,
@@ -54,17 +65,6 @@ from distilxlsr.provenance import (
     read_provenance,
     unheard_languages,
     write_provenance,
-)
-from distilxlsr.teacher.card import StageFacts, TeacherFacts, render_card
-from distilxlsr.teacher.config import RESUMABLE_CHANGES, PretrainConfig, validate
-from distilxlsr.teacher.model import MAX_MODEL_MB, build_encoder, export_model
-from distilxlsr.teacher.tasks import PhoneCTC, StageTask, UnitPrediction
-from distilxlsr.teacher.units import (
-    LayerFeatures,
-    PretrainBatches,
-    UnitLabeler,
-    fit_units,
-    phone_vocabulary,
 )
 from distilxlsr.training import checkpoint as ckpt
 from distilxlsr.training.loop import RunState, Trainer, make_accelerator, plan_batches
@@ -389,7 +389,7 @@ class _Pretraining:
             with safe_open(self.run.file(UNITS_FILE), "pt") as f:
                 units_info = json.loads((f.metadata() or {}).get("info", "{}"))
         commands = [
-            f"{i['command'] or '(called from Python: distilxlsr.teacher.pretrain_teacher)'}"
+            f"{i['command'] or '(called from Python: distilxlsr.pretraining.pretrain.pretrain_teacher)'}"
             f"   # {i['time']}, from step {i['start_step']}"
             for i in self.run.invocations()
         ]

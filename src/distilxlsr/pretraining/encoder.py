@@ -16,7 +16,7 @@ import transformers
 from distilxlsr.conventions import XLSR_CONV_KERNEL, XLSR_CONV_STRIDE
 from distilxlsr.models.loading import default_feature_extractor
 from distilxlsr.models.presets import xlsr_config
-from distilxlsr.teacher.config import TeacherShape
+from distilxlsr.pretraining.recipe import TeacherShape
 
 MAX_MODEL_MB = 25.0
 """The most a shipped teacher's model.safetensors may take."""
