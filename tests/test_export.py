@@ -12,7 +12,8 @@ import torch
 import transformers
 import yaml
 
-from distilxlsr.config import load_config, save_config
+from distilxlsr.config import save_config
+from distilxlsr.distill.recipe import load_distill_config
 from distilxlsr.errors import UserError
 from distilxlsr.export import (
     export_hf,
@@ -60,7 +61,7 @@ def run(tmp_path):
     """A run directory as `distill` leaves it: config, student_init, metrics, two checkpoints."""
     run = tmp_path / "run"
     student, layer_map = _student()
-    config = load_config(
+    config = load_distill_config(
         None,
         ["teacher=my/teacher", "data.train=corpus/en", "shuffle.mode=word", "shuffle.p=0.5"],
     )
@@ -248,7 +249,7 @@ def test_model_card_of_a_plain_model_directory(run, tmp_path):
     assert (
         "## Evaluation (probe, phone error rate %)" in card and "| **mean** | 25.0 | 10.0 |" in card
     )
-    config = load_config(run / "config.yaml", ["loss.kind=mse", "loss.cos_weight=0.5"])
+    config = load_distill_config(run / "config.yaml", ["loss.kind=mse", "loss.cos_weight=0.5"])
     save_config(config, run / "config.yaml")
     (run / "metrics.jsonl").write_text("")
     card = model_card(run / "checkpoints" / "step-0000040", RunDir(run), None)

@@ -26,7 +26,7 @@ _LAZY = {
     "distill": ("distilxlsr.distill", None),
     "evaluate": ("distilxlsr.evaluate", None),
     "export": ("distilxlsr.export", None),
-    "load_config": ("distilxlsr.config", "load_config"),
+    "load_config": ("distilxlsr.distill.recipe", "load_distill_config"),
     "shipped_teacher": ("distilxlsr.shipped", "shipped_teacher"),
 }
 

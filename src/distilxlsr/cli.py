@@ -80,10 +80,10 @@ def _cmd_config(args: argparse.Namespace) -> None:
 
 
 def _cmd_distill(args: argparse.Namespace) -> None:
-    from distilxlsr.config import load_config
+    from distilxlsr.distill.recipe import load_distill_config
     from distilxlsr.distill.train import distill
 
-    config = load_config(args.config, args.overrides)
+    config = load_distill_config(args.config, args.overrides)
     distill(config)
 
 
@@ -339,12 +339,13 @@ def _parser_init_student(sub) -> None:
 
 
 def _parser_distill(sub) -> None:
-    from distilxlsr.config import DistillConfig, keys_help
+    from distilxlsr.config import keys_help
+    from distilxlsr.distill.recipe import REQUIRED, DistillConfig
 
     p = sub.add_parser(
         "distill",
         help="distil a student (resumes an existing run directory)",
-        epilog=keys_help(DistillConfig),
+        epilog=keys_help(DistillConfig, REQUIRED),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
@@ -576,12 +577,13 @@ def _parser_synth(sub) -> None:
 
 def _parser_pretrain_teacher(sub) -> None:
     from distilxlsr.config import keys_help
+    from distilxlsr.pretraining.recipe import REQUIRED as PRETRAIN_REQUIRED
     from distilxlsr.pretraining.recipe import PretrainConfig
 
     p = sub.add_parser(
         "pretrain-teacher",
         help="pretrain the small multilingual teacher (resumes)",
-        epilog=keys_help(PretrainConfig),
+        epilog=keys_help(PretrainConfig, PRETRAIN_REQUIRED),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", help="a shipped config's name or a YAML file (differences)")

@@ -1,8 +1,14 @@
-"""Typed run configuration: dataclasses, YAML files holding only differences, dotted overrides.
+"""The config machinery every task's config uses: dataclasses, YAML files holding only
+differences, dotted overrides, checks when loading, and the keys' help.
 
-A run is described by one `DistillConfig`. A YAML file sets only what differs from the defaults;
-`key=value` arguments on the command line override it (`train.lr=1e-4`, `student.layers=jump:2`).
-The resolved config is written to the run directory and into every checkpoint.
+Each task has its config beside it (`distill.recipe.DistillConfig`,
+`pretraining.recipe.PretrainConfig`, `evaluate.recipe.EvaluationConfig`), each with one
+`validate()` for the settings that depend on each other. A YAML file sets only what differs from
+the defaults; `key=value` arguments on the command line override it (`train.lr=1e-4`,
+`student.layers=jump:2`). Every value is checked when it loads: its type, its range
+(`VALUE_RULES`), and a closed choice's value (`closed`) or a syntax (`checked`), so that a typo
+fails before any model loads. The resolved config is written to the run directory and into every
+checkpoint. Here too: the loader and optimizer sections every training run shares.
 """
 
 from __future__ import annotations
@@ -16,17 +22,28 @@ import re
 import textwrap
 import types
 import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from distilxlsr.conventions import SAMPLE_RATE, SILENCE_LABELS
 from distilxlsr.errors import UserError
 
 DECAYS = ("linear", "cosine", "constant")
 PRECISIONS = ("auto", "bf16", "fp16", "no")
+
+
+def closed(default: str, choices: Sequence[str]) -> Any:
+    """A field whose value is one of `choices`, checked when the config loads."""
+    return field(default=default, metadata={"choices": tuple(choices)})
+
+
+def checked(default: Any, check: Callable[[Any], None]) -> Any:
+    """A field whose value `check` verifies when the config loads (it raises a one-line
+    UserError; a layer map's syntax, say)."""
+    return field(default=default, metadata={"check": check})
 
 
 STATIC_DEFAULT_SHAPES = 5
@@ -131,62 +148,6 @@ class LoaderConfig:
 
 
 @dataclass
-class DataConfig(LoaderConfig):
-    """Distillation data: the loader settings plus where the cuts are."""
-
-    train: str = ""
-    """Training cuts: a lhotse cut manifest (.jsonl.gz), a corpus directory ROOT (the train split
-    of every language under it) or ROOT/<lang> (one language)."""
-    sample_rate: int = SAMPLE_RATE
-    """Sampling rate the models expect; audio at another rate is resampled."""
-
-
-@dataclass
-class StudentConfig:
-    layers: str = "jump:2"
-    """Layer map: `jump:K`, `first:N`, `random:N` or `list:i,j,...` (teacher layers, 1-based)."""
-    targets: str = "auto"
-    """Teacher layers the student layers are distilled towards: `auto` (for `jump:K` and `list:`
-    the copied layers; for `first:N`/`random:N` every (L/N)-th layer, so the last student layer
-    predicts the last teacher layer) or an explicit `list:i,j,...`."""
-    representation: str = "auto"
-    """Layer representation: `auto` (pre-LN models: the next layer's first LayerNorm applied to
-    the layer output, the final LayerNorm for the last layer; post-LN models: the layer output)
-    or `residual` (the raw layer output, also for pre-LN models)."""
-    freeze_cnn: bool = True
-    """Keep the CNN feature encoder frozen (it is copied from the teacher)."""
-    share_cnn: bool = True
-    """With a frozen CNN, run it once per batch for teacher and student (identical weights, so
-    identical output; saves a CNN pass)."""
-    seed: int = 0
-    """Seed for freshly initialised layers (`random:N`)."""
-    init: str = ""
-    """A student directory written by `distilxlsr init-student` to start from (instead of
-    building one from the teacher); its teacher layers and layer map must match this run's."""
-
-
-@dataclass
-class ShuffleConfig:
-    mode: str = "utterance"
-    """Phoneme shuffling: `utterance` (the method: all phones of an utterance permuted; needs
-    phone alignments), `word`, `segment` (no alignment needed) or `none`."""
-    p: float = 1.0
-    """Probability that an utterance is shuffled."""
-    silence_labels: list[str] = field(default_factory=lambda: list(SILENCE_LABELS))
-    """Alignment labels that count as silence (they keep their slots); gaps are silence too."""
-
-
-@dataclass
-class LossConfig:
-    kind: str = "l1_cos"
-    """`l1_cos` (L1 + lambda * -log sigmoid(cos), DistilHuBERT's form) or `mse`."""
-    cos_weight: float = 1.0
-    """lambda, the weight of the cosine term in `l1_cos`."""
-    layer_weights: list[float] | None = None
-    """One weight per distilled layer (default: all 1); the loss is the weighted mean."""
-
-
-@dataclass
 class OptimConfig:
     """Optimizer, precision and bookkeeping of the training loop (shared by every training run;
     the learning rate and its schedule are set per run or stage)."""
@@ -197,7 +158,7 @@ class OptimConfig:
     """AdamW's moment coefficients."""
     eps: float = 1e-6
     """AdamW's denominator term."""
-    decay: str = "linear"
+    decay: str = closed("linear", DECAYS)
     """Decay after warm-up: `linear`, `cosine` or `constant`."""
     min_lr_ratio: float = 0.0
     """The learning rate decays to `lr * min_lr_ratio`."""
@@ -209,7 +170,7 @@ class OptimConfig:
     """Micro-batches per optimizer step."""
     seed: int = 0
     """Seed of the sampler, crops, shuffling and dropout: the same seed gives the same run."""
-    mixed_precision: str = "auto"
+    mixed_precision: str = closed("auto", PRECISIONS)
     """`auto` (bf16 on GPU, fp32 on CPU), `bf16`, `fp16` or `no`."""
     checkpoint_every: int = 1000
     """Write a checkpoint every N steps (and at the end)."""
@@ -233,44 +194,6 @@ class OptimConfig:
             raise UserError(f"{section}.max_bad_steps must be at least 1.")
         if not self.batch_seconds > 0:
             raise UserError(f"{section}.batch_seconds must be positive.")
-        if self.decay not in DECAYS:
-            raise UserError(f"{section}.decay '{self.decay}' must be linear, cosine or constant.")
-        if self.mixed_precision not in PRECISIONS:
-            raise UserError(
-                f"{section}.mixed_precision '{self.mixed_precision}' must be auto, bf16, fp16 or no."
-            )
-
-
-@dataclass
-class TrainConfig(OptimConfig):
-    """Distillation: the loop's settings plus the run's length, learning rate and compilation."""
-
-    max_steps: int = 200_000
-    """Optimizer steps (each of `grad_accum` micro-batches per process)."""
-    lr: float = 2e-4
-    """Peak learning rate of AdamW."""
-    warmup_steps: int = 0
-    """Linear warm-up steps; 0 means 5% of `max_steps`."""
-    compile: bool = False
-    """torch.compile the student's and the teacher's layer taps, one graph each (GPU runs)."""
-    extend: str = "replan"
-    """When a resumed run's max_steps is raised: `replan` (the schedule is laid over the new
-    length: the rate rises again from where the old decay had brought it) or `hold` (keep the
-    rate reached at the resumed step for the added steps)."""
-
-
-@dataclass
-class DistillConfig:
-    teacher: str = ""
-    """The teacher: a local Hugging Face model directory, a hub id, or `shipped` (the small
-    label-free teacher inside the package)."""
-    out: str = "runs/distill"
-    """Run directory; running again with the same `out` resumes from its newest checkpoint."""
-    data: DataConfig = field(default_factory=DataConfig)
-    student: StudentConfig = field(default_factory=StudentConfig)
-    shuffle: ShuffleConfig = field(default_factory=ShuffleConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def to_dict(config: Any) -> dict:
@@ -337,6 +260,31 @@ def _check_value(name: str, value: Any, where: str) -> None:
             raise UserError(f"{where}={item} must {rule[1]}.")
 
 
+def _check_field(f: dataclasses.Field, value: Any, where: str) -> None:
+    """A closed choice's value, or a checked field's syntax."""
+    choices = f.metadata.get("choices")
+    if choices is not None and value not in choices:
+        close = difflib.get_close_matches(str(value), choices, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else "."
+        raise UserError(f"{where} '{value}' must be one of {', '.join(choices)}{hint}")
+    check = f.metadata.get("check")
+    if check is not None:
+        check(value)
+
+
+def check_fields(config: Any, where: str = "") -> None:
+    """Every value's range, closed choice and syntax, as they are checked when a config loads:
+    for a config built in code (`validate()` calls it)."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        name = f"{where}.{f.name}" if where else f.name
+        if dataclasses.is_dataclass(value):
+            check_fields(value, name)
+            continue
+        _check_value(f.name, value, name)
+        _check_field(f, value, name)
+
+
 def from_dict(cls: type, values: dict, where: str = "config") -> Any:
     """Build dataclass `cls` from a (partial) dict; unknown keys and wrong types are user errors."""
     label = where or "config"
@@ -358,6 +306,7 @@ def from_dict(cls: type, values: dict, where: str = "config") -> Any:
             value = _merge(_section_default(fields[key], hints[key]), value)
         kwargs[key] = _coerce(hints[key], value, name)
         _check_value(key, kwargs[key], name)
+        _check_field(fields[key], kwargs[key], name)
     return cls(**kwargs)
 
 
@@ -484,14 +433,14 @@ def resolve_config(name_or_path: str | Path) -> Path:
 
 
 def load_config(
+    cls: type,
     path: str | Path | None,
     overrides: list[str] = (),
-    cls: type = DistillConfig,
     values: dict | None = None,
 ):
-    """Defaults of `cls`, then the YAML file's differences (`path`: a file or a shipped config's
-    name), then `values` (a nested dict of settings already typed, such as a command's options),
-    then `key=value` overrides."""
+    """Defaults of config class `cls`, then the YAML file's differences (`path`: a file or a
+    shipped config's name), then `values` (a nested dict of settings already typed, such as a
+    command's options), then `key=value` overrides; every value checked."""
     given, values = values or {}, {}
     if path is not None:
         path = resolve_config(path)
@@ -552,10 +501,6 @@ def save_config(config: Any, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
 
 
-REQUIRED_KEYS = {"teacher", "data.train", "data"}
-"""Keys without a usable default: a run must set them."""
-
-
 def _field_docs(cls: type) -> dict[str, str]:
     """The docstring under each field of a config dataclass (and its bases), first line."""
     docs: dict[str, str] = {}
@@ -600,7 +545,7 @@ def describe_keys(cls: type, prefix: str = "", instance: Any = None) -> list[tup
     return rows
 
 
-def keys_help(cls: type, required: set[str] = REQUIRED_KEYS) -> str:
+def keys_help(cls: type, required: set[str] = frozenset()) -> str:
     """Every key of a config with its default and one-line doc; `required` keys marked."""
     lines = ["settings (key=value; * = required, no default):"]
     for key, default, doc in describe_keys(cls):

@@ -21,8 +21,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from distilxlsr.config import DataConfig, DistillConfig, ShuffleConfig, StudentConfig, TrainConfig
 from distilxlsr.data.synthetic import EVAL_LANGUAGES
+from distilxlsr.distill.recipe import (
+    DataConfig,
+    DistillConfig,
+    ShuffleConfig,
+    StudentConfig,
+    TrainConfig,
+)
 from distilxlsr.errors import UserError
 from distilxlsr.evaluate.ctc import ProbeConfig
 from distilxlsr.shipped import SHIPPED, shipped_teacher  # noqa: F401 (also public here)

@@ -9,15 +9,14 @@ import pytest
 import torch
 
 from distilxlsr.bench.common import duration_only_cuts
-from distilxlsr.config import default_crop_lengths, load_config
+from distilxlsr.config import default_crop_lengths
 from distilxlsr.data.corpora import load_cuts
 from distilxlsr.data.loader import AudioBatches, BatchPlan, collate, load_mono
 from distilxlsr.data.static import StaticBatchPlan
 from distilxlsr.data.toy import make_toy_corpus
-from distilxlsr.distill.train import validate
+from distilxlsr.distill.recipe import load_distill_config
 from distilxlsr.errors import UserError
 from distilxlsr.pretraining.recipe import load_pretrain_config
-from distilxlsr.pretraining.recipe import validate as validate_pretrain
 
 SR = 16000
 
@@ -218,19 +217,21 @@ STATIC = "data.static_shapes=true"
 )
 def test_static_settings_are_checked_with_one_line(overrides, message):
     with pytest.raises(UserError, match=message):
-        validate(load_config(None, ["teacher=x", "data.train=x", *overrides]))
+        load_distill_config(None, ["teacher=x", "data.train=x", *overrides]).validate()
 
 
 def test_valid_static_settings_pass_and_pretraining_checks_its_loader():
-    validate(load_config(None, ["teacher=x", "data.static_shapes=true"]))
-    validate(load_config(None, ["teacher=x", "data.static_shapes=true", "data.crop_lengths=4,8"]))
+    load_distill_config(None, ["teacher=x", "data.static_shapes=true"]).validate()
+    load_distill_config(
+        None, ["teacher=x", "data.static_shapes=true", "data.crop_lengths=4,8"]
+    ).validate()
     config = load_pretrain_config(None, ["data=x", "loader.static_shapes=true"])
-    validate_pretrain(config)
+    config.validate()
     config = load_pretrain_config(
         None, ["data=x", "loader.static_shapes=true", "loader.crop_lengths=[2,8]"]
     )
     with pytest.raises(UserError, match=r"loader.crop_lengths: 8 s is longer than loader.max"):
-        validate_pretrain(config)
+        config.validate()
 
 
 def test_the_start_up_summary_states_each_count():

@@ -8,7 +8,6 @@ from lhotse.audio import AudioSource
 from lhotse.supervision import AlignmentItem
 from lhotse.utils import fastcopy
 
-from distilxlsr.config import ShuffleConfig
 from distilxlsr.data.corpora import load_cuts
 from distilxlsr.data.loader import AudioBatches, cut_rng, load_mono
 from distilxlsr.data.shuffle import (
@@ -23,6 +22,7 @@ from distilxlsr.data.shuffle import (
     tile_segments,
     write_shuffled,
 )
+from distilxlsr.distill.recipe import ShuffleConfig
 from distilxlsr.errors import UserError
 
 SR = 16000

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from distilxlsr.config import TrainConfig, load_config
 from distilxlsr.data.loader import collate
 from distilxlsr.distill.distiller import Distiller, DistillTask, prepare_for_distillation
+from distilxlsr.distill.recipe import TrainConfig, load_distill_config
 from distilxlsr.models.layers import parse_layer_map
 from distilxlsr.models.student import build_student
 from distilxlsr.training.loop import OptimizerStep, PlainProcess
@@ -28,7 +28,7 @@ def _pair(model_type, pre_ln, share, explicit, layers="jump:2", channels_last_cn
     layer_map = parse_layer_map(layers, 4)
     student = build_student(teacher, layer_map)
     prepare_for_distillation(student, freeze_cnn=True)  # train mode: dropout on
-    config = load_config(None, ["teacher=x", f"student.share_cnn={str(share).lower()}"])
+    config = load_distill_config(None, ["teacher=x", f"student.share_cnn={str(share).lower()}"])
     distiller = Distiller(teacher, student, layer_map, config, explicit=explicit)
     distiller.teacher_tap.channels_last_cnn = channels_last_cnn
     distiller.student_tap.channels_last_cnn = channels_last_cnn
@@ -156,7 +156,7 @@ def test_static_shapes_run_the_taps_without_a_mask_and_the_same_loss():
         prepare_for_distillation(student, freeze_cnn=True)
         student.eval()  # no dropout: the two losses must agree
         overrides = ["teacher=x", f"data.static_shapes={str(static).lower()}"]
-        distiller = Distiller(teacher, student, layer_map, load_config(None, overrides))
+        distiller = Distiller(teacher, student, layer_map, load_distill_config(None, overrides))
         masks: list = []
         for tap in (distiller.teacher_tap, distiller.student_tap):
             tap.register_forward_pre_hook(lambda m, args, masks=masks: masks.append(args[1]))

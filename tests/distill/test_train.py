@@ -19,9 +19,9 @@ import transformers
 from safetensors.torch import load_file, save_file
 
 from distilxlsr.cli import main
-from distilxlsr.config import load_config
 from distilxlsr.data.corpora import load_cuts
 from distilxlsr.data.loader import collate
+from distilxlsr.distill.recipe import load_distill_config
 from distilxlsr.distill.train import Distiller, distill
 from distilxlsr.models.layers import parse_layer_map
 from distilxlsr.models.loading import load_teacher
@@ -52,7 +52,7 @@ def test_loss_falls_on_a_fixed_batch(fixture, request, toy_corpus):
     layer_map = parse_layer_map("jump:2", 4)
     student = build_student(teacher, layer_map)
     student.config.layerdrop = 0.0
-    config = load_config(None, ["teacher=x"])
+    config = load_distill_config(None, ["teacher=x"])
     distiller = Distiller(teacher, student, layer_map, config)
     import soundfile as sf
 
@@ -321,7 +321,7 @@ def test_shared_cnn_gives_the_same_loss_and_gradients(teacher_dir, toy_corpus):
         student = build_student(teacher, layer_map)
         student.freeze_feature_encoder()
         student.eval()  # no dropout: both runs must be comparable
-        config = load_config(None, ["teacher=x", f"student.share_cnn={str(share).lower()}"])
+        config = load_distill_config(None, ["teacher=x", f"student.share_cnn={str(share).lower()}"])
         distiller = Distiller(teacher, student, layer_map, config)
         assert distiller.share_cnn == share
         loss, _ = distiller(batch)
@@ -374,7 +374,7 @@ def test_distiller_pairs_student_layer_i_with_target_i(pre_ln, layers, targets, 
     want_s = _expected_representations(student, batch, [1, 2])
     expected = [layer_loss(s, t, frames) for s, t in zip(want_s, want_t, strict=True)]
 
-    config = load_config(None, ["teacher=x", "loss.layer_weights=[1.0, 3.0]"])
+    config = load_distill_config(None, ["teacher=x", "loss.layer_weights=[1.0, 3.0]"])
     distiller = Distiller(teacher, student, layer_map, config)
     loss, terms = distiller(batch)
     torch.testing.assert_close(terms, torch.stack(expected).detach(), rtol=1e-5, atol=1e-6)
@@ -412,7 +412,7 @@ def _config_dict(path):
 
 def test_checkpoints_and_exports_carry_the_teachers_config(tmp_path, toy_corpus):
     teacher = _teacher_with_training_settings(tmp_path / "teacher")
-    config = load_config(
+    config = load_distill_config(
         TINY, _overrides(teacher, toy_corpus, tmp_path / "r", **{"train.max_steps": 1})
     )
     assert distill(config) == tmp_path / "r"
@@ -438,7 +438,7 @@ def test_nan_guard_skips_bad_steps_and_counts_them(tmp_path, teacher_dir, toy_co
 
     steps = 8
     out = tmp_path / "run"
-    config = load_config(
+    config = load_distill_config(
         TINY,
         _overrides(
             teacher_dir, toy_corpus, out, **{"train.max_steps": steps, "train.checkpoint_every": 8}
@@ -545,7 +545,7 @@ def test_an_unfrozen_cnn_is_the_students_own_and_learns(teacher_dir):
     from distilxlsr.training.loop import OptimizerStep, PlainProcess
     from distilxlsr.training.optim import Schedule
 
-    config = load_config(TINY, [f"teacher={teacher_dir}", "student.freeze_cnn=false"])
+    config = load_distill_config(TINY, [f"teacher={teacher_dir}", "student.freeze_cnn=false"])
     models = load_models(config, None)
     distiller = Distiller(models.teacher, models.student, models.layer_map, config)
     assert config.student.share_cnn and not distiller.share_cnn

@@ -11,7 +11,8 @@ import torch
 import transformers
 from safetensors import safe_open
 
-from distilxlsr.config import load_config, save_config, to_dict
+from distilxlsr.config import save_config, to_dict
+from distilxlsr.distill.recipe import load_distill_config
 from distilxlsr.errors import UserError
 from distilxlsr.training import checkpoint as ckpt
 from tests.helpers import tiny_model
@@ -377,13 +378,13 @@ def test_trainer_state_is_indented_json_with_a_final_newline(tmp_path):
 
 
 def test_run_config_is_written_as_the_run_directorys_config_yaml(tmp_path):
-    config = load_config(None, ["teacher=t", "data.train=en", "train.lr=0.003"])
+    config = load_distill_config(None, ["teacher=t", "data.train=en", "train.lr=0.003"])
     ckpt.save_run_config(tmp_path, config)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run_config.yaml"]
     save_config(config, tmp_path / "config.yaml")
     written = (tmp_path / "run_config.yaml").read_text()
     assert written == (tmp_path / "config.yaml").read_text()
-    assert to_dict(load_config(tmp_path / "run_config.yaml")) == to_dict(config)
+    assert to_dict(load_distill_config(tmp_path / "run_config.yaml")) == to_dict(config)
 
 
 def test_task_state_round_trip_and_absence(tmp_path):

@@ -20,7 +20,7 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from distilxlsr.cli import main
-from distilxlsr.config import TrainConfig
+from distilxlsr.distill.recipe import TrainConfig
 from distilxlsr.training.checkpoint import list_checkpoints, read_trainer_state
 from distilxlsr.training.loop import RunState, Task, Trainer, TrainingDiverged, make_accelerator
 from distilxlsr.training.optim import Schedule

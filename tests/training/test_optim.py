@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from distilxlsr.config import TrainConfig
+from distilxlsr.distill.recipe import TrainConfig
 from distilxlsr.training.loop import OptimizerStep, PlainProcess, Task
 from distilxlsr.training.optim import Schedule, lr_factor
 

@@ -121,8 +121,8 @@ def model_pair(
     """A random-weight teacher of a named shape, its student, and the Distiller joining them;
     `taps="hooks"`: layers captured by forward hooks (the taps before the explicit ones);
     `static_shapes`: the Distiller of a `data.static_shapes` run (taps without a mask)."""
-    from distilxlsr.config import load_config  # noqa: PLC0415
     from distilxlsr.distill.distiller import Distiller, prepare_for_distillation  # noqa: PLC0415
+    from distilxlsr.distill.recipe import load_distill_config  # noqa: PLC0415
     from distilxlsr.models.layers import parse_layer_map  # noqa: PLC0415
     from distilxlsr.models.loading import model_class  # noqa: PLC0415
     from distilxlsr.models.presets import shape_config  # noqa: PLC0415
@@ -138,7 +138,7 @@ def model_pair(
     prepare_for_distillation(student, freeze_cnn=True)
     teacher.to(device)
     student.to(device)
-    run = load_config(
+    run = load_distill_config(
         None,
         [
             "teacher=x",
@@ -176,8 +176,8 @@ def distill_stepper(
     AdamW: the training loop's own step) on a fixed random batch, or on the batch it is given;
     `precision` "+compile" compiles both taps (`train.compile`); `static_shapes`: as a
     `data.static_shapes` run (taps without a mask, static graphs). Returns (step, device)."""
-    from distilxlsr.config import TrainConfig  # noqa: PLC0415
     from distilxlsr.distill.distiller import DistillTask  # noqa: PLC0415
+    from distilxlsr.distill.recipe import TrainConfig  # noqa: PLC0415
     from distilxlsr.training.loop import OptimizerStep, PlainProcess  # noqa: PLC0415
     from distilxlsr.training.optim import Schedule  # noqa: PLC0415
 

@@ -50,11 +50,11 @@ def shuffle_throughput(
 
 def loader_throughput(num_utterances: int = 48, mode: str = "utterance") -> dict:
     """Decode (FLAC) + shuffle + crop + collate in the training process, x real time."""
-    from distilxlsr.config import ShuffleConfig  # noqa: PLC0415
     from distilxlsr.data.corpora import load_cuts  # noqa: PLC0415
     from distilxlsr.data.loader import AudioBatches, BatchPlan  # noqa: PLC0415
     from distilxlsr.data.shuffle import make_transform  # noqa: PLC0415
     from distilxlsr.data.toy import make_toy_corpus  # noqa: PLC0415
+    from distilxlsr.distill.recipe import ShuffleConfig  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory() as tmp:
         make_toy_corpus(tmp, "en", "train", num_utterances=num_utterances, seconds=(4.0, 16.0))

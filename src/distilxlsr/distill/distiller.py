@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from distilxlsr.config import DistillConfig
 from distilxlsr.distill.losses import DistillLoss
+from distilxlsr.distill.recipe import DistillConfig
 from distilxlsr.models.layers import LayerMap, LayerTap
 from distilxlsr.training.loop import Task
 

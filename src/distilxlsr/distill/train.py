@@ -1,6 +1,6 @@
 """`distilxlsr distill`: a run of the distillation task in the one training loop.
 
-Reads top to bottom: validate the config; load the teacher, build (or resume) the student and
+Reads top to bottom: validate the config (`DistillConfig.validate`); load the teacher, build (or resume) the student and
 scan the data, all before the run directory is claimed, so a failed start leaves nothing that
 blocks the corrected command; then hand the task to `training.loop.Trainer`, which owns the
 steps, metrics, checkpoints and resume (docs/design.md, "Training loop").
@@ -9,7 +9,6 @@ steps, metrics, checkpoints and resume (docs/design.md, "Training loop").
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,7 +16,6 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 
-from distilxlsr.config import DistillConfig
 from distilxlsr.data.corpora import load_cuts
 from distilxlsr.data.loader import AudioBatches, Transform, make_loader, scan_cuts
 from distilxlsr.data.shuffle import ALIGNED_MODES
@@ -26,6 +24,7 @@ from distilxlsr.distill.distiller import (  # noqa: F401 (Distiller: the package
     DistillTask,
     prepare_for_distillation,
 )
+from distilxlsr.distill.recipe import DistillConfig
 from distilxlsr.errors import RunStopped, UserError
 from distilxlsr.models.layers import LayerMap, parse_layer_map
 from distilxlsr.models.loading import (
@@ -56,23 +55,6 @@ RESUMABLE_CHANGES = {
     "train.trackers",
     "data.num_workers",
 }
-
-
-def validate(config: DistillConfig) -> None:
-    """One-line errors for a config that cannot run, before anything is loaded or written."""
-    t = config.train
-    if not config.teacher:
-        raise UserError("no teacher given; set teacher=DIR, a hub id, or teacher=shipped.")
-    t.check("train")
-    if t.max_steps < 1:
-        raise UserError("train.max_steps must be at least 1.")
-    if not (t.lr > 0 and math.isfinite(t.lr)):
-        raise UserError(f"train.lr={t.lr} must be a positive finite number.")
-    if t.extend not in ("replan", "hold"):
-        raise UserError(f"train.extend '{t.extend}' must be replan or hold.")
-    if not 0.0 <= config.shuffle.p <= 1.0:
-        raise UserError(f"shuffle.p={config.shuffle.p} must lie between 0 and 1.")
-    config.data.check(t.batch_seconds)
 
 
 def resolve_transform(config: DistillConfig) -> Transform | None:
@@ -205,7 +187,7 @@ def distill(
     """Run (or resume) a distillation; returns the run directory. Raises `RunStopped` (a
     KeyboardInterrupt) when SIGINT or SIGTERM stopped it before `train.max_steps`, after its
     checkpoint: calling it again resumes."""
-    validate(config)
+    config.validate()
     run = RunDir(config.out)
     accelerator = make_accelerator(config.train, run)
     if accelerator.is_main_process:

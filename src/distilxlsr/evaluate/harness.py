@@ -95,7 +95,7 @@ def evaluate(
 def run_evaluation(config: EvaluationConfig) -> dict:
     """Run the evaluation `config` describes (`recipe.load_evaluation` reads one from YAML and
     overrides); write OUT/results.json, results.md and per.png; return results.json's dict."""
-    config.check()
+    config.validate()
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     specs = resolve_models(list(config.models))
     said = {s.name: provenance_line(s) for s in specs}  # a damaged record fails before loading

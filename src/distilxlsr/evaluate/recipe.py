@@ -1,8 +1,8 @@
 """An evaluation as a typed config (`EvaluationConfig`): the models, the corpus, the seeds and
 statistics, and the recognisers' settings (the networks' probe, the log-mel floor's probe and
-fine-tuning). Loaded like a distillation config (`distilxlsr.config`): the defaults, a YAML file
-(a path or a shipped config's name) holding only the differences, then `key=value` overrides;
-checked when loaded. The sections' defaults are those of `ProbeConfig`, `FLOOR_PROBE` and
+fine-tuning). Loaded by the config machinery (`distilxlsr.config`), as every task's config: the
+defaults, a YAML file (a path or a shipped config's name) holding only the differences, then
+`key=value` overrides; validated when loaded. The sections' defaults are those of `ProbeConfig`, `FLOOR_PROBE` and
 `FinetuneConfig` (evaluate/ctc.py)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from distilxlsr.config import load_config
+from distilxlsr.config import check_fields, load_config
 from distilxlsr.errors import UserError
 from distilxlsr.evaluate.ctc import FLOOR_PROBE, PROBE_OPTIMIZERS, FinetuneConfig, ProbeConfig
 from distilxlsr.evaluate.languages import check_split
@@ -62,8 +62,10 @@ class EvaluationConfig:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     """Fine-tuning (`mode: finetune`; evaluate/ctc.py, `FinetuneConfig`)."""
 
-    def check(self) -> None:
-        """One-line errors for settings an evaluation cannot run with (before any model loads)."""
+    def validate(self) -> None:
+        """One-line errors for settings an evaluation cannot run with (before any model loads):
+        every value (as when the config loads, for a config built in code), then the rest."""
+        check_fields(self)
         for key, option in (
             ("models", "--model MODEL"),
             ("data", "--data DIR"),
@@ -105,8 +107,8 @@ def load_evaluation(
 ) -> EvaluationConfig:
     """An evaluation config: the defaults, the YAML file `path` (a file or a shipped config's
     name), the already typed `values` (the command line's options), then `key=value` overrides;
-    checked."""
-    config = load_config(path, overrides, EvaluationConfig, values)
+    validated. The recognisers' own seeds are not set here: each is one of `seeds`."""
+    config = load_config(EvaluationConfig, path, overrides, values)
     for section in ("probe", "floor_probe", "finetune"):
         seed, default = getattr(config, section).seed, getattr(EvaluationConfig(), section).seed
         if seed != default:
@@ -114,5 +116,5 @@ def load_evaluation(
                 f"{section}.seed={seed}: each recogniser's seed is one of `seeds`; set seeds "
                 "instead."
             )
-    config.check()
+    config.validate()
     return config

@@ -14,6 +14,9 @@ from distilxlsr.errors import UserError
 from distilxlsr.models.frames import frame_lengths
 
 LAYER_MAP_FORMS = "jump:K, first:N, random:N or list:i,j,..."
+LAYER_MAP_KINDS = ("jump", "first", "random", "list")
+REPRESENTATIONS = ("auto", "residual")
+"""What "the output of layer l" means (`student.representation`; `LayerTap`)."""
 
 
 @dataclass(frozen=True)
@@ -72,12 +75,48 @@ def _count(text: str, spec: str) -> int:
     return value
 
 
-def parse_layer_map(spec: str, teacher_layers: int, targets: str = "auto") -> LayerMap:
-    """Parse `jump:K`, `first:N`, `random:N` or `list:i,j,...` against an L-layer teacher."""
+def _layer_map_kind(spec: str) -> tuple[str, str]:
     kind, sep, arg = spec.partition(":")
     kind = kind.strip().lower()
-    if not sep or kind not in ("jump", "first", "random", "list"):
+    if not sep or kind not in LAYER_MAP_KINDS:
         raise UserError(f"layer map '{spec}' is not one of {LAYER_MAP_FORMS}.")
+    return kind, arg
+
+
+def _targets_list(targets: str) -> str:
+    t_kind, t_sep, t_arg = targets.partition(":")
+    if t_kind != "list" or not t_sep:
+        raise UserError(f"student.targets '{targets}' must be 'auto' or list:i,j,... .")
+    return t_arg
+
+
+def check_layer_map_syntax(spec: str) -> None:
+    """A layer map's syntax, whatever the teacher (`parse_layer_map` checks it against one)."""
+    kind, arg = _layer_map_kind(spec)
+    if kind == "list":
+        _check_layer_numbers(_parse_ints(arg, spec), spec)
+    else:
+        _count(arg, spec)
+
+
+def check_targets_syntax(targets: str) -> None:
+    """`student.targets`' syntax: `auto` or `list:i,j,...`, whatever the teacher."""
+    if targets == "auto":
+        return
+    layers = _parse_ints(_targets_list(targets), targets, "student.targets")
+    _check_layer_numbers(layers, targets, "student.targets")
+
+
+def _check_layer_numbers(layers: list[int], spec: str, what: str = "layer map") -> None:
+    """A list of layers as far as no teacher is needed: some, from 1, increasing, each once."""
+    if any(i < 1 for i in layers):
+        raise UserError(f"{what} '{spec}': layers are numbered from 1.")
+    _check_layer_list(layers, max(layers, default=0), spec, what)
+
+
+def parse_layer_map(spec: str, teacher_layers: int, targets: str = "auto") -> LayerMap:
+    """Parse `jump:K`, `first:N`, `random:N` or `list:i,j,...` against an L-layer teacher."""
+    kind, arg = _layer_map_kind(spec)
     L = teacher_layers
     if kind == "jump":
         k = _count(arg, spec)
@@ -103,10 +142,7 @@ def parse_layer_map(spec: str, teacher_layers: int, targets: str = "auto") -> La
             # Evenly spaced, ending at the last layer: the same targets as jump:L/N.
             target_list = [round(i * L / n) for i in range(1, n + 1)]
     else:
-        t_kind, t_sep, t_arg = targets.partition(":")
-        if t_kind != "list" or not t_sep:
-            raise UserError(f"student.targets '{targets}' must be 'auto' or list:i,j,... .")
-        target_list = _parse_ints(t_arg, targets, "student.targets")
+        target_list = _parse_ints(_targets_list(targets), targets, "student.targets")
         _check_layer_list(target_list, L, targets, "student.targets")
         if len(target_list) != n:
             raise UserError(
@@ -261,7 +297,7 @@ class LayerTap(nn.Module):
         explicit: bool | None = None,
         channels_last_cnn: bool = True,
     ):
-        if mode not in ("auto", "residual"):
+        if mode not in REPRESENTATIONS:
             raise UserError(f"student.representation '{mode}' must be 'auto' or 'residual'.")
         super().__init__()
         self.model = model

@@ -45,7 +45,7 @@ from distilxlsr.data.loader import make_loader, scan_cuts
 from distilxlsr.errors import RunStopped, UserError
 from distilxlsr.models.loading import count_parameters, load_model
 from distilxlsr.pretraining.encoder import MAX_MODEL_MB, build_encoder, export_model
-from distilxlsr.pretraining.recipe import RESUMABLE_CHANGES, PretrainConfig, validate
+from distilxlsr.pretraining.recipe import RESUMABLE_CHANGES, PretrainConfig
 from distilxlsr.pretraining.tasks import PhoneCTC, StageTask, UnitPrediction
 from distilxlsr.pretraining.teacher_card import StageFacts, TeacherFacts, render_card
 from distilxlsr.pretraining.units import (
@@ -444,7 +444,7 @@ def pretrain_teacher(config: PretrainConfig, command_line: str | None = None) ->
 
     `command_line` is recorded in the model card (default: this process's `distilxlsr ...`
     arguments when run from the command line)."""
-    validate(config)
+    config.validate()
     pretraining = _Pretraining(config, command_line or default_command_line())
     if pretraining.main:
         pretraining.run.acquire()  # one live process per run directory

@@ -1,8 +1,9 @@
-"""Teacher pretraining's typed config (docs/design.md, "Teacher pretraining").
+"""Teacher pretraining's config, `PretrainConfig` (docs/design.md, "Teacher pretraining").
 
 The model's shape, the stage-1 units and the two stages are the teacher's own sections; the
-loader and the optimizer are the sections every training run shares (`distilxlsr.config`), with
-defaults for a small teacher.
+loader and the optimizer are the sections every training run shares (`distilxlsr.config`, the
+config machinery), with defaults for a small teacher. Each value is checked when the config
+loads; `PretrainConfig.validate` checks the run as a whole.
 """
 
 from __future__ import annotations
@@ -11,18 +12,27 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from distilxlsr.config import LoaderConfig, OptimConfig, load_config
+from distilxlsr.config import (
+    DECAYS,
+    LoaderConfig,
+    OptimConfig,
+    check_fields,
+    closed,
+    load_config,
+)
 from distilxlsr.conventions import SAMPLE_RATE, frames_of
 from distilxlsr.errors import UserError
 
 FAMILIES = ("wav2vec2", "hubert")
+REQUIRED = {"data"}
+"""Keys without a usable default: a run must set them."""
 
 
 @dataclass
 class TeacherShape:
     """The model: XLS-R's architecture with fewer channels, layers and dimensions, or HuBERT's."""
 
-    family: str = "wav2vec2"
+    family: str = closed("wav2vec2", FAMILIES)
     """`wav2vec2`: XLS-R's (pre-LN `Wav2Vec2Model`, layer-norm CNN with bias); `hubert`:
     HuBERT's (post-LN `HubertModel`, group-norm CNN without bias)."""
     hidden: int = 256
@@ -120,7 +130,7 @@ class TeacherOptimConfig(OptimConfig):
     """Audio seconds per batch per process (after cropping)."""
     seed: int = 0
     """Seed of the initialisation, k-means, sampler, crops, masks and dropout."""
-    decay: str = "linear"
+    decay: str = closed("linear", DECAYS)
     """Decay after warm-up within each stage: `linear`, `cosine` or `constant`."""
     min_lr_ratio: float = 0.0
     """Each stage's learning rate decays to `lr * min_lr_ratio`."""
@@ -160,6 +170,66 @@ class PretrainConfig:
     loader: TeacherLoaderConfig = field(default_factory=TeacherLoaderConfig)
     train: TeacherOptimConfig = field(default_factory=TeacherOptimConfig)
 
+    def validate(self) -> None:
+        """One-line errors for settings a run cannot start with, before anything is loaded or
+        written: every value (as when the config loads, for a config built in code), then the
+        settings that depend on each other."""
+        check_fields(self)
+        m, t, ld = self.model, self.train, self.loader
+        if not self.data:
+            raise UserError(
+                "no training data given; set data=DIR (a corpus directory or manifest)."
+            )
+        if self.split in ("dev", "valid", "test"):
+            raise UserError(
+                f"split={self.split} is held out for choices and reports; a teacher trains on "
+                "split=train or split=pretrain."
+            )
+        u = self.units
+        if u.source == "logmel" and u.layer:
+            raise UserError(
+                "units.layer applies to a model source; with units.source=logmel leave it 0."
+            )
+        if u.source != "logmel" and u.layer < 1:
+            raise UserError(
+                f"units.source is a model ('{u.source}'): set units.layer to the layer clustered "
+                "(1 or more; HuBERT clusters a middle-to-upper layer)."
+            )
+        if m.hidden % m.heads or m.hidden % m.pos_conv_groups:
+            raise UserError(
+                f"model.hidden={m.hidden} must be divisible by model.heads={m.heads} and "
+                f"model.pos_conv_groups={m.pos_conv_groups}."
+            )
+        if self.stage1.steps < 0 or self.stage2.steps < 0:
+            raise UserError("stage1.steps and stage2.steps must not be negative.")
+        if self.stage1.steps + self.stage2.steps < 1:
+            raise UserError("nothing to train: set stage1.steps and/or stage2.steps above 0.")
+        t.check("train")
+        for name, stage in (("stage1", self.stage1), ("stage2", self.stage2)):
+            if not (stage.lr > 0 and math.isfinite(stage.lr)):
+                raise UserError(f"{name}.lr={stage.lr} must be a positive finite number.")
+        if t.batch_seconds < ld.max_seconds:
+            raise UserError(
+                f"train.batch_seconds ({t.batch_seconds:g}) must be at least loader.max_seconds "
+                f"({ld.max_seconds:g}), or the longest utterances fit no batch."
+            )
+        ld.check(t.batch_seconds, "loader", "train")
+        if self.units.clusters < 2 or self.units.sample_seconds <= 0:
+            raise UserError("units.clusters must be at least 2 and units.sample_seconds positive.")
+        shortest = frames_of(int(ld.min_seconds * SAMPLE_RATE))
+        for name, stage in (("stage1", self.stage1), ("stage2", self.stage2)):
+            if not 0.0 <= stage.mask_prob <= 1.0 or stage.mask_length < 1:
+                raise UserError(
+                    f"{name}.mask_prob must lie between 0 and 1 and {name}.mask_length be at "
+                    "least 1."
+                )
+            if stage.steps and stage.mask_prob > 0 and stage.mask_length > shortest:
+                raise UserError(
+                    f"{name}.mask_length={stage.mask_length} frames is longer than the shortest "
+                    f"utterance allowed (loader.min_seconds={ld.min_seconds:g} s = {shortest} "
+                    "frames); raise loader.min_seconds or lower the mask length."
+                )
+
 
 # Settings a resumed run may change; any other difference would silently make another model.
 RESUMABLE_CHANGES = {
@@ -176,60 +246,4 @@ RESUMABLE_CHANGES = {
 
 def load_pretrain_config(path: str | Path | None, overrides: list[str] = ()) -> PretrainConfig:
     """Defaults, then the YAML file's differences, then `key=value` overrides."""
-    return load_config(path, overrides, PretrainConfig)
-
-
-def validate(config: PretrainConfig) -> None:
-    m, t, ld = config.model, config.train, config.loader
-    if not config.data:
-        raise UserError("no training data given; set data=DIR (a corpus directory or manifest).")
-    if config.split in ("dev", "valid", "test"):
-        raise UserError(
-            f"split={config.split} is held out for choices and reports; a teacher trains on "
-            "split=train or split=pretrain."
-        )
-    if m.family not in FAMILIES:
-        raise UserError(f"model.family '{m.family}' must be one of {', '.join(FAMILIES)}.")
-    u = config.units
-    if u.source == "logmel" and u.layer:
-        raise UserError(
-            "units.layer applies to a model source; with units.source=logmel leave it 0."
-        )
-    if u.source != "logmel" and u.layer < 1:
-        raise UserError(
-            f"units.source is a model ('{u.source}'): set units.layer to the layer clustered "
-            "(1 or more; HuBERT clusters a middle-to-upper layer)."
-        )
-    if m.hidden % m.heads or m.hidden % m.pos_conv_groups:
-        raise UserError(
-            f"model.hidden={m.hidden} must be divisible by model.heads={m.heads} and "
-            f"model.pos_conv_groups={m.pos_conv_groups}."
-        )
-    if config.stage1.steps < 0 or config.stage2.steps < 0:
-        raise UserError("stage1.steps and stage2.steps must not be negative.")
-    if config.stage1.steps + config.stage2.steps < 1:
-        raise UserError("nothing to train: set stage1.steps and/or stage2.steps above 0.")
-    t.check("train")
-    for name, stage in (("stage1", config.stage1), ("stage2", config.stage2)):
-        if not (stage.lr > 0 and math.isfinite(stage.lr)):
-            raise UserError(f"{name}.lr={stage.lr} must be a positive finite number.")
-    if t.batch_seconds < ld.max_seconds:
-        raise UserError(
-            f"train.batch_seconds ({t.batch_seconds:g}) must be at least loader.max_seconds "
-            f"({ld.max_seconds:g}), or the longest utterances fit no batch."
-        )
-    ld.check(t.batch_seconds, "loader", "train")
-    if config.units.clusters < 2 or config.units.sample_seconds <= 0:
-        raise UserError("units.clusters must be at least 2 and units.sample_seconds positive.")
-    shortest = frames_of(int(ld.min_seconds * SAMPLE_RATE))
-    for name, stage in (("stage1", config.stage1), ("stage2", config.stage2)):
-        if not 0.0 <= stage.mask_prob <= 1.0 or stage.mask_length < 1:
-            raise UserError(
-                f"{name}.mask_prob must lie between 0 and 1 and {name}.mask_length be at least 1."
-            )
-        if stage.steps and stage.mask_prob > 0 and stage.mask_length > shortest:
-            raise UserError(
-                f"{name}.mask_length={stage.mask_length} frames is longer than the shortest "
-                f"utterance allowed (loader.min_seconds={ld.min_seconds:g} s = {shortest} frames); "
-                "raise loader.min_seconds or lower the mask length."
-            )
+    return load_config(PretrainConfig, path, overrides)
