@@ -18,7 +18,8 @@ import pytest
 import yaml
 from matplotlib.container import BarContainer
 
-from distilxlsr.cli import config_summary, main
+from distilxlsr.cli import main
+from distilxlsr.cli.commands import config_summary
 from distilxlsr.data.toy import make_toy_corpus
 from distilxlsr.evaluate.report import per_figure, similarity_figure
 from distilxlsr.export import export_hf
