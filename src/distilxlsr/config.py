@@ -48,9 +48,7 @@ def checked(default: Any, check: Callable[[Any], None]) -> Any:
 
 STATIC_DEFAULT_SHAPES = 5
 """Static shapes with `crop_lengths=[]`: max_seconds x 1/5, 2/5, ..., 5/5 (those below
-min_seconds left out). On LibriSpeech-like durations, crops of 3, 6, 9, 12 and 15 s keep 89.5%
-of the audio cropped to 15 s and skip 5.4% of the cuts (4 lengths: 86.7% and 7.5%; 6 lengths:
-91.7% and 4.1%; `distilxlsr bench --sections padding`)."""
+min_seconds left out; why five: docs/design.md, "Data loading")."""
 STATIC_MAX_SHAPES = 8
 """At most this many lengths: torch.compile keeps 8 graphs per function by default
 (`torch._dynamo.config.recompile_limit`), one per shape."""

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from distilxlsr.conventions import SAMPLE_RATE
 from distilxlsr.errors import UserError
 from distilxlsr.models.layers import LayerTap
 from distilxlsr.models.loading import load_model
@@ -103,7 +104,7 @@ def prepare_model(model_dir: str | Path) -> LayerFeatures:
     return LayerFeatures(model).eval()
 
 
-def _example_inputs(sample_rate: int = 16000) -> tuple[torch.Tensor, torch.Tensor]:
+def _example_inputs(sample_rate: int = SAMPLE_RATE) -> tuple[torch.Tensor, torch.Tensor]:
     """Two utterances of different lengths, so padding and the mask are traced."""
     lengths = [sample_rate, sample_rate * 3 // 4]
     x = torch.randn(len(lengths), max(lengths))

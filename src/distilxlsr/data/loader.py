@@ -319,8 +319,8 @@ def collate(waves: list[np.ndarray], normalize: bool, length: int | None = None)
     rounding of the crop or the resampling) is cut or zero-filled at its end, and counts as
     `length` real samples.
 
-    The mask is bool, one byte per sample: as int64 it was twice the audio's own bytes to make,
-    pass from the loader workers, pin and copy to the GPU (`benchmarks/loader_mask_dtype.py`)."""
+    The mask is bool, one byte per sample, the least to make, pass from the loader workers, pin
+    and copy to the GPU (`benchmarks/loader_mask_dtype.py` compares it with int64)."""
     if length is not None:
         waves = [w[:length] for w in waves]
     lengths = [len(w) for w in waves] if length is None else [length] * len(waves)
