@@ -44,12 +44,13 @@ def test_quick_demo_end_to_end(tmp_path, capfd):
     assert "en (english)" in said["teacher"] and "sw" not in said["teacher"]
     assert said["student"] == said["teacher"]
     assert f"- **student**: {said['student']}" in printed
-    # Sanity bounds (corpus v2, whose test speakers and words are unseen; the label-free shipped
-    # teacher, a 0.4-minute probe set and 40 probe steps; this run: teacher 64.7%, student 63.5%,
-    # log-mel 79.8% mean PER; a broken probe or representation scores near 100%, an untrained
-    # probe near 1000%).
-    assert teacher["per_mean"] < 0.75 and student["per_mean"] < 0.75, (teacher, student)
-    assert student["per_mean"] < logmel["per_mean"] - 0.08, (student, logmel)
+    # Sanity bounds. Corpus v3's test voices were heard by no model, the probe set is 0.4
+    # minutes and the probes stop after 60 iterations: toy numbers (this run: teacher 67%,
+    # student 69%, log-mel 94% mean PER). A broken probe or representation scores near 100%,
+    # an untrained probe far above; 6 distillation steps from the teacher's own layers leave the
+    # student near its teacher.
+    assert teacher["per_mean"] < 0.85 and student["per_mean"] < 0.85, (teacher, student)
+    assert abs(student["per_mean"] - teacher["per_mean"]) < 0.15, (student, teacher)
     assert student["abs_gap"] == student["per_mean"] - teacher["per_mean"]
     # A relative gap only against a reference PER of 10% or more (evaluate/stats.py).
     if teacher["per_mean"] >= 0.10:

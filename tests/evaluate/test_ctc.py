@@ -120,7 +120,14 @@ def test_the_first_probe_step_moves_each_weight_by_the_warmed_up_learning_rate()
     the factor is 1/warmup_steps on the first step, and a warm-up of 0 or 1 step is none."""
     feats, labels = _features(3, 1)  # a single utterance: every batch is that utterance
     for warmup, factor in ((4, 0.25), (1, 1.0), (0, 1.0)):
-        config = ProbeConfig(steps=0, lr=0.01, warmup_steps=warmup, batch_utterances=8)
+        config = ProbeConfig(
+            optimizer="adam",
+            standardise=False,
+            steps=0,
+            lr=0.01,
+            warmup_steps=warmup,
+            batch_utterances=8,
+        )
         start, info = train_probe(feats, labels, 4, config)
         assert info["steps"] == 0 and math.isnan(info["final_loss"])
         loss = _ctc(*start(start.standardise(feats)), labels)
@@ -139,8 +146,17 @@ def test_after_the_warm_up_the_probe_s_learning_rate_stays_at_lr():
     """Adam moves a weight by at most about lr a step: by Cauchy-Schwarz on its moment
     estimates, at most 1.028 lr in each of the first 8 steps (the warm-up, 2 steps, aside)."""
     feats, labels = _features(4, 1)
-    config = ProbeConfig(steps=8, lr=0.01, warmup_steps=2)
-    moves, last = [], [_state(train_probe(feats, labels, 4, ProbeConfig(steps=0))[0])]
+    config = ProbeConfig(optimizer="adam", standardise=False, steps=8, lr=0.01, warmup_steps=2)
+    moves, last = (
+        [],
+        [
+            _state(
+                train_probe(
+                    feats, labels, 4, ProbeConfig(optimizer="adam", standardise=False, steps=0)
+                )[0]
+            )
+        ],
+    )
 
     def track(step, probe):
         now = _state(probe)
@@ -160,7 +176,7 @@ def test_the_callback_sees_every_step_once_with_the_probe_being_trained():
     def keep(step, probe):
         seen.append((step, probe, _state(probe)))
 
-    config = ProbeConfig(steps=5, lr=0.01, batch_utterances=2)
+    config = ProbeConfig(optimizer="adam", standardise=False, steps=5, lr=0.01, batch_utterances=2)
     probe, info = train_probe(feats, labels, 4, config, keep)
     assert [s for s, _, _ in seen] == [1, 2, 3, 4, 5]
     assert all(p is probe for _, p, _ in seen)
@@ -170,7 +186,7 @@ def test_the_callback_sees_every_step_once_with_the_probe_being_trained():
     heads = [state["head.weight"] for _, _, state in seen]
     assert all(not torch.equal(a, b) for a, b in zip(heads, heads[1:], strict=False))
     seen.clear()
-    train_probe(feats, labels, 4, ProbeConfig(steps=0), keep)
+    train_probe(feats, labels, 4, ProbeConfig(optimizer="adam", standardise=False, steps=0), keep)
     assert seen == []
 
 
@@ -183,7 +199,9 @@ def test_the_probe_s_info_reports_its_steps_time_and_last_loss():
             before_last.update(_state(probe))
 
     start = time.perf_counter()
-    probe, info = train_probe(feats, labels, 4, ProbeConfig(steps=3, lr=0.01), keep)
+    probe, info = train_probe(
+        feats, labels, 4, ProbeConfig(optimizer="adam", standardise=False, steps=3, lr=0.01), keep
+    )
     elapsed = time.perf_counter() - start
     assert set(info) == {"steps", "seconds", "final_loss"}
     assert info["steps"] == 3
@@ -197,7 +215,9 @@ def test_the_probe_s_info_reports_its_steps_time_and_last_loss():
 
 def test_the_probe_is_a_function_of_its_seed_alone():
     feats, labels = _features(7, 6)
-    config = ProbeConfig(steps=4, lr=0.01, batch_utterances=2, seed=3)
+    config = ProbeConfig(
+        optimizer="adam", standardise=False, steps=4, lr=0.01, batch_utterances=2, seed=3
+    )
     torch.manual_seed(100)
     a, info_a = train_probe(feats, labels, 4, config)
     torch.manual_seed(200)
@@ -212,15 +232,21 @@ def test_the_probe_is_a_function_of_its_seed_alone():
     c, info_c = train_probe(feats, labels, 4, config)
     assert not torch.equal(a.head.weight, c.head.weight)
     # another seed draws other batches, not only another initialisation
-    init_a = train_probe(feats, labels, 4, ProbeConfig(steps=0, seed=3))[0]
-    init_c = train_probe(feats, labels, 4, ProbeConfig(steps=0, seed=4))[0]
+    init_a = train_probe(
+        feats, labels, 4, ProbeConfig(optimizer="adam", standardise=False, steps=0, seed=3)
+    )[0]
+    init_c = train_probe(
+        feats, labels, 4, ProbeConfig(optimizer="adam", standardise=False, steps=0, seed=4)
+    )[0]
     assert not torch.equal(init_a.head.weight, init_c.head.weight)
     assert info_a["final_loss"] != info_c["final_loss"]
 
 
 def test_a_standardising_probe_uses_the_training_features_statistics():
     feats, labels = _features(8, 3)
-    probe, _ = train_probe(feats, labels, 4, ProbeConfig(steps=1, standardise=True))
+    probe, _ = train_probe(
+        feats, labels, 4, ProbeConfig(optimizer="adam", steps=1, standardise=True)
+    )
     every = torch.cat(feats, dim=1).double()  # (layers, all frames, dim)
     assert torch.allclose(probe.mean, every.mean(1).float(), atol=1e-5)
     assert torch.allclose(probe.scale, every.std(1, unbiased=False).reciprocal().float(), rtol=1e-4)
@@ -240,7 +266,12 @@ def test_the_lbfgs_probe_converges_to_an_optimum_its_seed_barely_moves():
     feats, labels = _features(11, 6)
     config = ProbeConfig(optimizer="lbfgs", standardise=True, l2=0.05, steps=400, tolerance=1e-7)
     a, info_a = train_probe(feats, labels, 4, config)
-    b, _ = train_probe(feats, labels, 4, ProbeConfig(**{**config.__dict__, "seed": 1}))
+    b, _ = train_probe(
+        feats,
+        labels,
+        4,
+        ProbeConfig(**{**config.__dict__, "seed": 1}),
+    )
     assert info_a["converged"] and info_a["steps"] < 400
     assert info_a["final_loss"] == pytest.approx(_objective(a, feats, labels, 0.05), rel=1e-3)
     # at the optimum, the gradient of the objective vanishes
@@ -254,7 +285,9 @@ def test_the_lbfgs_probe_converges_to_an_optimum_its_seed_barely_moves():
     )
     assert torch.allclose(a.head.weight, b.head.weight, atol=2e-2)
     # a few Adam steps are far from it
-    adam, _ = train_probe(feats, labels, 4, ProbeConfig(steps=5, lr=0.01, standardise=True))
+    adam, _ = train_probe(
+        feats, labels, 4, ProbeConfig(optimizer="adam", steps=5, lr=0.01, standardise=True)
+    )
     assert _objective(adam, feats, labels, 0.05) > _objective(a, feats, labels, 0.05) + 0.1
 
 

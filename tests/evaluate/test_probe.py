@@ -38,7 +38,7 @@ def test_the_probe_does_not_care_about_each_dimension_s_scale_and_offset():
     scale = torch.logspace(-1, 2, 8)  # dimensions a thousand times apart, as log-mel's and
     shift = torch.linspace(-5, 5, 8)  # a transformer's are
     warped = [f.float() * scale + shift for f in feats]
-    config = ProbeConfig(steps=300, lr=3e-2, batch_utterances=4, standardise=True)
+    config = ProbeConfig(optimizer="adam", steps=300, lr=3e-2, batch_utterances=4, standardise=True)
     plain, _ = train_probe(feats, labels, 3, config)
     scaled, _ = train_probe(warped, labels, 3, config)
     # both see the same standardised inputs
@@ -60,9 +60,20 @@ def test_the_first_n_steps_of_a_longer_probe_are_an_n_step_probe():
         if step in (20, 70):
             seen[step] = {k: v.clone() for k, v in probe.state_dict().items()}
 
-    train_probe(feats, labels, 3, ProbeConfig(steps=90, lr=3e-2, warmup_steps=30), keep)
+    train_probe(
+        feats,
+        labels,
+        3,
+        ProbeConfig(optimizer="adam", steps=90, lr=3e-2, warmup_steps=30, standardise=False),
+        keep,
+    )
     for steps in (20, 70):
-        alone, _ = train_probe(feats, labels, 3, ProbeConfig(steps=steps, lr=3e-2, warmup_steps=30))
+        alone, _ = train_probe(
+            feats,
+            labels,
+            3,
+            ProbeConfig(optimizer="adam", steps=steps, lr=3e-2, warmup_steps=30, standardise=False),
+        )
         for key, value in alone.state_dict().items():
             assert torch.equal(value, seen[steps][key]), (steps, key)
 
