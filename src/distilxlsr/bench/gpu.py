@@ -146,10 +146,6 @@ def step_split(
     FLOPs; `share` is each phase's part of their sum. `whole_step_seconds` is the same step
     without the synchronisations in between (the training loop's), so their cost shows. Then
     the teacher's CNN alone: fp32, bf16 (autocast), and bf16 with cuDNN's autotuner."""
-    from torch.utils.flop_counter import FlopCounterMode  # noqa: PLC0415
-
-    from distilxlsr.models.layers import run_cnn  # noqa: PLC0415
-
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     bf16 = precision == "bf16"
     peak = _peaks(dev)["bf16" if bf16 else "fp32"]
@@ -160,6 +156,30 @@ def step_split(
     optimizer = torch.optim.AdamW(params, lr=1e-5, fused=True)
     batch = audio_batch(utterances, seconds, dev)
     x, mask = batch["input_values"], batch["attention_mask"]
+    phases = _step_phases(teacher, distiller, params, optimizer, x, mask, bf16)
+    flops, seconds_by_phase, whole_seconds = _measure_phases(phases, steps, dev)
+    total = sum(seconds_by_phase.values())
+    split = _phase_rows(seconds_by_phase, flops, peak)
+    audio = utterances * seconds
+    return {
+        "shape": shape,
+        "precision": precision,
+        "batch_audio_seconds": audio,
+        "matmul_peak_flops": peak,
+        "phases": split,
+        "sum_of_phases_seconds": total,
+        "whole_step_seconds": whole_seconds,
+        "audio_s_per_s": audio / whole_seconds,
+        "bound_by": max(PHASES, key=lambda n: seconds_by_phase[n]),
+        "cnn": cnn_variants(teacher, x, steps),
+    }
+
+
+def _step_phases(teacher, distiller, params, optimizer, x, mask, bf16: bool) -> dict:
+    """The step's `PHASES` as callables, in order, each taking the previous one's output."""
+    from distilxlsr.models.layers import run_cnn  # noqa: PLC0415
+
+    dev = x.device
     targets, student_layers = distiller.layer_map.targets, distiller.student_layers
 
     def autocast():
@@ -196,13 +216,19 @@ def step_split(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    phases = dict(
+    return dict(
         zip(
             PHASES,
             (teacher_cnn, teacher_layers, student_forward, backward, optimizer_step),
             strict=True,
         )
     )
+
+
+def _measure_phases(phases: dict, steps: int, dev: torch.device) -> tuple[dict, dict, float]:
+    """After a warm-up step: each phase's FLOPs, its mean seconds between synchronisations over
+    `steps`, and the whole step's mean seconds without them."""
+    from torch.utils.flop_counter import FlopCounterMode  # noqa: PLC0415
 
     def whole():
         for run in phases.values():
@@ -223,7 +249,11 @@ def step_split(
             run()
             sync(dev)
             seconds_by_phase[name] += (time.perf_counter() - start) / steps
-    whole_seconds = device_seconds(whole, steps, dev)
+    return flops, seconds_by_phase, device_seconds(whole, steps, dev)
+
+
+def _phase_rows(seconds_by_phase: dict, flops: dict, peak: float) -> dict:
+    """Each phase's seconds, share of their sum, FLOPs and fraction of `peak`, printed as rows."""
     total = sum(seconds_by_phase.values())
     split = {
         name: {
@@ -240,19 +270,7 @@ def step_split(
             f"{row['flops'] / 1e12:6.2f} TFLOP, {row['fraction_of_peak']:.0%} of peak",
             flush=True,
         )
-    audio = utterances * seconds
-    return {
-        "shape": shape,
-        "precision": precision,
-        "batch_audio_seconds": audio,
-        "matmul_peak_flops": peak,
-        "phases": split,
-        "sum_of_phases_seconds": total,
-        "whole_step_seconds": whole_seconds,
-        "audio_s_per_s": audio / whole_seconds,
-        "bound_by": max(PHASES, key=lambda n: seconds_by_phase[n]),
-        "cnn": cnn_variants(teacher, x, steps),
-    }
+    return split
 
 
 def cnn_variants(teacher, x: torch.Tensor, steps: int = 5) -> dict:
