@@ -170,6 +170,7 @@ def test_two_stage_run_writes_an_hf_teacher_card_and_metrics(first_run):
     assert "Stage 1, self-supervised (ran, 4 steps)" in card
     assert "Stage 2, multilingual phone CTC (ran, 2 steps)" in card
     assert "en, sw" in card and "Wall time" in card and "Machine" in card
+    assert "## Citation" in card and "eprint        = {2306.01303}" in card
     metrics = [json.loads(x) for x in (first_run / "metrics.jsonl").read_text().splitlines()]
     assert [(m["step"], m["stage"]) for m in metrics] == [(2, 1), (4, 1), (6, 2)]
     assert all(np.isfinite(m["loss"]) and m["audio_s_per_s"] > 0 for m in metrics)

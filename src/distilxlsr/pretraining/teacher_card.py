@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from distilxlsr.provenance import Provenance, with_tier
+from distilxlsr.student_card import CITATION
 
 
 @dataclass
@@ -241,5 +242,13 @@ not a substitute for XLS-R.
 
 ```yaml
 {f.config_yaml.rstrip()}
+```
+
+## Citation
+
+Made by distilxlsr as a teacher for the distillation method of:
+
+```bibtex
+{CITATION}
 ```
 """
