@@ -207,22 +207,14 @@ def distill(
 
 
 def _distill(config, transform, command_line, accelerator, run: RunDir) -> None:
-    main = accelerator.is_main_process
+    """The run once `distill` holds its directory: check, load, claim, then train."""
     saved = run.check_resumable(config, RESUMABLE_CHANGES)
     resume = run.latest_checkpoint()
     if resume is not None:
         run.check_processes(resume, accelerator.num_processes)
 
     models = load_models(config, resume)
-    teacher_dir = resolve_model(config.teacher)  # `shipped`: the package's teacher
-    teacher_sha256 = ckpt.weights_sha256(teacher_dir)
-    before = run.facts().get("teacher_sha256") if resume is not None else None
-    if before and teacher_sha256 and before != teacher_sha256:
-        raise UserError(
-            f"teacher '{config.teacher}' is not the model this run started from (its weights "
-            f"changed since: SHA-256 {teacher_sha256[:12]}..., the run's {before[:12]}...); "
-            f"restore that teacher, or distil into a new out= than '{run.path}'."
-        )
+    teacher_dir, teacher_sha256 = _teacher_weights(config, run, resume)
     cuts = load_cuts(config.data.train, "train")
     stats = scan_cuts(
         cuts, config.data.min_seconds, config.data.train
@@ -240,29 +232,76 @@ def _distill(config, transform, command_line, accelerator, run: RunDir) -> None:
     state = RunState()
     if resume is not None:
         state = RunState.from_dict(ckpt.read_trainer_state(resume)["run_state"])
-    if main:
-        run.claim(config, command_line or default_command_line(), state.step)
-        run.drop_metrics_after(state.step)
-        run.student_init.mkdir(exist_ok=True)
-        models.pristine_config.save_pretrained(run.student_init)
-        models.extractor.save_pretrained(run.student_init)
-        models.info.write(run.student_init)
-        write_provenance(run.student_init, provenance)
-        run.write_facts(
-            {
-                "data": config.data.train,
-                "languages": {k: round(v, 4) for k, v in stats.languages.items()},
-                "cuts": stats.cuts,
-                "hours": round(stats.hours, 4),
-                "teacher_license": card_license(config.teacher),
-                "teacher_sha256": teacher_sha256,
-            }
-        )
+    if accelerator.is_main_process:
+        _claim(run, config, command_line, state.step, models, provenance, stats, teacher_sha256)
     accelerator.wait_for_everyone()
 
     distiller.teacher_tap.to(accelerator.device)  # the teacher, and a norm kept above its layers
     task = DistillTask(distiller, models.student, models.pristine_config)
     trainer = Trainer(accelerator, run, config, config.train, state, config.data.sample_rate)
+    _say_setup(trainer, config, models, stats, plan, accelerator.num_processes)
+    schedule = _schedule(config, saved, state.step if resume is not None else None, trainer)
+    try:
+        completed = trainer.fit(
+            task,
+            schedule,
+            batches,
+            resume=resume,
+            rng_seed=config.train.seed * 1000 + accelerator.process_index,
+            compile_module=config.train.compile,
+            compile_dynamic=False if config.data.static_shapes else None,
+        )
+    finally:
+        trainer.close()
+    accelerator.wait_for_everyone()
+    if not completed:
+        raise RunStopped(trainer.stop_signal, state.step)
+    if state.step >= config.train.max_steps:
+        trainer.say(
+            f"done: {state.step} steps, {state.audio_seconds / 3600:.3f} h of audio, "
+            f"{state.bad_steps} skipped steps; run directory {run.path}"
+        )
+
+
+def _teacher_weights(
+    config: DistillConfig, run: RunDir, resume: Path | None
+) -> tuple[str, str | None]:
+    """The teacher's directory and weights' SHA-256, checked against a resumed run's."""
+    teacher_dir = resolve_model(config.teacher)  # `shipped`: the package's teacher
+    teacher_sha256 = ckpt.weights_sha256(teacher_dir)
+    before = run.facts().get("teacher_sha256") if resume is not None else None
+    if before and teacher_sha256 and before != teacher_sha256:
+        raise UserError(
+            f"teacher '{config.teacher}' is not the model this run started from (its weights "
+            f"changed since: SHA-256 {teacher_sha256[:12]}..., the run's {before[:12]}...); "
+            f"restore that teacher, or distil into a new out= than '{run.path}'."
+        )
+    return teacher_dir, teacher_sha256
+
+
+def _claim(run: RunDir, config, command_line, step, models, provenance, stats, teacher_sha256):
+    """Claim the run directory (main process): student_init's files and the run's facts."""
+    run.claim(config, command_line or default_command_line(), step)
+    run.drop_metrics_after(step)
+    run.student_init.mkdir(exist_ok=True)
+    models.pristine_config.save_pretrained(run.student_init)
+    models.extractor.save_pretrained(run.student_init)
+    models.info.write(run.student_init)
+    write_provenance(run.student_init, provenance)
+    run.write_facts(
+        {
+            "data": config.data.train,
+            "languages": {k: round(v, 4) for k, v in stats.languages.items()},
+            "cuts": stats.cuts,
+            "hours": round(stats.hours, 4),
+            "teacher_license": card_license(config.teacher),
+            "teacher_sha256": teacher_sha256,
+        }
+    )
+
+
+def _say_setup(trainer, config: DistillConfig, models: _Models, stats, plan, num_processes):
+    """Say what the run trains on, with what, and how; warn of settings that mislead."""
     info, layer_map = models.info, models.layer_map
     trainer.say(f"train data {config.data.train}: {stats.summary(config.data.min_seconds)}")
     if config.data.static_shapes:
@@ -291,7 +330,7 @@ def _distill(config, transform, command_line, accelerator, run: RunDir) -> None:
         f"shuffle.mode={config.shuffle.mode} (p={config.shuffle.p:g}); lr {t.lr:g} "
         f"(warm-up {t.warmup_steps or max(1, int(0.05 * t.max_steps))} steps, {t.decay} decay); "
         f"batches of {t.batch_seconds:g} s x {t.grad_accum} micro-batch(es) x "
-        f"{accelerator.num_processes} process(es); {t.max_steps} steps"
+        f"{num_processes} process(es); {t.max_steps} steps"
     )
     if t.warmup_steps >= t.max_steps:
         trainer.say(
@@ -299,25 +338,4 @@ def _distill(config, transform, command_line, accelerator, run: RunDir) -> None:
             f"{t.max_steps}: the whole run is warm-up, its learning rate peaks at "
             f"{t.lr * t.max_steps / t.warmup_steps:.3g} (train.lr={t.lr:g}) and never decays; "
             "lower train.warmup_steps (0: 5% of the steps)."
-        )
-    schedule = _schedule(config, saved, state.step if resume is not None else None, trainer)
-    try:
-        completed = trainer.fit(
-            task,
-            schedule,
-            batches,
-            resume=resume,
-            rng_seed=config.train.seed * 1000 + accelerator.process_index,
-            compile_module=config.train.compile,
-            compile_dynamic=False if config.data.static_shapes else None,
-        )
-    finally:
-        trainer.close()
-    accelerator.wait_for_everyone()
-    if not completed:
-        raise RunStopped(trainer.stop_signal, state.step)
-    if state.step >= config.train.max_steps:
-        trainer.say(
-            f"done: {state.step} steps, {state.audio_seconds / 3600:.3f} h of audio, "
-            f"{state.bad_steps} skipped steps; run directory {run.path}"
         )
