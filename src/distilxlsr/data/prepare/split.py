@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, closing
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lhotse.serialization import SequentialJsonlWriter
@@ -48,24 +49,63 @@ def prepare_split(
     }
     partials = {kind: lang_dir / f".{kind}_{split}.partial.jsonl.gz" for kind in finals}
     rejected_path = lang_dir / f"rejected_{split}.jsonl"
-    limit = options.max_reject_share * total
-    rejects: Counter = Counter()
-    notes: Counter = Counter()
-    accepted, seconds = 0, 0.0
-    seen: set[str] = set()
+    tally = _Tally()
+    completed = _stream_split(items, split, job, options, total, partials, rejected_path, tally)
+    rejected = sum(tally.rejects.values())
+    if not completed:
+        raise UserError(
+            f"{'at least ' if tally.accepted + rejected < total else ''}{rejected} of {total} "
+            f"utterances of {job.language}/{split} from {source} were rejected "
+            f"({_describe(tally.rejects)}), more than the allowed "
+            f"{options.max_reject_share:.0%}; see {rejected_path}, fix the corpus or raise "
+            "max_reject_share."
+        )
+    for kind, path in partials.items():
+        path.replace(finals[kind])
+    print(_summary(f"{job.language}/{split}", job.sample_rate, tally, rejected_path))
+    return finals["cuts"]
 
+
+@dataclass
+class _Tally:
+    """What a split's stream came to: rejects by reason, accepted utterances, their audio."""
+
+    rejects: Counter = field(default_factory=Counter)
+    notes: Counter = field(default_factory=Counter)
+    """The accepted utterances' repairs ('clamped', 'converted'), counted."""
+    accepted: int = 0
+    seconds: float = 0.0
+
+
+def _unique(stream: Iterable[Utterance]) -> Iterator[Utterance]:
+    """The utterances, a repeated id (of one with no problem yet) marked as a problem."""
+    seen: set[str] = set()
+    for item in stream:
+        if item.id in seen and item.problem is None:
+            item.problem = (
+                "duplicate_id",
+                f"utterance id '{item.id}' appears twice ({item.audio})",
+            )
+        seen.add(item.id)
+        yield item
+
+
+def _stream_split(
+    items: Callable[[], Iterable[Utterance]],
+    split: str,
+    job: Job,
+    options: PrepareOptions,
+    total: int,
+    partials: dict[str, Path],
+    rejected_path: Path,
+    tally: _Tally,
+) -> bool:
+    """Process the utterances into the partial manifests and the rejects' list, counted in
+    `tally`; False, the partial manifests removed, when the rejects passed the allowed share
+    (or, raising, when processing failed)."""
     from tqdm import tqdm
 
-    def unique(stream: Iterable[Utterance]) -> Iterator[Utterance]:
-        for item in stream:
-            if item.id in seen and item.problem is None:
-                item.problem = (
-                    "duplicate_id",
-                    f"utterance id '{item.id}' appears twice ({item.audio})",
-                )
-            seen.add(item.id)
-            yield item
-
+    limit = options.max_reject_share * total
     completed = False
     try:
         with ExitStack() as stack:
@@ -75,7 +115,7 @@ def prepare_split(
             }
             rejected_file = stack.enter_context(open(rejected_path, "w", encoding="utf-8"))
             results = stack.enter_context(
-                closing(process_stream(unique(items()), job, options.jobs))
+                closing(process_stream(_unique(items()), job, options.jobs))
             )
             bar = stack.enter_context(
                 tqdm(
@@ -88,8 +128,8 @@ def prepare_split(
             for result in results:
                 bar.update(1)
                 if result.cut is None:
-                    rejects[result.reason] += 1
-                    bar.set_postfix(rejected=sum(rejects.values()), refresh=False)
+                    tally.rejects[result.reason] += 1
+                    bar.set_postfix(rejected=sum(tally.rejects.values()), refresh=False)
                     record = {
                         "id": result.id,
                         "path": result.path,
@@ -97,44 +137,42 @@ def prepare_split(
                         "detail": result.detail,
                     }
                     rejected_file.write(json.dumps(record, ensure_ascii=False) + "\n")
-                    if sum(rejects.values()) > limit:
+                    if sum(tally.rejects.values()) > limit:
                         break
                     continue
                 cut = result.cut  # a dict that embeds the recording and supervision dicts
                 writers["recordings"].write(cut["recording"])
                 writers["supervisions"].write(cut["supervisions"][0])
                 writers["cuts"].write(cut)
-                accepted += 1
-                seconds += result.seconds
-                notes.update(result.notes)
+                tally.accepted += 1
+                tally.seconds += result.seconds
+                tally.notes.update(result.notes)
             else:
                 completed = True
     finally:
         if not completed:  # aborted, failed or interrupted: no partial manifests left behind
             for path in partials.values():
                 path.unlink(missing_ok=True)
-    rejected = sum(rejects.values())
-    if not completed:
-        raise UserError(
-            f"{'at least ' if accepted + rejected < total else ''}{rejected} of {total} utterances "
-            f"of {job.language}/{split} from {source} were rejected ({_describe(rejects)}), more "
-            f"than the allowed {options.max_reject_share:.0%}; see {rejected_path}, fix the corpus "
-            "or raise max_reject_share."
-        )
-    for kind, path in partials.items():
-        path.replace(finals[kind])
-    summary = f"{job.language}/{split}: prepared {_plural(accepted, 'utterance')} ({seconds / 3600:.2f} h)"
-    summary += f"; rejected {rejected}" + (f": {_describe(rejects)}" if rejected else "")
+    return completed
+
+
+def _summary(name: str, sample_rate: int, tally: _Tally, rejected_path: Path) -> str:
+    """The split's one-line summary: prepared, rejected (by reason) and repaired utterances."""
+    rejected = sum(tally.rejects.values())
+    summary = (
+        f"{name}: prepared {_plural(tally.accepted, 'utterance')} ({tally.seconds / 3600:.2f} h)"
+    )
+    summary += f"; rejected {rejected}" + (f": {_describe(tally.rejects)}" if rejected else "")
     repaired = []
+    notes = tally.notes
     if notes["clamped"]:
         repaired.append(f"{_plural(notes['clamped'], 'alignment')} cut at the audio end")
     if notes["converted"]:
         repaired.append(
-            f"{_plural(notes['converted'], 'file')} converted to {job.sample_rate} Hz mono FLAC"
+            f"{_plural(notes['converted'], 'file')} converted to {sample_rate} Hz mono FLAC"
         )
     if repaired:
         summary += "; " + ", ".join(repaired)
     if rejected:
         summary += f" (listed in {rejected_path})"
-    print(summary)
-    return finals["cuts"]
+    return summary
