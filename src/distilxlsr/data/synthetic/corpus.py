@@ -112,59 +112,20 @@ def synthesize_split(
 
 
 def write_split(lang: str, split: str, lang_dir: Path, result: dict, key: str, args: dict) -> dict:
-    from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
-    from lhotse.audio import AudioSource
+    """Write a synthesised split's manifests, phone inventory and cache stamp; returns its stats."""
+    from lhotse import RecordingSet, SupervisionSet
     from lhotse.cut import CutSet
-    from lhotse.supervision import AlignmentItem
-
-    def item(symbol: str, start: int, end: int) -> AlignmentItem:
-        return AlignmentItem(
-            symbol, round(start / SAMPLE_RATE, 7), round((end - start) / SAMPLE_RATE, 7)
-        )
 
     recordings, supervisions = [], []
     inventory: collections.Counter[str] = collections.Counter()
     speaker_ids = set()
     for utt in result["utterances"]:
-        n = utt["num_samples"]
         speaker: Speaker = utt["speaker"]
         speaker_ids.add(speaker.id)
-        recordings.append(
-            Recording(
-                id=utt["id"],
-                sources=[AudioSource(type="file", channels=[0], source=utt["path"])],
-                sampling_rate=SAMPLE_RATE,
-                num_samples=n,
-                duration=n / SAMPLE_RATE,
-            )
-        )
+        recordings.append(_recording(utt))
         phones = [label for label, _, _ in utt["phones"] if label != SILENCE]
         inventory.update(phones)
-        supervisions.append(
-            SupervisionSegment(
-                id=utt["id"],
-                recording_id=utt["id"],
-                start=0.0,
-                duration=n / SAMPLE_RATE,
-                channel=0,
-                text=utt["text"],
-                language=lang,
-                speaker=speaker.id,
-                alignment={
-                    "phone": [item(*p) for p in utt["phones"]],
-                    "word": [item(*w) for w in utt["words"]],
-                },
-                custom={
-                    "phones": phones,
-                    "synth": {
-                        "voice": speaker.voice,
-                        "variant": speaker.variant,
-                        "pitch": speaker.pitch,
-                        "rate": speaker.rate,
-                    },
-                },
-            )
-        )
+        supervisions.append(_supervision(utt, lang, phones))
     recording_set = RecordingSet.from_recordings(recordings)
     supervision_set = SupervisionSet.from_segments(supervisions)
     cuts = CutSet.from_manifests(recordings=recording_set, supervisions=supervision_set)
@@ -174,22 +135,7 @@ def write_split(lang: str, split: str, lang_dir: Path, result: dict, key: str, a
     write_jsonl_gz(rec_path, recording_set.to_dicts())
     write_jsonl_gz(sup_path, supervision_set.to_dicts())
     write_jsonl_gz(cut_path, cuts.to_dicts())
-    phone_table = dict(sorted(inventory.items(), key=lambda kv: (-kv[1], kv[0])))
-    write_text(
-        phones_path,
-        json.dumps(
-            {
-                "language": lang,
-                "split": split,
-                "silence": SILENCE,
-                "note": "phone -> count in custom['phones'] (IPA from eSpeak NG, stress removed)",
-                "phones": phone_table,
-            },
-            ensure_ascii=False,
-            indent=1,
-        )
-        + "\n",
-    )
+    phone_table = _write_phones(phones_path, lang, split, inventory)
     files = [Path(u["path"]) for u in result["utterances"]] + [
         rec_path,
         sup_path,
@@ -213,6 +159,80 @@ def write_split(lang: str, split: str, lang_dir: Path, result: dict, key: str, a
     }
     write_text(stamp_path(lang_dir, split), json.dumps(stamp, indent=1) + "\n")
     return stats
+
+
+def _recording(utt: dict):
+    """The lhotse Recording of one synthesised utterance's audio file."""
+    from lhotse import Recording
+    from lhotse.audio import AudioSource
+
+    n = utt["num_samples"]
+    return Recording(
+        id=utt["id"],
+        sources=[AudioSource(type="file", channels=[0], source=utt["path"])],
+        sampling_rate=SAMPLE_RATE,
+        num_samples=n,
+        duration=n / SAMPLE_RATE,
+    )
+
+
+def _supervision(utt: dict, lang: str, phones: list[str]):
+    """The lhotse SupervisionSegment of one synthesised utterance: text, speaker, phone and word
+    alignments, and (custom) its phones without silence and its voice's settings."""
+    from lhotse import SupervisionSegment
+    from lhotse.supervision import AlignmentItem
+
+    def item(symbol: str, start: int, end: int) -> AlignmentItem:
+        return AlignmentItem(
+            symbol, round(start / SAMPLE_RATE, 7), round((end - start) / SAMPLE_RATE, 7)
+        )
+
+    n = utt["num_samples"]
+    speaker: Speaker = utt["speaker"]
+    return SupervisionSegment(
+        id=utt["id"],
+        recording_id=utt["id"],
+        start=0.0,
+        duration=n / SAMPLE_RATE,
+        channel=0,
+        text=utt["text"],
+        language=lang,
+        speaker=speaker.id,
+        alignment={
+            "phone": [item(*p) for p in utt["phones"]],
+            "word": [item(*w) for w in utt["words"]],
+        },
+        custom={
+            "phones": phones,
+            "synth": {
+                "voice": speaker.voice,
+                "variant": speaker.variant,
+                "pitch": speaker.pitch,
+                "rate": speaker.rate,
+            },
+        },
+    )
+
+
+def _write_phones(path: Path, lang: str, split: str, inventory: collections.Counter) -> dict:
+    """Write the split's phone inventory (most frequent first); returns phone -> count."""
+    phone_table = dict(sorted(inventory.items(), key=lambda kv: (-kv[1], kv[0])))
+    write_text(
+        path,
+        json.dumps(
+            {
+                "language": lang,
+                "split": split,
+                "silence": SILENCE,
+                "note": "phone -> count in custom['phones'] (IPA from eSpeak NG, stress removed)",
+                "phones": phone_table,
+            },
+            ensure_ascii=False,
+            indent=1,
+        )
+        + "\n",
+    )
+    return phone_table
 
 
 def synthesize_corpus(
