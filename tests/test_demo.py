@@ -80,3 +80,21 @@ def test_shipped_teacher_is_an_xlsr_shaped_model():
     provenance = json.loads((shipped_teacher() / "provenance.json").read_text())
     assert provenance["labels"] == [] and provenance["tier_protocol"] is True
     assert not set(TIERS["unheard"]) & set(provenance["heard"])
+
+
+def test_the_summary_line_names_no_gain_retained_when_the_teacher_barely_beats_log_mel():
+    from distilxlsr.demo import _gain_words
+
+    def results(teacher, logmel, kept):
+        return {
+            "models": [
+                {"name": "teacher", "per_mean": teacher},
+                {"name": "student", "per_mean": 0.5, "gain_retained": {"all": kept}},
+                {"name": "logmel", "per_mean": logmel},
+            ]
+        }
+
+    # corpus v3's demo: teacher 55.0%, log-mel 55.2%; the ratio (9.34) divides by 0.2 points
+    assert "no gain over log-mel to retain" in _gain_words(results(0.550, 0.552, 9.34))
+    assert "+0.2 points" in _gain_words(results(0.550, 0.552, 9.34))
+    assert _gain_words(results(0.40, 0.55, 0.9)) == "; gain over log-mel retained 0.90"
