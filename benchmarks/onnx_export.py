@@ -35,9 +35,9 @@ from distilxlsr import tune_malloc
 from distilxlsr.data.loader import collate
 from distilxlsr.evaluate.ctc import ProbeConfig, probe_decode, train_probe
 from distilxlsr.evaluate.features import ModelFeatures, resolve_model
-from distilxlsr.evaluate.harness import _extract
 from distilxlsr.evaluate.languages import load_language
 from distilxlsr.evaluate.per import phone_error_rate
+from distilxlsr.evaluate.task import extract_features
 from distilxlsr.export_onnx import export_onnx
 
 TEACHER = Path(__file__).resolve().parents[1] / "src/distilxlsr/assets/teacher"
@@ -254,7 +254,10 @@ def main() -> None:
 
     config = ProbeConfig(steps=args.probe_steps)
     feats = {"pytorch": features} | onnx_models
-    cached = {n: (_extract(f, data.train.waves), _extract(f, test_waves)) for n, f in feats.items()}
+    cached = {
+        n: (extract_features(f, data.train.waves), extract_features(f, test_waves))
+        for n, f in feats.items()
+    }
     heads = {}
     per: dict[str, float] = {}
     for name, (train_feats, test_feats) in cached.items():

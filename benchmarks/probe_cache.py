@@ -18,8 +18,8 @@ import torch
 from distilxlsr import tune_malloc
 from distilxlsr.evaluate.ctc import ProbeConfig, train_probe
 from distilxlsr.evaluate.features import ModelFeatures, resolve_model
-from distilxlsr.evaluate.harness import _extract
 from distilxlsr.evaluate.languages import load_language
+from distilxlsr.evaluate.task import extract_features
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
     labels = [data.encode(p) for p in data.train.phones]
 
     start = time.perf_counter()
-    cached = _extract(features, data.train.waves)
+    cached = extract_features(features, data.train.waves)
     extract_seconds = time.perf_counter() - start
     _, info = train_probe(cached, labels, len(data.vocab), config)
     cached_total = extract_seconds + info["seconds"]

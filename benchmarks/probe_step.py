@@ -49,11 +49,11 @@ def random_task(utterances: int, layers: int, dim: int, vocab: int, seed: int = 
 
 def real_task(model: str, data_dir: Path):
     from distilxlsr.evaluate.features import ModelFeatures, resolve_model  # noqa: PLC0415
-    from distilxlsr.evaluate.harness import _extract  # noqa: PLC0415
     from distilxlsr.evaluate.languages import load_language  # noqa: PLC0415
+    from distilxlsr.evaluate.task import extract_features  # noqa: PLC0415
 
     data = load_language(data_dir.name, data_dir)
-    feats = _extract(ModelFeatures(resolve_model(model)), data.train.waves)
+    feats = extract_features(ModelFeatures(resolve_model(model)), data.train.waves)
     return feats, [data.encode(p) for p in data.train.phones], len(data.vocab)
 
 

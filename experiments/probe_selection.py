@@ -34,9 +34,9 @@ import numpy as np
 from distilxlsr import tune_malloc
 from distilxlsr.evaluate.ctc import ProbeConfig, probe_decode, train_probe
 from distilxlsr.evaluate.features import ModelFeatures, resolve_model
-from distilxlsr.evaluate.harness import _extract
 from distilxlsr.evaluate.languages import load_utterances
 from distilxlsr.evaluate.per import phone_error_rate
+from distilxlsr.evaluate.task import extract_features
 
 LABELLED_TEACHER = Path(__file__).resolve().parents[1] / "results" / "models" / "labelled-teacher"
 """The CTC teacher fine-tuned on every evaluation language's phone labels (the labelled upper
@@ -91,8 +91,8 @@ def run_grid(record, out, models, langs, data, lrs, lengths) -> None:
             vocab = sorted({p for seq in train.phones for p in seq})
             index = {p: i + 1 for i, p in enumerate(vocab)}
             labels = [[index[p] for p in seq] for seq in train.phones]
-            train_feats = _extract(features, train.waves)
-            dev_feats = _extract(features, dev.waves)
+            train_feats = extract_features(features, train.waves)
+            dev_feats = extract_features(features, dev.waves)
             for lr, std in todo:
                 scores = {}
                 start = time.perf_counter()

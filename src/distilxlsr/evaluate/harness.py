@@ -33,12 +33,9 @@ from distilxlsr.evaluate.report import write_reports
 from distilxlsr.evaluate.stats import RESAMPLES
 from distilxlsr.evaluate.store import LanguageStore
 from distilxlsr.evaluate.summary import ModelInfo, group_tiers, summarise
-from distilxlsr.evaluate.task import LanguageTask, extract_features, in_workers
+from distilxlsr.evaluate.task import LanguageTask, in_workers
 
 __all__ = ["evaluate", "provenance_line", "run_evaluation", "split_label"]
-
-_extract = extract_features
-"""The name experiments/ scripts import (`evaluate.task.extract_features`)."""
 
 
 def evaluate(
