@@ -291,6 +291,23 @@ def test_the_lbfgs_probe_converges_to_an_optimum_its_seed_barely_moves():
     assert _objective(adam, feats, labels, 0.05) > _objective(a, feats, labels, 0.05) + 0.1
 
 
+def test_the_packed_forward_is_the_probes_forward():
+    """The full-batch fit evaluates the probe through `forward_packed`; it must compute what
+    `forward` computes (the same log-probabilities at every real frame, lengths alike)."""
+    feats, _ = _features(13, 5)
+    feats = [f[:, : 6 + i] for i, f in enumerate(feats)]  # utterances of different lengths
+    probe = Probe(3, 5, 4)
+    with torch.no_grad():
+        probe.layer_logits.copy_(torch.tensor([0.3, -1.0, 0.5]))
+        ready = probe.standardise(feats)
+        padded, lengths = probe(ready)
+        packed = Probe.pack(ready)
+        assert torch.equal(packed.lengths, lengths)
+        packed_out = probe.forward_packed(packed)
+    for b, n in enumerate(lengths.tolist()):
+        assert torch.allclose(packed_out[b, :n], padded[b, :n], atol=1e-6)
+
+
 def test_the_lbfgs_penalty_shrinks_the_head_and_its_cap_on_iterations_holds():
     feats, labels = _features(12, 6)
     free, _ = train_probe(feats, labels, 4, ProbeConfig(optimizer="lbfgs", steps=60))

@@ -92,6 +92,18 @@ class FinetuneConfig:
     seed: int = 0
 
 
+@dataclass
+class PackedFeatures:
+    """Many utterances' standardised features as one (layers, frames x D) matrix, with where
+    each frame goes in the padded batch (utterance `rows[i]`, position `columns[i]`)."""
+
+    frames: torch.Tensor
+    dim: int
+    lengths: torch.Tensor
+    rows: torch.Tensor
+    columns: torch.Tensor
+
+
 class Probe(nn.Module):
     """Per-dimension standardisation (statistics of the training features), a softmax-weighted
     sum of all layers, then a linear CTC head (SUPERB's recipe)."""
@@ -140,6 +152,27 @@ class Probe(nn.Module):
         padded = torch.stack([F.pad(m, (0, 0, 0, longest - m.shape[0])) for m in mixed])
         return F.log_softmax(self.head(padded), dim=-1), lengths
 
+    @staticmethod
+    def pack(ready: list[torch.Tensor]) -> PackedFeatures:
+        """Standardised (layers, T, D) features of many utterances, once, for `forward_packed`."""
+        lengths = torch.tensor([f.shape[1] for f in ready])
+        return PackedFeatures(
+            frames=torch.cat(ready, dim=1).reshape(ready[0].shape[0], -1),
+            dim=ready[0].shape[2],
+            lengths=lengths,
+            rows=torch.repeat_interleave(torch.arange(len(ready)), lengths),
+            columns=torch.cat([torch.arange(int(n)) for n in lengths]),
+        )
+
+    def forward_packed(self, packed: PackedFeatures) -> torch.Tensor:
+        """`forward`'s log-probabilities (B, T, V) for packed features: every frame mixed by one
+        product and the head applied without padding, then scattered into the padded batch (no
+        Python loop over utterances: the full-batch fit evaluates it hundreds of times)."""
+        mixed = (self.layer_weights() @ packed.frames).view(-1, packed.dim)
+        log_probs = F.log_softmax(self.head(mixed), dim=-1)
+        shape = (len(packed.lengths), int(packed.lengths.max()), log_probs.shape[-1])
+        return log_probs.new_zeros(shape).index_put((packed.rows, packed.columns), log_probs)
+
 
 def _ctc(log_probs: torch.Tensor, lengths: torch.Tensor, labels: list[list[int]]) -> torch.Tensor:
     targets = torch.tensor([t for seq in labels for t in seq], dtype=torch.long)
@@ -168,10 +201,10 @@ def train_probe(
         probe = Probe(feats[0].shape[0], feats[0].shape[2], vocab_size)
     if config.standardise:
         probe.fit_standardisation(feats)
-    ready = probe.standardise(feats)
-    if config.optimizer == "lbfgs":
-        info = _fit_lbfgs(probe, ready, labels, config, after_step)
+    if config.optimizer == "lbfgs":  # packed at once: one standardised copy, not two
+        info = _fit_lbfgs(probe, Probe.pack(probe.standardise(feats)), labels, config, after_step)
         return probe, info | {"seconds": time.perf_counter() - start}
+    ready = probe.standardise(feats)
     optimizer = torch.optim.Adam(probe.parameters(), lr=config.lr)
     warmup = max(1, config.warmup_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
@@ -200,7 +233,9 @@ PROBE_OPTIMIZERS = ("adam", "lbfgs")
 LBFGS_INNER = 20  # L-BFGS iterations per `step` call (one history, carried across calls)
 
 
-def _fit_lbfgs(probe: Probe, ready, labels, config: ProbeConfig, after_step) -> dict:
+def _fit_lbfgs(
+    probe: Probe, packed: PackedFeatures, labels, config: ProbeConfig, after_step
+) -> dict:
     """Full-batch L-BFGS with a strong-Wolfe line search on CTC + l2 * |head weights|^2, until an
     outer round of `LBFGS_INNER` iterations lowers the objective by less than `tolerance`
     (relative), or `config.steps` iterations. Deterministic given the initial probe."""
@@ -214,22 +249,10 @@ def _fit_lbfgs(probe: Probe, ready, labels, config: ProbeConfig, after_step) -> 
         tolerance_change=1e-12,
     )
 
-    # Every frame of every utterance in one (layers, frames * D) matrix, mixed by one product:
-    # the probe's forward without a Python loop over utterances at every evaluation and without
-    # padding (the frames of utterance b are rows starts[b] .. starts[b] + lengths[b]).
-    lengths = torch.tensor([f.shape[1] for f in ready])
-    layers, dim = ready[0].shape[0], ready[0].shape[2]
-    frames = torch.cat(ready, dim=1).reshape(layers, -1)
-    rows = torch.repeat_interleave(torch.arange(len(ready)), lengths)
-    columns = torch.cat([torch.arange(int(n)) for n in lengths])
-    shape = (len(ready), int(lengths.max()), probe.head.out_features)
-
     def objective() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
-        mixed = (probe.layer_weights() @ frames).view(-1, dim)
-        log_probs = F.log_softmax(probe.head(mixed), dim=-1)
-        padded = log_probs.new_zeros(shape).index_put((rows, columns), log_probs)
-        loss = _ctc(padded, lengths, labels) + config.l2 * probe.head.weight.pow(2).sum()
+        log_probs = probe.forward_packed(packed)
+        loss = _ctc(log_probs, packed.lengths, labels) + config.l2 * probe.head.weight.pow(2).sum()
         loss.backward()
         return loss
 
