@@ -33,14 +33,16 @@ import numpy as np
 import torch
 
 from distilxlsr import tune_malloc
-from distilxlsr.conventions import SAMPLE_RATE
+from distilxlsr.conventions import FRAME_HOP, FRAME_WINDOW, SAMPLE_RATE
 from distilxlsr.data.corpora import load_cuts
 from distilxlsr.data.loader import load_mono
 from distilxlsr.data.synthetic import TIERS
 from distilxlsr.demo import shipped_teacher
+from distilxlsr.evaluate.stats import voice_of
 from distilxlsr.pretraining.units import LayerFeatures, fit_units, nearest, unit_features
 
-HOP_SECONDS = 0.02
+HOP_SECONDS = FRAME_HOP / SAMPLE_RATE  # 20 ms
+CENTRE_SECONDS = FRAME_WINDOW / 2 / SAMPLE_RATE  # a frame's centre after its start: 12.5 ms
 PRETRAIN_LANGUAGES = ("en", *TIERS["label"], *TIERS["heard"])  # T1's languages
 SCORED = (*TIERS["heard"], *TIERS["unheard"])
 
@@ -50,12 +52,13 @@ def frame_labels(cut, frames: int) -> tuple[list[str | None], str]:
     supervision = cut.supervisions[0]
     phones: list[str | None] = [None] * frames
     for item in supervision.alignment["phone"]:
-        first = max(0, int(np.ceil((item.start - 0.0125) / HOP_SECONDS)))
-        last = min(frames, int(np.ceil((item.start + item.duration - 0.0125) / HOP_SECONDS)))
+        first = max(0, int(np.ceil((item.start - CENTRE_SECONDS) / HOP_SECONDS)))
+        last = min(
+            frames, int(np.ceil((item.start + item.duration - CENTRE_SECONDS) / HOP_SECONDS))
+        )
         for i in range(first, last):
             phones[i] = item.symbol
-    voice = supervision.speaker.split("-p")[0]  # "sw+Andy-p50-r150" -> "sw+Andy"
-    return phones, voice
+    return phones, voice_of(supervision.speaker)  # "sw+Andy-p50-r150" -> "sw+Andy"
 
 
 def normalised_mi(a: np.ndarray, b: np.ndarray) -> float:
