@@ -249,7 +249,8 @@ def _worker_start(progress_bars: bool) -> None:
 
 def in_workers(task: LanguageTask, languages: list[tuple[str, Path, list[str]]], jobs: int):
     """Languages evaluated by `jobs` spawned processes, yielded in the given order as they
-    finish (each language's result does not depend on the process that computed it)."""
+    finish. A worker runs one torch thread: its results equal a one-thread run in the parent
+    (another thread count sums floats in another order)."""
     import multiprocessing  # noqa: PLC0415
     from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
 
