@@ -98,7 +98,7 @@ def test_every_context_sums_to_one(char_model):
 
 
 def test_kenlm_reads_the_arpa_and_scores_as_logprob(char_model, tmp_path):
-    from flashlight.lib.text.decoder import KenLM
+    from flashlight.lib.text.decoder.kenlm import KenLM
     from flashlight.lib.text.dictionary import Dictionary
 
     path = char_model.write_arpa(tmp_path / "chars.arpa")
