@@ -139,6 +139,12 @@ class Task:
         metrics are 0-dim tensors, averaged over micro-batches and processes when logged."""
         raise NotImplementedError
 
+    def parameter_groups(self) -> list[dict] | None:
+        """AdamW's parameter groups where some learn at their own rate (a group's "lr" is its
+        peak, the schedule scales every group alike); None: one group of every trainable
+        parameter of `module` at the schedule's rate."""
+        return None
+
     def compile_extra(self, dynamic: bool | None = None) -> None:
         """With `compile_module`: compile what the task runs besides `module` (the distiller's
         frozen teacher); `dynamic` as torch.compile's."""
@@ -213,8 +219,12 @@ class OptimizerStep:
         self.accelerator = accelerator
         self.grad_accum = grad_accum
         self.grad_clip = optim.grad_clip
-        self.params = [p for p in task.module.parameters() if p.requires_grad]
-        self.optimizer, self.scheduler = make_optimizer(self.params, schedule, optim)
+        groups = task.parameter_groups()
+        if groups is None:
+            self.params = [p for p in task.module.parameters() if p.requires_grad]
+        else:
+            self.params = [p for group in groups for p in group["params"]]
+        self.optimizer, self.scheduler = make_optimizer(groups or self.params, schedule, optim)
         self.inner_optimizer = self.optimizer
         self.module = task.module
 

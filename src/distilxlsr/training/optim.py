@@ -19,6 +19,8 @@ class Schedule:
     """Linear warm-up steps; 0 means 5% of `steps`."""
     decay: str = "linear"
     min_lr_ratio: float = 0.0
+    hold_steps: int = 0
+    """With decay `tristage`: steps held at the peak after the warm-up, before the decay."""
     hold_from: int | None = None
     """Resumed with more steps but the rate kept: from this step on the factor stays what the
     schedule of `planned_steps` gave here."""
@@ -26,7 +28,9 @@ class Schedule:
 
 
 def lr_factor(schedule: Schedule) -> Callable[[int], float]:
-    """Linear warm-up, then linear or cosine decay to `min_lr_ratio` (a factor on `lr`)."""
+    """Linear warm-up, then linear or cosine decay to `min_lr_ratio` (a factor on `lr`), or
+    none (`constant`), or `tristage` (wav2vec 2.0's fine-tuning): `hold_steps` at the peak, then
+    an exponential decay to `min_lr_ratio` at the last step."""
     if schedule.hold_from is not None:
         planned = lr_factor(replace(schedule, steps=schedule.planned_steps, hold_from=None))
         held = planned(schedule.hold_from)
@@ -41,6 +45,12 @@ def lr_factor(schedule: Schedule) -> Callable[[int], float]:
             return (step + 1) / warmup
         if decay == "constant":
             return 1.0
+        if decay == "tristage":
+            held = step - warmup - schedule.hold_steps
+            if held < 0:
+                return 1.0
+            span = max(1, total - warmup - schedule.hold_steps)
+            return math.exp(math.log(floor) * min(1.0, held / span))
         progress = min(1.0, (step - warmup) / (total - warmup))
         if decay == "cosine":
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
