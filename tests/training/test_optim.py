@@ -73,3 +73,36 @@ def test_the_optimizer_applies_the_factor_of_each_step():
     factor = lr_factor(schedule)
     assert rates == pytest.approx([0.5 * factor(n) for n in range(6)], abs=1e-12)
     assert rates[:5] == pytest.approx([0.125, 0.25, 0.375, 0.5, 0.5], abs=1e-12)
+
+
+def test_the_tristage_schedule_warms_up_holds_and_decays_exponentially():
+    """20 steps: 4 of warm-up, 6 held at the peak, then 10 decaying exponentially to 0.01 (each
+    step x 0.01^(1/10)), which the last step reaches."""
+    factor = lr_factor(
+        Schedule(20, lr=1.0, warmup_steps=4, decay="tristage", hold_steps=6, min_lr_ratio=0.01)
+    )
+    assert [factor(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert [factor(s) for s in range(4, 11)] == [1.0] * 7
+    assert [factor(s) for s in (15, 20)] == pytest.approx([0.1, 0.01], rel=1e-12)
+
+
+class _TwoGroups(_Line):
+    def parameter_groups(self):
+        return [{"params": [self.module.weight]}, {"params": [self.module.bias], "lr": 2.0}]
+
+
+def test_a_task_may_give_a_parameter_group_its_own_peak_rate():
+    task = _TwoGroups()
+    schedule = Schedule(10, lr=0.5, warmup_steps=2, decay="constant")
+    stepper = OptimizerStep(task, schedule, TrainConfig(), PlainProcess(torch.device("cpu")))
+    rates = []
+    hook = register_optimizer_step_pre_hook(
+        lambda optimizer, *_: rates.append([g["lr"] for g in optimizer.param_groups])
+    )
+    try:
+        for step in range(3):
+            stepper(lambda: {"x": torch.ones(3, 2)}, step)
+    finally:
+        hook.remove()
+    flat = [rate for step in rates for rate in step]
+    assert flat == pytest.approx([0.25, 1.0, 0.5, 2.0, 0.5, 2.0], abs=1e-12)  # both scaled alike
