@@ -212,3 +212,38 @@ def test_untranscribed_and_overlong_utterances_are_counted_not_dropped_silently(
 def test_held_out_splits_are_refused_for_training(base_model, two_words, tmp_path):
     with pytest.raises(UserError, match="held out"):
         finetune(_config(base_model, two_words, tmp_path / "r", split="dev"))
+
+
+def test_the_command_line_fine_tunes_by_config_name_and_transcribes(
+    tmp_path, base_model, two_words, capsys
+):
+    from distilxlsr.cli import main
+
+    out = tmp_path / "run"
+    args = [f"model={base_model}", f"data={two_words}", f"out={out}", "loader.min_seconds=0.2"]
+    assert main(["finetune", "--config", "finetune-tiny-cpu", *args]) == 0
+    said = capsys.readouterr().out
+    assert f"recogniser: {out / 'model'}" in said
+    assert len(list_checkpoints(out)) == 2  # steps 5 and 10 (4 + 6)
+    wav = tmp_path / "speech.wav"
+    sf.write(wav, _speak(["si"], np.random.default_rng(1)), 8000)  # resampled to 16 kHz
+    assert main(["transcribe", "--model", str(out / "model"), str(wav), "--no-lm"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{wav}\t")  # ten steps transcribe something, or nothing
+    assert main(["transcribe", "--model", str(tmp_path), str(wav)]) == 2
+    assert "is not a recogniser" in capsys.readouterr().err
+    (tmp_path / "bad.wav").write_text("not audio")
+    assert main(["transcribe", "--model", str(out / "model"), str(tmp_path / "bad.wav")]) == 2
+    assert "could not read the audio file" in capsys.readouterr().err
+
+
+def test_the_shipped_fine_tuning_configs_load_by_name():
+    from distilxlsr.asr.recipe import load_finetune_config
+
+    for name in ("finetune-ctc", "finetune-tiny-cpu"):
+        config = load_finetune_config(name, ["model=M", "data=D"])
+        config.validate()
+        assert config.targets == "chars" and config.decoding.lm
+    assert load_finetune_config("finetune-tiny-cpu").full.steps == 6
+    with pytest.raises(UserError, match="no model given"):
+        load_finetune_config("finetune-ctc", ["data=D"]).validate()

@@ -90,6 +90,24 @@ def ctc_class(model_type: str) -> type:
     return getattr(transformers, name)
 
 
+def read_audio(path: str | Path) -> np.ndarray:
+    """A file's audio as 16 kHz mono float32 (channels averaged, other rates resampled with
+    soxr, as the data loader does)."""
+    import soundfile  # noqa: PLC0415
+    import soxr  # noqa: PLC0415
+
+    from distilxlsr.conventions import SAMPLE_RATE  # noqa: PLC0415
+
+    try:
+        audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except Exception as err:  # soundfile reports unreadable files as several error types
+        raise UserError(f"could not read the audio file '{path}' ({err}).") from None
+    audio = audio.mean(axis=1)
+    if rate != SAMPLE_RATE:
+        audio = soxr.resample(audio, rate, SAMPLE_RATE)
+    return audio.astype(np.float32)
+
+
 class Recogniser:
     """A recogniser directory loaded for transcription: greedy, or beam search with its LM."""
 

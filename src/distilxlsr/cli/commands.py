@@ -256,6 +256,23 @@ def cmd_pretrain_teacher(args: argparse.Namespace) -> None:
     print(f"teacher written to {model_dir}")
 
 
+def cmd_finetune(args: argparse.Namespace) -> None:
+    from distilxlsr.asr.finetune import finetune
+    from distilxlsr.asr.recipe import load_finetune_config
+
+    model_dir = finetune(load_finetune_config(args.config, args.overrides))
+    print(f"recogniser: {model_dir} (distilxlsr transcribe --model {model_dir} AUDIO...)")
+
+
+def cmd_transcribe(args: argparse.Namespace) -> None:
+    from distilxlsr.asr.recogniser import Recogniser, read_audio
+
+    recogniser = Recogniser(args.model, use_lm=not args.no_lm, lm=args.lm)
+    for path in args.audio:
+        text = recogniser.transcribe([read_audio(path)])[0]
+        print(f"{path}\t{text if isinstance(text, str) else ' '.join(text)}")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from distilxlsr.demo import run_demo
 

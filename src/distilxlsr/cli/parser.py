@@ -386,6 +386,42 @@ class _Parser(argparse.ArgumentParser):
         super().error(message)
 
 
+def _parser_finetune(sub) -> None:
+    from distilxlsr.asr.recipe import REQUIRED as FINETUNE_REQUIRED
+    from distilxlsr.asr.recipe import FinetuneConfig
+    from distilxlsr.config import keys_help
+
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune a model into a speech recogniser for one language (resumes)",
+        epilog=keys_help(FinetuneConfig, FINETUNE_REQUIRED),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", help="a shipped config's name or a YAML file (differences)")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        help="key=value overrides, e.g. model=runs/student data=data/synth/sw out=runs/asr-sw",
+    )
+    p.set_defaults(func=commands.cmd_finetune)
+
+
+def _parser_transcribe(sub) -> None:
+    p = sub.add_parser(
+        "transcribe",
+        help="transcribe audio files with a recogniser made by finetune",
+    )
+    p.add_argument("--model", required=True, help="the recogniser directory (RUN/model)")
+    p.add_argument("audio", nargs="+", help="audio files (any rate; resampled to 16 kHz)")
+    p.add_argument(
+        "--no-lm", action="store_true", help="greedy decoding, without the language model"
+    )
+    p.add_argument(
+        "--lm", help="another ARPA language model over the recogniser's tokens (its own by default)"
+    )
+    p.set_defaults(func=commands.cmd_transcribe)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="distilxlsr",
@@ -403,6 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
         _parser_evaluate,
         _parser_synth,
         _parser_pretrain_teacher,
+        _parser_finetune,
+        _parser_transcribe,
         _parser_bench,
         _parser_demo,
         _parser_config,
