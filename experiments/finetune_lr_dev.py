@@ -9,6 +9,11 @@ fine-tunes one model at several learning rates, everything else the default reci
 each on the `dev` split (never `test`) of a few `unheard` languages, beside the same model's
 frozen probe on the same dev split (the default probe, as in the teachers' gate).
 
+results/finetune_lr_dev.json was measured with evaluate/ctc.py's own fine-tuning loop, which
+the `finetune` job (asr/) replaced; run today, the script fine-tunes with the job's recipe
+(`evaluation_finetune`: phone targets, the head alone for `frozen.steps`, then `full.steps` at
+each `full.lr`).
+
     python experiments/finetune_lr_dev.py [--model runs/teachers/T1/model] [--langs sw,tt]
         [--lrs 1e-4,1e-3] [--steps 400]
 
@@ -24,8 +29,10 @@ import time
 from pathlib import Path
 
 from distilxlsr import tune_malloc
-from distilxlsr.evaluate.ctc import FinetuneConfig, ProbeConfig
+from distilxlsr.asr.recipe import FullStage
+from distilxlsr.evaluate.ctc import ProbeConfig
 from distilxlsr.evaluate.harness import evaluate
+from distilxlsr.evaluate.recipe import evaluation_finetune
 
 
 def row(results: dict) -> dict:
@@ -47,7 +54,7 @@ def main() -> None:
     parser.add_argument("--data", default="runs/evidence/data", help="corpus v2")
     parser.add_argument("--langs", default="sw,tt", help="unheard-tier languages, dev split")
     parser.add_argument("--lrs", default="1e-4,1e-3", help="peak learning rates tried")
-    parser.add_argument("--steps", type=int, default=FinetuneConfig.steps)
+    parser.add_argument("--steps", type=int, default=FullStage.steps)
     parser.add_argument("--work", default="runs/finetune-lr-dev")
     parser.add_argument("--out", default="results/finetune_lr_dev.json")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes, one language each")
@@ -69,7 +76,8 @@ def main() -> None:
     )
     rows = {"frozen probe": row(probe)}
     for lr in lrs:
-        config = FinetuneConfig(steps=args.steps, lr=lr)
+        config = evaluation_finetune()
+        config.full.steps, config.full.lr = args.steps, lr
         tuned = evaluate(
             [f"model={args.model}"],
             out=str(work / f"finetune-lr{lr:g}"),

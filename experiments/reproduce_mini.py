@@ -43,10 +43,11 @@ from statistics import NormalDist
 import numpy as np
 
 from distilxlsr import tune_malloc
+from distilxlsr.asr.recipe import FinetuneRecipe
 from distilxlsr.data.synthetic import TIERS, synthesize_corpus, synthesize_evidence_corpus
 from distilxlsr.demo import FULL, demo_distill_config
 from distilxlsr.distill.train import distill
-from distilxlsr.evaluate.ctc import FLOOR_PROBE, FinetuneConfig, ProbeConfig
+from distilxlsr.evaluate.ctc import FLOOR_PROBE, ProbeConfig
 from distilxlsr.evaluate.harness import evaluate
 from distilxlsr.evaluate.power import (
     components,
@@ -54,6 +55,7 @@ from distilxlsr.evaluate.power import (
     gain_gradient,
     rel_gap_gradient,
 )
+from distilxlsr.evaluate.recipe import evaluation_finetune
 from distilxlsr.evaluate.stats import (
     HIERARCHICAL,
     REL_GAP_MIN_REFERENCE,
@@ -115,7 +117,7 @@ class Plan:
     langs: list[str] | None = None
     probe: ProbeConfig | None = None
     floor_probe: ProbeConfig | None = None
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    finetune: FinetuneRecipe = field(default_factory=evaluation_finetune)
     finetune_seeds: list[int] = field(default_factory=lambda: [0])
 
 
@@ -1453,9 +1455,9 @@ def main() -> None:
         if failed:
             print(f"note: {', '.join(failed)} failed the dev gate; the report says so", flush=True)
     short = ProbeConfig(steps=args.probe_steps, warmup_steps=1) if args.probe_steps else None
-    finetune = (
-        FinetuneConfig(steps=args.finetune_steps) if args.finetune_steps else FinetuneConfig()
-    )
+    finetune = evaluation_finetune()
+    if args.finetune_steps:
+        finetune.full.steps = args.finetune_steps
     plan = Plan(
         data=Path(args.data),
         work=Path(args.work),

@@ -266,6 +266,7 @@ def test_evaluate_prints_its_result_paths_once_joined(tmp_path, eval_corpus, cap
 def test_fine_tuning_prints_no_load_report(tmp_path, teacher_dir, eval_corpus, capfd):
     argv = ["evaluate", "--model", str(teacher_dir), "--data", str(eval_corpus), "--mode"]
     argv += ["finetune", "--steps", "1", "--bootstrap", "100", "--out", str(tmp_path / "ft")]
+    argv += ["finetune.frozen.steps=1"]
     assert main(argv) == 0
     said = capfd.readouterr()
     assert "LOAD REPORT" not in said.err + said.out and "MISSING" not in said.err + said.out

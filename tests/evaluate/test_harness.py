@@ -8,9 +8,7 @@ from distilxlsr.cli import main
 from distilxlsr.data.toy import make_toy_corpus
 from distilxlsr.errors import UserError
 from distilxlsr.evaluate.ctc import (
-    FinetuneConfig,
     ProbeConfig,
-    finetune,
     probe_decode,
     train_probe,
 )
@@ -19,6 +17,7 @@ from distilxlsr.evaluate.harness import evaluate
 from distilxlsr.evaluate.languages import load_language
 from distilxlsr.evaluate.naming import provenance_line, split_label
 from distilxlsr.evaluate.per import phone_error_rate
+from distilxlsr.evaluate.recipe import evaluation_finetune
 from distilxlsr.evaluate.task import extract_features as _extract
 from distilxlsr.models.loading import load_teacher
 from distilxlsr.provenance import PROVENANCE_FILE, Provenance, write_provenance
@@ -333,17 +332,30 @@ def test_linear_cka():
     assert linear_cka(x, torch.randn(500, 8)) < 0.2
 
 
-def test_finetune_mode_runs(tmp_path, eval_corpus, teacher_dir):
-    results = evaluate(
-        [str(teacher_dir)],
-        str(eval_corpus),
-        str(tmp_path / "ft"),
-        mode="finetune",
-        langs=["aa"],
-        finetune_config=FinetuneConfig(steps=4, batch_utterances=2),
-    )
+def _recipe(frozen: int, full: int):
+    recipe = evaluation_finetune()
+    recipe.frozen.steps, recipe.full.steps = frozen, full
+    recipe.train.batch_seconds = 6.0
+    recipe.loader.max_seconds = 6.0
+    return recipe
+
+
+def test_finetune_mode_runs_the_finetune_job_per_language_and_seed(
+    tmp_path, eval_corpus, teacher_dir
+):
+    out = tmp_path / "ft"
+    args = ([str(teacher_dir)], str(eval_corpus), str(out))
+    results = evaluate(*args, mode="finetune", langs=["aa"], finetune_config=_recipe(2, 2))
     assert math.isfinite(results["models"][0]["per"]["aa"])
     assert results["models"][0]["details"]["aa"]["steps"] == 4
+    # one run directory per model, language and seed, with a phone recogniser in it
+    run = out / "finetune-runs" / teacher_dir.name / "aa" / "seed-0"
+    vocab = json.loads((run / "model" / "vocab.json").read_text())
+    assert list(vocab)[:2] == ["<pad>", "<unk>"] and "|" not in vocab
+    with pytest.raises(UserError, match="finetune.targets must be phones"):
+        recipe = _recipe(1, 1)
+        recipe.targets = "chars"
+        evaluate(*args, mode="finetune", finetune_config=recipe)
 
 
 def test_errors(tmp_path, eval_corpus, teacher_dir):
@@ -426,15 +438,19 @@ def test_a_language_without_a_test_split_is_skipped(tmp_path, eval_corpus, capsy
         evaluate(["logmel"], str(root), str(tmp_path / "o2"), langs=["en"])
 
 
-def _finetuned(teacher_dir, eval_corpus, head_only_fraction):
-    data = load_language("aa", eval_corpus / "aa")
-    labels = [data.encode(p) for p in data.train.phones]
-    config = FinetuneConfig(steps=2, batch_utterances=2, head_only_fraction=head_only_fraction)
-    model, info = finetune(
-        str(teacher_dir), data.train.waves, labels, len(data.vocab), config, normalize=True
+def _finetuned(tmp_path, teacher_dir, eval_corpus, frozen: int, full: int):
+    from distilxlsr.asr.finetune import finetune
+    from distilxlsr.asr.recipe import FinetuneConfig
+    from distilxlsr.asr.recogniser import Recogniser
+
+    config = FinetuneConfig.of(
+        _recipe(frozen, full),
+        model=str(teacher_dir),
+        data=str(eval_corpus / "aa"),
+        out=str(tmp_path / f"run-{frozen}-{full}"),
+        eval_split="",
     )
-    assert info["steps"] == 2 and math.isfinite(info["final_loss"])
-    return model
+    return Recogniser(finetune(config), use_lm=False).model
 
 
 def _changed(before: dict, model, prefix: str) -> list[bool]:
@@ -442,19 +458,21 @@ def _changed(before: dict, model, prefix: str) -> list[bool]:
     return [not torch.equal(before[k], after[k]) for k in before if k.startswith(prefix)]
 
 
-def test_finetuning_keeps_the_cnn_frozen_and_trains_head_then_body(teacher_dir, eval_corpus):
+def test_finetuning_keeps_the_cnn_frozen_and_trains_head_then_body(
+    tmp_path, teacher_dir, eval_corpus
+):
     pretrained = load_teacher(str(teacher_dir)).state_dict()
-    # Half head-only: step 1 trains the head only, step 2 the transformer too.
-    model = _finetuned(teacher_dir, eval_corpus, head_only_fraction=0.5)
+    # Step 1 trains the head only, step 2 the transformer too.
+    model = _finetuned(tmp_path, teacher_dir, eval_corpus, frozen=1, full=1)
     cnn = _changed(pretrained, model, "feature_extractor.")
     assert cnn and not any(cnn), "the CNN feature encoder must stay frozen"
-    assert all(not p.requires_grad for p in model.base_model.feature_extractor.parameters())
     assert all(_changed(pretrained, model, "encoder.layers.0.attention."))
     # Head-only throughout: the transformer keeps its pretrained weights, the head learns.
-    model = _finetuned(teacher_dir, eval_corpus, head_only_fraction=1.0)
+    model = _finetuned(tmp_path, teacher_dir, eval_corpus, frozen=2, full=0)
     assert not any(_changed(pretrained, model, "encoder."))
     assert not any(_changed(pretrained, model, "feature_projection."))
-    assert model.lm_head.weight.shape[0] == len(load_language("aa", eval_corpus / "aa").vocab)
+    phones = load_language("aa", eval_corpus / "aa").vocab  # blank first, as <pad> is
+    assert model.lm_head.weight.shape[0] == len(phones) + 1  # and <unk>
 
 
 @pytest.mark.slow

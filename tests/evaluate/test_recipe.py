@@ -8,12 +8,13 @@ from dataclasses import asdict
 
 import pytest
 
+from distilxlsr.asr.recipe import FullStage
 from distilxlsr.cli import main
 from distilxlsr.config import shipped_configs
 from distilxlsr.data.toy import make_toy_corpus
 from distilxlsr.errors import UserError
-from distilxlsr.evaluate.ctc import FLOOR_PROBE, FinetuneConfig, ProbeConfig
-from distilxlsr.evaluate.recipe import EvaluationConfig, load_evaluation
+from distilxlsr.evaluate.ctc import FLOOR_PROBE, ProbeConfig
+from distilxlsr.evaluate.recipe import EvaluationConfig, evaluation_finetune, load_evaluation
 from distilxlsr.evaluate.records import SCHEMA_VERSION, LanguageRun, Results
 
 REQUIRED = ["models=[logmel]", "data=corpus", "out=o"]
@@ -29,7 +30,8 @@ def corpus(tmp_path_factory):
 
 def test_the_sections_default_to_the_recognisers_own_defaults():
     config = EvaluationConfig()
-    assert config.probe == ProbeConfig() and config.finetune == FinetuneConfig()
+    assert config.probe == ProbeConfig() and config.finetune == evaluation_finetune()
+    assert config.finetune.targets == "phones" and not config.finetune.decoding.lm
     assert config.floor_probe == FLOOR_PROBE and config.floor_probe is not FLOOR_PROBE
 
 
@@ -46,7 +48,7 @@ def test_shipped_evaluation_configs_load_by_name():
 def test_overrides_and_values_and_a_section_given_in_part():
     config = load_evaluation(
         "eval-probe",
-        [*REQUIRED, "seeds=3,4", "probe.lr=0.01", "floor_probe.steps=9", "finetune.steps=7"],
+        [*REQUIRED, "seeds=3,4", "probe.lr=0.01", "floor_probe.steps=9", "finetune.full.steps=7"],
         values={"models": ["a=logmel", "1e-4"], "langs": ["no"], "jobs": 2},
     )
     assert config.models == ["logmel"]  # key=value comes last
@@ -54,7 +56,7 @@ def test_overrides_and_values_and_a_section_given_in_part():
     assert config.probe == ProbeConfig(lr=0.01)
     # The floor's section keeps FLOOR_PROBE's values but the one given, not ProbeConfig's.
     assert config.floor_probe == ProbeConfig(**{**asdict(FLOOR_PROBE), "steps": 9})
-    assert config.finetune.steps == 7 and config.probe.steps == ProbeConfig().steps
+    assert config.finetune.full.steps == 7 and config.probe.steps == ProbeConfig().steps
     kept = load_evaluation(None, REQUIRED[1:], values={"models": ["1e-4", "x=a"]})
     assert kept.models == ["1e-4", "x=a"]  # options' values are not read as YAML
 
@@ -74,6 +76,7 @@ def test_overrides_and_values_and_a_section_given_in_part():
         ("seeds=[]", "seeds lists no seed"),
         ("probe.optimizer=sgd", "probe.optimizer 'sgd' must be one of adam, lbfgs"),
         ("floor_probe.seed=3", "floor_probe.seed=3: each recogniser's seed is one of `seeds`"),
+        ("finetune.train.seed=3", "finetune.train.seed=3: each recogniser's seed is one of"),
         ("out=", "no out given"),
     ],
 )
@@ -130,4 +133,4 @@ def test_the_help_lists_the_evaluation_keys_with_their_defaults(capsys):
     assert " * models = []" in text and " * data = ''" in text
     assert f"   floor_probe.steps = {FLOOR_PROBE.steps}" in text
     assert f"   probe.steps = {ProbeConfig().steps}" in text
-    assert f"   finetune.steps = {FinetuneConfig().steps}" in text
+    assert f"   finetune.full.steps = {FullStage().steps}" in text

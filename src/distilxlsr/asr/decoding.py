@@ -30,15 +30,19 @@ import torch
 
 from distilxlsr.asr.vocab import Vocabulary
 from distilxlsr.errors import UserError
-from distilxlsr.evaluate.per import greedy_decode
 
 LOG10 = math.log(10.0)
 
 
 def greedy(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -> list[list[int]]:
-    """Best path of each row of `log_probs` (B, T, V): argmax per frame, repeats merged, blanks
-    dropped (evaluate's greedy decoding)."""
-    return greedy_decode(log_probs, lengths, blank)
+    """Best path of each row of `log_probs` (B, T, V) within its length: argmax per frame,
+    repeats merged, blanks dropped (the probe's decoding too)."""
+    best = log_probs.argmax(dim=-1).cpu()
+    out = []
+    for row, length in zip(best, lengths.tolist(), strict=True):
+        ids = row[:length].tolist()
+        out.append([t for i, t in enumerate(ids) if t != blank and (i == 0 or t != ids[i - 1])])
+    return out
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,13 @@ from tqdm.auto import tqdm
 
 from distilxlsr.asr.decoding import BeamSearch
 from distilxlsr.asr.recipe import RESUMABLE_CHANGES, FinetuneConfig
-from distilxlsr.asr.recogniser import LM_FILE, DecodingChoice, ctc_class, log_probs
+from distilxlsr.asr.recogniser import (
+    LM_FILE,
+    DecodingChoice,
+    ctc_class,
+    log_probs,
+    quiet_load_report,
+)
 from distilxlsr.asr.vocab import Vocabulary
 from distilxlsr.conventions import SAMPLE_RATE
 from distilxlsr.data.corpora import cuts_file, load_cuts
@@ -191,18 +197,12 @@ def build_ctc_model(base_path: str, vocab: Vocabulary, config: FinetuneConfig, s
             "layerdrop": 0.0,
         }
     )
-    import transformers  # noqa: PLC0415
-
-    verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()  # its load report lists the new head as missing
     try:
-        with torch.random.fork_rng(devices=[]):
+        with quiet_load_report(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = ctc_class(ctc_config.model_type).from_pretrained(base_path, config=ctc_config)
     except OSError as err:
         raise UserError(f"could not load the model '{base_path}' ({err}).") from None
-    finally:
-        transformers.logging.set_verbosity(verbosity)
     model.freeze_feature_encoder()
     return model, copy.deepcopy(ctc_config)
 

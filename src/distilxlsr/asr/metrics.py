@@ -1,6 +1,7 @@
 """Error rates of a recogniser (docs/design.md, "Downstream ASR"): CER and WER through `jiwer`
 for character targets, PER for phone targets, each with its per-utterance edit records so that
 `evaluate`'s statistics (hierarchical intervals, paired comparisons, Holm) apply unchanged.
+The package imports nothing from `evaluate` (which builds on it: docs/design.md, "Package layout and import order").
 
 A rate is the corpus's total edits over its total reference length, never a mean of
 per-utterance rates. Texts are compared after `normalise_text`, the same normalisation the
@@ -27,6 +28,13 @@ def normalise_text(text: str) -> str:
         if c != WORD_DELIMITER and not unicodedata.category(c).startswith("P")
     )
     return " ".join(kept.split())
+
+
+def edit_distance(reference: Sequence[str], hypothesis: Sequence[str]) -> int:
+    """Levenshtein distance between two token sequences (substitution = insertion = deletion = 1)."""
+    from rapidfuzz.distance import Levenshtein  # noqa: PLC0415
+
+    return Levenshtein.distance(list(reference), list(hypothesis))
 
 
 @dataclass(frozen=True)
@@ -103,8 +111,6 @@ def phone_errors(
     references: Sequence[Sequence[str]], hypotheses: Sequence[Sequence[str]]
 ) -> list[UtteranceErrors]:
     """Per-utterance phone edits (Levenshtein over phone symbols, as `evaluate`'s PER)."""
-    from distilxlsr.evaluate.per import edit_distance  # noqa: PLC0415
-
     _check(references, hypotheses)
     return [
         UtteranceErrors(edit_distance(r, h), len(r))

@@ -8,8 +8,9 @@ frozen throughout, layerdrop is off, and SpecAugment's masks are sized to the mo
 
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from distilxlsr.asr.vocab import TARGETS
@@ -113,22 +114,13 @@ class FinetuneOptimConfig(OptimConfig):
 
 
 @dataclass
-class FinetuneConfig:
-    model: str = ""
-    """The pretrained model: anything `evaluate` accepts (an HF directory, a hub id, a run
-    directory's newest checkpoint, an exported student, `shipped`)."""
-    data: str = ""
-    """One language's corpus directory (its cuts_<split>.jsonl.gz with transcripts)."""
-    split: str = "train"
-    """The split trained on (never dev or test)."""
-    eval_split: str = "dev"
-    """The split the card's CER/WER are measured on after training ('' for none; a missing
-    split is skipped with a note)."""
+class FinetuneRecipe:
+    """How a recogniser is trained and decoded, whatever the model and language: the settings
+    `evaluate --mode finetune` takes as its `finetune` section."""
+
     targets: str = closed("chars", TARGETS)
     """`chars`: the characters of the normalised transcripts (supervision text) and a word
     delimiter; `phones`: the supervisions' phones (custom['phones'])."""
-    out: str = "runs/recogniser"
-    """Run directory; the recogniser is written to OUT/model. The same `out` again resumes."""
     frozen: FrozenStage = field(default_factory=FrozenStage)
     full: FullStage = field(default_factory=FullStage)
     masking: MaskingConfig = field(default_factory=MaskingConfig)
@@ -136,18 +128,8 @@ class FinetuneConfig:
     loader: FinetuneLoaderConfig = field(default_factory=FinetuneLoaderConfig)
     train: FinetuneOptimConfig = field(default_factory=FinetuneOptimConfig)
 
-    def validate(self) -> None:
-        """One-line errors for settings a run cannot start with (every value as when the config
-        loads, then the settings that depend on each other)."""
-        check_fields(self)
-        if not self.model:
-            raise UserError("no model given; set model=PATH (a model directory, run or hub id).")
-        if not self.data:
-            raise UserError("no training data given; set data=DIR (one language's corpus).")
-        if self.split in ("dev", "valid", "test"):
-            raise UserError(
-                f"split={self.split} is held out for choices and reports; fine-tune on train."
-            )
+    def validate_recipe(self) -> None:
+        """One-line errors for recipe settings a run cannot start with."""
         if self.frozen.steps < 0 or self.full.steps < 0:
             raise UserError("frozen.steps and full.steps must not be negative.")
         if self.frozen.steps + self.full.steps < 1:
@@ -193,6 +175,46 @@ class FinetuneConfig:
                 "loader.static_shapes crops utterances, which would cut transcripts; fine-tuning "
                 "reads whole utterances (leave it false)."
             )
+
+
+@dataclass
+class FinetuneConfig(FinetuneRecipe):
+    """One fine-tuning run: the recipe, with the model, the language's data and the run
+    directory."""
+
+    model: str = ""
+    """The pretrained model: anything `evaluate` accepts (an HF directory, a hub id, a run
+    directory's newest checkpoint, an exported student, `shipped`)."""
+    data: str = ""
+    """One language's corpus directory (its cuts_<split>.jsonl.gz with transcripts)."""
+    split: str = "train"
+    """The split trained on (never dev or test)."""
+    eval_split: str = "dev"
+    """The split the card's CER/WER are measured on after training ('' for none; a missing
+    split is skipped with a note)."""
+    out: str = "runs/recogniser"
+    """Run directory; the recogniser is written to OUT/model. The same `out` again resumes."""
+
+    @classmethod
+    def of(cls, recipe: FinetuneRecipe, **run) -> FinetuneConfig:
+        """A run of `recipe` (deep-copied) with the run's own settings (model, data, out, ...)."""
+        return cls(
+            **{f.name: copy.deepcopy(getattr(recipe, f.name)) for f in fields(recipe)}, **run
+        )
+
+    def validate(self) -> None:
+        """One-line errors for settings a run cannot start with (every value as when the config
+        loads, then the settings that depend on each other)."""
+        check_fields(self)
+        if not self.model:
+            raise UserError("no model given; set model=PATH (a model directory, run or hub id).")
+        if not self.data:
+            raise UserError("no training data given; set data=DIR (one language's corpus).")
+        if self.split in ("dev", "valid", "test"):
+            raise UserError(
+                f"split={self.split} is held out for choices and reports; fine-tune on train."
+            )
+        self.validate_recipe()
 
 
 RESUMABLE_CHANGES = {

@@ -10,6 +10,7 @@ targets, and the LM weight and word bonus chosen on dev) for beam search with th
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -79,6 +80,20 @@ def log_probs(model, waves: list[np.ndarray], normalize: bool, batch: int = 8) -
     return out  # type: ignore[return-value]
 
 
+@contextmanager
+def quiet_load_report():
+    """Without transformers' load report, whose "MISSING lm_head" table says only what
+    fine-tuning intends (the CTC head is new); an error in the weights still raises."""
+    import transformers  # noqa: PLC0415
+
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+
+
 def ctc_class(model_type: str) -> type:
     """The Hugging Face CTC model of a base model's architecture."""
     import transformers  # noqa: PLC0415
@@ -112,7 +127,6 @@ class Recogniser:
     """A recogniser directory loaded for transcription: greedy, or beam search with its LM."""
 
     def __init__(self, directory: str | Path, use_lm: bool = True, lm: str | Path | None = None):
-        import transformers  # noqa: PLC0415
 
         self.directory = Path(directory)
         if not (self.directory / "vocab.json").is_file():
@@ -121,12 +135,8 @@ class Recogniser:
         targets = choice.targets if choice else "chars"
         self.vocab = Vocabulary.load(self.directory, targets)
         config = load_config(str(self.directory))
-        verbosity = transformers.logging.get_verbosity()
-        transformers.logging.set_verbosity_error()
-        try:
+        with quiet_load_report():
             self.model = ctc_class(config.model_type).from_pretrained(self.directory).eval()
-        finally:
-            transformers.logging.set_verbosity(verbosity)
         self.normalize = feature_extractor(str(self.directory), config).do_normalize
         lm_path = Path(lm) if lm else None
         if lm_path is None and choice is not None and choice.lm:

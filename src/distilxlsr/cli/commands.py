@@ -189,8 +189,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     config = load_evaluation(args.config, args.overrides, evaluate_options(args))
     if args.steps is not None:  # the steps of the recogniser the mode trains
-        section = "probe" if config.mode == "probe" else "finetune"
-        values = evaluate_options(args) | {section: {"steps": args.steps}}
+        steps = (
+            {"probe": {"steps": args.steps}}
+            if config.mode == "probe"
+            else {"finetune": {"full": {"steps": args.steps}}}
+        )
+        values = evaluate_options(args) | steps
         config = load_evaluation(args.config, args.overrides, values)
     results = run_evaluation(config)
     print(report_markdown(results))

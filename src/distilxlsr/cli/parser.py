@@ -246,7 +246,7 @@ def _parser_evaluate(sub) -> None:
     p.add_argument(
         "--steps",
         type=_positive_int,
-        help="probe.steps (--mode probe) or finetune.steps (--mode finetune): training steps "
+        help="probe.steps (--mode probe) or finetune.full.steps (--mode finetune): training steps "
         "per language",
     )
     p.add_argument(

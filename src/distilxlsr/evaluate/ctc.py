@@ -1,24 +1,18 @@
-"""CTC phone recognisers: the probe (frozen, standardised features, softmax layer weights, linear head) and
-fine-tuning (CNN frozen; head first, then the transformer; tri-stage LR; SpecAugment)."""
+"""CTC phone recognisers on frozen features: the probe (standardised features, softmax layer
+weights, linear head). Fine-tuning is the `finetune` job's (asr/finetune.py)."""
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from distilxlsr.data.loader import collate
 from distilxlsr.evaluate.per import greedy_decode
-from distilxlsr.models.frames import frame_lengths
-from distilxlsr.rng import numpy_global_rng
 
 
 @dataclass
@@ -56,40 +50,6 @@ class ProbeConfig:
 FLOOR_PROBE = ProbeConfig(l2=3e-4)
 """The log-mel floor's probe: as the networks', with the L2 penalty chosen on log-mel (80
 standardised bands need less of it than a network's 256 or 1024 dimensions)."""
-
-
-@contextmanager
-def _quiet_load_report():
-    """Without transformers' load report, whose "MISSING lm_head" table says only what
-    fine-tuning intends: the CTC head is new (the base model's weights load as for the probe;
-    an error in them still raises)."""
-    import transformers  # noqa: PLC0415
-
-    verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        transformers.logging.set_verbosity(verbosity)
-
-
-@dataclass
-class FinetuneConfig:
-    """The paper's fine-tuning recipe, scaled down."""
-
-    steps: int = 400
-    batch_utterances: int = 8
-    lr: float = 1e-4
-    head_only_fraction: float = 0.15
-    """First part of training: only the CTC head learns (the transformer stays frozen)."""
-    stages: list[float] = field(default_factory=lambda: [0.1, 0.4, 0.5])
-    """Tri-stage LR: warm-up, hold, exponential decay (fractions of the steps)."""
-    mask_time_prob: float = 0.55
-    mask_time_length: int = 10
-    mask_feature_prob: float = 0.25
-    mask_feature_length: int = 64
-    """For a 1024-wide model; scaled to the model's width."""
-    seed: int = 0
 
 
 @dataclass
@@ -275,166 +235,4 @@ def probe_decode(probe: Probe, feats: list[torch.Tensor], batch: int = 16) -> li
     out = []
     for i in range(0, len(feats), batch):
         out += greedy_decode(*probe(probe.standardise(feats[i : i + batch])))
-    return out
-
-
-def tri_stage(step: int, total: int, stages: list[float], final_scale: float = 0.05) -> float:
-    """LR factor: linear warm-up, hold, then exponential decay to `final_scale`."""
-    warm, hold = int(stages[0] * total), int(stages[1] * total)
-    decay = max(1, total - warm - hold)
-    if step < warm:
-        return (step + 1) / max(1, warm)
-    if step < warm + hold:
-        return 1.0
-    return math.exp(math.log(final_scale) * min(1.0, (step - warm - hold) / decay))
-
-
-class FrozenCNNOutputs(nn.Module):
-    """Stands in for a frozen layer-norm CNN during fine-tuning: its output for each training
-    utterance, computed once (each utterance alone), handed back zero-padded for the batch that
-    `select` names. A layer-norm CNN treats every frame alone and its valid frames never reach
-    the padding, so these are the values it computes inside any padded batch, to float rounding
-    (the frames past an utterance's end, which differ, are zeroed by the encoder before anything
-    reads them). On the CPU a step takes 0.90x the time (the shipped teacher on Swahili, one
-    thread, the one pass over the training utterances included: `benchmarks/finetune_step.py`).
-    A group-norm CNN normalises over the padding too: it is never replaced. The outputs stay in
-    CPU memory, 4 bytes per channel and frame: for XLS-R (512 channels, 50 frames a second)
-    100 kB per second of training audio, 370 MB per hour."""
-
-    def __init__(self, extractor: nn.Module, inputs: list[torch.Tensor]):
-        super().__init__()
-        with torch.no_grad():
-            self.outputs = [extractor(x[None])[0].cpu() for x in inputs]  # (C, T) each
-        self.batch: list[torch.Tensor] = []
-
-    def select(self, rows: list[int]) -> None:
-        self.batch = [self.outputs[i] for i in rows]
-
-    def forward(self, input_values: torch.Tensor) -> torch.Tensor:
-        frames = max(o.shape[1] for o in self.batch)
-        out = input_values.new_zeros(len(self.batch), self.batch[0].shape[0], frames)
-        for row, o in enumerate(self.batch):
-            out[row, :, : o.shape[1]] = o
-        return out
-
-
-@contextmanager
-def _reused_cnn_outputs(base: nn.Module, waves, normalize: bool, device: str, reuse: bool):
-    """The `FrozenCNNOutputs` standing in for `base`'s CNN while fine-tuning (None when `reuse`
-    is false: the CNN runs at every step); the model gets its own CNN back afterwards, to decode
-    new audio."""
-    if not reuse:
-        yield None
-        return
-    cnn = base.feature_extractor
-    inputs = [collate([w], normalize)["input_values"][0].to(device) for w in waves]
-    base.feature_extractor = FrozenCNNOutputs(cnn, inputs)
-    try:
-        yield base.feature_extractor
-    finally:
-        base.feature_extractor = cnn
-
-
-def finetune(
-    model_path: str,
-    waves: list[np.ndarray],
-    labels: list[list[int]],
-    vocab_size: int,
-    config: FinetuneConfig,
-    normalize: bool,
-    device: str = "cpu",
-    reuse_cnn_outputs: bool = True,
-):
-    """Fine-tune a pretrained model with a CTC head; returns (model, info).
-
-    `reuse_cnn_outputs`: a frozen layer-norm CNN runs once per training utterance, not at every
-    step (`FrozenCNNOutputs`; the same values to float rounding); False runs it every step."""
-    from distilxlsr.evaluate.features import hf_ctc_class  # noqa: PLC0415
-    from distilxlsr.models.loading import group_norm_cnn, load_config  # noqa: PLC0415
-
-    start = time.perf_counter()
-    base_config = load_config(model_path)
-    config_ = copy.deepcopy(base_config)
-    width_scale = config_.hidden_size / 1024
-    config_.update(
-        {
-            "vocab_size": vocab_size,
-            "pad_token_id": 0,  # the CTC blank
-            "ctc_loss_reduction": "mean",
-            "ctc_zero_infinity": True,
-            "apply_spec_augment": True,
-            "mask_time_prob": config.mask_time_prob,
-            "mask_time_length": config.mask_time_length,
-            "mask_feature_prob": config.mask_feature_prob,
-            "mask_feature_length": max(1, round(config.mask_feature_length * width_scale)),
-            "layerdrop": 0.0,
-        }
-    )
-    with torch.random.fork_rng(devices=[]), _quiet_load_report():
-        torch.manual_seed(config.seed)
-        model = hf_ctc_class(config_.model_type).from_pretrained(model_path, config=config_)
-    model.freeze_feature_encoder()
-    model.to(device).train()
-    base = model.base_model
-    body = [p for n, p in base.named_parameters() if not n.startswith("feature_extractor")]
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: tri_stage(s, config.steps, config.stages)
-    )
-    generator = torch.Generator().manual_seed(config.seed)
-    head_only = int(config.head_only_fraction * config.steps)
-    loss = torch.tensor(float("nan"))
-    reuse = reuse_cnn_outputs and config.steps > 0 and not group_norm_cnn(model.config)
-    # SpecAugment's masks come from numpy's global RNG (transformers): seeded too, so that a
-    # fine-tuning run is a function of config.seed alone.
-    with (
-        _reused_cnn_outputs(base, waves, normalize, device, reuse) as frozen,
-        torch.random.fork_rng(devices=[]),
-        numpy_global_rng(config.seed),
-    ):
-        torch.manual_seed(config.seed)
-        for step in range(config.steps):
-            for p in body:
-                p.requires_grad_(step >= head_only)
-            pick = torch.randint(
-                len(waves), (min(config.batch_utterances, len(waves)),), generator=generator
-            )
-            if frozen is not None:
-                frozen.select(pick.tolist())
-            batch = collate([waves[i] for i in pick], normalize)
-            target = [labels[i] for i in pick]
-            padded = torch.full((len(target), max(len(t) for t in target)), -100, dtype=torch.long)
-            for row, seq in enumerate(target):
-                padded[row, : len(seq)] = torch.tensor(seq)
-            out = model(
-                batch["input_values"].to(device),
-                attention_mask=batch["attention_mask"].to(device),
-                labels=padded.to(device),
-            )
-            loss = out.loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-            optimizer.step()
-            scheduler.step()
-    model.eval()
-    info = {
-        "steps": config.steps,
-        "seconds": time.perf_counter() - start,
-        "final_loss": float(loss.detach()),
-    }
-    return model, info
-
-
-@torch.no_grad()
-def finetune_decode(
-    model, waves: list[np.ndarray], normalize: bool, device: str = "cpu", batch: int = 8
-):
-    out = []
-    for i in range(0, len(waves), batch):
-        data = collate(waves[i : i + batch], normalize)
-        mask = data["attention_mask"].to(device)
-        logits = model(data["input_values"].to(device), attention_mask=mask).logits
-        lengths = frame_lengths(model, mask)
-        out += greedy_decode(F.log_softmax(logits, -1), lengths)
     return out

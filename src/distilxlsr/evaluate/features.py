@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import transformers
 
 from distilxlsr.conventions import FRAME_HOP
 from distilxlsr.data.loader import collate
@@ -129,9 +128,3 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
     y = y.double() - y.double().mean(0)
     cross = torch.linalg.matrix_norm(y.T @ x) ** 2
     return float(cross / (torch.linalg.matrix_norm(x.T @ x) * torch.linalg.matrix_norm(y.T @ y)))
-
-
-def hf_ctc_class(model_type: str) -> type:
-    """The *ForCTC class of a model family (for fine-tuning)."""
-    base = model_class(model_type).__name__
-    return getattr(transformers, base.replace("Model", "ForCTC"))

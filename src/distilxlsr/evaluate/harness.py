@@ -15,10 +15,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from distilxlsr.asr.recipe import FinetuneRecipe
 from distilxlsr.conventions import FRAME_HOP
 from distilxlsr.data.corpora import read_tier
 from distilxlsr.errors import UserError
-from distilxlsr.evaluate.ctc import FLOOR_PROBE, FinetuneConfig, ProbeConfig
+from distilxlsr.evaluate.ctc import FLOOR_PROBE, ProbeConfig
 from distilxlsr.evaluate.features import ModelFeatures, ModelSpec
 from distilxlsr.evaluate.languages import find_languages, scored_split
 from distilxlsr.evaluate.naming import (
@@ -27,7 +28,7 @@ from distilxlsr.evaluate.naming import (
     resolve_models,
     split_label,
 )
-from distilxlsr.evaluate.recipe import EvaluationConfig
+from distilxlsr.evaluate.recipe import EvaluationConfig, evaluation_finetune
 from distilxlsr.evaluate.records import LanguageRun
 from distilxlsr.evaluate.report import write_reports
 from distilxlsr.evaluate.stats import RESAMPLES
@@ -47,7 +48,7 @@ def evaluate(
     seeds: list[int] = (0,),
     similarity: bool = False,
     probe: ProbeConfig | None = None,
-    finetune_config: FinetuneConfig | None = None,
+    finetune_config: FinetuneRecipe | None = None,
     device: str | None = None,
     floor_probe: ProbeConfig | None = None,
     compare: list[str] | list[tuple[str, str]] | None = None,
@@ -84,7 +85,7 @@ def evaluate(
         device=device,
         probe=probe or ProbeConfig(),
         floor_probe=floor_probe or (FLOOR_PROBE if probe is None else probe),
-        finetune=finetune_config or FinetuneConfig(),
+        finetune=finetune_config or evaluation_finetune(),
     )
     return run_evaluation(config)
 
@@ -119,6 +120,7 @@ def run_evaluation(config: EvaluationConfig) -> dict:
         config.finetune,
         config.split,
         config.floor_probe,
+        str(out_dir / "finetune-runs"),
     )
     store = LanguageStore(out_dir / "languages", task)
     runs, similarity = evaluate_languages(task, store, languages, loaded, device, config.jobs)

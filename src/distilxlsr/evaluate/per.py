@@ -1,28 +1,15 @@
-"""Phone error rate and greedy CTC decoding."""
+"""Phone error rate; greedy CTC decoding and the edit distance are the recogniser's
+(`asr.decoding.greedy`, `asr.metrics.edit_distance`), named here as the evaluation has used
+them."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-from rapidfuzz.distance import Levenshtein
+from distilxlsr.asr.decoding import greedy as greedy_decode
+from distilxlsr.asr.metrics import edit_distance
 
-
-def greedy_decode(
-    log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0
-) -> list[list[int]]:
-    """Best path: argmax per frame, merge repeats, drop blanks. `log_probs`: (B, T, V)."""
-    best = log_probs.argmax(dim=-1).cpu()
-    out = []
-    for row, length in zip(best, lengths.tolist(), strict=True):
-        ids = row[:length].tolist()
-        out.append([t for i, t in enumerate(ids) if t != blank and (i == 0 or t != ids[i - 1])])
-    return out
-
-
-def edit_distance(reference: Sequence[str], hypothesis: Sequence[str]) -> int:
-    """Levenshtein distance between two token sequences (substitution = insertion = deletion = 1)."""
-    return Levenshtein.distance(list(reference), list(hypothesis))
+__all__ = ["edit_distance", "greedy_decode", "phone_error_rate"]
 
 
 def phone_error_rate(references: list[Sequence[str]], hypotheses: list[Sequence[str]]) -> float:

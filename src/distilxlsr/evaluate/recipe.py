@@ -2,17 +2,19 @@
 statistics, and the recognisers' settings (the networks' probe, the log-mel floor's probe and
 fine-tuning). Loaded by the config machinery (`distilxlsr.config`), as every task's config: the
 defaults, a YAML file (a path or a shipped config's name) holding only the differences, then
-`key=value` overrides; validated when loaded. The sections' defaults are those of `ProbeConfig`, `FLOOR_PROBE` and
-`FinetuneConfig` (evaluate/ctc.py)."""
+`key=value` overrides; validated when loaded. The sections' defaults are those of `ProbeConfig` and
+`FLOOR_PROBE` (evaluate/ctc.py) and the `finetune` job's recipe with phone targets
+(`evaluation_finetune`, asr/recipe.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from distilxlsr.asr.recipe import DecodingConfig, FinetuneRecipe
 from distilxlsr.config import check_fields, load_config
 from distilxlsr.errors import UserError
-from distilxlsr.evaluate.ctc import FLOOR_PROBE, PROBE_OPTIMIZERS, FinetuneConfig, ProbeConfig
+from distilxlsr.evaluate.ctc import FLOOR_PROBE, PROBE_OPTIMIZERS, ProbeConfig
 from distilxlsr.evaluate.languages import check_split
 from distilxlsr.evaluate.stats import RESAMPLES
 
@@ -21,6 +23,12 @@ MIN_RESAMPLES = 100
 """Fewer bootstrap resamples cannot place a 95% interval's ends."""
 REQUIRED = {"models", "data", "out"}
 """Keys without a usable default: an evaluation must set them."""
+
+
+def evaluation_finetune() -> FinetuneRecipe:
+    """The evaluation's fine-tuning: the `finetune` job's recipe with phone targets, scored by
+    PER like the probe, decoded greedily (no LM)."""
+    return FinetuneRecipe(targets="phones", decoding=DecodingConfig(lm=False))
 
 
 @dataclass
@@ -59,8 +67,9 @@ class EvaluationConfig:
     """The probe of every network (evaluate/ctc.py, `ProbeConfig`)."""
     floor_probe: ProbeConfig = field(default_factory=lambda: replace(FLOOR_PROBE))
     """The log-mel floor's own probe (evaluate/ctc.py, `FLOOR_PROBE`)."""
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
-    """Fine-tuning (`mode: finetune`; evaluate/ctc.py, `FinetuneConfig`)."""
+    finetune: FinetuneRecipe = field(default_factory=evaluation_finetune)
+    """Fine-tuning (`mode: finetune`): the `finetune` job's recipe (asr/recipe.py,
+    `FinetuneRecipe`), phone targets; each run lives in OUT/finetune-runs and resumes."""
 
     def validate(self) -> None:
         """One-line errors for settings an evaluation cannot run with (before any model loads):
@@ -93,6 +102,13 @@ class EvaluationConfig:
             )
         if not self.seeds:
             raise UserError("seeds lists no seed; give at least one, e.g. --seeds 0.")
+        if self.mode == "finetune":
+            if self.finetune.targets != "phones":
+                raise UserError(
+                    "finetune.targets must be phones in an evaluation (it is scored by PER); "
+                    "character recognisers: distilxlsr finetune."
+                )
+            self.finetune.validate_recipe()
         for section in ("probe", "floor_probe"):
             optimizer = getattr(self, section).optimizer
             if optimizer not in PROBE_OPTIMIZERS:
@@ -109,12 +125,15 @@ def load_evaluation(
     name), the already typed `values` (the command line's options), then `key=value` overrides;
     validated. The recognisers' own seeds are not set here: each is one of `seeds`."""
     config = load_config(EvaluationConfig, path, overrides, values)
-    for section in ("probe", "floor_probe", "finetune"):
-        seed, default = getattr(config, section).seed, getattr(EvaluationConfig(), section).seed
-        if seed != default:
+    default = EvaluationConfig()
+    for section, seed, default_seed in (
+        ("probe.seed", config.probe.seed, default.probe.seed),
+        ("floor_probe.seed", config.floor_probe.seed, default.floor_probe.seed),
+        ("finetune.train.seed", config.finetune.train.seed, default.finetune.train.seed),
+    ):
+        if seed != default_seed:
             raise UserError(
-                f"{section}.seed={seed}: each recogniser's seed is one of `seeds`; set seeds "
-                "instead."
+                f"{section}={seed}: each recogniser's seed is one of `seeds`; set seeds instead."
             )
     config.validate()
     return config

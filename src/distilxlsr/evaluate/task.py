@@ -4,6 +4,7 @@ worker processes (`in_workers`); and the per-layer similarity of students to the
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -11,16 +12,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from distilxlsr.asr.recipe import FinetuneRecipe
 from distilxlsr.conventions import SAMPLE_RATE
-from distilxlsr.evaluate.ctc import (
-    FLOOR_PROBE,
-    FinetuneConfig,
-    ProbeConfig,
-    finetune,
-    finetune_decode,
-    probe_decode,
-    train_probe,
-)
+from distilxlsr.errors import UserError
+from distilxlsr.evaluate.ctc import FLOOR_PROBE, ProbeConfig, probe_decode, train_probe
 from distilxlsr.evaluate.features import ModelFeatures, ModelSpec, layer_map_of, linear_cka
 from distilxlsr.evaluate.languages import LanguageData, load_language, train_subset
 from distilxlsr.evaluate.per import edit_distance, phone_error_rate
@@ -37,9 +32,11 @@ class LanguageTask:
     seeds: list[int]
     similarity: bool
     probe: ProbeConfig
-    finetune_config: FinetuneConfig
+    finetune_config: FinetuneRecipe
     split: str | None
     floor_probe: ProbeConfig = field(default_factory=lambda: FLOOR_PROBE)
+    work: str = ""
+    """Where fine-tuning runs live (OUT/finetune-runs/MODEL/LANG/seed-K: each resumes)."""
 
     def probe_for(self, spec: ModelSpec) -> ProbeConfig:
         """The floor's probe for log-mel, the networks' probe for every other model."""
@@ -77,7 +74,9 @@ class LanguageTask:
                 continue
             if progress is not None:
                 progress.set_postfix(model=spec.name, lang=lang)
-            runs[spec.name] = self._run_model(spec, loaded[spec.name], data_l, cache, device)
+            runs[spec.name] = self._run_model(
+                spec, loaded[spec.name], data_l, cache, device, lang_dir
+            )
             if progress is not None:
                 progress.update(1)
         table = None
@@ -86,7 +85,13 @@ class LanguageTask:
         return lang, runs, table
 
     def _run_model(
-        self, spec: ModelSpec, features: ModelFeatures, data_l: LanguageData, cache, device: str
+        self,
+        spec: ModelSpec,
+        features: ModelFeatures,
+        data_l: LanguageData,
+        cache,
+        device: str,
+        lang_dir: Path,
     ) -> LanguageRun:
         run = new_run(data_l)
         train_labels = [data_l.encode(p) for p in data_l.train.phones]
@@ -104,33 +109,41 @@ class LanguageTask:
                 feats = cache[spec.name]
                 config = with_seed(self.probe_for(spec), seed)
                 head, info = train_probe(feats["train"], train_labels, len(data_l.vocab), config)
-                test_hyp = probe_decode(head, feats["test"])
-                train_hyp = probe_decode(head, [feats["train"][i] for i in subset])
+                test_hyp = [data_l.decode(h) for h in probe_decode(head, feats["test"])]
+                train_feats = [feats["train"][i] for i in subset]
+                train_hyp = [data_l.decode(h) for h in probe_decode(head, train_feats)]
                 run.layer_weights.append([round(w, 4) for w in head.layer_weights().tolist()])
             else:
-                test_hyp, train_hyp, info = self._finetune(
-                    spec, features, data_l, train_labels, subset, seed, device
-                )
+                test_hyp, train_hyp, info = self._finetune(spec, lang_dir, data_l, subset, seed)
             score(run, data_l, test_hyp, train_hyp, subset)
             run.seconds.append(info["seconds"])
             run.steps = info["steps"]
         return run
 
-    def _finetune(self, spec, features, data_l, train_labels, subset, seed: int, device: str):
-        """(test hypotheses, train-subset hypotheses, training info) of one fine-tuning."""
-        model, info = finetune(
-            spec.path,
-            data_l.train.waves,
-            train_labels,
-            len(data_l.vocab),
-            with_seed(self.finetune_config, seed),
-            features.normalize,
-            device,
+    def _finetune(self, spec: ModelSpec, lang_dir: Path, data_l: LanguageData, subset, seed: int):
+        """(test hypotheses, train-subset hypotheses, training info) of one fine-tuning: the
+        `finetune` job (asr/) with phone targets, in its own run directory (it resumes)."""
+        from distilxlsr.asr.finetune import finetune  # noqa: PLC0415
+        from distilxlsr.asr.recipe import FinetuneConfig  # noqa: PLC0415
+        from distilxlsr.asr.recogniser import Recogniser  # noqa: PLC0415
+
+        if spec.kind != "hf":
+            raise UserError(f"'{spec.name}' has no pretrained network to fine-tune.")
+        recipe = copy.deepcopy(self.finetune_config)
+        recipe.train.seed = seed
+        out = Path(self.work or "finetune-runs") / spec.name / data_l.lang / f"seed-{seed}"
+        config = FinetuneConfig.of(
+            recipe, model=spec.path, data=str(lang_dir), out=str(out), eval_split=""
         )
-        test_hyp = finetune_decode(model, data_l.test.waves, features.normalize, device)
-        train_hyp = finetune_decode(
-            model, [data_l.train.waves[i] for i in subset], features.normalize, device
-        )
+        start = time.perf_counter()
+        model_dir = finetune(config, command_line=f"evaluate --mode finetune ({spec.name})")
+        recogniser = Recogniser(model_dir, use_lm=False)
+        test_hyp = recogniser.transcribe(data_l.test.waves)
+        train_hyp = recogniser.transcribe([data_l.train.waves[i] for i in subset])
+        info = {
+            "seconds": time.perf_counter() - start,
+            "steps": recipe.frozen.steps + recipe.full.steps,
+        }
         return test_hyp, train_hyp, info
 
 
@@ -152,19 +165,13 @@ def new_run(data_l: LanguageData) -> LanguageRun:
 
 
 def score(run: LanguageRun, data_l: LanguageData, test_hyp, train_hyp, subset: list[int]) -> None:
-    """One seed's test edits per utterance, test PER and train-subset PER, added to `run`."""
-    edits = [
-        edit_distance(ref, data_l.decode(hyp))
-        for ref, hyp in zip(data_l.test.phones, test_hyp, strict=True)
-    ]
+    """One seed's test edits per utterance, test PER and train-subset PER, added to `run`
+    (hypotheses as phone lists)."""
+    edits = [edit_distance(ref, hyp) for ref, hyp in zip(data_l.test.phones, test_hyp, strict=True)]
     for record, count in zip(run.utterances, edits, strict=True):
         record.edits.append(count)
     run.per.append(sum(edits) / run.phones)  # = phone_error_rate
-    run.train_per.append(
-        phone_error_rate(
-            [data_l.train.phones[i] for i in subset], [data_l.decode(h) for h in train_hyp]
-        )
-    )
+    run.train_per.append(phone_error_rate([data_l.train.phones[i] for i in subset], train_hyp))
 
 
 def extract_features(
