@@ -247,3 +247,31 @@ def test_the_shipped_fine_tuning_configs_load_by_name():
     assert load_finetune_config("finetune-tiny-cpu").full.steps == 6
     with pytest.raises(UserError, match="no model given"):
         load_finetune_config("finetune-ctc", ["data=D"]).validate()
+
+
+def test_the_ctc_model_has_blank_0_scaled_masks_no_layerdrop_and_stages_that_freeze(base_model):
+    from distilxlsr.asr.finetune import build_ctc_model, set_stage
+    from distilxlsr.asr.vocab import Vocabulary
+
+    c = _config(base_model, "unused", "unused")
+    c.masking.time_prob, c.masking.feature_prob, c.masking.feature_length = 0.3, 0.2, 48
+    vocab = Vocabulary(("<pad>", "<unk>", "|", "a", "b"))
+    model, pristine = build_ctc_model(str(base_model), vocab, c, seed=0)
+    cfg = model.config
+    assert (cfg.vocab_size, cfg.pad_token_id, cfg.layerdrop) == (5, 0, 0.0)
+    assert cfg.apply_spec_augment and cfg.mask_time_prob == 0.3
+    assert cfg.mask_feature_length == 2  # 48 channels of 1024 at width 32: 1.5, rounded
+    assert pristine.mask_time_prob == 0.3 and pristine._name_or_path == ""  # no path saved
+    again, _ = build_ctc_model(str(base_model), vocab, c, seed=0)
+    assert torch.equal(again.lm_head.weight, model.lm_head.weight)  # the head is seeded
+    set_stage(model, 1)
+    learning = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert learning == {"lm_head.weight", "lm_head.bias"}
+    set_stage(model, 2)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen and all(
+        n.startswith("wav2vec2.feature_extractor.") or "masked_spec_embed" in n for n in frozen
+    )
+    assert any(
+        n.startswith("wav2vec2.encoder.") for n, p in model.named_parameters() if p.requires_grad
+    )
