@@ -41,6 +41,8 @@ def test_shipped_evaluation_configs_load_by_name():
     assert probe.mode == "probe" and probe.split == "test" and probe.seeds == [0, 1, 2]
     assert probe.probe == ProbeConfig() and probe.floor_probe == FLOOR_PROBE
     assert load_evaluation("eval-finetune", REQUIRED).mode == "finetune"
+    superb = load_evaluation("eval-superb", REQUIRED)
+    assert superb.mode == "superb" and superb.seeds == [0, 1, 2]
     tiny = load_evaluation("eval-tiny-cpu", REQUIRED)
     assert tiny.probe.steps == tiny.floor_probe.steps == 20
 
@@ -69,7 +71,7 @@ def test_overrides_and_values_and_a_section_given_in_part():
         ("probe.steps=many", "probe.steps: expected an integer"),
         ("probe.lr=-1", "probe.lr=-1.0 must be positive"),
         ("seeds=a,b", "seeds: expected an integer"),
-        ("mode=probx", "--mode 'probx' must be probe or finetune"),
+        ("mode=probx", "--mode 'probx' must be one of probe, superb, finetune"),
         ("split=train", "--split 'train' must be one of test, valid, dev"),
         ("bootstrap=5", "at least 100 resamples"),
         ("jobs=0", "--jobs 0 must be a whole number"),

@@ -190,9 +190,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     config = load_evaluation(args.config, args.overrides, evaluate_options(args))
     if args.steps is not None:  # the steps of the recogniser the mode trains
         steps = (
-            {"probe": {"steps": args.steps}}
-            if config.mode == "probe"
-            else {"finetune": {"full": {"steps": args.steps}}}
+            {"finetune": {"full": {"steps": args.steps}}}
+            if config.mode == "finetune"
+            else {config.mode: {"steps": args.steps}}
         )
         values = evaluate_options(args) | steps
         config = load_evaluation(args.config, args.overrides, values)

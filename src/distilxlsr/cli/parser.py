@@ -238,7 +238,12 @@ def _parser_evaluate(sub) -> None:
         help="langs: comma-separated languages (default: all with a train split and the split "
         "scored)",
     )
-    p.add_argument("--mode", choices=["probe", "finetune"], help="mode (default probe)")
+    p.add_argument(
+        "--mode",
+        choices=["probe", "superb", "finetune"],
+        help="probe (linear, frozen layers; default), superb (frozen layers into a small "
+        "Transformer) or finetune (the whole model)",
+    )
     p.add_argument("--out", help="out: output directory")
     p.add_argument(
         "--seeds", help="seeds: comma-separated, e.g. 0,1,2 (default 0; mean ± std and intervals)"
@@ -246,8 +251,8 @@ def _parser_evaluate(sub) -> None:
     p.add_argument(
         "--steps",
         type=_positive_int,
-        help="probe.steps (--mode probe) or finetune.full.steps (--mode finetune): training steps "
-        "per language",
+        help="probe.steps, superb.steps or finetune.full.steps, by the mode: training steps per "
+        "language",
     )
     p.add_argument(
         "--floor-steps",

@@ -164,29 +164,50 @@ def train_probe(
     if config.optimizer == "lbfgs":  # packed at once: one standardised copy, not two
         info = _fit_lbfgs(probe, Probe.pack(probe.standardise(feats)), labels, config, after_step)
         return probe, info | {"seconds": time.perf_counter() - start}
-    ready = probe.standardise(feats)
-    optimizer = torch.optim.Adam(probe.parameters(), lr=config.lr)
-    warmup = max(1, config.warmup_steps)
+    loss = fit_adam(
+        probe,
+        probe.standardise(feats),
+        labels,
+        config.steps,
+        config.batch_utterances,
+        config.lr,
+        config.warmup_steps,
+        generator,
+        after_step,
+    )
+    info = {"steps": config.steps, "seconds": time.perf_counter() - start, "final_loss": loss}
+    return probe, info
+
+
+def fit_adam(
+    model: Probe,
+    ready: list[torch.Tensor],
+    labels: list[list[int]],
+    steps: int,
+    batch_utterances: int,
+    lr: float,
+    warmup_steps: int,
+    generator: torch.Generator,
+    after_step: Callable[[int, Probe], None] | None = None,
+) -> float:
+    """`steps` Adam steps of CTC on mini-batches of `batch_utterances` standardised utterances
+    drawn by `generator`, the rate rising linearly over `warmup_steps` then constant; returns
+    the last step's loss. (The probe's `adam` optimizer and the SUPERB downstream.)"""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    warmup = max(1, warmup_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
     loss = torch.tensor(float("nan"))
-    for step in range(1, config.steps + 1):
-        pick = torch.randint(
-            len(ready), (min(config.batch_utterances, len(ready)),), generator=generator
-        )
-        log_probs, lengths = probe([ready[i] for i in pick])
+    for step in range(1, steps + 1):
+        pick = torch.randint(len(ready), (min(batch_utterances, len(ready)),), generator=generator)
+        log_probs, lengths = model([ready[i] for i in pick])
         loss = _ctc(log_probs, lengths, [labels[i] for i in pick])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
         if after_step is not None:
-            after_step(step, probe)
-    info = {
-        "steps": config.steps,
-        "seconds": time.perf_counter() - start,
-        "final_loss": float(loss.detach()),
-    }
-    return probe, info
+            after_step(step, model)
+    return float(loss.detach())
 
 
 PROBE_OPTIMIZERS = ("adam", "lbfgs")

@@ -34,6 +34,7 @@ from distilxlsr.evaluate.report import write_reports
 from distilxlsr.evaluate.stats import RESAMPLES
 from distilxlsr.evaluate.store import LanguageStore
 from distilxlsr.evaluate.summary import ModelInfo, group_tiers, summarise
+from distilxlsr.evaluate.superb import SuperbConfig
 from distilxlsr.evaluate.task import LanguageTask, in_workers
 
 __all__ = ["evaluate", "provenance_line", "run_evaluation", "split_label"]
@@ -55,6 +56,7 @@ def evaluate(
     split: str | None = None,
     bootstrap: int = RESAMPLES,
     jobs: int = 1,
+    superb: SuperbConfig | None = None,
 ) -> dict:
     """Evaluate `models` (the first is the reference) on every language; write the reports.
 
@@ -65,7 +67,9 @@ def evaluate(
     evaluates languages in that many worker processes on the CPU (same results). `probe` is the
     probe of every network; `floor_probe` that of `logmel` (default: `FLOOR_PROBE` when `probe`
     is not given, else `probe`; the two defaults are each chosen on dev for their kind,
-    results/probe_selection.json). A model already evaluated in OUT with the
+    results/probe_selection.json); `superb` the downstream of `mode="superb"` and
+    `finetune_config` the recipe of `mode="finetune"` (default `evaluation_finetune()`: phone
+    targets). A model already evaluated in OUT with the
     same settings and data is reused, per language and model.
 
     The same as `run_evaluation(EvaluationConfig(...))` with these settings.
@@ -86,6 +90,7 @@ def evaluate(
         probe=probe or ProbeConfig(),
         floor_probe=floor_probe or (FLOOR_PROBE if probe is None else probe),
         finetune=finetune_config or evaluation_finetune(),
+        superb=superb or SuperbConfig(),
     )
     return run_evaluation(config)
 
@@ -99,7 +104,7 @@ def run_evaluation(config: EvaluationConfig) -> dict:
     said = {s.name: provenance_line(s) for s in specs}  # a damaged record fails before loading
     pairs = parse_comparisons(config.compare, [s.name for s in specs])
     if config.mode == "finetune" and any(s.kind == "logmel" for s in specs):
-        raise UserError("logmel has no network to fine-tune; use it with --mode probe.")
+        raise UserError("logmel has no network to fine-tune; use it with --mode probe or superb.")
     languages = find_languages(config.data, config.langs, config.split)
     tiers = group_tiers(
         {lang: read_tier(d, scored_split(d, config.split)) for lang, d in languages}
@@ -121,6 +126,7 @@ def run_evaluation(config: EvaluationConfig) -> dict:
         config.split,
         config.floor_probe,
         str(out_dir / "finetune-runs"),
+        config.superb,
     )
     store = LanguageStore(out_dir / "languages", task)
     runs, similarity = evaluate_languages(task, store, languages, loaded, device, config.jobs)

@@ -17,8 +17,9 @@ from distilxlsr.errors import UserError
 from distilxlsr.evaluate.ctc import FLOOR_PROBE, PROBE_OPTIMIZERS, ProbeConfig
 from distilxlsr.evaluate.languages import check_split
 from distilxlsr.evaluate.stats import RESAMPLES
+from distilxlsr.evaluate.superb import SuperbConfig
 
-MODES = ("probe", "finetune")
+MODES = ("probe", "superb", "finetune")
 MIN_RESAMPLES = 100
 """Fewer bootstrap resamples cannot place a 95% interval's ends."""
 REQUIRED = {"models", "data", "out"}
@@ -44,7 +45,9 @@ class EvaluationConfig:
     """Output directory: results.json, results.md, per.png; results kept per language and model
     are reused by a repeat with the same settings."""
     mode: str = "probe"
-    """`probe` (a CTC probe on the frozen layers) or `finetune` (the whole model fine-tuned)."""
+    """`probe` (a linear CTC probe on the frozen layers), `superb` (the frozen layers' weighted
+    sum into a small trained Transformer, the benchmarks' protocol) or `finetune` (the whole
+    model fine-tuned)."""
     langs: list[str] | None = None
     """Languages to evaluate (default: every one with a train split and the split scored)."""
     split: str | None = None
@@ -67,6 +70,9 @@ class EvaluationConfig:
     """The probe of every network (evaluate/ctc.py, `ProbeConfig`)."""
     floor_probe: ProbeConfig = field(default_factory=lambda: replace(FLOOR_PROBE))
     """The log-mel floor's own probe (evaluate/ctc.py, `FLOOR_PROBE`)."""
+    superb: SuperbConfig = field(default_factory=SuperbConfig)
+    """The downstream of `mode: superb`, the same for every model, log-mel included
+    (evaluate/superb.py, `SuperbConfig`)."""
     finetune: FinetuneRecipe = field(default_factory=evaluation_finetune)
     """Fine-tuning (`mode: finetune`): the `finetune` job's recipe (asr/recipe.py,
     `FinetuneRecipe`), phone targets; each run lives in OUT/finetune-runs and resumes."""
@@ -83,7 +89,7 @@ class EvaluationConfig:
             if not getattr(self, key):
                 raise UserError(f"no {key} given: set {key} in the config, or {option}.")
         if self.mode not in MODES:
-            raise UserError(f"--mode '{self.mode}' must be probe or finetune.")
+            raise UserError(f"--mode '{self.mode}' must be one of {', '.join(MODES)}.")
         if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs < 1:
             raise UserError(
                 f"--jobs {self.jobs!r} must be a whole number of processes, at least 1."
@@ -102,6 +108,12 @@ class EvaluationConfig:
             )
         if not self.seeds:
             raise UserError("seeds lists no seed; give at least one, e.g. --seeds 0.")
+        if self.mode == "superb":
+            sb = self.superb
+            if min(sb.steps, sb.batch_utterances, sb.width, sb.layers, sb.heads, sb.ffn) < 1:
+                raise UserError("superb's steps, batch, width, layers, heads and ffn must be >= 1.")
+            if sb.width % sb.heads:
+                raise UserError(f"superb.width {sb.width} must be a multiple of superb.heads.")
         if self.mode == "finetune":
             if self.finetune.targets != "phones":
                 raise UserError(
@@ -129,6 +141,7 @@ def load_evaluation(
     for section, seed, default_seed in (
         ("probe.seed", config.probe.seed, default.probe.seed),
         ("floor_probe.seed", config.floor_probe.seed, default.floor_probe.seed),
+        ("superb.seed", config.superb.seed, default.superb.seed),
         ("finetune.train.seed", config.finetune.train.seed, default.finetune.train.seed),
     ):
         if seed != default_seed:

@@ -153,7 +153,13 @@ def summarise(
         split=config.split
         or (next(iter(splits.values())) if len(set(splits.values())) == 1 else None),
         test_splits=splits,
-        config=asdict(config.probe) if probing else asdict(config.finetune),
+        config=asdict(
+            config.probe
+            if probing
+            else config.superb
+            if config.mode == "superb"
+            else config.finetune
+        ),
         floor_config=asdict(config.floor_probe)
         if probing and any(s.kind == "logmel" for s in specs)
         else None,

@@ -20,6 +20,7 @@ from distilxlsr.evaluate.features import ModelFeatures, ModelSpec, layer_map_of,
 from distilxlsr.evaluate.languages import LanguageData, load_language, train_subset
 from distilxlsr.evaluate.per import edit_distance, phone_error_rate
 from distilxlsr.evaluate.records import LanguageRun, UtteranceRecord
+from distilxlsr.evaluate.superb import SuperbConfig, train_superb
 
 
 @dataclass
@@ -37,15 +38,17 @@ class LanguageTask:
     floor_probe: ProbeConfig = field(default_factory=lambda: FLOOR_PROBE)
     work: str = ""
     """Where fine-tuning runs live (OUT/finetune-runs/MODEL/LANG/seed-K: each resumes)."""
+    superb: SuperbConfig = field(default_factory=SuperbConfig)
 
     def probe_for(self, spec: ModelSpec) -> ProbeConfig:
         """The floor's probe for log-mel, the networks' probe for every other model."""
         return self.floor_probe if spec.kind == "logmel" else self.probe
 
     def settings(self, spec: ModelSpec) -> dict:
-        return (
-            asdict(self.probe_for(spec)) if self.mode == "probe" else asdict(self.finetune_config)
-        )
+        """The settings of the recogniser this mode trains on `spec`."""
+        if self.mode == "probe":
+            return asdict(self.probe_for(spec))
+        return asdict(self.superb if self.mode == "superb" else self.finetune_config)
 
     def load(self, device: str) -> dict[str, ModelFeatures]:
         return {
@@ -96,7 +99,8 @@ class LanguageTask:
         run = new_run(data_l)
         train_labels = [data_l.encode(p) for p in data_l.train.phones]
         subset = train_subset(len(data_l.train.ids))
-        if self.mode == "probe":
+        frozen = self.mode in ("probe", "superb")
+        if frozen:
             start = time.perf_counter()
             cache[spec.name] = {
                 "train": extract_features(features, data_l.train.waves),
@@ -105,10 +109,18 @@ class LanguageTask:
             run.feature_seconds = time.perf_counter() - start
             run.layer_weights = []
         for seed in self.seeds:
-            if self.mode == "probe":
+            if frozen:
                 feats = cache[spec.name]
-                config = with_seed(self.probe_for(spec), seed)
-                head, info = train_probe(feats["train"], train_labels, len(data_l.vocab), config)
+                if self.mode == "probe":
+                    config = with_seed(self.probe_for(spec), seed)
+                    head, info = train_probe(
+                        feats["train"], train_labels, len(data_l.vocab), config
+                    )
+                else:
+                    config = with_seed(self.superb, seed)
+                    head, info = train_superb(
+                        feats["train"], train_labels, len(data_l.vocab), config
+                    )
                 test_hyp = [data_l.decode(h) for h in probe_decode(head, feats["test"])]
                 train_feats = [feats["train"][i] for i in subset]
                 train_hyp = [data_l.decode(h) for h in probe_decode(head, train_feats)]
