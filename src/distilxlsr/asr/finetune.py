@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 from lhotse import CutSet
-from tqdm.auto import tqdm
 
 from distilxlsr.asr.decoding import BeamSearch
 from distilxlsr.asr.recipe import RESUMABLE_CHANGES, FinetuneConfig
@@ -38,7 +37,7 @@ from distilxlsr.provenance import PROVENANCE_FILE, Provenance, read_provenance
 from distilxlsr.rng import numpy_global_rng
 from distilxlsr.shipped import SHIPPED, shipped_teacher
 from distilxlsr.training import checkpoint as ckpt
-from distilxlsr.training.loop import RunState, Task, Trainer, make_accelerator, plan_batches
+from distilxlsr.training.loop import Job, RunState, Task, Trainer, plan_batches
 from distilxlsr.training.optim import Schedule
 from distilxlsr.training.rundir import RunDir, default_command_line
 
@@ -237,20 +236,8 @@ def stage_schedule(config: FinetuneConfig, number: int) -> Schedule:
     )
 
 
-class _FineTuning:
+class _FineTuning(Job):
     """One run: data and vocabulary, the CTC model, the two stages, the recogniser."""
-
-    def __init__(self, config: FinetuneConfig, command_line: str | None):
-        self.config = config
-        self.command_line = command_line
-        self.run = RunDir(config.out)
-        self.accelerator = make_accelerator(config.train, self.run)
-        self.main = self.accelerator.is_main_process
-        self.rank = self.accelerator.process_index
-
-    def say(self, message: str) -> None:
-        if self.main:
-            tqdm.write(message)
 
     def _vocabulary(self) -> Vocabulary:
         """Built from the training transcripts once and kept in the run (the same on resume)."""

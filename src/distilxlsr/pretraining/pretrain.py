@@ -36,7 +36,6 @@ import yaml
 from lhotse import CutSet
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 
 from distilxlsr.config import to_dict
 from distilxlsr.conventions import SAMPLE_RATE
@@ -67,7 +66,7 @@ from distilxlsr.provenance import (
     write_provenance,
 )
 from distilxlsr.training import checkpoint as ckpt
-from distilxlsr.training.loop import RunState, Trainer, make_accelerator, plan_batches
+from distilxlsr.training.loop import Job, RunState, Trainer, plan_batches
 from distilxlsr.training.machine import describe_machine
 from distilxlsr.training.optim import Schedule
 from distilxlsr.training.rundir import RunDir, default_command_line
@@ -135,20 +134,8 @@ def _initialise_from(encoder: transformers.PreTrainedModel, source: str) -> None
     encoder.load_state_dict(theirs)
 
 
-class _Pretraining:
+class _Pretraining(Job):
     """One run: data, the encoder, stage targets, then the stages in the training loop."""
-
-    def __init__(self, config: PretrainConfig, command_line: str | None):
-        self.config = config
-        self.command_line = command_line
-        self.run = RunDir(config.out)
-        self.accelerator = make_accelerator(config.train, self.run)
-        self.main = self.accelerator.is_main_process
-        self.rank = self.accelerator.process_index
-
-    def say(self, message: str) -> None:
-        if self.main:
-            tqdm.write(message)
 
     # --- stage targets: made once by the main process (kept for resumes), read by all ---
 

@@ -59,6 +59,23 @@ def make_accelerator(optim, run: RunDir) -> Accelerator:
     )
 
 
+class Job:
+    """What a training command's run holds before its stages: its config, command line, run
+    directory and accelerator, and whether this process is the main one (which alone prints)."""
+
+    def __init__(self, config, command_line: str | None):
+        self.config = config
+        self.command_line = command_line
+        self.run = RunDir(config.out)
+        self.accelerator = make_accelerator(config.train, self.run)
+        self.main = self.accelerator.is_main_process
+        self.rank = self.accelerator.process_index
+
+    def say(self, message: str) -> None:
+        if self.main:
+            tqdm.write(message)
+
+
 def plan_batches(cuts, loader, optim, sample_rate: int, accelerator) -> BatchPlan:
     """This process's batches of a run: the loader section's crops and buckets (or static
     shapes), the optimizer section's batch size and seed, split over the processes."""
