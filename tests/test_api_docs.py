@@ -23,3 +23,4 @@ def test_api_examples_run(tmp_path, monkeypatch, capsys):
     assert "must be positive" in printed
     assert (tmp_path / "student" / "README.md").is_file()
     assert (tmp_path / "runs" / "teacher" / "model" / "model.safetensors").is_file()
+    assert (tmp_path / "runs" / "asr-sw" / "model" / "lm.arpa").is_file()

@@ -6,6 +6,7 @@ The public API, imported on first use (so that `import distilxlsr` stays light):
 - `distilxlsr.distill(config)`: run or resume a distillation, returns the run directory;
 - `distilxlsr.export(run_or_model, out, results_file=None)`: a Hugging Face model directory;
 - `distilxlsr.evaluate(models, data, out, ...)`: cross-lingual phone recognition;
+- `distilxlsr.finetune(config)`: fine-tune a model into a speech recogniser (asr/);
 - `distilxlsr.shipped_teacher()`: the small teacher shipped in the package (`teacher=shipped`).
 
 `distill`, `export` and `evaluate` are also the modules of those names (docs/api.md).
@@ -19,13 +20,22 @@ import importlib
 
 from distilxlsr._malloc import tune_malloc
 
-__all__ = ["distill", "evaluate", "export", "load_config", "shipped_teacher", "tune_malloc"]
+__all__ = [
+    "distill",
+    "evaluate",
+    "export",
+    "finetune",
+    "load_config",
+    "shipped_teacher",
+    "tune_malloc",
+]
 __version__ = "0.1.0"
 
 _LAZY = {
     "distill": ("distilxlsr.distill", None),
     "evaluate": ("distilxlsr.evaluate", None),
     "export": ("distilxlsr.export", None),
+    "finetune": ("distilxlsr.asr.finetune", "finetune"),
     "load_config": ("distilxlsr.distill.recipe", "load_distill_config"),
     "shipped_teacher": ("distilxlsr.shipped", "shipped_teacher"),
 }

@@ -25,7 +25,7 @@ def render_recogniser_card(facts: dict, provenance: Provenance) -> str:
         f"# Speech recogniser fine-tuned from `{facts['base_model']}`",
         "",
         "Made by `distilxlsr finetune` (CTC fine-tuning of a pretrained wav2vec 2.0-family model; "
-        "the method is described in the toolkit's docs/asr.md).",
+        'the method: the toolkit\'s docs/design.md, "Downstream ASR").',
         "",
         "## What it heard and which labels trained it",
         "",

@@ -58,7 +58,7 @@ class MaskingConfig:
 
     time_prob: float = 0.3
     """Share of frames that start a masked time span (wav2vec 2.0's base_10m: 0.65; a few
-    minutes of short utterances take less, chosen on dev: docs/asr.md)."""
+    minutes of short utterances take less: docs/results.md, "Downstream ASR")."""
     time_length: int = 10
     """Frames per masked time span."""
     feature_prob: float = 0.1
