@@ -352,7 +352,7 @@ def test_finetune_mode_runs_the_finetune_job_per_language_and_seed(
     run = out / "finetune-runs" / teacher_dir.name / "aa" / "seed-0"
     vocab = json.loads((run / "model" / "vocab.json").read_text())
     assert list(vocab)[:2] == ["<pad>", "<unk>"] and "|" not in vocab
-    with pytest.raises(UserError, match="finetune.targets must be phones"):
+    with pytest.raises(UserError, match="finetune.targets=chars: .* set targets=chars"):
         recipe = _recipe(1, 1)
         recipe.targets = "chars"
         evaluate(*args, mode="finetune", finetune_config=recipe)
@@ -672,3 +672,38 @@ def test_each_seed_trains_its_own_probe_the_one_that_seed_trains_alone(
         a["edits"] + b["edits"]
         for a, b in zip(alone_0["utterances"], alone_1["utterances"], strict=True)
     ]
+
+
+def test_character_targets_are_scored_by_cer_in_every_mode(tmp_path, eval_corpus, teacher_dir):
+    from distilxlsr.data.corpora import load_cuts
+    from distilxlsr.evaluate.languages import target_symbols
+    from distilxlsr.evaluate.report import report_markdown
+
+    cuts = list(load_cuts(eval_corpus / "aa", "test"))
+    text = cuts[0].supervisions[0].text  # the toy corpus's words, e.g. "p3p11s p2f"
+    spelt = target_symbols(cuts[0], "chars")
+    assert "".join(spelt) == text.lower().replace(" ", "|")
+    results = evaluate(
+        ["logmel"],
+        str(eval_corpus),
+        str(tmp_path / "probe"),
+        langs=["aa"],
+        probe=ProbeConfig(steps=3),
+        targets="chars",
+    )
+    assert results["targets"] == "chars"
+    first = results["models"][0]["details"]["aa"]["utterances"][0]
+    assert first["phones"] == len(spelt)  # reference characters, delimiters included
+    assert "CER (%) by language" in report_markdown(results)
+    tuned = evaluate(
+        [str(teacher_dir)],
+        str(eval_corpus),
+        str(tmp_path / "ft"),
+        mode="finetune",
+        langs=["aa"],
+        finetune_config=_recipe(1, 1),
+        targets="chars",
+    )
+    assert math.isfinite(tuned["models"][0]["per"]["aa"]) and tuned["targets"] == "chars"
+    run = tmp_path / "ft" / "finetune-runs" / teacher_dir.name / "aa" / "seed-0"
+    assert "|" in json.loads((run / "model" / "vocab.json").read_text())

@@ -57,6 +57,7 @@ def evaluate(
     bootstrap: int = RESAMPLES,
     jobs: int = 1,
     superb: SuperbConfig | None = None,
+    targets: str = "phones",
 ) -> dict:
     """Evaluate `models` (the first is the reference) on every language; write the reports.
 
@@ -91,6 +92,7 @@ def evaluate(
         floor_probe=floor_probe or (FLOOR_PROBE if probe is None else probe),
         finetune=finetune_config or evaluation_finetune(),
         superb=superb or SuperbConfig(),
+        targets=targets,
     )
     return run_evaluation(config)
 
@@ -127,6 +129,7 @@ def run_evaluation(config: EvaluationConfig) -> dict:
         config.floor_probe,
         str(out_dir / "finetune-runs"),
         config.superb,
+        config.targets,
     )
     store = LanguageStore(out_dir / "languages", task)
     runs, similarity = evaluate_languages(task, store, languages, loaded, device, config.jobs)

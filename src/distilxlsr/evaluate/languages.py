@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from distilxlsr.asr.metrics import WORD_DELIMITER, normalise_text
 from distilxlsr.conventions import BLANK, SAMPLE_RATE
 from distilxlsr.data.corpora import cuts_file, load_cuts
 from distilxlsr.data.loader import load_mono
@@ -23,6 +24,8 @@ class Utterances:
     speakers: list[str]
     waves: list[np.ndarray]
     phones: list[list[str]]
+    """Each utterance's target symbols: its phones, or with `targets="chars"` the characters of
+    its normalised transcript with `|` between words (asr.vocab's spelling)."""
 
     @property
     def seconds(self) -> float:
@@ -99,14 +102,24 @@ def find_languages(
     return found
 
 
+def target_symbols(cut, targets: str = "phones") -> list[str]:
+    """A cut's target symbols: its supervisions' phones, or (`chars`) the characters of their
+    normalised text, `|` for each space."""
+    if targets == "chars":
+        text = " ".join((s.text or "") for s in cut.supervisions)
+        return [WORD_DELIMITER if c == " " else c for c in normalise_text(text)]
+    return [p for sup in cut.supervisions for p in (sup.custom or {}).get("phones", [])]
+
+
 def load_utterances(
-    lang_dir: Path, split: str, sample_rate: int = SAMPLE_RATE
+    lang_dir: Path, split: str, sample_rate: int = SAMPLE_RATE, targets: str = "phones"
 ) -> tuple[Utterances, int]:
-    """All utterances of a split with their phone transcripts; those without phones are counted."""
+    """All utterances of a split with their target symbols (`target_symbols`); those without
+    any are counted."""
     ids, speakers, waves, phones = [], [], [], []
     skipped = 0
     for cut in load_cuts(lang_dir, split):
-        seq = [p for sup in cut.supervisions for p in (sup.custom or {}).get("phones", [])]
+        seq = target_symbols(cut, targets)
         if not seq:
             skipped += 1
             continue
@@ -124,11 +137,13 @@ def scored_split(lang_dir: Path, split: str | None = None) -> str | None:
     return next((s for s in candidates if cuts_file(lang_dir, s) is not None), None)
 
 
-def load_language(lang: str, lang_dir: Path, split: str | None = None) -> LanguageData:
+def load_language(
+    lang: str, lang_dir: Path, split: str | None = None, targets: str = "phones"
+) -> LanguageData:
     """A language's train split and the split it is scored on: `split`, or by default the first
-    present of TEST_SPLITS."""
+    present of TEST_SPLITS; `targets` phones or chars (`target_symbols`)."""
     check_split(split)
-    train, skipped = load_utterances(lang_dir, "train")
+    train, skipped = load_utterances(lang_dir, "train", targets=targets)
     requested = split
     split = scored_split(lang_dir, split)
     if split is None:
@@ -136,11 +151,12 @@ def load_language(lang: str, lang_dir: Path, split: str | None = None) -> Langua
             f"language '{lang}' in '{lang_dir}' has no "
             f"{requested or ' or '.join(TEST_SPLITS)} split."
         )
-    test, skipped_test = load_utterances(lang_dir, split)
+    test, skipped_test = load_utterances(lang_dir, split, targets=targets)
     if not train.ids or not test.ids:
+        what = "text" if targets == "chars" else "custom['phones']"
         raise UserError(
-            f"language '{lang}': no utterance with a phone transcript in its "
-            f"{'train' if not train.ids else split} split (supervision custom['phones'])."
+            f"language '{lang}': no utterance with a {targets[:-1]} transcript in its "
+            f"{'train' if not train.ids else split} split (supervision {what})."
         )
     vocab = [BLANK] + sorted({p for seq in train.phones for p in seq})
     return LanguageData(lang, train, test, split, vocab, skipped + skipped_test)

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from distilxlsr.asr.recipe import DecodingConfig, FinetuneRecipe
-from distilxlsr.config import check_fields, load_config
+from distilxlsr.asr.vocab import TARGETS
+from distilxlsr.config import check_fields, closed, load_config
 from distilxlsr.errors import UserError
 from distilxlsr.evaluate.ctc import FLOOR_PROBE, PROBE_OPTIMIZERS, ProbeConfig
 from distilxlsr.evaluate.languages import check_split
@@ -52,6 +53,10 @@ class EvaluationConfig:
     """Languages to evaluate (default: every one with a train split and the split scored)."""
     split: str | None = None
     """The split scored: test, valid or dev (default: per language the first present of those)."""
+    targets: str = closed("phones", TARGETS)
+    """What every recogniser spells: `phones` (the supervisions' phones, scored by PER: the
+    instrument of the paper's claims) or `chars` (the normalised transcripts' characters with a
+    word delimiter, scored by CER). The fine-tuning's own `finetune.targets` follows it."""
     seeds: list[int] = field(default_factory=lambda: [0])
     """One recogniser per seed and language; the statistics resample the seeds."""
     similarity: bool = False
@@ -115,10 +120,10 @@ class EvaluationConfig:
             if sb.width % sb.heads:
                 raise UserError(f"superb.width {sb.width} must be a multiple of superb.heads.")
         if self.mode == "finetune":
-            if self.finetune.targets != "phones":
+            if self.finetune.targets not in ("phones", self.targets):
                 raise UserError(
-                    "finetune.targets must be phones in an evaluation (it is scored by PER); "
-                    "character recognisers: distilxlsr finetune."
+                    f"finetune.targets={self.finetune.targets}: an evaluation's recognisers all "
+                    f"spell its `targets` ({self.targets}); set targets={self.finetune.targets}."
                 )
             self.finetune.validate_recipe()
         for section in ("probe", "floor_probe"):

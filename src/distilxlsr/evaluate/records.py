@@ -14,6 +14,11 @@ SCHEMA_VERSION = 1
 """The version of results.json's layout; raised when a key changes meaning or goes away."""
 
 
+def metric_name(targets: str) -> str:
+    """PER for phone targets, CER for characters."""
+    return "CER" if targets == "chars" else "PER"
+
+
 @dataclass
 class UtteranceRecord:
     """One test utterance: its reference phone count and the edits of each seed's recogniser."""
@@ -188,7 +193,15 @@ class Results:
     """The floor's probe, when log-mel is among the models (probe mode)."""
     similarity: dict | None = None
     """Per-layer CKA of each student with the reference, per language (`similarity`)."""
+    targets: str = "phones"
+    """What the recognisers spelt: phones (every `per` field a PER) or chars (every `per` field
+    a CER, the `phones` counts characters with the word delimiter)."""
     schema_version: int = SCHEMA_VERSION
+
+    @property
+    def metric(self) -> str:
+        """The error rate's name: PER or CER."""
+        return metric_name(self.targets)
 
     def to_dict(self) -> dict:
         d = {
@@ -210,6 +223,8 @@ class Results:
             d["floor_config"] = self.floor_config
         if self.similarity:
             d["similarity"] = self.similarity
+        if self.targets != "phones":
+            d["targets"] = self.targets
         return d
 
     @classmethod
@@ -236,5 +251,6 @@ class Results:
             config=d["config"],
             floor_config=d.get("floor_config"),
             similarity=d.get("similarity"),
+            targets=d.get("targets", "phones"),
             schema_version=SCHEMA_VERSION,
         )

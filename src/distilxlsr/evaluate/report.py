@@ -12,6 +12,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from distilxlsr.evaluate.records import metric_name  # noqa: E402
 from distilxlsr.evaluate.stats import describe_resampling  # noqa: E402
 
 
@@ -23,10 +24,15 @@ def _cell(model: dict, lang: str | None) -> str:
     return f"{100 * value:.1f} ± {100 * std:.1f}" if std is not None else f"{100 * value:.1f}"
 
 
+def _metric(results: dict) -> str:
+    return metric_name(results.get("targets", "phones"))
+
+
 def markdown_table(results: dict) -> str:
     models = results["models"]
+    M = _metric(results)  # noqa: N806 (the metric's name, as printed)
     lines = [
-        f"PER (%) by language, mode `{results['mode']}`, seeds {results['seeds']}; "
+        f"{M} (%) by language, mode `{results['mode']}`, seeds {results['seeds']}; "
         f"the first model is the reference.",
         "",
         "| language | " + " | ".join(m["name"] for m in models) + " |",
@@ -36,7 +42,7 @@ def markdown_table(results: dict) -> str:
         lines.append(f"| {lang} | " + " | ".join(_cell(m, lang) for m in models) + " |")
     lines.append("| **mean** | " + " | ".join(f"**{_cell(m, None)}**" for m in models) + " |")
     lines.append(
-        "| train PER (mean) | "
+        f"| train {M} (mean) | "
         + " | ".join(f"{100 * m['train_per_mean']:.1f}" for m in models)
         + " |"
     )
@@ -80,22 +86,23 @@ def _p(value: float) -> str:
 def tier_table(results: dict) -> str:
     """Models by tier (and "all"): macro PER with its bootstrap interval, the spread across the
     tier's languages, its worst language and, with a log-mel floor, the gain retained."""
+    M = _metric(results)  # noqa: N806
     models = results["models"]
     tiers = [*results.get("tiers", {}), "all"]
     gain = any("gain_retained" in m for m in models)
     boot = results.get("bootstrap", {})
     lines = [
-        f"Macro PER (%) by tier with {100 * boot.get('level', 0.95):.0f}% bootstrap intervals "
+        f"Macro {M} (%) by tier with {100 * boot.get('level', 0.95):.0f}% bootstrap intervals "
         f"({boot.get('resamples', '?')} paired resamples of {_resampled(results)}); std: "
-        "across the tier's languages; worst: its highest-PER language."
+        f"across the tier's languages; worst: its highest-{M} language."
         + (
-            f" Gain retained: (PER {results['floor']} − PER model) / "
-            f"(PER {results['floor']} − PER {models[0]['name']})."
+            f" Gain retained: ({M} {results['floor']} − {M} model) / "
+            f"({M} {results['floor']} − {M} {models[0]['name']})."
             if gain
             else ""
         ),
         "",
-        "| tier (languages) | model | PER [95% CI] | std | worst |"
+        f"| tier (languages) | model | {M} [95% CI] | std | worst |"
         + (" gain retained [95% CI] |" if gain else ""),
         "| --- | --- | ---: | ---: | --- |" + (" ---: |" if gain else ""),
     ]
@@ -124,8 +131,9 @@ def tier_table(results: dict) -> str:
 
 def comparison_table(results: dict) -> str:
     """Paired differences of macro PER over all languages, with Holm-corrected p-values."""
+    M = _metric(results)  # noqa: N806
     lines = [
-        "Paired differences of macro PER (points, a − b; negative: a is better), two-sided "
+        f"Paired differences of macro {M} (points, a − b; negative: a is better), two-sided "
         "bootstrap p-values, Holm-corrected over the comparisons listed.",
         "",
         "| a | b | diff [95% CI] | p | Holm p |",
@@ -216,6 +224,7 @@ def per_figure(results: dict):
     """per.png: grouped bars of each model's PER per language, with its 95% bootstrap interval
     as error bars (where the results have one), the legend beside the axes (never over a bar)."""
     langs, models = results["languages"], results["models"]
+    M = _metric(results)  # noqa: N806
     x = np.arange(len(langs))
     width = 0.8 / len(models)
     fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(langs) + 2) + 2, 4))
@@ -239,8 +248,9 @@ def per_figure(results: dict):
         )
     ax.set_xticks(x, langs)
     ax.set_xlabel("language")
-    ax.set_ylabel("PER (%)")
-    ax.set_title(f"Phone error rate ({results['mode']}); error bars: 95% bootstrap intervals")
+    ax.set_ylabel(f"{M} (%)")
+    name = "Character" if M == "CER" else "Phone"
+    ax.set_title(f"{name} error rate ({results['mode']}); error bars: 95% bootstrap intervals")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     return fig

@@ -33,7 +33,7 @@ class LanguageStore:
         from distilxlsr import __version__  # noqa: PLC0415
 
         t = self.task
-        return {
+        facts = {
             "version": __version__,
             "stride": t.stride,
             "mode": t.mode,
@@ -41,6 +41,9 @@ class LanguageStore:
             "split": t.split,
             "data": [str(lang_dir.resolve()), _file_stats(lang_dir, "cuts_*")],
         }
+        if t.targets != "phones":  # phone results stored before targets existed stay valid
+            facts["targets"] = t.targets
+        return facts
 
     @staticmethod
     def _model(spec: ModelSpec) -> list:

@@ -136,6 +136,7 @@ def summarise(
     splits = {lang: runs[names[0]][lang].test_split for lang in langs}
     probing = config.mode == "probe"
     return Results(
+        targets=config.targets,
         mode=config.mode,
         languages=langs,
         seeds=seeds,

@@ -39,6 +39,8 @@ class LanguageTask:
     work: str = ""
     """Where fine-tuning runs live (OUT/finetune-runs/MODEL/LANG/seed-K: each resumes)."""
     superb: SuperbConfig = field(default_factory=SuperbConfig)
+    targets: str = "phones"
+    """What the recognisers spell: phones (PER) or characters (CER)."""
 
     def probe_for(self, spec: ModelSpec) -> ProbeConfig:
         """The floor's probe for log-mel, the networks' probe for every other model."""
@@ -69,7 +71,7 @@ class LanguageTask:
     ) -> tuple[str, dict[str, LanguageRun], dict | None]:
         """(lang, {model name: its run}, similarity table or None), for the models `names`
         (default: all)."""
-        data_l = load_language(lang, lang_dir, self.split)
+        data_l = load_language(lang, lang_dir, self.split, self.targets)
         cache: dict[str, dict[str, list[torch.Tensor]]] = {}
         runs = {}
         for spec in self.specs:
@@ -142,7 +144,7 @@ class LanguageTask:
         if spec.kind != "hf":
             raise UserError(f"'{spec.name}' has no pretrained network to fine-tune.")
         recipe = copy.deepcopy(self.finetune_config)
-        recipe.train.seed = seed
+        recipe.train.seed, recipe.targets = seed, self.targets
         out = Path(self.work or "finetune-runs") / spec.name / data_l.lang / f"seed-{seed}"
         config = FinetuneConfig.of(
             recipe, model=spec.path, data=str(lang_dir), out=str(out), eval_split=""
@@ -150,8 +152,12 @@ class LanguageTask:
         start = time.perf_counter()
         model_dir = finetune(config, command_line=f"evaluate --mode finetune ({spec.name})")
         recogniser = Recogniser(model_dir, use_lm=False)
-        test_hyp = recogniser.transcribe(data_l.test.waves)
-        train_hyp = recogniser.transcribe([data_l.train.waves[i] for i in subset])
+
+        def symbols(waves):  # text becomes characters with `|`, as the references are spelt
+            return [recogniser.vocab.symbols(h) for h in recogniser.transcribe(waves)]
+
+        test_hyp = symbols(data_l.test.waves)
+        train_hyp = symbols([data_l.train.waves[i] for i in subset])
         info = {
             "seconds": time.perf_counter() - start,
             "steps": recipe.frozen.steps + recipe.full.steps,
