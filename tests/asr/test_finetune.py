@@ -275,3 +275,21 @@ def test_the_ctc_model_has_blank_0_scaled_masks_no_layerdrop_and_stages_that_fre
     assert any(
         n.startswith("wav2vec2.encoder.") for n, p in model.named_parameters() if p.requires_grad
     )
+
+
+def test_transcribe_skips_audio_it_cannot_read_counts_it_and_goes_on(learned, tmp_path, capsys):
+    from distilxlsr.cli import main
+
+    _, model_dir = learned
+    good = tmp_path / "good.wav"
+    sf.write(good, _speak(["si", "no"], np.random.default_rng(3)), SR)
+    empty, short, broken = tmp_path / "empty.wav", tmp_path / "short.wav", tmp_path / "nan.wav"
+    sf.write(empty, np.zeros(0, dtype=np.float32), SR)
+    sf.write(short, np.zeros(50, dtype=np.float32), SR)
+    sf.write(broken, np.full(SR, np.nan, dtype=np.float32), SR, subtype="FLOAT")
+    files = [str(p) for p in (empty, good, short, broken)]
+    assert main(["transcribe", "--model", str(model_dir), "--no-lm", *files]) == 2
+    said = capsys.readouterr()
+    assert said.out == f"{good}\tsi no\n"
+    assert "holds no samples" in said.err and "needs at least" in said.err
+    assert "NaN or infinite" in said.err and "3 of 4 files skipped" in said.err

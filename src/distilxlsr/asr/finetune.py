@@ -26,6 +26,7 @@ from distilxlsr.asr.recogniser import (
     ctc_class,
     log_probs,
     quiet_load_report,
+    transcribable,
 )
 from distilxlsr.asr.vocab import Vocabulary
 from distilxlsr.conventions import SAMPLE_RATE
@@ -397,13 +398,29 @@ class _FineTuning(Job):
                 self.say(f"note: no {c.eval_split} split in {c.data}; no error rate measured.")
             choice.save(out)
             return {}
-        cuts = [cut for cut in load_cuts(c.data, c.eval_split) if transcript(cut, c.targets)]
+        cuts, waves, skipped = [], [], 0
+        for cut in load_cuts(c.data, c.eval_split):
+            wave = load_mono(cut, SAMPLE_RATE)
+            if transcript(cut, c.targets) and transcribable(model, wave):
+                cuts.append(cut)
+                waves.append(wave)
+            else:
+                skipped += 1
+        if skipped:
+            self.say(
+                f"{c.eval_split}: {skipped} utterances skipped (no transcript, too short "
+                "for the model, or not finite audio)"
+            )
+        if not cuts:
+            choice.save(out)
+            return {}
         refs = [transcript(cut, c.targets) for cut in cuts]
-        lps = log_probs(model, [load_mono(cut, SAMPLE_RATE) for cut in cuts], normalize)
+        lps = log_probs(model, waves, normalize)
         metric = "cer" if c.targets == "chars" else "per"
         scores = {
             "split": c.eval_split,
             "utterances": len(cuts),
+            "skipped": skipped,
             "greedy": error_rates(refs, greedy_transcripts(vocab, lps), c.targets),
         }
         if lm is not None:

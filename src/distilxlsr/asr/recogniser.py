@@ -118,9 +118,24 @@ def read_audio(path: str | Path) -> np.ndarray:
     except Exception as err:  # soundfile reports unreadable files as several error types
         raise UserError(f"could not read the audio file '{path}' ({err}).") from None
     audio = audio.mean(axis=1)
+    if audio.size == 0:
+        raise UserError(f"the audio file '{path}' holds no samples.")
+    if not np.isfinite(audio).all():
+        raise UserError(f"the audio file '{path}' holds NaN or infinite samples.")
     if rate != SAMPLE_RATE:
         audio = soxr.resample(audio, rate, SAMPLE_RATE)
     return audio.astype(np.float32)
+
+
+def min_samples(model) -> int:
+    """The shortest input (samples) a CTC model's CNN gives one frame for."""
+    lengths = model._get_feat_extract_output_lengths(torch.arange(1, 8001))
+    return int(torch.nonzero(lengths >= 1)[0]) + 1
+
+
+def transcribable(model, wave: np.ndarray) -> bool:
+    """Whether the model gives `wave` a frame and its samples are finite."""
+    return len(wave) >= min_samples(model) and bool(np.isfinite(wave).all())
 
 
 class Recogniser:
@@ -146,7 +161,24 @@ class Recogniser:
             settings = choice.settings if choice else BeamSettings()
             self.beam = BeamSearch(self.vocab, lm_path, settings)
 
+    @property
+    def min_samples(self) -> int:
+        """The shortest input (16 kHz samples) the model gives a frame for."""
+        return min_samples(self.model)
+
+    def check(self, wave: np.ndarray, name: str = "the audio") -> None:
+        """One clear error for audio the model cannot transcribe: too short, or not finite."""
+        if len(wave) < self.min_samples:
+            raise UserError(
+                f"{name} is {len(wave)} samples long; the model needs at least "
+                f"{self.min_samples} (16 kHz) to give one frame."
+            )
+        if not np.isfinite(wave).all():
+            raise UserError(f"{name} holds NaN or infinite samples.")
+
     def log_probs(self, waves: list[np.ndarray]) -> list[np.ndarray]:
+        for i, wave in enumerate(waves):
+            self.check(wave, f"utterance {i}")
         return log_probs(self.model, waves, self.normalize)
 
     def transcribe(self, waves: list[np.ndarray]) -> list:

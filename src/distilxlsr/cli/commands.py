@@ -4,6 +4,7 @@ functions (imported when the command runs, so that `--help` stays quick)."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from distilxlsr.errors import UserError
@@ -272,9 +273,19 @@ def cmd_transcribe(args: argparse.Namespace) -> None:
     from distilxlsr.asr.recogniser import Recogniser, read_audio
 
     recogniser = Recogniser(args.model, use_lm=not args.no_lm, lm=args.lm)
+    skipped = []
     for path in args.audio:
-        text = recogniser.transcribe([read_audio(path)])[0]
+        try:
+            wave = read_audio(path)
+            recogniser.check(wave, f"'{path}'")
+        except UserError as err:  # the other files are still transcribed
+            print(f"skipped: {err}", file=sys.stderr)
+            skipped.append(path)
+            continue
+        text = recogniser.transcribe([wave])[0]
         print(f"{path}\t{text if isinstance(text, str) else ' '.join(text)}")
+    if skipped:
+        raise UserError(f"{len(skipped)} of {len(args.audio)} files skipped (said above).")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
