@@ -259,7 +259,46 @@ def report(args) -> None:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (RESULTS / "summary.md").write_text(markdown(summary))
     print(json.dumps(gap))
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.1f}"
+
+
+def markdown(summary: dict) -> str:
+    """summary.md: the test table per language, the dev table and the gap."""
+    lines = [
+        f"Recipe {summary['recipe']['name']}; one fine-tuning seed; CER/WER in %.",
+        "",
+        "| lang | split | T1 CER greedy | T1 CER LM | student CER greedy | student CER LM "
+        "| T1 WER LM | student WER LM |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    by = {(r["role"], r["lang"], r["split"]): r for r in summary["rows"]}
+    for split in ("dev", "test"):
+        for lang in UNHEARD:
+            t, s_ = by.get(("teacher", lang, split)), by.get(("student", lang, split))
+            if t is None and s_ is None:
+                continue
+            t, s_ = t or {}, s_ or {}
+            lines.append(
+                f"| {lang} | {split} | {_pct(t.get('cer_greedy'))} | {_pct(t.get('cer_lm'))} | "
+                f"{_pct(s_.get('cer_greedy'))} | {_pct(s_.get('cer_lm'))} | "
+                f"{_pct(t.get('wer_lm'))} | {_pct(s_.get('wer_lm'))} |"
+            )
+    gap = summary["rel_gap_cer_lm"]
+    if gap.get("value") is not None:
+        lo, hi = gap["ci"]
+        lines += [
+            "",
+            f"Test, macro over {', '.join(gap['langs'])}: CER with the LM, teacher "
+            f"{_pct(gap['teacher_cer_lm'])}%, student {_pct(gap['student_cer_lm'])}%; relative "
+            f"gap (student / teacher - 1) {100 * gap['value']:+.1f}% "
+            f"[{100 * lo:+.1f}, {100 * hi:+.1f}] ({gap['units']}).",
+        ]
+    return "\n".join(lines) + "\n"
 
 
 def modes(args) -> None:
