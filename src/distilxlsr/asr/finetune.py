@@ -476,11 +476,4 @@ def recogniser_provenance(base_path: str, data: str, targets: str) -> Provenance
 def finetune(config: FinetuneConfig, command_line: str | None = None) -> Path:
     """Fine-tune (or resume); returns OUT/model, a loadable Hugging Face CTC recogniser."""
     config.validate()
-    job = _FineTuning(config, command_line or default_command_line())
-    if job.main:
-        job.run.acquire()  # one live process per run directory
-    try:
-        return job.run_all()
-    finally:
-        if job.main:
-            job.run.release()
+    return _FineTuning(config, command_line or default_command_line()).run_locked()

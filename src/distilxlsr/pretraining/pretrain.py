@@ -432,11 +432,4 @@ def pretrain_teacher(config: PretrainConfig, command_line: str | None = None) ->
     `command_line` is recorded in the model card (default: this process's `distilxlsr ...`
     arguments when run from the command line)."""
     config.validate()
-    pretraining = _Pretraining(config, command_line or default_command_line())
-    if pretraining.main:
-        pretraining.run.acquire()  # one live process per run directory
-    try:
-        return pretraining.run_all()
-    finally:
-        if pretraining.main:
-            pretraining.run.release()
+    return _Pretraining(config, command_line or default_command_line()).run_locked()

@@ -75,6 +75,19 @@ class Job:
         if self.main:
             tqdm.write(message)
 
+    def run_all(self):
+        raise NotImplementedError
+
+    def run_locked(self):
+        """`run_all` under the run directory's lock (one live process per run directory)."""
+        if self.main:
+            self.run.acquire()
+        try:
+            return self.run_all()
+        finally:
+            if self.main:
+                self.run.release()
+
 
 def plan_batches(cuts, loader, optim, sample_rate: int, accelerator) -> BatchPlan:
     """This process's batches of a run: the loader section's crops and buckets (or static
