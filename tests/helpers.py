@@ -52,14 +52,15 @@ TINY_TEACHER = [
 """`pretrain-teacher` overrides for a teacher of hidden 32, 2 layers, and 8 k-means units."""
 
 
-def distill_args(teacher, corpus, out, *extra: str) -> list[str]:
-    """`distilxlsr distill` arguments for a tiny run on a toy corpus's English."""
+def distill_args(teacher, corpus, out, *extra: str, train: Path | None = None) -> list[str]:
+    """`distilxlsr distill` arguments for a tiny run on a toy corpus's English (or on `train`,
+    e.g. its shards)."""
     return [
         "distill",
         "--config",
         "tiny-cpu",
         f"teacher={teacher}",
-        f"data.train={corpus / 'en'}",
+        f"data.train={train or corpus / 'en'}",
         f"out={out}",
         "data.num_workers=0",
         "data.max_seconds=2.0",

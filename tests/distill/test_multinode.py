@@ -1,6 +1,7 @@
 """Two "nodes" on localhost: two torchrun launchers (one process each) form one gloo group, as
-two machines under SLURM do; the run ends with the same weights on both ranks, and resumes
-exactly after the job is killed node by node."""
+two machines under SLURM do, and read the corpus from shards (`distilxlsr shard`), each its
+own; the run ends with the same weights on both ranks, and resumes exactly after the job is
+killed node by node."""
 
 from __future__ import annotations
 
@@ -15,13 +16,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from distilxlsr.data.shards import write_shards
 from distilxlsr.training.checkpoint import list_checkpoints
 from tests.helpers import distill_args
 
 STEPS = 30
 
 
-def _launch(node: int, port: int, teacher, corpus, out) -> subprocess.Popen:
+def _launch(node: int, port: int, teacher, shards, out) -> subprocess.Popen:
     cmd = [
         sys.executable,
         "-m",
@@ -40,11 +42,12 @@ def _launch(node: int, port: int, teacher, corpus, out) -> subprocess.Popen:
         "distilxlsr",
         *distill_args(
             teacher,
-            corpus,
+            None,
             out,
             f"train.max_steps={STEPS}",
             "train.checkpoint_every=2",
             "train.log_every=1",
+            train=shards,
         ),
     ]
     env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -53,8 +56,8 @@ def _launch(node: int, port: int, teacher, corpus, out) -> subprocess.Popen:
     )
 
 
-def _run_two_nodes(port: int, teacher, corpus, out) -> None:
-    nodes = [_launch(n, port, teacher, corpus, out) for n in (0, 1)]
+def _run_two_nodes(port: int, teacher, shards, out) -> None:
+    nodes = [_launch(n, port, teacher, shards, out) for n in (0, 1)]
     for node in nodes:
         _, err = node.communicate(timeout=300)
         assert node.returncode == 0, err.decode()[-2000:]
@@ -69,8 +72,10 @@ def test_two_nodes_train_as_one_group_and_resume_after_a_node_is_killed(
     tmp_path, teacher_dir, toy_corpus
 ):
     port = 29000 + os.getpid() % 500
+    shards = tmp_path / "shards"  # 4 shards of 3 cuts: two for each node per epoch
+    write_shards(toy_corpus / "en", shards, shard_size=3, say=lambda *_: None)
     straight = tmp_path / "straight"
-    _run_two_nodes(port, teacher_dir, toy_corpus, straight)
+    _run_two_nodes(port, teacher_dir, shards, straight)
     last = list_checkpoints(straight)[-1]
     assert last.name == f"step-{STEPS:07d}"
     ranks = [torch.load(last / f"rank-{r}.pt", weights_only=True) for r in (0, 1)]
@@ -80,7 +85,7 @@ def test_two_nodes_train_as_one_group_and_resume_after_a_node_is_killed(
     # lost peer (until the process group's timeout); under SLURM the job ends there (srun kills
     # the other tasks): node 0 is killed too, and the requeued job starts both again.
     cut = tmp_path / "cut"
-    nodes = [_launch(n, port + 1, teacher_dir, toy_corpus, cut) for n in (0, 1)]
+    nodes = [_launch(n, port + 1, teacher_dir, shards, cut) for n in (0, 1)]
     deadline = time.time() + 300
     while not (cut / "checkpoints" / "step-0000002").is_dir():
         assert all(n.poll() is None for n in nodes), nodes[0].stderr.read().decode()[-2000:]
@@ -94,6 +99,6 @@ def test_two_nodes_train_as_one_group_and_resume_after_a_node_is_killed(
     nodes[0].wait(timeout=60)
     assert f"step-{STEPS:07d}" not in [c.name for c in list_checkpoints(cut)]
     # Both nodes started again: the run resumes and ends where the uninterrupted one ended.
-    _run_two_nodes(port + 2, teacher_dir, toy_corpus, cut)
+    _run_two_nodes(port + 2, teacher_dir, shards, cut)
     a, b = _weights(straight), _weights(cut)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

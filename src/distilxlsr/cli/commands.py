@@ -183,6 +183,43 @@ def cmd_shuffle(args: argparse.Namespace) -> None:
     print(f"wrote {len(written)} shuffled utterances (and the originals) to {args.out}")
 
 
+def cmd_shard(args: argparse.Namespace) -> None:
+    from distilxlsr.data.shards import write_shards
+
+    index = write_shards(
+        args.data, args.out, args.split, args.shard_size, seed=args.seed, jobs=args.jobs
+    )
+    print(
+        f"wrote {len(index['shards'])} shard(s), {index['num_cuts']} cuts, {index['hours']:.2f} h "
+        f"to {args.out}; distil from them with data.train={args.out}"
+    )
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from distilxlsr.plan import describe, plan
+
+    result = plan(
+        args.teacher,
+        args.layers,
+        gpus=args.gpus,
+        gpu_memory_gb=args.gpu_memory,
+        batch_seconds=args.batch_seconds or None,
+        utterance_seconds=args.utterance_seconds,
+        steps=args.steps,
+        precision="no" if args.precision == "fp32" else args.precision,
+        teacher_dtype=args.teacher_dtype,
+        optimizer_sharding=args.optimizer_sharding,
+        hours=args.hours,
+        network_gbps=args.network_gbps,
+        gpus_per_node=args.gpus_per_node,
+    )
+    print(describe(result))
+    if args.json:
+        Path(args.json).write_text(result.to_json() + "\n")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from distilxlsr.evaluate.harness import run_evaluation
     from distilxlsr.evaluate.recipe import load_evaluation

@@ -199,6 +199,62 @@ def _parser_shuffle(sub) -> None:
     p.set_defaults(func=commands.cmd_shuffle)
 
 
+def _parser_shard(sub) -> None:
+    p = sub.add_parser(
+        "shard",
+        help="write a corpus split as lhotse Shar shards that distill reads, each process its own",
+    )
+    p.add_argument("data", help="a corpus directory ROOT, ROOT/<lang> or a cut manifest")
+    p.add_argument("--out", required=True, help="the shard directory (distill: data.train=OUT)")
+    p.add_argument("--split", default="train", help="the split to shard (default: train)")
+    p.add_argument(
+        "--shard-size",
+        type=_positive_int,
+        default=1000,
+        help="cuts per shard (default 1000, about 3.4 h of LibriSpeech); write at least one "
+        "shard per training process",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the shuffle before sharding")
+    p.add_argument("--jobs", type=_positive_int, default=1, help="shards written at once")
+    p.set_defaults(func=commands.cmd_shard)
+
+
+def _parser_plan(sub) -> None:
+    p = sub.add_parser(
+        "plan",
+        help="per-GPU memory, the largest batch and the hours of a distillation, before it runs",
+    )
+    p.add_argument(
+        "--teacher",
+        required=True,
+        help="a model shape (xls-r-300m, xls-r-1b, xls-r-2b, xlsr-53), a model directory or hub id",
+    )
+    p.add_argument("--layers", default="jump:2", help="the student's layer map (default jump:2)")
+    p.add_argument("--gpus", type=_positive_int, default=8, help="GPUs in all (default 8)")
+    p.add_argument("--gpus-per-node", type=_positive_int, default=8)
+    p.add_argument(
+        "--gpu-memory", type=_positive_number, default=80.0, help="GB per GPU (default 80)"
+    )
+    p.add_argument(
+        "--batch-seconds",
+        type=float,
+        default=200.0,
+        help="audio seconds per GPU per step (default 200, xlsr300m-half's; 0: the largest "
+        "that fits)",
+    )
+    p.add_argument("--utterance-seconds", type=_positive_number, default=15.0)
+    p.add_argument("--steps", type=_positive_int, default=200_000)
+    p.add_argument("--hours", type=_positive_number, default=960.0, help="hours of audio")
+    p.add_argument("--precision", default="bf16", choices=["bf16", "fp16", "fp32"])
+    p.add_argument("--teacher-dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
+    p.add_argument("--optimizer-sharding", default="none", choices=["none", "zero1"])
+    p.add_argument(
+        "--network-gbps", type=_positive_number, default=100.0, help="between nodes (Gb/s)"
+    )
+    p.add_argument("--json", help="also write the plan as JSON to this file")
+    p.set_defaults(func=commands.cmd_plan)
+
+
 def _parser_evaluate(sub) -> None:
     def keys() -> str:
         from distilxlsr.config import keys_help
@@ -441,6 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
         _parser_import_official,
         _parser_export,
         _parser_shuffle,
+        _parser_shard,
+        _parser_plan,
         _parser_evaluate,
         _parser_synth,
         _parser_pretrain_teacher,

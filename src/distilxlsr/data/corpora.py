@@ -12,6 +12,7 @@ from pathlib import Path
 
 from lhotse import CutSet
 
+from distilxlsr.data.shards import is_shard_dir, sharded_cuts
 from distilxlsr.errors import UserError
 
 MANIFEST_SUFFIXES = (".jsonl.gz", ".jsonl")
@@ -71,7 +72,10 @@ def check_manifest(path: Path) -> None:
 
 def load_cuts(path: str | Path, split: str = "train") -> CutSet:
     """A lazily read CutSet for `path`; several languages are interleaved at random with a fixed
-    seed, so every iteration yields the same order."""
+    seed, so every iteration yields the same order. A directory written by `distilxlsr shard`
+    gives its cuts (the split it was written from), carrying its `ShardSet`."""
+    if is_shard_dir(path):
+        return sharded_cuts(path)
     files = find_manifests(path, split)
     for f in files:
         check_manifest(f)

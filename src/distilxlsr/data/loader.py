@@ -24,6 +24,7 @@ from lhotse.dataset import DynamicBucketingSampler
 
 from distilxlsr.conventions import SAMPLE_RATE
 from distilxlsr.data.corpora import find_manifests
+from distilxlsr.data.shards import shard_set_of, shards_of_rank, with_shard_audio
 from distilxlsr.errors import UserError
 
 # A transform changes one utterance's waveform, e.g. the phoneme shuffle:
@@ -204,6 +205,7 @@ class BatchPlan:
         self.cuts = cuts.filter(_LongerThan(min_seconds))
         self.batch_seconds = batch_seconds
         self.max_seconds = max_seconds
+        self.min_seconds = min_seconds
         self.seed = seed
         self.world_size = world_size
         self.rank = rank
@@ -219,8 +221,14 @@ class BatchPlan:
         """Start at batch `skip` of `epoch` (used when resuming)."""
         self.epoch, self.skip = epoch, skip
 
+    def epoch_cuts(self, epoch: int) -> tuple[CutSet, int, int]:
+        """The cuts this process's batches of `epoch` are drawn from, and the (world size, rank)
+        the sampler still divides them by: here every cut, divided by the sampler."""
+        return self.cuts, self.world_size, self.rank
+
     def epoch_sampler(self, epoch: int) -> DynamicBucketingSampler:
-        cropped = self.cuts.map(_Crop(self.max_seconds, self.seed, epoch))
+        cuts, world_size, rank = self.epoch_cuts(epoch)
+        cropped = cuts.map(_Crop(self.max_seconds, self.seed, epoch))
         sampler = DynamicBucketingSampler(
             cropped,
             max_duration=self.batch_seconds,
@@ -228,8 +236,8 @@ class BatchPlan:
             shuffle=True,
             drop_last=False,
             seed=self.seed,
-            world_size=self.world_size,
-            rank=self.rank,
+            world_size=world_size,
+            rank=rank,
             buffer_size=4000,
         )
         sampler.set_epoch(epoch)
@@ -256,9 +264,37 @@ class BatchPlan:
             epoch, skip = epoch + 1, 0
 
 
+class ShardBatchPlan(BatchPlan):
+    """The batch plan of sharded data: each epoch, this process reads its own shards (every
+    world-size-th of the epoch's seeded shard order, from its rank) and the sampler buckets and
+    shuffles their cuts (its buffer spans several shards) for this process alone."""
+
+    def __init__(self, cuts: CutSet, **kwargs):
+        shard_set = shard_set_of(cuts)
+        if shard_set is None:
+            raise ValueError("ShardBatchPlan needs the cuts of a shard directory (load_cuts)")
+        world_size = kwargs.get("world_size", 1)
+        if len(shard_set.shards) < world_size:
+            raise UserError(
+                f"'{shard_set.root}' holds {len(shard_set.shards)} shard(s) for {world_size} "
+                "processes: "
+                "each process reads shards of its own; write at least one per process "
+                "(`distilxlsr shard --shard-size` smaller)."
+            )
+        super().__init__(cuts, **kwargs)
+        self.shard_set = shard_set
+
+    def epoch_cuts(self, epoch: int) -> tuple[CutSet, int, int]:
+        mine = shards_of_rank(
+            len(self.shard_set.shards), self.seed, epoch, self.world_size, self.rank
+        )
+        return self.shard_set.of_shards(mine).filter(_LongerThan(self.min_seconds)), 1, 0
+
+
 def load_mono(cut: Cut, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """A cut's audio as float32 mono at `sample_rate` (channels averaged, soxr resampling)."""
-    audio = cut.load_audio()
+    """A cut's audio as float32 mono at `sample_rate` (channels averaged, soxr resampling); a
+    cut read from shards reads its bytes from its shard."""
+    audio = with_shard_audio(cut).load_audio()
     audio = audio.mean(axis=0) if audio.ndim == 2 else audio
     audio = np.asarray(audio, dtype=np.float32)
     if cut.sampling_rate != sample_rate:
