@@ -277,12 +277,8 @@ def test_dry_run_counts_xlsr_300m(capsys):
     assert lines[2] == "ratio student/teacher: 0.521"
 
 
-@pytest.mark.slow
-def test_two_process_gloo_run_keeps_ranks_identical(tmp_path, teacher_dir, toy_corpus):
-    out = tmp_path / "ddp"
-    args = _overrides(
-        teacher_dir, toy_corpus, out, **{"train.max_steps": 4, "train.checkpoint_every": 4}
-    )
+def _two_processes(teacher, corpus, out, port: int, *extra: str) -> None:
+    args = _overrides(teacher, corpus, out, **{"train.max_steps": 4, "train.checkpoint_every": 2})
     cmd = [
         sys.executable,
         "-m",
@@ -290,15 +286,27 @@ def test_two_process_gloo_run_keeps_ranks_identical(tmp_path, teacher_dir, toy_c
         "--nproc_per_node",
         "2",
         "--master_port",
-        str(29500 + os.getpid() % 1000),
+        str(port),
         "-m",
         "distilxlsr",
         "distill",
         "--config",
         TINY,
         *args,
+        *extra,
     ]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    subprocess.run(cmd, check=True, capture_output=True, timeout=300, env=env)
+
+
+@pytest.mark.slow
+def test_two_process_gloo_run_keeps_ranks_identical(tmp_path, teacher_dir, toy_corpus):
+    """Two processes (DDP over gloo) end with the same weights; with the optimizer state
+    sharded (`train.optimizer_sharding=zero1`) they end with the same weights as without, and a
+    sharded run resumed from its middle checkpoint ends bit-identical."""
+    port = 29500 + os.getpid() % 1000
+    out = tmp_path / "ddp"
+    _two_processes(teacher_dir, toy_corpus, out, port)
     last = out / "checkpoints" / "step-0000004"
     ranks = [torch.load(last / f"rank-{r}.pt", weights_only=True) for r in (0, 1)]
     assert torch.equal(ranks[0]["parameter_fingerprint"], ranks[1]["parameter_fingerprint"])
@@ -307,6 +315,20 @@ def test_two_process_gloo_run_keeps_ranks_identical(tmp_path, teacher_dir, toy_c
 
     assert not torch.equal(parameter_fingerprint(init), ranks[0]["parameter_fingerprint"])
     assert json.loads((last / "trainer_state.json").read_text())["world_size"] == 2
+
+    zero = tmp_path / "zero1"
+    _two_processes(teacher_dir, toy_corpus, zero, port + 1, "train.optimizer_sharding=zero1")
+    assert _same(_final_weights(out), _final_weights(zero))
+    state = torch.load(
+        zero / "checkpoints" / "step-0000004" / "training_state.pt", weights_only=True
+    )
+    plain = torch.load(last / "training_state.pt", weights_only=True)
+    assert len(state["optimizer"]["state"]) == len(plain["optimizer"]["state"])  # all gathered
+    resumed = tmp_path / "zero1-resumed"
+    shutil.copytree(zero, resumed)
+    shutil.rmtree(resumed / "checkpoints" / "step-0000004")
+    _two_processes(teacher_dir, toy_corpus, resumed, port + 2, "train.optimizer_sharding=zero1")
+    assert _same(_final_weights(zero), _final_weights(resumed))
 
 
 def test_shared_cnn_gives_the_same_loss_and_gradients(teacher_dir, toy_corpus):
@@ -581,3 +603,62 @@ def test_an_unfrozen_cnn_is_the_students_own_and_learns(teacher_dir):
         assert not torch.equal(p.detach(), student_before[name]), name
     for name, p in teacher_cnn.items():
         assert torch.equal(p.detach(), teacher_before[name]), name
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+def test_a_half_precision_teacher_distils_an_fp32_student(tmp_path, teacher_dir, toy_corpus, dtype):
+    """`teacher_dtype`: the frozen teacher's weights in half precision, the student's in fp32;
+    its targets are close to the fp32 teacher's, and its CNN is not shared."""
+    from distilxlsr.distill.distiller import cast_teacher
+
+    config = load_distill_config(None, [f"teacher={teacher_dir}", f"teacher_dtype={dtype}"])
+    teacher = load_teacher(str(teacher_dir)).eval()
+    layer_map = parse_layer_map("jump:2", 4)
+    student = build_student(teacher, layer_map)
+    reference = Distiller(teacher, student, layer_map, config)
+    assert reference.share_cnn
+    files = sorted((toy_corpus / "en" / "audio" / "train").glob("*.flac"))[:2]
+    import soundfile as sf
+
+    batch = collate([sf.read(f, dtype="float32")[0] for f in files], normalize=True)
+    expected, _ = reference.targets(batch)
+    cast_teacher(teacher, dtype)
+    half = Distiller(teacher, student, layer_map, config)
+    assert not half.share_cnn
+    got, _ = half.targets(batch)
+    for a, b in zip(got, expected, strict=True):
+        assert a.dtype != torch.float32
+        torch.testing.assert_close(a.float(), b, atol=0.15, rtol=0.05)
+    loss, _ = half(batch)
+    assert torch.isfinite(loss) and loss.dtype == torch.float32
+    loss.backward()
+    assert all(p.dtype == torch.float32 for p in student.parameters())
+
+
+def test_an_fp16_teacher_that_overflows_stops_with_one_error(teacher_dir, toy_corpus):
+    from distilxlsr.distill.distiller import TeacherOverflow, cast_teacher
+
+    config = load_distill_config(None, [f"teacher={teacher_dir}", "teacher_dtype=fp16"])
+    teacher = load_teacher(str(teacher_dir)).eval()
+    layer_map = parse_layer_map("jump:2", 4)
+    student = build_student(teacher, layer_map)
+    cast_teacher(teacher, "fp16")
+    with torch.no_grad():
+        # Two residual additions of 40,000 leave fp16's range (max 65,504).
+        teacher.encoder.layers[0].feed_forward.output_dense.bias.fill_(4e4)
+        teacher.encoder.layers[1].feed_forward.output_dense.bias.fill_(4e4)
+    distiller = Distiller(teacher, student, layer_map, config)
+    batch = collate([np.random.default_rng(0).standard_normal(8000).astype("float32")], True)
+    with pytest.raises(TeacherOverflow, match="teacher_dtype=bf16"):
+        distiller(batch)
+
+
+def test_distil_with_a_bf16_teacher_end_to_end(tmp_path, teacher_dir, toy_corpus, capsys):
+    out = tmp_path / "run"
+    extra = {"teacher_dtype": "bf16", "train.max_steps": 2, "train.checkpoint_every": 2}
+    assert (
+        main(["distill", "--config", TINY, *_overrides(teacher_dir, toy_corpus, out, **extra)]) == 0
+    )
+    assert "teacher weights in bf16" in capsys.readouterr().out
+    state = _final_weights(out)
+    assert all(v.dtype == torch.float32 for v in state.values())

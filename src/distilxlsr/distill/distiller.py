@@ -8,17 +8,33 @@ from torch import nn
 
 from distilxlsr.distill.losses import DistillLoss
 from distilxlsr.distill.recipe import DistillConfig
+from distilxlsr.errors import UserError
 from distilxlsr.models.layers import LayerMap, LayerTap
 from distilxlsr.training.loop import Task
 
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class TeacherOverflow(UserError):
+    """An fp16 teacher gave a non-finite output."""
+
 
 def cnn_shareable(teacher, student, freeze_cnn: bool) -> bool:
-    """Whether the student's CNN computes the teacher's function: frozen, with equal weights
-    (docs/design.md, "Shared CNN")."""
+    """Whether the student's CNN computes the teacher's function: frozen, with equal weights in
+    the same dtype (docs/design.md, "Shared CNN")."""
     if not freeze_cnn:
         return False
     t, s = teacher.feature_extractor.state_dict(), student.feature_extractor.state_dict()
-    return t.keys() == s.keys() and all(torch.equal(t[k], s[k]) for k in t)
+    return t.keys() == s.keys() and all(
+        t[k].dtype == s[k].dtype and torch.equal(t[k], s[k]) for k in t
+    )
+
+
+def cast_teacher(teacher, dtype: str) -> None:
+    """The frozen teacher's weights in `dtype` (`teacher_dtype`), after the student was built
+    from its fp32 weights."""
+    if dtype != "fp32":
+        teacher.to(DTYPES[dtype])
 
 
 class Distiller:
@@ -35,13 +51,24 @@ class Distiller:
     transformers cannot see that an all-true mask is all true and hands it to SDPA).
     """
 
-    def __init__(self, teacher, student, layer_map: LayerMap, config: DistillConfig, explicit=None):
+    def __init__(
+        self,
+        teacher,
+        student,
+        layer_map: LayerMap,
+        config: DistillConfig,
+        explicit=None,
+        cnn_equal: bool | None = None,
+    ):
+        """`cnn_equal`: whether the student's CNN is known to equal the teacher's (the planner's
+        weightless models); None: compared here."""
         mode = config.student.representation
         self.layer_map = layer_map
-        self.share_cnn = config.student.share_cnn and cnn_shareable(
-            teacher, student, config.student.freeze_cnn
-        )
+        if cnn_equal is None:
+            cnn_equal = cnn_shareable(teacher, student, config.student.freeze_cnn)
+        self.share_cnn = config.student.share_cnn and config.student.freeze_cnn and cnn_equal
         self.unpadded = config.data.static_shapes
+        self.teacher_dtype = next(teacher.parameters()).dtype
         self.teacher_tap = LayerTap(teacher, mode, explicit)
         self.teacher_tap.drop_layers_after(max(layer_map.targets))  # layers above feed no target
         self.student_tap = LayerTap(student, mode, explicit)
@@ -68,10 +95,15 @@ class Distiller:
     def _teacher(self, batch: dict):
         with torch.inference_mode():
             reps, mask, cnn = self.teacher_forward(
-                batch["input_values"],
+                batch["input_values"].to(self.teacher_dtype),
                 self.attention_mask(batch),
                 self.layer_map.targets,
                 return_cnn=True,
+            )
+        if self.teacher_dtype == torch.float16 and not all(r.isfinite().all() for r in reps):
+            raise TeacherOverflow(
+                "the fp16 teacher gave a non-finite output (fp16 overflows in some XLS-R "
+                "layers); distil with teacher_dtype=bf16 (GPUs with bf16) or fp32."
             )
         # Inference tensors cannot enter autograd: plain copies (a few MB) can.
         cnn = cnn.clone() if self.share_cnn else None

@@ -108,11 +108,19 @@ class TrainConfig(OptimConfig):
     rate reached at the resumed step for the added steps)."""
 
 
+TEACHER_DTYPES = ("fp32", "bf16", "fp16")
+
+
 @dataclass
 class DistillConfig:
     teacher: str = ""
     """The teacher: a local Hugging Face model directory, a hub id, or `shipped` (the small
     label-free teacher inside the package)."""
+    teacher_dtype: str = closed("fp32", TEACHER_DTYPES)
+    """The frozen teacher's weights and compute: `fp32`, `bf16` (half the memory; for XLS-R
+    1B/2B teachers on GPUs with bf16) or `fp16` (guarded: a non-finite teacher output stops the
+    run with one error, as XLS-R can overflow in fp16). The student keeps fp32 weights (its
+    compute follows `train.mixed_precision`); a cast teacher's CNN is not shared."""
     out: str = "runs/distill"
     """Run directory; running again with the same `out` resumes from its newest checkpoint."""
     data: DataConfig = field(default_factory=DataConfig)

@@ -17,11 +17,18 @@ import torch
 from safetensors import SafetensorError
 
 from distilxlsr.data.corpora import load_cuts
-from distilxlsr.data.loader import AudioBatches, Transform, make_loader, scan_cuts
+from distilxlsr.data.loader import (
+    AudioBatches,
+    ShardBatchPlan,
+    Transform,
+    make_loader,
+    scan_cuts,
+)
 from distilxlsr.data.shuffle import ALIGNED_MODES
 from distilxlsr.distill.distiller import (  # noqa: F401 (Distiller: the package's public name)
     Distiller,
     DistillTask,
+    cast_teacher,
     prepare_for_distillation,
 )
 from distilxlsr.distill.recipe import DistillConfig
@@ -122,6 +129,7 @@ def load_models(config: DistillConfig, resume: Path | None) -> _Models:
     elif config.student.init:
         _start_from(student, config.student.init, layer_map)
     prepare_for_distillation(student, config.student.freeze_cnn)
+    cast_teacher(teacher, config.teacher_dtype)
     extractor = feature_extractor(config.teacher, teacher.config)
     # Counted before the Distiller drops teacher layers above the last target.
     info = StudentInfo.of(layer_map, config.teacher, count_parameters(teacher), student)
@@ -304,6 +312,12 @@ def _say_setup(trainer, config: DistillConfig, models: _Models, stats, plan, num
     """Say what the run trains on, with what, and how; warn of settings that mislead."""
     info, layer_map = models.info, models.layer_map
     trainer.say(f"train data {config.data.train}: {stats.summary(config.data.min_seconds)}")
+    if isinstance(plan, ShardBatchPlan):
+        count = len(plan.shard_set.shards)
+        trainer.say(
+            f"read from {count} shards: each epoch every process takes its own "
+            f"{count // num_processes}-{-(-count // num_processes)} of them"
+        )
     if config.data.static_shapes:
         trainer.say(plan.stats.summary())
     if len(stats.languages) > 1:
@@ -318,6 +332,11 @@ def _say_setup(trainer, config: DistillConfig, models: _Models, stats, plan, num
         f"parameters ({info.ratio:.1%} of the teacher's {info.teacher_parameters:,}), "
         f"init {list(layer_map.init)}, targets {list(layer_map.targets)}"
     )
+    if config.teacher_dtype != "fp32":
+        trainer.say(
+            f"teacher weights in {config.teacher_dtype} (frozen; the student keeps fp32 "
+            "weights), its CNN not shared with the student's"
+        )
     if group_norm_cnn(models.teacher.config) and not config.data.static_shapes:
         trainer.say(
             "warning: the teacher's CNN uses group norm, which normalises each channel over "
