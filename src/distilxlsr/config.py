@@ -32,6 +32,7 @@ import yaml
 from distilxlsr.errors import UserError
 
 DECAYS = ("linear", "cosine", "constant")
+OPTIMIZER_SHARDINGS = ("none", "zero1")
 PRECISIONS = ("auto", "bf16", "fp16", "no")
 
 
@@ -170,6 +171,11 @@ class OptimConfig:
     """Seed of the sampler, crops, shuffling and dropout: the same seed gives the same run."""
     mixed_precision: str = closed("auto", PRECISIONS)
     """`auto` (bf16 on GPU, fp32 on CPU), `bf16`, `fp16` or `no`."""
+    optimizer_sharding: str = closed("none", OPTIMIZER_SHARDINGS)
+    """`none`, or `zero1`: with several processes each keeps 1/N of AdamW's state (two fp32
+    moments, 8 bytes per trained parameter) and updates its share of the weights, which are
+    then broadcast (torch's ZeroRedundancyOptimizer over DDP: ZeRO stage 1). Checkpoints hold
+    the whole state, gathered on the main process when they are written."""
     checkpoint_every: int = 1000
     """Write a checkpoint every N steps (and at the end)."""
     keep_checkpoints: int = 3

@@ -283,3 +283,16 @@ def test_the_consecutive_bad_step_count_starts_again_after_a_good_step(tmp_path)
     with pytest.raises(TrainingDiverged, match="training stopped at step 4: 2 consecutive steps"):
         _fit(tmp_path / "in_a_row", in_a_row, batches, 6, max_bad_steps=2)
     assert in_a_row.consecutive_seen == [0, 1, 0, 1]
+
+
+def test_fsdp_and_deepspeed_launches_are_refused_with_the_way_out():
+    from accelerate.utils import DistributedType
+
+    from distilxlsr.errors import UserError
+    from distilxlsr.training.loop import check_engine
+
+    for engine in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        with pytest.raises(UserError, match="optimizer_sharding=zero1"):
+            check_engine(engine)
+    for engine in (DistributedType.NO, DistributedType.MULTI_GPU, DistributedType.MULTI_CPU):
+        check_engine(engine)

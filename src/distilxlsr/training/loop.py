@@ -25,11 +25,18 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from distilxlsr.config import flatten_keys, to_dict
-from distilxlsr.data.loader import BatchPlan
+from distilxlsr.data.loader import BatchPlan, ShardBatchPlan
+from distilxlsr.data.shards import shard_set_of
 from distilxlsr.data.static import StaticBatchPlan
 from distilxlsr.errors import UserError
 from distilxlsr.training import checkpoint as ckpt
-from distilxlsr.training.optim import Schedule, make_optimizer, mixed_precision_mode
+from distilxlsr.training.optim import (
+    Schedule,
+    gather_optimizer_state,
+    local_optimizer,
+    make_optimizer,
+    mixed_precision_mode,
+)
 from distilxlsr.training.plots import plot_loss
 from distilxlsr.training.rundir import RunDir
 
@@ -50,13 +57,27 @@ def make_accelerator(optim, run: RunDir) -> Accelerator:
             raise UserError(f"train.trackers: '{name}' is not one of {', '.join(TRACKERS)}.")
         if not available[name]():
             raise UserError(f"train.trackers: {name} is not installed; `pip install {name}`.")
-    return Accelerator(
+    accelerator = Accelerator(
         mixed_precision=mixed_precision_mode(optim.mixed_precision),
         # cpu=True when there is no GPU: several CPU processes (torchrun) join one gloo group.
         cpu=not torch.cuda.is_available(),
         log_with=list(optim.trackers) or None,
         project_dir=str(run.logs),
     )
+    check_engine(accelerator.distributed_type)
+    return accelerator
+
+
+def check_engine(distributed_type) -> None:
+    """Refuse the engines the loop does not support (docs/scale.md): its checkpoints hold whole
+    tensors, which FSDP and DeepSpeed shard and save in their own ways."""
+    name = getattr(distributed_type, "value", str(distributed_type))
+    if name in ("FSDP", "DEEPSPEED", "MEGATRON_LM"):
+        raise UserError(
+            f"this run was launched with {name}, which distilxlsr does not support: launch with "
+            "DDP (launch/accelerate-1node-8gpu.yaml, launch/accelerate-multinode.yaml) and shard "
+            "the optimizer state with train.optimizer_sharding=zero1 (docs/scale.md)."
+        )
 
 
 class Job:
@@ -93,6 +114,11 @@ def plan_batches(cuts, loader, optim, sample_rate: int, accelerator) -> BatchPla
     """This process's batches of a run: the loader section's crops and buckets (or static
     shapes), the optimizer section's batch size and seed, split over the processes."""
     if loader.static_shapes:
+        if shard_set_of(cuts) is not None:
+            raise UserError(
+                "data.static_shapes=true does not read shards yet; train on the corpus's "
+                "manifests (data.train=ROOT), or leave static_shapes false."
+            )
         return StaticBatchPlan(
             cuts,
             batch_seconds=optim.batch_seconds,
@@ -104,7 +130,8 @@ def plan_batches(cuts, loader, optim, sample_rate: int, accelerator) -> BatchPla
             world_size=accelerator.num_processes,
             rank=accelerator.process_index,
         )
-    return BatchPlan(
+    plan = ShardBatchPlan if shard_set_of(cuts) is not None else BatchPlan
+    return plan(
         cuts,
         batch_seconds=optim.batch_seconds,
         max_seconds=loader.max_seconds,
@@ -197,6 +224,7 @@ class PlainProcess:
     num_processes = 1
     process_index = 0
     is_main_process = True
+    device_placement = False
 
     def __init__(self, device: torch.device, autocast_dtype: torch.dtype | None = None):
         self.device = device
@@ -216,7 +244,7 @@ class PlainProcess:
     def clip_grad_norm_(self, params, max_norm: float) -> torch.Tensor:
         return nn.utils.clip_grad_norm_(params, max_norm)
 
-    def prepare(self, *objects):
+    def prepare(self, *objects, device_placement=None):
         return objects
 
     def unwrap_model(self, module):
@@ -254,13 +282,22 @@ class OptimizerStep:
             self.params = [p for p in task.module.parameters() if p.requires_grad]
         else:
             self.params = [p for group in groups for p in group["params"]]
+        self.sharded = optim.optimizer_sharding != "none"
+        if self.sharded:  # its state is made, loaded and kept beside its share of the weights
+            task.module.to(accelerator.device)
         self.optimizer, self.scheduler = make_optimizer(groups or self.params, schedule, optim)
-        self.inner_optimizer = self.optimizer
+        self.own_optimizer = self.optimizer  # as made (`prepare` wraps self.optimizer)
+        self.inner_optimizer = local_optimizer(self.optimizer)
         self.module = task.module
 
     def load_state(self, training_state: dict) -> None:
         self.optimizer.load_state_dict(training_state["optimizer"])
         self.scheduler.load_state_dict(training_state["scheduler"])
+
+    def gather(self) -> None:
+        """Every process, before the main one calls `state` (a sharded optimizer's state is
+        gathered there)."""
+        gather_optimizer_state(self.own_optimizer)
 
     def state(self) -> dict:
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
@@ -273,7 +310,12 @@ class OptimizerStep:
         if compile_module:
             module = torch.compile(module, dynamic=dynamic)
             self.task.compile_extra(dynamic)
-        self.module, self.optimizer = self.accelerator.prepare(module, self.optimizer)
+        # A sharded optimizer's state is already beside its parameters; accelerate would move
+        # it through state_dict(), which a sharded optimizer gives only after a gather.
+        placement = self.accelerator.device_placement
+        self.module, self.optimizer = self.accelerator.prepare(
+            module, self.optimizer, device_placement=[placement, placement and not self.sharded]
+        )
 
     def __call__(self, next_batch: Callable[[], dict], step: int) -> StepResult:
         acc, device = self.accelerator, self.accelerator.device
@@ -563,6 +605,7 @@ class Trainer:
         self._flush_audio()
         state.wall_seconds = self.wall_before + self.elapsed()
         tmp = self.run.new_checkpoint(state.step)
+        stepper.gather()
         with self._writing(tmp):
             if self.main:
                 tmp.mkdir(parents=True, exist_ok=True)

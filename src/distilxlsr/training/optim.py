@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
+from torch.distributed.optim import ZeroRedundancyOptimizer
 
 
 @dataclass(frozen=True)
@@ -59,18 +60,41 @@ def lr_factor(schedule: Schedule) -> Callable[[int], float]:
     return factor
 
 
-def make_optimizer(params, schedule: Schedule, optim) -> tuple[torch.optim.AdamW, object]:
+def make_optimizer(params, schedule: Schedule, optim) -> tuple[torch.optim.Optimizer, object]:
     """Fused AdamW (GPU and CPU: one kernel for all parameters, and its `found_inf` lets the NaN
-    guard skip a step without a host sync) and its LambdaLR schedule."""
-    optimizer = torch.optim.AdamW(
-        params,
+    guard skip a step without a host sync) and its LambdaLR schedule; with
+    `optimizer_sharding=zero1` and several processes, wrapped in torch's ZeroRedundancyOptimizer
+    (each process keeps and updates 1/N of the state)."""
+    settings = dict(
         lr=schedule.lr,
         betas=tuple(optim.betas),
         eps=optim.eps,
         weight_decay=optim.weight_decay,
         fused=True,
     )
+    if optim.optimizer_sharding == "zero1" and sharded_processes() > 1:
+        optimizer = ZeroRedundancyOptimizer(params, optimizer_class=torch.optim.AdamW, **settings)
+    else:
+        optimizer = torch.optim.AdamW(params, **settings)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(schedule))
+
+
+def sharded_processes() -> int:
+    """The processes an optimizer's state can be sharded over (1 without a process group)."""
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def local_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """The AdamW that updates this process's parameters (a ZeroRedundancyOptimizer's own)."""
+    return optimizer.optim if isinstance(optimizer, ZeroRedundancyOptimizer) else optimizer
+
+
+def gather_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
+    """Called by every process before the main one reads `optimizer.state_dict()`: a
+    ZeroRedundancyOptimizer's shards are gathered there (a collective); others need nothing."""
+    if isinstance(optimizer, ZeroRedundancyOptimizer):
+        optimizer.consolidate_state_dict(to=0)
 
 
 def mixed_precision_mode(setting: str) -> str:
