@@ -24,6 +24,7 @@ reported beside it, not overlapped.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import unittest.mock
@@ -289,6 +290,16 @@ def measured_gpu(path: Path = BENCH_GPU) -> tuple[float, str]:
     ), f"{card} ({best['shape']}, {best['batch_audio_seconds']:g} s batches, bf16)"
 
 
+@functools.lru_cache(maxsize=16)
+def _two_batches(
+    teacher: str, layers: str, seconds: float, precision: str, teacher_dtype: str, attention: str
+) -> tuple[StepMemory, StepMemory, dict]:
+    """Fake steps on 1 and 2 utterances (cached: plans that differ in GPUs only share them)."""
+    small, sizes = step_memory(teacher, layers, 1, seconds, precision, teacher_dtype, attention)
+    large, _ = step_memory(teacher, layers, 2, seconds, precision, teacher_dtype, attention)
+    return small, large, sizes
+
+
 def plan(
     teacher: str,
     layers: str = "jump:2",
@@ -316,11 +327,8 @@ def plan(
         raise UserError("--optimizer-sharding must be none or zero1.")
     flops_per_s, card = measured_gpu()
     # Two batch sizes give the activations' slope per utterance; the weights are their own.
-    small, sizes = step_memory(
-        teacher, layers, 1, utterance_seconds, precision, teacher_dtype, attention
-    )
-    large, _ = step_memory(
-        teacher, layers, 2, utterance_seconds, precision, teacher_dtype, attention
+    small, large, sizes = _two_batches(
+        teacher, layers, utterance_seconds, precision, teacher_dtype, attention
     )
     weights_teacher = sizes["teacher_parameters"] * DTYPE_BYTES[teacher_dtype]
     weights_student = sizes["student_parameters"] * 4
