@@ -662,3 +662,15 @@ def test_distil_with_a_bf16_teacher_end_to_end(tmp_path, teacher_dir, toy_corpus
     assert "teacher weights in bf16" in capsys.readouterr().out
     state = _final_weights(out)
     assert all(v.dtype == torch.float32 for v in state.values())
+
+
+def test_teacher_dtype_auto_is_bf16_only_for_bf16_compute_on_a_gpu(monkeypatch):
+    config = load_distill_config(None, ["teacher=x"])
+    assert config.teacher_dtype == "auto"
+    assert config.resolved_teacher_dtype() == "fp32"  # this machine: no GPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert config.resolved_teacher_dtype() == "bf16"  # auto precision: bf16 on a GPU
+    gpu_fp32 = load_distill_config(None, ["teacher=x", "train.mixed_precision='no'"])
+    assert gpu_fp32.resolved_teacher_dtype() == "fp32"
+    explicit = load_distill_config(None, ["teacher=x", "teacher_dtype=fp16"])
+    assert explicit.resolved_teacher_dtype() == "fp16"

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from distilxlsr.config import (
     LoaderConfig,
     OptimConfig,
@@ -108,7 +110,7 @@ class TrainConfig(OptimConfig):
     rate reached at the resumed step for the added steps)."""
 
 
-TEACHER_DTYPES = ("fp32", "bf16", "fp16")
+TEACHER_DTYPES = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -116,11 +118,22 @@ class DistillConfig:
     teacher: str = ""
     """The teacher: a local Hugging Face model directory, a hub id, or `shipped` (the small
     label-free teacher inside the package)."""
-    teacher_dtype: str = closed("fp32", TEACHER_DTYPES)
-    """The frozen teacher's weights and compute: `fp32`, `bf16` (half the memory; for XLS-R
-    1B/2B teachers on GPUs with bf16) or `fp16` (guarded: a non-finite teacher output stops the
-    run with one error, as XLS-R can overflow in fp16). The student keeps fp32 weights (its
-    compute follows `train.mixed_precision`); a cast teacher's CNN is not shared."""
+    teacher_dtype: str = closed("auto", TEACHER_DTYPES)
+    """The frozen teacher's weights and compute: `auto` (bf16 when the run computes in bf16 on
+    a GPU, as `train.mixed_precision=auto` does there; fp32 otherwise), `fp32`, `bf16` (half
+    the memory: XLS-R 2B's 8.6 GB become 4.3) or `fp16` (guarded: a non-finite teacher output
+    stops the run with one error, as XLS-R can overflow in fp16). The student keeps fp32
+    weights (its compute follows `train.mixed_precision`); a cast teacher's CNN is not shared."""
+
+    def resolved_teacher_dtype(self) -> str:
+        """`teacher_dtype` with `auto` decided for this machine."""
+        if self.teacher_dtype != "auto":
+            return self.teacher_dtype
+        from distilxlsr.training.optim import mixed_precision_mode
+
+        bf16 = mixed_precision_mode(self.train.mixed_precision) == "bf16"
+        return "bf16" if bf16 and torch.cuda.is_available() else "fp32"
+
     out: str = "runs/distill"
     """Run directory; running again with the same `out` resumes from its newest checkpoint."""
     data: DataConfig = field(default_factory=DataConfig)

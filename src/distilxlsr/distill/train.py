@@ -129,7 +129,7 @@ def load_models(config: DistillConfig, resume: Path | None) -> _Models:
     elif config.student.init:
         _start_from(student, config.student.init, layer_map)
     prepare_for_distillation(student, config.student.freeze_cnn)
-    cast_teacher(teacher, config.teacher_dtype)
+    cast_teacher(teacher, config.resolved_teacher_dtype())
     extractor = feature_extractor(config.teacher, teacher.config)
     # Counted before the Distiller drops teacher layers above the last target.
     info = StudentInfo.of(layer_map, config.teacher, count_parameters(teacher), student)
@@ -332,9 +332,9 @@ def _say_setup(trainer, config: DistillConfig, models: _Models, stats, plan, num
         f"parameters ({info.ratio:.1%} of the teacher's {info.teacher_parameters:,}), "
         f"init {list(layer_map.init)}, targets {list(layer_map.targets)}"
     )
-    if config.teacher_dtype != "fp32":
+    if config.resolved_teacher_dtype() != "fp32":
         trainer.say(
-            f"teacher weights in {config.teacher_dtype} (frozen; the student keeps fp32 "
+            f"teacher weights in {config.resolved_teacher_dtype()} (frozen; the student keeps fp32 "
             "weights), its CNN not shared with the student's"
         )
     if group_norm_cnn(models.teacher.config) and not config.data.static_shapes:
