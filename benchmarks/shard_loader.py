@@ -53,6 +53,13 @@ def main() -> None:
     parser.add_argument("--shard-size", type=int, default=100)
     parser.add_argument("--shuffle", default="utterance", help="phoneme shuffle mode (or none)")
     parser.add_argument("--out", help="write the figures as JSON here")
+    parser.add_argument(
+        "--only",
+        choices=["files", "shards"],
+        help="read --batches batches from one source once and exit (for timing whole processes "
+        "side by side); with --shards-dir, shards written there before",
+    )
+    parser.add_argument("--shards-dir", help="shards of --data (written if missing)")
     args = parser.parse_args()
     kwargs = dict(
         batch_seconds=args.batch_seconds,
@@ -63,6 +70,16 @@ def main() -> None:
     )
     transform = make_transform(ShuffleConfig(mode=args.shuffle))
     dataset = AudioBatches(transform=transform, seed=0)
+    if args.only:
+        shards = Path(args.shards_dir or "runs/bench-shards")
+        if not (shards / "shards.json").is_file():
+            write_shards(args.data, shards, args.split, args.shard_size, say=lambda *_: None)
+        if args.only == "files":
+            plan = BatchPlan(load_cuts(args.data, args.split), **kwargs)
+        else:
+            plan = ShardBatchPlan(load_cuts(shards), **kwargs)
+        print(f"{args.only}: {throughput(plan, dataset, args.batches):.0f} audio-s/s")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         shards = Path(tmp) / "shards"
         write_shards(args.data, shards, args.split, args.shard_size, say=lambda *_: None)

@@ -1,8 +1,9 @@
 #!/bin/bash
 # Distil on N nodes x 8 GPUs under SLURM, resubmitted until done (the same command resumes):
 #   sbatch launch/slurm-multinode.sh
-# One torchrun per node (srun starts them), c10d rendezvous on the first node; every process
-# reads the same manifest, and the run directory must be on a filesystem all nodes share.
+# One torchrun per node (srun starts them), c10d rendezvous on the first node. With
+# data.train=SHARDS (`distilxlsr shard`) each process reads its own shards; the run directory
+# must be on a filesystem all nodes share. Memory and hours first: `distilxlsr plan` (docs/scale.md).
 #SBATCH --job-name=distil-xlsr
 #SBATCH --nodes=2
 #SBATCH --ntasks-per-node=1

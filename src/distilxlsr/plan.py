@@ -373,6 +373,7 @@ def plan(
         "allreduce_seconds_between_nodes": allreduce,
         "steps": steps,
         "passes_over_the_audio": steps * audio_per_step / (hours * 3600),
+        "pass_hours_compute": hours * 3600 / audio_per_step * step_seconds / 3600,
         "run_hours_compute": steps * step_seconds / 3600,
         "run_hours_with_allreduce": steps * (step_seconds + allreduce) / 3600,
         "network_gbps": network_gbps,
@@ -448,6 +449,8 @@ def describe(p: Plan) -> str:
             if t["allreduce_seconds_between_nodes"]
             else ""
         ),
+        f"one pass over {p.hours:g} h: {t['pass_hours_compute']:.2f} h of compute; loaders must "
+        f"deliver {p.batch_seconds / t['step_seconds_compute']:,.0f} audio-s/s per GPU",
         f"  (FLOP rate measured on {p.measured_on}, scaled linearly over GPUs)",
     ]
     lines += [f"note: {n}" for n in p.notes]
