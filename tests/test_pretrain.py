@@ -328,3 +328,66 @@ def test_gpu_script_sizes_both_iterations_to_its_budget(tmp_path):
     assert "**Labels seen:** none" in card and "HuBERT's next iteration" in card
     # k-means: the calibration's (reused by iteration 1) and iteration 2's on the layer
     assert proc.stdout.count("k-means: ") == 2
+
+
+def test_speed_perturbation_scales_pitch_and_length_and_stretches_the_units():
+    from distilxlsr.pretraining.units import speed_perturb
+
+    rate = 16000
+    t = np.arange(rate) / rate
+    tone = np.sin(2 * np.pi * 200 * t).astype(np.float32)
+    units = torch.arange(50)  # one unit per 20 ms frame of 1 s
+    faster, stretched = speed_perturb(tone, units, 1.25, rate)
+    assert len(faster) == pytest.approx(rate / 1.25, abs=2)
+    spectrum = np.abs(np.fft.rfft(faster))
+    assert np.fft.rfftfreq(len(faster), 1 / rate)[spectrum.argmax()] == pytest.approx(250, abs=3)
+    assert len(stretched) == 40
+    assert stretched.tolist() == [min(round(j * 1.25), 49) for j in range(40)]
+    slower, stretched = speed_perturb(tone, units, 0.8, rate)
+    assert len(stretched) == 62 and stretched[-1] == 49 and stretched[1] == 1
+
+
+def test_speed_range_perturbs_each_utterance_by_its_own_seeded_factor(corpus):
+    from distilxlsr.data.corpora import load_cuts
+    from distilxlsr.data.loader import BatchRef
+    from distilxlsr.pretraining.units import PretrainBatches
+
+    cuts = CutSet.from_cuts(list(load_cuts(corpus / "en"))[:3])
+    labeler = UnitLabeler(torch.randn(5, 80), unit_features())
+    plain = PretrainBatches(labeler=labeler, seed=0)[BatchRef(0, 0, cuts)]
+    perturbed = PretrainBatches(labeler=labeler, speed_range=[0.8, 1.2], seed=0)
+    a, b = perturbed[BatchRef(0, 0, cuts)], perturbed[BatchRef(0, 0, cuts)]
+    assert a["input_values"].equal(b["input_values"]) and a["units"].equal(b["units"])
+    other = perturbed[BatchRef(1, 0, cuts)]["input_values"]  # another epoch, other factors
+    assert other.shape != a["input_values"].shape or not other.equal(a["input_values"])
+    real = a["attention_mask"].sum(1).float() / plain["attention_mask"].sum(1).float()
+    assert ((real > 1 / 1.2 - 0.01) & (real < 1 / 0.8 + 0.01)).all() and not (real == 1).all()
+    # The units are the clean audio's, stretched: the same set of units, in the same order.
+    for row in range(3):
+        clean = plain["units"][row][plain["units"][row] >= 0]
+        moved = a["units"][row][a["units"][row] >= 0]
+        assert set(moved.tolist()) <= set(clean.tolist())
+
+
+def test_speed_range_is_checked(tmp_path, corpus):
+    with pytest.raises(UserError, match="speed_range"):
+        _config(corpus, tmp_path / "r", "stage1.speed_range=[1.2, 0.9]").validate()
+    with pytest.raises(UserError, match="static shapes"):
+        _config(
+            corpus, tmp_path / "r", "stage1.speed_range=[0.9, 1.1]", "loader.static_shapes=true"
+        ).validate()
+
+
+def test_a_speed_perturbed_stage_1_trains_end_to_end(tmp_path, corpus):
+    model = pretrain_teacher(
+        _config(
+            corpus,
+            tmp_path / "speed",
+            "stage1.steps=2",
+            "stage2.steps=0",
+            "stage1.speed_range=[0.85, 1.15]",
+        )
+    )
+    assert (model / "model.safetensors").is_file()
+    record = [json.loads(line) for line in (tmp_path / "speed" / "metrics.jsonl").open()]
+    assert math.isfinite(record[-1]["loss"])

@@ -316,7 +316,9 @@ class _Pretraining(Job):
             centroids = load_file(self.run.file(UNITS_FILE))["centroids"]
             module = UnitPrediction(encoder, len(centroids), config.stage1.unmasked_weight)
             labeler = UnitLabeler(centroids, self.unit_features)
-            dataset = PretrainBatches(labeler=labeler, **common)
+            dataset = PretrainBatches(
+                labeler=labeler, speed_range=config.stage1.speed_range, **common
+            )
         else:
             if config.stage2.freeze_cnn:
                 encoder.feature_extractor._freeze_parameters()  # HubertModel has no freeze_*

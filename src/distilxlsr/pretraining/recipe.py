@@ -88,6 +88,12 @@ class Stage1Config:
     """Frames per masked span."""
     unmasked_weight: float = 0.0
     """Weight of the cross-entropy on unmasked frames (HuBERT: 0, masked frames only)."""
+    speed_range: list[float] = field(default_factory=list)
+    """Voice perturbation, e.g. [0.85, 1.15]: each utterance is played faster or slower by a
+    factor drawn uniformly in this range (pitch, formants and tempo change together, as another
+    vocal tract and speaking rate would) while its units stay those of the unperturbed audio,
+    stretched to the new length, so the teacher learns targets that do not follow the voice.
+    Empty: off. Not with `loader.static_shapes`."""
 
 
 @dataclass
@@ -216,6 +222,17 @@ class PretrainConfig:
         ld.check(t.batch_seconds, "loader", "train")
         if self.units.clusters < 2 or self.units.sample_seconds <= 0:
             raise UserError("units.clusters must be at least 2 and units.sample_seconds positive.")
+        speeds = self.stage1.speed_range
+        if speeds and (len(speeds) != 2 or not 0.5 <= speeds[0] <= speeds[1] <= 2.0):
+            raise UserError(
+                f"stage1.speed_range={speeds} must be [low, high] with 0.5 <= low <= high <= 2 "
+                "(e.g. [0.85, 1.15]), or [] for none."
+            )
+        if speeds and ld.static_shapes:
+            raise UserError(
+                "stage1.speed_range changes each utterance's length, which static shapes fix: "
+                "set loader.static_shapes=false or stage1.speed_range=[]."
+            )
         shortest = frames_of(int(ld.min_seconds * SAMPLE_RATE))
         for name, stage in (("stage1", self.stage1), ("stage2", self.stage2)):
             if not 0.0 <= stage.mask_prob <= 1.0 or stage.mask_length < 1:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import soxr
 import torch
 from lhotse import CutSet
 from lhotse.cut import Cut
@@ -233,6 +234,18 @@ def cut_phones(cut: Cut, index: dict[str, int]) -> list[int]:
     return ids
 
 
+def speed_perturb(
+    audio: np.ndarray, units: torch.Tensor, factor: float, rate: int = SAMPLE_RATE
+) -> tuple[np.ndarray, torch.Tensor]:
+    """`audio` played `factor` times as fast (resampled: pitch and formants scale with it), and
+    its frame units stretched to the new frame count (frame j of the result takes the unit of
+    frame round(j * factor) of the original)."""
+    faster = soxr.resample(audio, round(rate * factor), rate).astype(np.float32)
+    frames = max(1, round(len(units) / factor))  # the frame rate is the labeler's, unchanged
+    source = torch.clamp(torch.round(torch.arange(frames) * factor).long(), max=len(units) - 1)
+    return faster, units[source]
+
+
 class PretrainBatches(AudioBatches):
     """`AudioBatches` that also returns each stage's targets: `units` (B, frames; -100 on
     padding) from a `UnitLabeler`, or `labels` (concatenated phone ids) and `label_lengths`."""
@@ -241,25 +254,37 @@ class PretrainBatches(AudioBatches):
         self,
         labeler: UnitLabeler | None = None,
         phone_index: dict[str, int] | None = None,
+        speed_range: list[float] | tuple[float, ...] = (),
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.labeler = labeler
         self.phone_index = phone_index
+        self.speed_range = tuple(speed_range)
 
     def __getitem__(self, ref: BatchRef) -> dict:
         cuts = list(ref.cuts)
         waves = [self.load(cut, ref.epoch) for cut in cuts]
         if ref.samples:  # static shapes: every row exactly this long, as the model sees it
             waves = [np.pad(w[: ref.samples], (0, max(0, ref.samples - len(w)))) for w in waves]
+        units = [self.labeler(w) for w in waves] if self.labeler is not None else None
+        if self.speed_range and units is not None:
+            pairs = [
+                self.perturb(w, u, cut, ref.epoch)
+                for w, u, cut in zip(waves, units, cuts, strict=True)
+            ]
+            waves, units = [w for w, _ in pairs], [u for _, u in pairs]
         batch = collate(waves, self.normalize, ref.samples)
         batch |= {"epoch": ref.epoch, "index": ref.index}
-        if self.labeler is not None:
-            batch["units"] = nn.utils.rnn.pad_sequence(
-                [self.labeler(w) for w in waves], batch_first=True, padding_value=-100
-            )
+        if units is not None:
+            batch["units"] = nn.utils.rnn.pad_sequence(units, batch_first=True, padding_value=-100)
         if self.phone_index is not None:
             labels = [cut_phones(cut, self.phone_index) for cut in cuts]
             batch["labels"] = torch.tensor([i for seq in labels for i in seq], dtype=torch.long)
             batch["label_lengths"] = torch.tensor([len(seq) for seq in labels], dtype=torch.long)
         return batch
+
+    def perturb(self, audio: np.ndarray, units: torch.Tensor, cut: Cut, epoch: int):
+        """One utterance's speed perturbation, its factor drawn from (seed, epoch, cut id)."""
+        rng = cut_rng(self.seed, epoch, cut.id, "speed")
+        return speed_perturb(audio, units, float(rng.uniform(*self.speed_range)), self.sample_rate)
