@@ -54,13 +54,13 @@ def test_inference_ratio(monkeypatch):
         result["memory_ratio"]
         == result["student_peak_memory_bytes"] / result["teacher_peak_memory_bytes"]
     )
-    # The student lacks 4 of the teacher's 8 layers: their weights' bytes show in the saving. The
-    # peaks are sampled resident memory, which the allocator blurs (0.63x to 1x of the dropped
-    # bytes seen on a 2-core machine), so the bound leaves room.
+    # The student lacks 4 of the teacher's 8 layers: their weights' bytes show in the saving of
+    # the tensors' peak (exact). The sampled resident memory is reported too; the allocator blurs
+    # it (0.3x to 1x of the dropped bytes seen on a 2-core machine), so it is not asserted.
     teacher = transformers.Wav2Vec2Model(presets.shape_config("test-layers"))
     dropped = sum(p.numel() * p.element_size() for p in teacher.encoder.layers[4:].parameters())
-    saved = result["teacher_peak_memory_bytes"] - result["student_peak_memory_bytes"]
-    assert saved >= 0.4 * dropped, (saved, dropped, result)
+    saved = result["teacher_peak_tensor_bytes"] - result["student_peak_tensor_bytes"]
+    assert saved >= dropped, (saved, dropped, result)
 
 
 def test_bench_cli_writes_json(tmp_path, capsys):

@@ -120,12 +120,14 @@ def padding_efficiency(
 
 def _inference_child(model_type, config_dict, utterances, seconds, queue):
     """In a fresh process: peak resident memory growth while building and running one model,
-    sampled every millisecond (CPU has no allocator statistics like CUDA's)."""
+    sampled every millisecond (CPU has no allocator statistics like CUDA's), and the peak of the
+    tensors' own bytes (counted op by op, as `distilxlsr plan` counts them)."""
     import threading  # noqa: PLC0415
 
     import psutil  # noqa: PLC0415
 
     from distilxlsr.models.loading import model_class  # noqa: PLC0415
+    from distilxlsr.plan import LiveBytes  # noqa: PLC0415
 
     try:
         process = psutil.Process()
@@ -141,13 +143,19 @@ def _inference_child(model_type, config_dict, utterances, seconds, queue):
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         cls = model_class(model_type)
-        model = cls(cls.config_class.from_dict(config_dict)).eval()
-        batch = audio_batch(utterances, seconds, torch.device("cpu"))
-        with torch.inference_mode():
-            model(**batch)
+        with LiveBytes() as tensors:  # the tensors' bytes exactly, beside the blurred RSS
+            model = cls(cls.config_class.from_dict(config_dict)).eval()
+            batch = audio_batch(utterances, seconds, torch.device("cpu"))
+            with torch.inference_mode():
+                model(**batch)
         done.set()
         sampler.join()
-        queue.put({"peak_bytes": max(peak[0], process.memory_info().rss) - base})
+        queue.put(
+            {
+                "peak_bytes": max(peak[0], process.memory_info().rss) - base,
+                "peak_tensor_bytes": tensors.peak,
+            }
+        )
     except Exception as err:  # reported to the parent, which raises it
         queue.put({"error": repr(err)})
 
@@ -200,6 +208,7 @@ def inference_ratio(
             if "error" in report:
                 raise RuntimeError(f"memory measurement of the {name} failed: {report['error']}")
             result[f"{name}_peak_memory_bytes"] = report["peak_bytes"]
+            result[f"{name}_peak_tensor_bytes"] = report["peak_tensor_bytes"]
     result["latency_ratio"] = result["student_latency_s"] / result["teacher_latency_s"]
     result["memory_ratio"] = (
         result["student_peak_memory_bytes"] / result["teacher_peak_memory_bytes"]
