@@ -164,3 +164,18 @@ def test_resume_accepts_settings_added_since_at_their_defaults(tmp_path):
     changed = load_distill_config(None, ["teacher=T", "student.init=DIR"])
     with pytest.raises(UserError, match="student.init"):
         check_resume_compatible(saved, changed, tmp_path, set())
+
+
+def test_only_true_and_false_are_booleans_in_overrides():
+    values = parse_overrides(["train.mixed_precision=no", "a=off", "b=true", "c=False", "d=yes"])
+    assert values == {
+        "train": {"mixed_precision": "no"},
+        "a": "off",
+        "b": True,
+        "c": False,
+        "d": "yes",
+    }
+    config = load_distill_config(None, ["teacher=x", "train.mixed_precision=no"])
+    assert config.train.mixed_precision == "no"
+    with pytest.raises(UserError, match="expected true or false"):
+        load_distill_config(None, ["teacher=x", "data.static_shapes=yes"])

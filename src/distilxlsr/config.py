@@ -392,6 +392,10 @@ def parse_overrides(overrides: list[str]) -> dict:
         # A bare `list:2,4` or path stays a string; numbers and booleans get their types.
         if isinstance(value, dict | list) and not raw.lstrip().startswith(("[", "{")):
             value = raw
+        # Only true/false are booleans: YAML 1.1 also reads no, yes, on, off as booleans, which
+        # would turn `train.mixed_precision=no` into False.
+        if isinstance(value, bool) and raw.strip().lower() not in ("true", "false"):
+            value = raw.strip()
         node = nested
         parts = key.strip().split(".")
         for part in parts[:-1]:

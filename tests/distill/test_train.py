@@ -670,7 +670,7 @@ def test_teacher_dtype_auto_is_bf16_only_for_bf16_compute_on_a_gpu(monkeypatch):
     assert config.resolved_teacher_dtype() == "fp32"  # this machine: no GPU
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert config.resolved_teacher_dtype() == "bf16"  # auto precision: bf16 on a GPU
-    gpu_fp32 = load_distill_config(None, ["teacher=x", "train.mixed_precision='no'"])
+    gpu_fp32 = load_distill_config(None, ["teacher=x", "train.mixed_precision=no"])
     assert gpu_fp32.resolved_teacher_dtype() == "fp32"
     explicit = load_distill_config(None, ["teacher=x", "teacher_dtype=fp16"])
     assert explicit.resolved_teacher_dtype() == "fp16"
