@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import json
 import math
 import unittest.mock
@@ -171,6 +172,37 @@ def step_memory(
     `seconds` of audio (no padding), with nothing allocated; and the models' sizes. `fake=False`
     runs the same steps on real tensors (tests compare the two)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from distilxlsr.models.layers import parse_layer_map
+
+    if attention not in ("fused", "math"):
+        raise ValueError(f"attention '{attention}' must be fused or math")
+    config = _teacher_config(teacher)
+    layer_map = parse_layer_map(layers, config.num_hidden_layers)
+    patch = (
+        unittest.mock.patch("torch.nn.functional.scaled_dot_product_attention", _fused_sdpa)
+        if attention == "fused"
+        else contextlib.nullcontext()
+    )
+    FusedAttentionFlops.total = 0
+    fake_mode = FakeTensorMode(allow_non_fake_inputs=True) if fake else contextlib.nullcontext()
+    # Python's cycle collector frees some storages at moments that depend on the process's
+    # history: off during the steps, run at their boundaries, the count is the same every time.
+    gc.collect()
+    gc.disable()
+    try:
+        return _steps(
+            config, layer_map, utterances, seconds, precision, teacher_dtype, share_cnn,
+            fake_mode, patch,
+        )  # fmt: skip
+    finally:
+        gc.enable()
+
+
+def _steps(
+    config, layer_map, utterances, seconds, precision, teacher_dtype, share_cnn, fake_mode, patch
+) -> tuple[StepMemory, dict]:
+    """`step_memory`'s two steps, with the cycle collector off."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from distilxlsr.distill.distiller import (
@@ -180,24 +212,12 @@ def step_memory(
         prepare_for_distillation,
     )
     from distilxlsr.distill.recipe import TrainConfig, load_distill_config
-    from distilxlsr.models.layers import parse_layer_map
     from distilxlsr.models.loading import model_class
     from distilxlsr.models.student import build_student
     from distilxlsr.training.loop import OptimizerStep, PlainProcess
     from distilxlsr.training.optim import Schedule
 
-    if attention not in ("fused", "math"):
-        raise ValueError(f"attention '{attention}' must be fused or math")
-    config = _teacher_config(teacher)
-    layer_map = parse_layer_map(layers, config.num_hidden_layers)
     cpu = torch.device("cpu")
-    patch = (
-        unittest.mock.patch("torch.nn.functional.scaled_dot_product_attention", _fused_sdpa)
-        if attention == "fused"
-        else contextlib.nullcontext()
-    )
-    FusedAttentionFlops.total = 0
-    fake_mode = FakeTensorMode(allow_non_fake_inputs=True) if fake else contextlib.nullcontext()
     with fake_mode, LiveBytes() as live, patch:
         build = model_class(config.model_type)
         model = build(config).eval().requires_grad_(False)
@@ -226,8 +246,10 @@ def step_memory(
             "input_values": torch.zeros(utterances, int(seconds * SAMPLE_RATE)),
             "attention_mask": torch.ones(utterances, int(seconds * SAMPLE_RATE), dtype=torch.bool),
         }
+        gc.collect()
         static = live.live
         stepper(lambda: batch, 0)  # creates the optimizer state
+        gc.collect()
         counter = FlopCounterMode(display=False)
         before = FusedAttentionFlops.total
         before_step = live.live
@@ -290,6 +312,29 @@ def measured_gpu(path: Path = BENCH_GPU) -> tuple[float, str]:
     ), f"{card} ({best['shape']}, {best['batch_audio_seconds']:g} s batches, bf16)"
 
 
+class _MemoryModel:
+    """Per-GPU bytes at a batch of n utterances: the weights, the optimizer state (divided by
+    the processes with zero1), DDP's gradient buckets, and activations and working memory
+    (gradients included) linear in n, from the fake steps on 1 and 2 utterances."""
+
+    def __init__(self, sizes, small, large, teacher_dtype, gpus, optimizer_sharding):
+        trained = sizes["trained_parameters"]
+        self.fixed = {
+            "teacher_weights": sizes["teacher_parameters"] * DTYPE_BYTES[teacher_dtype],
+            "student_weights": sizes["student_parameters"] * 4,
+            "optimizer_state": trained * 8 / (gpus if optimizer_sharding == "zero1" else 1),
+            "ddp_gradient_buckets": trained * 4 if gpus > 1 else 0,
+        }
+        one_process = self.fixed["teacher_weights"] + self.fixed["student_weights"] + trained * 8
+        self.per_utterance = large.peak - small.peak
+        self.base = small.peak - one_process - self.per_utterance
+
+    def __call__(self, utterances: int) -> dict:
+        working = self.base + self.per_utterance * utterances
+        total = sum(self.fixed.values()) + working
+        return self.fixed | {"activations_and_working": working, "total": total}
+
+
 @functools.lru_cache(maxsize=16)
 def _two_batches(
     teacher: str, layers: str, seconds: float, precision: str, teacher_dtype: str, attention: str
@@ -330,24 +375,10 @@ def plan(
     small, large, sizes = _two_batches(
         teacher, layers, utterance_seconds, precision, teacher_dtype, attention
     )
-    weights_teacher = sizes["teacher_parameters"] * DTYPE_BYTES[teacher_dtype]
-    weights_student = sizes["student_parameters"] * 4
-    optimizer_full = sizes["trained_parameters"] * 8
-    optimizer = (
-        optimizer_full / gpus if optimizer_sharding == "zero1" and gpus > 1 else optimizer_full
-    )
-    buckets = sizes["trained_parameters"] * 4 if gpus > 1 else 0
-    fixed = weights_teacher + weights_student + optimizer_full
-    per_utterance = large.peak - small.peak
-    base_activation = small.peak - fixed - per_utterance
-
-    def total(utterances: int) -> tuple[float, float]:
-        working = base_activation + per_utterance * utterances
-        return working, weights_teacher + weights_student + optimizer + buckets + working
-
+    memory_of = _MemoryModel(sizes, small, large, teacher_dtype, gpus, optimizer_sharding)
     budget = headroom * gpu_memory_gb * GB
     largest = 0
-    while total(largest + 1)[1] <= budget:
+    while memory_of(largest + 1)["total"] <= budget:
         largest += 1
     notes = []
     if largest == 0:
@@ -359,45 +390,30 @@ def plan(
     utterances = (
         max(1, round(batch_seconds / utterance_seconds)) if batch_seconds else max(1, largest)
     )
-    working, grand = total(utterances)
+    memory = {k: v / GB for k, v in memory_of(utterances).items()}
     step_flops = small.flops + (large.flops - small.flops) * (utterances - 1)
-    step_seconds = step_flops / flops_per_s
-    audio_per_step = utterances * utterance_seconds * gpus
-    nodes = math.ceil(gpus / gpus_per_node)
-    grad_bytes = sizes["trained_parameters"] * 4
-    # A ring all-reduce moves 2(N-1)/N of the gradients through each node's network link.
-    allreduce = 2 * (nodes - 1) / nodes * grad_bytes / (network_gbps / 8 * GB) if nodes > 1 else 0.0
-    time = {
-        "step_flops": step_flops,
-        "step_seconds_compute": step_seconds,
-        "allreduce_seconds_between_nodes": allreduce,
-        "steps": steps,
-        "passes_over_the_audio": steps * audio_per_step / (hours * 3600),
-        "pass_hours_compute": hours * 3600 / audio_per_step * step_seconds / 3600,
-        "run_hours_compute": steps * step_seconds / 3600,
-        "run_hours_with_allreduce": steps * (step_seconds + allreduce) / 3600,
-        "network_gbps": network_gbps,
-    }
+    time = _time(
+        step_flops / flops_per_s,
+        step_flops,
+        audio_per_step=utterances * utterance_seconds * gpus,
+        nodes=math.ceil(gpus / gpus_per_node),
+        grad_bytes=sizes["trained_parameters"] * 4,
+        network_gbps=network_gbps,
+        steps=steps,
+        hours=hours,
+    )
     if utterances > largest:
         notes.append(
             f"the requested batch ({utterances} x {utterance_seconds:g} s) exceeds {headroom:.0%} "
-            f"of the card: about {grand / GB:.1f} GB; the largest that fits is "
+            f"of the card: about {memory['total']:.1f} GB; the largest that fits is "
             f"{largest * utterance_seconds:g} s."
         )
-    if nodes > 1 and allreduce > step_seconds:
+    if time["allreduce_seconds_between_nodes"] > time["step_seconds_compute"]:
         notes.append(
             "the gradient all-reduce between nodes takes longer than the step's compute at "
             f"{network_gbps:g} Gb/s: use larger batches per GPU (train.grad_accum) or a faster "
             "network."
         )
-    memory = {
-        "teacher_weights": weights_teacher / GB,
-        "student_weights": weights_student / GB,
-        "optimizer_state": optimizer / GB,
-        "ddp_gradient_buckets": buckets / GB,
-        "activations_and_working": working / GB,
-        "total": grand / GB,
-    }
     return Plan(
         teacher=teacher,
         layers=layers,
@@ -417,6 +433,33 @@ def plan(
         measured_on=card,
         notes=notes,
     )
+
+
+def _time(
+    step_seconds: float,
+    step_flops: int,
+    audio_per_step: float,
+    nodes: int,
+    grad_bytes: int,
+    network_gbps: float,
+    steps: int,
+    hours: float,
+) -> dict:
+    """The run's hours at the measured FLOP rate, and the gradient all-reduce between nodes (a
+    ring moves 2(N-1)/N of the gradients through each node's link), not overlapped."""
+    link = network_gbps / 8 * GB
+    allreduce = 2 * (nodes - 1) / nodes * grad_bytes / link if nodes > 1 else 0.0
+    return {
+        "step_flops": step_flops,
+        "step_seconds_compute": step_seconds,
+        "allreduce_seconds_between_nodes": allreduce,
+        "steps": steps,
+        "passes_over_the_audio": steps * audio_per_step / (hours * 3600),
+        "pass_hours_compute": hours * 3600 / audio_per_step * step_seconds / 3600,
+        "run_hours_compute": steps * step_seconds / 3600,
+        "run_hours_with_allreduce": steps * (step_seconds + allreduce) / 3600,
+        "network_gbps": network_gbps,
+    }
 
 
 def describe(p: Plan) -> str:
