@@ -26,9 +26,7 @@ def main() -> None:
         for memory in (40.0, 80.0):
             for gpus in (8, 64):
                 for sharding in ("none", "zero1"):
-                    p = plan(
-                        teacher, gpus=gpus, gpu_memory_gb=memory, optimizer_sharding=sharding
-                    )
+                    p = plan(teacher, gpus=gpus, gpu_memory_gb=memory, optimizer_sharding=sharding)
                     rows.append(asdict(p))
                     m, t = p.memory_gb, p.time
                     print(
