@@ -26,7 +26,7 @@ from pathlib import Path
 from distilxlsr import tune_malloc
 from distilxlsr.data.corpora import load_cuts
 from distilxlsr.data.loader import AudioBatches, BatchPlan, ShardBatchPlan
-from distilxlsr.data.shards import write_shards
+from distilxlsr.data.shard_writer import write_shards
 from distilxlsr.data.shuffle import make_transform
 from distilxlsr.distill.recipe import ShuffleConfig
 

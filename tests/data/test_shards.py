@@ -9,12 +9,8 @@ from lhotse import CutSet
 
 from distilxlsr.data.corpora import load_cuts
 from distilxlsr.data.loader import AudioBatches, BatchPlan, ShardBatchPlan, load_mono
-from distilxlsr.data.shards import (
-    SHARD_INDEX,
-    shard_set_of,
-    shards_of_rank,
-    write_shards,
-)
+from distilxlsr.data.shard_writer import write_shards
+from distilxlsr.data.shards import SHARD_INDEX, shard_set_of, shards_of_rank
 from distilxlsr.data.toy import make_toy_corpus
 from distilxlsr.errors import UserError
 
@@ -166,3 +162,15 @@ def test_two_languages_shard_together(tmp_path):
     assert set(index["languages"]) == {"en", "sw"}
     assert index["num_cuts"] == 8
     assert (tmp_path / "out" / "phones.en.json").is_file()
+
+
+def test_each_tar_is_indexed_once_per_process_whatever_the_epochs(sharded, monkeypatch):
+    from distilxlsr.data import shards
+
+    calls = []
+    real = shards.member_offsets
+    monkeypatch.setattr(shards, "member_offsets", lambda path: calls.append(path) or real(path))
+    plan = ShardBatchPlan(load_cuts(sharded), **PLAN)
+    epochs = {e for e, _, _ in _ids(plan, 20)}
+    assert len(epochs) >= 3
+    assert sorted(calls) == sorted(set(calls)) and len(calls) == 3  # 3 shards

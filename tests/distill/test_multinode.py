@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from distilxlsr.data.shards import write_shards
+from distilxlsr.data.shard_writer import write_shards
 from distilxlsr.training.checkpoint import list_checkpoints
 from tests.helpers import distill_args
 

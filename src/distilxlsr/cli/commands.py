@@ -184,7 +184,7 @@ def cmd_shuffle(args: argparse.Namespace) -> None:
 
 
 def cmd_shard(args: argparse.Namespace) -> None:
-    from distilxlsr.data.shards import write_shards
+    from distilxlsr.data.shard_writer import write_shards
 
     index = write_shards(
         args.data, args.out, args.split, args.shard_size, seed=args.seed, jobs=args.jobs

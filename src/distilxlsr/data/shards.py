@@ -1,7 +1,7 @@
 """Sharded corpora (docs/design.md, "Sharded data"): a corpus split written as lhotse Shar
 shards, and read back with each process taking its own shards.
 
-`write_shards` writes into OUT/shar/, for shard k, `cuts.<k>.jsonl.gz` (the cuts with their supervisions, phone
+`write_shards` (data/shard_writer.py) writes into OUT/shar/, for shard k, `cuts.<k>.jsonl.gz` (the cuts with their supervisions, phone
 alignments included) and `recording.<k>.tar` (each cut's audio as `<cut id>.flac`, lossless, with
 lhotse's `<cut id>.json` recording record), and OUT/shards.json, the index this module reads,
 with the phone inventories beside it. The
@@ -21,10 +21,8 @@ the epoch) and process r takes every (world size)-th of them from position r (`S
 from __future__ import annotations
 
 import json
-import shutil
 import tarfile
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -109,17 +107,19 @@ def member_offsets(tar_path: Path) -> dict[str, tuple[int, int]]:
 
 
 class _PointAtAudio:
-    """Adds to each cut of one shard where its audio lies in the shard's tar (the offsets are
-    read on the first cut, once per shard and process)."""
+    """Adds to each cut of one shard where its audio lies in the shard's tar. The offsets are
+    read on the shard's first cut and kept in `known` (the shard set's, shared by every epoch),
+    so each tar's headers are read once per process."""
 
-    def __init__(self, shard: Shard):
+    def __init__(self, shard: Shard, known: dict[Path, dict[str, tuple[int, int]]]):
         self.shard = shard
-        self.offsets: dict[str, tuple[int, int]] | None = None
+        self.known = known
 
     def __call__(self, cut: Cut) -> Cut:
-        if self.offsets is None:
-            self.offsets = member_offsets(self.shard.recording)
-        where = self.offsets.get(cut.id)
+        offsets = self.known.get(self.shard.recording)
+        if offsets is None:
+            offsets = self.known[self.shard.recording] = member_offsets(self.shard.recording)
+        where = offsets.get(cut.id)
         if where is None:
             raise UserError(
                 f"cut '{cut.id}' of '{self.shard.cuts}' has no audio in '{self.shard.recording}'; "
@@ -130,11 +130,6 @@ class _PointAtAudio:
         return fastcopy(cut, custom=custom)
 
 
-def shard_cuts(shard: Shard) -> CutSet:
-    """One shard's cuts, lazily, each pointing at its audio."""
-    return CutSet.from_jsonl_lazy(shard.cuts).map(_PointAtAudio(shard))
-
-
 @dataclass
 class ShardSet:
     """The shards of a shard directory (the batch plan gives each process its own)."""
@@ -142,10 +137,17 @@ class ShardSet:
     root: Path
     index: dict
     shards: list[Shard]
+    offsets: dict[Path, dict[str, tuple[int, int]]] = field(default_factory=dict)
+    """Each tar's member offsets, read on first use."""
 
     def of_shards(self, which: list[int]) -> CutSet:
         """The cuts of the shards numbered `which`, in that order, lazily."""
-        return CutSet(LazyIteratorChain(*(shard_cuts(self.shards[i]) for i in which)))
+        return CutSet(LazyIteratorChain(*(self.cuts_of(i) for i in which)))
+
+    def cuts_of(self, number: int) -> CutSet:
+        """One shard's cuts, lazily, each pointing at its audio."""
+        shard = self.shards[number]
+        return CutSet.from_jsonl_lazy(shard.cuts).map(_PointAtAudio(shard, self.offsets))
 
 
 def sharded_cuts(root: str | Path) -> CutSet:
@@ -190,128 +192,3 @@ def shards_of_rank(num_shards: int, seed: int, epoch: int, world_size: int, rank
     """The shards process `rank` reads in `epoch`: every `world_size`-th of the epoch's order,
     from position `rank`. Each shard goes to exactly one process."""
     return [int(i) for i in shard_order(num_shards, seed, epoch)[rank::world_size]]
-
-
-# ---- writing -----------------------------------------------------------------------------
-
-
-def _write_one(out: str, number: int, cut_dicts: list[dict]) -> tuple[int, int, float]:
-    """Shard `number` of `out` (a loader-free worker): (number, cuts, seconds)."""
-    from lhotse.shar import SharWriter
-
-    cuts = CutSet.from_dicts(cut_dicts)
-    with SharWriter(
-        out, fields={"recording": AUDIO_FORMAT}, shard_size=None, shard_suffix=f".{number:06d}"
-    ) as writer:
-        for cut in cuts:
-            writer.write(cut)
-    return number, len(cut_dicts), float(sum(c.duration for c in cuts))
-
-
-def shard_names(number: int) -> tuple[str, str]:
-    """The cuts manifest and audio tar of shard `number`, relative to the shard directory."""
-    return f"{SHAR_DIR}/cuts.{number:06d}.jsonl.gz", f"{SHAR_DIR}/recording.{number:06d}.tar"
-
-
-def write_shards(
-    data: str | Path,
-    out: str | Path,
-    split: str = "train",
-    shard_size: int = 1000,
-    seed: int = 0,
-    jobs: int = 1,
-    say=print,
-) -> dict:
-    """Write the `split` of corpus `data` (a manifest, ROOT or ROOT/<lang>) as shards of
-    `shard_size` cuts into `out`; returns the index (also `out`/shards.json). The cuts are
-    shuffled (seeded) first. Resumable: shards finished by an earlier call (listed in
-    `out`/shards.partial.json) are kept, the rest written again."""
-    from distilxlsr.data.corpora import load_cuts
-    from distilxlsr.data.loader import scan_cuts
-
-    if shard_size < 1:
-        raise UserError(f"--shard-size must be at least 1 cut (got {shard_size}).")
-    out = Path(out)
-    if is_shard_dir(out):
-        raise UserError(
-            f"'{out}' already holds finished shards ({SHARD_INDEX}); choose another --out or "
-            "delete it to write them again."
-        )
-    cuts = load_cuts(data, split)
-    stats = scan_cuts(cuts, 0.0, data)  # unreadable manifests, missing audio: one error here
-    if stats.cuts == 0:
-        raise UserError(f"'{data}' holds no cut in its {split} split; nothing to shard.")
-    eager = cuts.to_eager()
-    order = np.random.default_rng([seed, 0x5A4D]).permutation(len(eager))
-    dicts = [eager[int(i)].to_dict() for i in order]
-    chunks = [dicts[i : i + shard_size] for i in range(0, len(dicts), shard_size)]
-    (out / SHAR_DIR).mkdir(parents=True, exist_ok=True)
-    partial_path = out / "shards.partial.json"
-    partial = json.loads(partial_path.read_text()) if partial_path.is_file() else {}
-    if partial and (partial.get("seed"), partial.get("shard_size"), partial.get("cuts")) != (
-        seed,
-        shard_size,
-        len(dicts),
-    ):
-        raise UserError(
-            f"'{out}' holds shards of another call (seed, shard size or corpus differ); "
-            "choose another --out or delete it."
-        )
-    done = {int(k): v for k, v in partial.get("done", {}).items()}
-    todo = [k for k in range(len(chunks)) if k not in done]
-    say(
-        f"{stats.cuts} cuts, {stats.hours:.2f} h -> {len(chunks)} shard(s) of up to "
-        f"{shard_size} cuts in {out} ({len(done)} written before)"
-    )
-
-    def record(number: int, n: int, seconds: float) -> None:
-        done[number] = {"num_cuts": n, "seconds": seconds}
-        partial_path.write_text(
-            json.dumps({"seed": seed, "shard_size": shard_size, "cuts": len(dicts), "done": done})
-        )
-        say(f"shard {number + 1}/{len(chunks)}: {n} cuts, {seconds / 3600:.3f} h")
-
-    if jobs > 1 and len(todo) > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(_write_one, str(out / SHAR_DIR), k, chunks[k]) for k in todo]
-            for future in futures:
-                record(*future.result())
-    else:
-        for k in todo:
-            record(*_write_one(str(out / SHAR_DIR), k, chunks[k]))
-    index = {
-        "format": FORMAT,
-        "fields": {"recording": AUDIO_FORMAT},
-        "source": str(data),
-        "split": split,
-        "seed": seed,
-        "shard_size": shard_size,
-        "num_cuts": len(dicts),
-        "hours": round(sum(v["seconds"] for v in done.values()) / 3600, 4),
-        "languages": {k: round(v, 4) for k, v in sorted(stats.languages.items())},
-        "shards": [
-            {
-                "cuts": shard_names(k)[0],
-                "recording": shard_names(k)[1],
-                **done[k],
-            }
-            for k in range(len(chunks))
-        ],
-    }
-    _copy_phone_inventories(Path(data), out)
-    (out / SHARD_INDEX).write_text(json.dumps(index, indent=1) + "\n")
-    partial_path.unlink()
-    return index
-
-
-def _copy_phone_inventories(data: Path, out: Path) -> None:
-    """The phone inventories (phones.json) beside the shards: of the corpus directory itself,
-    or one per language directory under it (as phones.<lang>.json)."""
-    if data.is_file():
-        data = data.parent
-    if (data / "phones.json").is_file():
-        shutil.copyfile(data / "phones.json", out / "phones.json")
-        return
-    for lang_dir in sorted(p for p in data.iterdir() if p.is_dir()) if data.is_dir() else []:
-        if (lang_dir / "phones.json").is_file():
-            shutil.copyfile(lang_dir / "phones.json", out / f"phones.{lang_dir.name}.json")
