@@ -1,31 +1,37 @@
-"""Replication v2 (`make reproduce-mini`): the paper's three claims measured with label-free
-teachers on corpus v2, per tier, with confidence intervals.
+"""The replication (`make reproduce-mini`): the paper's three claims measured with label-free
+teachers, with hierarchical confidence intervals. Two designs (`--design`):
 
-Teachers (experiments/label_free_teachers.py; none read a label): T1 (XLS-R's architecture,
-English + `label` + `heard` tiers), T2 (HuBERT's architecture, English + `label` tier) and T-EN
-(XLS-R's architecture, English only). For each seed s, English training speech is drawn anew
-(synthetic, seed s) and every student is distilled from it with student seed s:
+**v3** (the default): corpus v3, whose test voices no model heard, scored by the converged probe.
+Teachers (none read a label; each gated on `dev` by experiments/teacher_gate_v3.py): T1 (XLS-R's
+architecture, English + `label` + `heard` tiers), T2 (HuBERT's architecture, English + `label`)
+and T-EN (XLS-R's architecture, English only), at TEACHERS_DIR/<name>/model. For each seed s,
+English training speech is drawn anew (synthetic, seed s) and each student is distilled from it
+with student seed s and probed with probe seed s:
 
-- T1 and T2: the method (jump:2 + utterance shuffle), no shuffle, segment shuffle, first:N and
-  random:N + utterance shuffle (N = half the teacher's layers); T2's students on static-shape
-  batches (fixed crop lengths, no padding), since its group-norm CNN normalises over padding;
-- T-EN: the method and no shuffle.
+- T1 and T2: the method (jump:2 + utterance shuffle) and no shuffle at seeds 0-7, first:N +
+  utterance shuffle at seeds 0-2; T2's students on static-shape batches (its group-norm CNN
+  normalises over padding);
+- T-EN: the method and no shuffle at seeds 0-7.
 
-Then one evaluation per seed on corpus v2's `test` split of all 15 languages (probes trained on
-each language's `train` split, probe seed s, settings chosen on `dev`:
-results/probe_selection.json): every teacher, log-mel and every student. Fine-tuning (`--mode finetune`) on the `unheard` tier:
-T1, its method student and its no-shuffle student. Each model's per-utterance edit counts are
-saved as soon as they exist (results/replication/runs/<model>-s<seed>.json, fine-tuning under
-results/replication/finetune/), so the experiment resumes where it stopped, also in a later
-session. The statistics pair models by seed and by test utterance and resample hierarchically:
-seeds once for every language, test voices within each language, utterances within each voice
-(evaluate/stats.py; the voices of v2's records, which did not keep speakers, are in
-results/replication/test_voices.json, from experiments/v2_test_voices.py). The report:
-docs/replication.md and results/replication/summary.json, with the previous bootstrap's intervals
-beside the hierarchical ones, and the primary comparisons of the next replication with the
-effect each can detect (evaluate/power.py).
+T1 and its students are scored on all 15 languages' `test` split, T2, T-EN and theirs on the
+`unheard` tier; each teacher and log-mel once, at probe seeds 0-2 averaged (a teacher is one
+network whatever the student's seed). Fine-tuning: each teacher and its method student into a
+character recogniser on every `unheard` language (experiments/downstream_asr.py `one`: the
+shipped recipe, CER greedy and with the LM), seeds 0-2. Records are saved as soon as they exist
+(results/replication-v3/runs/<model>-s<seed>.json, <model>-fixed.json for teachers and log-mel,
+results/replication-v3/finetune/<model>-s<seed>-<lang>.json), so the run resumes where it stopped,
+in a later session too. The statistics pair models by seed and test utterance and resample
+hierarchically: seeds once for every language, test voices within each language, utterances
+within each voice (evaluate/stats.py). Claims 1 and 2 are read from primary comparison (a), the
+shuffle from (b), both at 97.5% (Holm over the two; named before the data in
+docs/replication-v2.md). The report: docs/replication.md and results/replication-v3/summary.json,
+v2's verdicts beside.
 
-    python experiments/reproduce_mini.py [--seeds 0,1,2] [--teachers T1,T2,T-EN]
+**v2** (`--design v2`, its records only): corpus v2, the Adam probe, every variant (also segment
+shuffle and random:N) at seeds 0-2 on all 15 languages, teachers probed at every seed;
+fine-tuning with phone CTC. Its report: docs/replication-v2.md and results/replication/.
+
+    python experiments/reproduce_mini.py [--seeds 0,1] [--teachers T1,T2,T-EN] [--jobs 2]
     python experiments/reproduce_mini.py --report-only     (the report from the results so far)
     python experiments/reproduce_mini.py --status          (what is done, what is left)
 """
@@ -35,6 +41,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -62,7 +70,10 @@ from distilxlsr.evaluate.stats import (
     UTTERANCE,
     bootstrap_per,
     describe_resampling,
+    gain_retained,
+    gain_retained_interval,
     interval,
+    p_value,
     paired_comparisons,
     relative_gap,
     statistics,
@@ -82,6 +93,68 @@ VARIANTS = {
 STUDENTS = {"T1": list(VARIANTS), "T2": list(VARIANTS), "T-EN": ["method", "no-shuffle"]}
 FINETUNED = {"T1": ["T1", "T1-method", "T1-no-shuffle"]}
 FINETUNE_TIER = "unheard"
+
+
+@dataclass(frozen=True)
+class Design:
+    """What one replication runs: each teacher's students (variant -> number of seeds, seeds
+    0..n-1), the languages they are scored on, how the models without a seed of their own
+    (teachers, log-mel) are probed, the fine-tuning, and where it all goes."""
+
+    name: str
+    students: dict[str, dict[str, int]]
+    langs: dict[str, tuple[str, ...] | None]
+    """Per teacher, the languages it and its students are scored on (None: all 15)."""
+    fixed_probe_seeds: tuple[int, ...] | None
+    """None: teachers and log-mel probed at every student seed and paired with it (v2); else
+    probed at these seeds, their per-utterance edits averaged into one record that every student
+    seed is paired with (v3: the converged probe moves little between seeds, and a teacher is
+    one network whatever the distillation's seed)."""
+    finetuned: dict[str, list[str]]
+    finetune_seeds: int
+    work: str
+    results: str
+    report: str
+
+    def seeds(self) -> list[int]:
+        return list(range(max(n for v in self.students.values() for n in v.values())))
+
+    def students_at(self, teacher: str, seed: int) -> list[str]:
+        return [v for v, n in self.students.get(teacher, {}).items() if seed < n]
+
+
+V2 = Design(
+    name="v2",
+    students={t: dict.fromkeys(vs, 3) for t, vs in STUDENTS.items()},
+    langs=dict.fromkeys(STUDENTS),
+    fixed_probe_seeds=None,
+    finetuned=FINETUNED,
+    finetune_seeds=1,
+    work="runs/replication-v2",
+    results="results/replication/runs",
+    report="docs/replication-v2.md",
+)
+V3 = Design(
+    name="v3",
+    # ≥ 8 seeds for the method and no shuffle, 3 for first:N (the issue's design); segment
+    # shuffle and random:N are left out (secondary in v2, where neither differed from the method).
+    students={
+        "T1": {"method": 8, "no-shuffle": 8, "first4": 3},
+        "T2": {"method": 8, "no-shuffle": 8, "first4": 3},
+        "T-EN": {"method": 8, "no-shuffle": 8},
+    },
+    # T1's students on all 15 languages (primary comparison (b) is over all of them); T2's and
+    # T-EN's on `unheard` only, where their claims are read (each language costs a probe per
+    # student: about 2.5 core-minutes).
+    langs={"T1": None, "T2": tuple(TIERS[FINETUNE_TIER]), "T-EN": tuple(TIERS[FINETUNE_TIER])},
+    fixed_probe_seeds=(0, 1, 2),
+    finetuned={t: [t, f"{t}-method"] for t in STUDENTS},
+    finetune_seeds=3,
+    work="runs/replication-v3",
+    results="results/replication-v3/runs",
+    report="docs/replication.md",
+)
+REPLICATIONS = {"v2": V2, "v3": V3}
 TIER_ORDER = ("label", "heard", "unheard", "all")
 
 # The verdict thresholds (the issue's targets for the method's student on the unheard tier).
@@ -119,6 +192,9 @@ class Plan:
     floor_probe: ProbeConfig | None = None
     finetune: FinetuneRecipe = field(default_factory=evaluation_finetune)
     finetune_seeds: list[int] = field(default_factory=lambda: [0])
+    design: Design = V2
+    finetune_steps: int | None = None
+    """Smoke runs only: v3's downstream fine-tuning this short."""
 
 
 def model_names(teachers: list[str]) -> list[str]:
@@ -228,6 +304,123 @@ def evaluate_seed(plan: Plan, seed: int, names: list[str], paths: dict[str, Path
                 print(f"{name} seed {s}: mean test PER {100 * record['per_mean']:.2f}%", flush=True)
 
 
+def scored_langs(plan: Plan, name: str) -> list[str] | None:
+    """The languages `name` (a teacher, log-mel or a student) is scored on in `plan`'s design:
+    its teacher's; log-mel every language some teacher of the plan needs (None: all)."""
+    teachers = list(plan.teachers) if name == "logmel" else [teacher_of(name)]
+    wanted = [plan.design.langs.get(t) for t in teachers]
+    if any(w is None for w in wanted):
+        return plan.langs
+    union = sorted({x for w in wanted for x in w})
+    return [x for x in union if plan.langs is None or x in plan.langs]
+
+
+def fixed_path(results: Path, name: str) -> Path:
+    return results / f"{name}-fixed.json"
+
+
+def fixed_record(results: dict, name: str, seeds: list[int], extra: dict) -> dict:
+    """A teacher's or log-mel's record averaged over its probe seeds: per utterance the mean
+    edits, per language the mean PER; paired with every student seed (`load_records`)."""
+    records = [make_record(results, name, s, extra) for s in seeds]
+    record = records[0] | {"seed": None, "probe_seeds": list(seeds)}
+    record["per_mean"] = float(np.mean([r["per_mean"] for r in records]))
+    record["languages"] = {}
+    for lang, first in records[0]["languages"].items():
+        runs = [r["languages"][lang] for r in records]
+        record["languages"][lang] = first | {
+            "per": float(np.mean([r["per"] for r in runs])),
+            "per_by_probe_seed": [r["per"] for r in runs],
+            "edits": np.mean([r["edits"] for r in runs], axis=0).tolist(),
+            "seconds": float(sum(r["seconds"] for r in runs)),
+        }
+    return record
+
+
+def evaluate_fixed(plan: Plan, names: list[str], paths: dict[str, Path]) -> None:
+    """The teachers and log-mel of a design with `fixed_probe_seeds`: each probed at those
+    seeds on its languages, saved as one averaged record (work directory shared, so a model
+    already scored there with the same settings is reused)."""
+    seeds = list(plan.design.fixed_probe_seeds)
+    for name in names:
+        path = fixed_path(plan.results, name)
+        if path.is_file():
+            continue
+        results = evaluate(
+            [f"{name}={paths[name]}" if name != "logmel" else "logmel"],
+            str(plan.data),
+            str(plan.work / "eval-fixed"),
+            split="test",
+            langs=scored_langs(plan, name),
+            seeds=seeds,
+            probe=plan.probe,
+            floor_probe=plan.floor_probe,
+            jobs=plan.jobs,
+        )
+        record = fixed_record(results, name, seeds, provenance(plan, name, paths))
+        plan.results.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record) + "\n")
+        print(f"{name} (probe seeds {seeds}): mean test PER {100 * record['per_mean']:.2f}%")
+
+
+def evaluate_students(plan: Plan, seed: int, names: list[str], paths: dict[str, Path]) -> None:
+    """Each teacher's students of seed `seed` missing a record, probed with that seed on their
+    teacher's languages."""
+    for teacher in plan.teachers:
+        students = [f"{teacher}-{v}" for v in plan.design.students_at(teacher, seed)]
+        missing = [
+            n for n in students if n in names and not record_path(plan.results, n, seed).is_file()
+        ]
+        if not missing:
+            continue
+        results = evaluate(
+            [f"{n}={paths[n]}" for n in missing],
+            str(plan.data),
+            str(plan.work / f"eval-s{seed}"),
+            split="test",
+            langs=scored_langs(plan, teacher),
+            seeds=[seed],
+            probe=plan.probe,
+            floor_probe=plan.floor_probe,
+            jobs=plan.jobs,
+        )
+        plan.results.mkdir(parents=True, exist_ok=True)
+        for name in missing:
+            record = make_record(results, name, seed, provenance(plan, name, paths))
+            record_path(plan.results, name, seed).write_text(json.dumps(record) + "\n")
+            print(f"{name} seed {seed}: mean test PER {100 * record['per_mean']:.2f}%", flush=True)
+
+
+def finetune_downstream(plan: Plan, seed: int, paths: dict[str, Path]) -> None:
+    """v3's fine-tuning: each teacher and its method student fine-tuned into a character
+    recogniser on every `unheard` language with the downstream recipe (experiments/
+    downstream_asr.py `one`: recipe C, the LM's settings chosen on dev), CER on test greedily
+    and with the LM, per utterance and voice. One record per (model, seed, language)."""
+    out = plan.results.parent / "finetune"
+    langs = [x for x in TIERS[FINETUNE_TIER] if plan.langs is None or x in plan.langs]
+    for teacher, names in plan.design.finetuned.items():
+        for name in [n for n in names if n in paths and teacher in plan.teachers]:
+            for lang in langs:
+                record = out / f"{name}-s{seed}-{lang}.json"
+                if record.is_file():
+                    continue
+                command = [
+                    sys.executable,
+                    str(Path(__file__).with_name("downstream_asr.py")),
+                    "one",
+                    f"--model={paths[name]}",
+                    f"--tag={name}",
+                    f"--lang={lang}",
+                    f"--seed={seed}",
+                    f"--data={plan.data}",
+                    f"--runs={plan.work / 'finetune'}",
+                    f"--record={record}",
+                ]
+                if plan.finetune_steps:
+                    command.append(f"--full-steps={plan.finetune_steps}")
+                subprocess.run(command, check=True)
+
+
 def provenance(plan: Plan, name: str, paths: dict[str, Path]) -> dict:
     """Which teacher and variant a record is, and for a student its distillation."""
     extra = {"teacher": teacher_of(name), "variant": variant_of(name)}
@@ -278,15 +471,23 @@ def variant_of(name: str) -> str:
 
 
 def progress(
-    work: Path, results: Path, teachers: list[str], seeds: list[int], finetune_seeds: list[int]
+    work: Path,
+    results: Path,
+    teachers: list[str],
+    seeds: list[int],
+    finetune_seeds: list[int],
+    design: Design = V2,
 ) -> list[str]:
     """Where a run stands, from its files alone: per seed the students distilled, the
     languages evaluated and the records saved; the fine-tuning; and the distillation time left
     at the median time of the students made so far."""
-    names = model_names(teachers)
-    students = [n for n in names if variant_of(n) not in ("teacher", "logmel")]
     lines, left, times = [], 0, []
+    if design.fixed_probe_seeds is not None:
+        fixed = [n for n in [*teachers, "logmel"] if fixed_path(results, n).is_file()]
+        lines.append(f"teachers and log-mel: {len(fixed)}/{len(teachers) + 1} records")
     for seed in seeds:
+        students = [f"{t}-{v}" for t in teachers for v in design.students_at(t, seed)]
+        names = students if design.fixed_probe_seeds is not None else model_names(teachers)
         made = [work / "students" / f"{n}-s{seed}" for n in students]
         done = [p for p in made if (p / "config.json").is_file()]
         left += len(made) - len(done)
@@ -302,15 +503,24 @@ def progress(
             f"{len(stored)}/{sum(map(len, TIERS.values()))} languages of their evaluation stored; "
             f"{len(records)}/{len(names)} records"
         )
+    finetuned = results.parent / "finetune"
     for seed in finetune_seeds:
-        finetuned = [
-            n
-            for ns in FINETUNED.values()
-            for n in ns
-            if record_path(results.parent / "finetune", n, seed).is_file()
-        ]
-        wanted = sum(len(ns) for ns in FINETUNED.values())
-        lines.append(f"fine-tuning, seed {seed}: {len(finetuned)}/{wanted} records")
+        wanted = [n for t in teachers for n in design.finetuned.get(t, [])]
+        if design.fixed_probe_seeds is None:
+            done = [n for n in wanted if record_path(finetuned, n, seed).is_file()]
+            lines.append(f"fine-tuning, seed {seed}: {len(done)}/{len(wanted)} records")
+        else:
+            langs = TIERS[FINETUNE_TIER]
+            done = [
+                (n, x)
+                for n in wanted
+                for x in langs
+                if (finetuned / f"{n}-s{seed}-{x}.json").is_file()
+            ]
+            lines.append(
+                f"fine-tuning, seed {seed}: {len(done)}/{len(wanted) * len(langs)} "
+                "(model, language) records"
+            )
     if left and times:
         median = float(np.median(times))
         lines.append(
@@ -346,6 +556,12 @@ def load_records(results: Path) -> dict[tuple[str, int], dict]:
             if entry.get("voices") is None and entry["ids_sha256"] in known:
                 entry["voices"] = known[entry["ids_sha256"]]
         records[(record["name"], record["seed"])] = record
+    # A teacher's or log-mel's record averaged over its probe seeds (v3) pairs with every seed.
+    seeds = sorted({s for (_, s) in records})
+    for path in sorted(results.glob("*-fixed.json")):
+        record = json.loads(path.read_text())
+        for seed in seeds:
+            records[(record["name"], seed)] = record | {"seed": seed}
     return records
 
 
@@ -359,18 +575,19 @@ def samples(records: dict, names: list[str], seeds: list[int], scheme: str = HIE
 
 
 def paired_data(records: dict, names: list[str], seeds: list[int]):
-    """The records of `names` at `seeds`, paired: languages, tiers, and per language the edits
-    (M, n, S), reference phones (n,) and voices (n,) or None. Checks that every record scored
-    the same utterances with the same voices."""
+    """The records of `names` at `seeds`, paired on the first record's languages (another may
+    hold more: v3's log-mel is scored on every language a teacher needs): languages, tiers, and
+    per language the edits (M, n, S), reference phones (n,) and voices (n,) or None. Checks that
+    every record scored the same utterances with the same voices."""
     first = records[(names[0], seeds[0])]
     langs = list(first["languages"])
     for name in names:
         for seed in seeds:
             record = records[(name, seed)]
-            if list(record["languages"]) != langs:
+            if not set(langs) <= set(record["languages"]):
                 raise SystemExit(
-                    f"{name} seed {seed} was scored on {list(record['languages'])}, not on "
-                    f"{names[0]} seed {seeds[0]}'s {langs}: the results cannot be paired"
+                    f"{name} seed {seed} was scored on {list(record['languages'])}, not on all "
+                    f"of {names[0]} seed {seeds[0]}'s {langs}: the results cannot be paired"
                 )
             for lang in langs:
                 if (
@@ -438,7 +655,9 @@ def direction_verdict(row: dict) -> str:
     return "cannot tell"
 
 
-def analyse_teacher(records: dict, teacher: str, scheme: str = HIERARCHICAL) -> dict | None:
+def analyse_teacher(
+    records: dict, teacher: str, scheme: str = HIERARCHICAL, variants: list[str] | None = None
+) -> dict | None:
     """Per-tier statistics of a teacher's students over the seeds where the teacher, log-mel
     and the method have records (students missing one of those seeds are listed as pending),
     from resamples drawn by `scheme` (the previous one only to show what it gave)."""
@@ -446,7 +665,7 @@ def analyse_teacher(records: dict, teacher: str, scheme: str = HIERARCHICAL) -> 
     seeds = complete_seeds(records, base)
     if not seeds:
         return None
-    students = [f"{teacher}-{v}" for v in STUDENTS[teacher]]
+    students = [f"{teacher}-{v}" for v in (variants or STUDENTS[teacher])]
     ready = [n for n in students if all((n, s) in records for s in seeds)]
     names = [teacher, "logmel", *ready]
     langs, tiers, per = samples(records, names, seeds, scheme)
@@ -539,16 +758,27 @@ def basis(a: dict, tier: str) -> str:
     )
 
 
-def claims(analyses: dict) -> list[dict]:
-    """The paper's three claims, each with a verdict and the numbers behind it."""
+def claims(analyses: dict, primary: dict | None = None) -> list[dict]:
+    """The paper's three claims, each with a verdict and the numbers behind it. `primary`
+    (v3): per teacher its comparison (a) at the primary level, which claims 1 and 2 then read
+    instead of the 95% headline."""
     out = []
     keeps = {}
+    primary = primary or {}
     for teacher in ("T1", "T2"):
         a = analyses.get(teacher)
         if a is None or FINETUNE_TIER not in a["headline"]:
             keeps[teacher] = ("not measured yet", None)
             continue
         h = a["headline"][FINETUNE_TIER]
+        if teacher in primary:
+            p = primary[teacher]
+            h = h | {
+                "ci": p["gain_retained_ci"],
+                "teacher_gain_ci": p["teacher_gain_ci"],
+                "rel_gap_ci": p["rel_gap_ci"],
+                "level": PRIMARY_LEVEL,
+            }
         keeps[teacher] = (keeps_verdict(h["gain_retained"], h["ci"]), h)
 
     def evidence(teacher: str) -> str:
@@ -557,6 +787,8 @@ def claims(analyses: dict) -> list[dict]:
             return f"{teacher}: not measured yet"
         ci = h["ci"]
         ci_text = "(no interval)" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+        if "level" in h:
+            ci_text += f" ({100 * h['level']:.1f}% intervals, primary comparison (a))"
         gain = "n/a" if h["gain_retained"] is None else f"{h['gain_retained']:.3f}"
         return (
             f"{teacher}: the method's student keeps {gain} {ci_text} of the teacher's gain over "
@@ -644,26 +876,199 @@ def read_card(model: Path) -> dict:
     return facts | {"family": family}
 
 
-def summary(results: Path, teachers: dict[str, dict]) -> dict:
+def summary(results: Path, teachers: dict[str, dict], design: Design = V2) -> dict:
     records = load_records(results)
     analyses = {}
     for teacher in STUDENTS:
-        analysis = analyse_teacher(records, teacher)
+        variants = list(design.students[teacher])
+        analysis = analyse_teacher(records, teacher, variants=variants)
         if analysis is not None:
             analyses[teacher] = analysis
-    finetune = load_records(results.parent / "finetune")
-    return {
+    v3 = design.fixed_probe_seeds is not None
+    # v3 reads claims 1 and 2 from primary comparison (a), at its Holm level, for T1 and T2.
+    primary = {t: primary_results(records, t) for t in ("T1", "T2")} if v3 else {}
+    out = {
+        "design": design.name,
         "teachers": [
             {"name": n, "family": t["family"], "heard": t["heard"], "labels": t["labels"]}
             for n, t in teachers.items()
         ],
-        "claims": claims(analyses),
+        "claims": claims(analyses, {t: r["a"] for t, r in primary.items() if r and "a" in r}),
         "headline": {t: a["headline"] for t, a in analyses.items()},
         "analyses": analyses,
-        "finetune": finetune_summary(finetune, records),
-        "previous_bootstrap": previous_bootstrap(records, list(analyses)),
-        "primary": {"comparisons": PRIMARY, "power": power_estimates(records)},
     }
+    if not v3:
+        finetune = load_records(results.parent / "finetune")
+        return out | {
+            "finetune": finetune_summary(finetune, records),
+            "previous_bootstrap": previous_bootstrap(records, list(analyses)),
+            "primary": {"comparisons": PRIMARY, "power": power_estimates(records)},
+        }
+    for teacher, a in analyses.items():  # first:N and other arms with fewer seeds
+        a["fewer_seeds"] = fewer_seeds_analysis(records, teacher, a)
+    return out | {
+        "primary": {
+            "comparisons": PRIMARY,
+            "results": primary["T1"],
+            "T2_a": (primary["T2"] or {}).get("a"),
+        },
+        "downstream": downstream_summary(load_downstream(results.parent / "finetune"), design),
+    }
+
+
+PRIMARY_LEVEL = 1 - ALPHA / 2
+"""v3's primary intervals: 97.5%, the level of Holm's first step over the two primary
+comparisons (the second's level is 95% only once the first is rejected; 97.5% for both is
+the conservative reading, and the one reported)."""
+
+
+def fewer_seeds_analysis(records: dict, teacher: str, a: dict) -> dict | None:
+    """The arms a teacher's main analysis lists as pending (v3: first:N, 3 seeds), compared
+    with the method on the seeds where all of them have records."""
+    if not a["pending"]:
+        return None
+    names = [teacher, "logmel", f"{teacher}-method", *a["pending"]]
+    seeds = complete_seeds(records, names)
+    if not seeds:
+        return None
+    langs, tiers, per = samples(records, names, seeds)
+    groups = {**tiers, "all": langs}
+    pairs = [(n, f"{teacher}-method") for n in a["pending"]]
+    return {
+        "seeds": seeds,
+        "models": names,
+        "comparisons": paired_comparisons(names, langs, groups, per, pairs),
+    }
+
+
+def primary_results(records: dict, teacher: str | None = None) -> dict | None:
+    """v3's two primary comparisons at PRIMARY_LEVEL: (a) the method's student against its
+    teacher on `unheard` (gain retained, relative gap, the teacher's gain over log-mel) and
+    (b) no shuffle − method over every language, with the largest effect its interval allows."""
+    teacher = teacher or PRIMARY_TEACHER
+    method, plain = f"{teacher}-method", f"{teacher}-no-shuffle"
+    names = [teacher, "logmel", method, plain]
+    seeds = complete_seeds(records, names)
+    if not seeds:
+        return None
+    langs, tiers, per = samples(records, names, seeds)
+    t, floor, m, n = range(4)
+    out: dict = {"level": PRIMARY_LEVEL, "seeds": seeds, "resampling": per.resampling(langs)}
+    if FINETUNE_TIER in tiers:
+        members = [langs.index(x) for x in tiers[FINETUNE_TIER]]
+        point, draws = per.macro(members)
+        out["a"] = {
+            "tier": FINETUNE_TIER,
+            "languages": tiers[FINETUNE_TIER],
+            "teacher_gain": float(point[floor] - point[t]),
+            "teacher_gain_ci": interval(draws[floor] - draws[t], PRIMARY_LEVEL),
+            "gain_retained": gain_retained(float(point[floor]), float(point[m]), float(point[t])),
+            "gain_retained_ci": gain_retained_interval(
+                draws[floor], draws[m], draws[t], PRIMARY_LEVEL
+            ),
+            "rel_gap": relative_gap(float(point[m]), float(point[t])),
+            "rel_gap_ci": interval(draws[m] / np.maximum(draws[t], 1e-12) - 1, PRIMARY_LEVEL),
+        }
+        out["a"]["verdict"] = keeps_verdict(out["a"]["gain_retained"], out["a"]["gain_retained_ci"])
+    point, draws = per.macro(range(len(langs)))
+    diff = draws[n] - draws[m]
+    ci = interval(diff, PRIMARY_LEVEL)
+    out["b"] = {
+        "tier": "all",
+        "languages": langs,
+        "diff": float(point[n] - point[m]),
+        "ci": ci,
+        "p": p_value(diff),
+        "largest_effect_allowed": max(abs(ci[0]), abs(ci[1])),
+        "verdict": "cannot tell at this size"
+        if ci[0] <= 0 <= ci[1]
+        else ("shuffling lowers PER" if ci[0] > 0 else "no shuffle has the lower PER"),
+    }
+    return out
+
+
+def load_downstream(finetuned: Path) -> dict[tuple[str, int, str], dict]:
+    """v3's fine-tuning records (experiments/downstream_asr.py `one`) by (model, seed, language)."""
+    out = {}
+    for path in sorted(finetuned.glob("*.json")) if finetuned.is_dir() else []:
+        record = json.loads(path.read_text())
+        if {"model", "seed", "lang", "test"} <= set(record):
+            out[(record["model"], record["seed"], record["lang"])] = record
+    return out
+
+
+def downstream_summary(records: dict, design: Design) -> dict:
+    """Per teacher, it and its method student fine-tuned into character recognisers on the
+    `unheard` languages: macro CER greedy and with the LM over the seeds where both have every
+    language, the student's relative gap with its hierarchical interval (seeds, test voices,
+    utterances), and per language CER."""
+    out = {}
+    for teacher, names in design.finetuned.items():
+        langs = [
+            x for x in TIERS[FINETUNE_TIER] if any(k[0] == teacher and k[2] == x for k in records)
+        ]
+        seeds = sorted({k[1] for k in records if k[0] == teacher})
+        seeds = [s for s in seeds if all((n, s, x) in records for n in names for x in langs)]
+        if not langs or not seeds:
+            if any(k[0] in names for k in records):
+                out[teacher] = {
+                    "pending": sorted(f"{k[0]} s{k[1]} {k[2]}" for k in records if k[0] in names)
+                }
+            continue
+        first = {x: records[(names[0], seeds[0], x)]["test"] for x in langs}
+        for n in names:
+            for s in seeds:
+                for x in langs:
+                    if records[(n, s, x)]["test"]["ids"] != first[x]["ids"]:
+                        raise SystemExit(f"{n} seed {s} scored other {x} test utterances")
+        entry: dict = {"seeds": seeds, "languages": langs, "models": names}
+        for how in ("greedy", "lm"):
+            edits = [
+                np.array(
+                    [
+                        [records[(n, s, x)]["test"][f"cer_{how}_edits"] for s in seeds]
+                        for n in names
+                    ],
+                    dtype=np.float64,
+                ).transpose(0, 2, 1)
+                for x in langs
+            ]
+            lengths = [np.array(first[x]["cer_length"]) for x in langs]
+            voices = [first[x]["voices"] for x in langs]
+            per = bootstrap_per(edits, lengths, voices=voices)
+            point, draws = per.macro(range(len(langs)))
+            entry[how] = {
+                "cer": {
+                    n: {"cer": float(point[k]), "ci": interval(draws[k])}
+                    for k, n in enumerate(names)
+                },
+                "rel_gap": relative_gap(float(point[1]), float(point[0])),
+                "rel_gap_ci": interval(draws[1] / np.maximum(draws[0], 1e-12) - 1),
+                "by_lang": {
+                    x: {n: float(per.point[k, i]) for k, n in enumerate(names)}
+                    for i, x in enumerate(langs)
+                },
+                "wer": {
+                    n: float(
+                        np.mean(
+                            [
+                                np.mean(
+                                    [
+                                        sum(records[(n, s, x)]["test"][f"wer_{how}_edits"])
+                                        / sum(records[(n, s, x)]["test"]["wer_length"])
+                                        for s in seeds
+                                    ]
+                                )
+                                for x in langs
+                            ]
+                        )
+                    )
+                    for n in names
+                },
+            }
+            entry["resampling"] = per.resampling(langs)
+        out[teacher] = entry
+    return out
 
 
 def previous_bootstrap(records: dict, teachers: list[str]) -> dict:
@@ -898,8 +1303,33 @@ def _ci(ci: list[float] | None, scale: float = 100, fmt: str = ".2f", sign: str 
     return f"[{scale * ci[0]:{sign}{fmt}}, {scale * ci[1]:{sign}{fmt}}]"
 
 
+CORPUS_TEXT = {
+    "v2": "The students heard only synthetic English (corpus v2 `train`, drawn anew for each "
+    "seed) and the teacher's features on it; no student or teacher read a phone label. The probes "
+    "that score every model were trained on each language's corpus v2 `train` split and "
+    "scored on its `test` split (held-out voices, speaking rate and words); their settings "
+    "were chosen on `dev`.",
+    "v3": "The students heard only synthetic English (corpus v3 `train`, drawn anew for each "
+    "seed, none of its voices a test voice) and the teacher's features on it; no student or "
+    "teacher read a phone label. Every model is scored by the converged probe (full-batch "
+    "L-BFGS to convergence, its L2 penalty chosen on `dev`), trained on each language's corpus "
+    "v3 `train` split and scored on its `test` split, whose 8 voices per language no model "
+    "heard. A student seed is its own network (English draw, initialisation and probe seed); "
+    "the teachers and log-mel are probed at seeds 0, 1 and 2 and their per-utterance errors "
+    "averaged, one reference paired with every student seed.",
+}
+V3_RUN_NOTES = [
+    "On 2 CPU cores over several sittings, resumed where each stopped (finished students, "
+    "per-language evaluations and fine-tunings are kept; records are committed as they come).",
+    "Students of T1 are scored on all 15 languages (primary comparison (b) is over all of "
+    "them); students of T2 and T-EN on the `unheard` tier only, where their claims are read.",
+]
+
+
 def report(summary_: dict, gate: dict, command: str) -> str:
-    lines = ["# DistilXLSR in miniature, v2: label-free teachers", ""]
+    version = summary_.get("design", "v2")
+    results_dir = REPLICATIONS[version].results
+    lines = [f"# DistilXLSR in miniature, {version}: label-free teachers", ""]
     lines += ["**What each teacher heard and saw** (from its model card):", ""]
     for t in summary_["teachers"]:
         lines.append(
@@ -913,14 +1343,10 @@ def report(summary_: dict, gate: dict, command: str) -> str:
         ]
     lines += [
         "",
-        "The students heard only synthetic English (corpus v2 `train`, drawn anew for each seed) "
-        "and the teacher's features on it; no student or teacher read a phone label. The probes "
-        "that score every model were trained on each language's corpus v2 `train` split and "
-        "scored on its `test` split (held-out voices, speaking rate and words); their settings "
-        "were chosen on `dev`.",
+        CORPUS_TEXT[version],
         "",
         f"Command: `{command}`. Every number below is computed from the saved per-utterance "
-        "results in `results/replication/runs/` (`--report-only` rewrites this page from them).",
+        f"results in `{results_dir}/` (`--report-only` rewrites this page from them).",
         "",
         "## The paper's three claims",
         "",
@@ -962,6 +1388,15 @@ def report(summary_: dict, gate: dict, command: str) -> str:
                 f"{_ci(row['rel_gap_ci'], 100, '.1f', '+')} |"
             )
     lines += ["", *targets(summary_), ""]
+    if version != "v2":
+        lines += primary_results_section(summary_["primary"])
+        lines += v2_beside_section(summary_)
+        for a in analyses.values():
+            lines += teacher_section(a)
+        lines += downstream_section(summary_["downstream"])
+        lines += ["## How it ran", "", *(f"- {note}" for note in V3_RUN_NOTES), ""]
+        lines += v3_gate_section(gate)
+        return "\n".join(lines) + "\n"
     lines += rescored_section(summary_)
     lines += primary_section(summary_["primary"])
     for a in analyses.values():
@@ -1255,6 +1690,22 @@ def teacher_section(a: dict) -> list[str]:
             f"{_ci(row['ci'], 100, '.2f', '+')} | {_ci(row['ci_holm'], 100, '.2f', '+')} | "
             f"{row['p']:.3f} | {row['p_holm']:.3f} | {direction_verdict(row)} |"
         )
+    fewer = a.get("fewer_seeds")
+    if fewer:
+        lines += [
+            "",
+            f"Arms with fewer seeds, against the method on their {_count(len(fewer['seeds']), 'seed')} "
+            f"({', '.join(map(str, fewer['seeds']))}); Holm over these comparisons:",
+            "",
+            "| a − b | tier | difference [95% CI] | Holm-adjusted CI | p (Holm) | a is |",
+            "| --- | --- | ---: | ---: | ---: | --- |",
+        ]
+        for row in fewer["comparisons"]:
+            lines.append(
+                f"| {row['a']} − {row['b']} | {row['tier']} | {100 * row['diff']:+.2f} "
+                f"{_ci(row['ci'], 100, '.2f', '+')} | {_ci(row['ci_holm'], 100, '.2f', '+')} | "
+                f"{row['p_holm']:.3f} | {direction_verdict(row)} |"
+            )
     lines += ["", "Per language (PER %, mean over seeds):", ""]
     lines.append("| language | tier | " + " | ".join(a["models"]) + " |")
     lines.append("| --- | --- | " + " | ".join("---:" for _ in a["models"]) + " |")
@@ -1344,7 +1795,152 @@ def gate_section(gate: dict) -> list[str]:
     return [*lines, ""]
 
 
-def write_report(results: Path, docs: Path, teachers: dict[str, Path], command: str) -> dict:
+def primary_results_section(primary: dict) -> list[str]:
+    """v3's two primary comparisons, named before its data (docs/replication-v2.md), at the
+    level of Holm's first step."""
+    r = primary.get("results")
+    lines = ["## The primary comparisons", ""]
+    if not r:
+        return [*lines, "Not measured yet (T1, log-mel, the method and no shuffle).", ""]
+    level = f"{100 * r['level']:.1f}%"
+    lines += [
+        f"Named before the data (docs/replication-v2.md): Holm's correction over the two, each "
+        f"read at {level} (Holm's first step; conservative for the second); "
+        f"{_count(len(r['seeds']), 'seed')}, resamples of "
+        f"{describe_resampling(r['resampling'])}.",
+        "",
+    ]
+    a = r.get("a")
+    if a:
+        gain = "n/a" if a["gain_retained"] is None else f"{a['gain_retained']:.3f}"
+        lines.append(
+            f"- **(a) T1's method student against T1 on `{a['tier']}`** "
+            f"({_count(len(a['languages']), 'language')}): gain retained {gain} "
+            f"{_ci(a['gain_retained_ci'], 1, '.3f')} ({level}; claim 1 holds at ≥ 0.90 with "
+            f"the lower end ≥ 0.85): **{a['verdict']}**. The teacher's gain over log-mel: "
+            f"{100 * a['teacher_gain']:+.2f} PER points {_ci(a['teacher_gain_ci'], sign='+')}; "
+            f"relative gap {_gap(a['rel_gap'])} {_ci(a['rel_gap_ci'], 100, '.1f', '+')}."
+        )
+    b = r["b"]
+    lines += [
+        f"- **(b) T1: no shuffle − method, macro PER over {_count(len(b['languages']), 'language')}**: "
+        f"{100 * b['diff']:+.2f} points {_ci(b['ci'], 100, '.2f', '+')} ({level}), p {b['p']:.3f}: "
+        f"**{b['verdict']}**; the shuffle changes macro PER by less than "
+        f"{100 * b['largest_effect_allowed']:.2f} points (the interval's bound; target ±0.30).",
+        "",
+    ]
+    return lines
+
+
+def v2_beside_section(summary_: dict) -> list[str]:
+    """v2's verdicts (results/replication/summary.json) beside these."""
+    v2_file = Path(__file__).resolve().parents[1] / REPLICATIONS["v2"].results
+    v2_file = v2_file.parent / "summary.json"
+    lines = ["## v2 beside v3", ""]
+    if not v2_file.is_file():
+        return [*lines, f"No v2 summary at {v2_file}.", ""]
+    v2 = json.loads(v2_file.read_text())
+    lines += [
+        "v2: corpus v2 (test voices heard in English), the Adam probe, 3 seeds, every "
+        "language; its report: docs/replication-v2.md.",
+        "",
+        "| claim | v2 | v3 |",
+        "| --- | --- | --- |",
+    ]
+    for old, new in zip(v2["claims"], summary_["claims"], strict=True):
+        lines.append(f"| {new['claim'].split(':')[0]} | {old['verdict']} | {new['verdict']} |")
+    lines += [
+        "",
+        "| teacher | tier | v2: teacher's gain over log-mel | v3 | v2: relative gap | v3 |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for teacher, h in summary_["headline"].items():
+        old = v2["headline"].get(teacher, {}).get(FINETUNE_TIER)
+        new = h.get(FINETUNE_TIER)
+        if old is None or new is None:
+            continue
+        lines.append(
+            f"| {teacher} | {FINETUNE_TIER} | {100 * old['teacher_gain']:+.2f} "
+            f"{_ci(old['teacher_gain_ci'], sign='+')} | {100 * new['teacher_gain']:+.2f} "
+            f"{_ci(new['teacher_gain_ci'], sign='+')} | {_gap(old['rel_gap'])} | "
+            f"{_gap(new['rel_gap'])} {_ci(new['rel_gap_ci'], 100, '.1f', '+')} |"
+        )
+    return [*lines, ""]
+
+
+def downstream_section(downstream: dict) -> list[str]:
+    lines = ["## Fine-tuned recognisers on the unheard tier (CER, the paper's metric)", ""]
+    if not downstream:
+        return [*lines, "Not run yet.", ""]
+    lines += [
+        "Each teacher and its method student fine-tuned into a character CTC recogniser on "
+        "each `unheard` language's `train` split (the shipped `finetune-ctc` recipe: "
+        "experiments/downstream_asr.py, recipe C), decoded greedily and with the character "
+        "LM (its weight and word bonus chosen on `dev`), scored on `test`. Macro CER [95% CI] "
+        "over the languages and fine-tuning seeds; relative gap = CER student / CER teacher − 1 "
+        "(target: ≤ +10%; the paper's student: +19.9%).",
+        "",
+        "| teacher | seeds | teacher CER greedy / LM | student CER greedy / LM | relative gap "
+        "with the LM [95% CI] | target |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for teacher, d in downstream.items():
+        if "pending" in d:
+            lines.append(f"| {teacher} | pending: {len(d['pending'])} records | | | | |")
+            continue
+        t, m = d["models"]
+        g, lm = d["greedy"]["cer"], d["lm"]["cer"]
+        gap = d["lm"]["rel_gap"]
+        met = "n/a" if gap is None else "met" if gap <= REL_GAP_TARGET else "missed"
+        lines.append(
+            f"| {teacher} | {len(d['seeds'])} | {100 * g[t]['cer']:.1f} / {100 * lm[t]['cer']:.1f} "
+            f"| {100 * g[m]['cer']:.1f} / {100 * lm[m]['cer']:.1f} | {_gap(gap)} "
+            f"{_ci(d['lm']['rel_gap_ci'], 100, '.1f', '+')} | **{met}** |"
+        )
+    lines += ["", "Per language, CER with the LM (%), mean over seeds:", ""]
+    for teacher, d in downstream.items():
+        if "pending" in d:
+            continue
+        lines.append(
+            f"- {teacher}: "
+            + "; ".join(
+                f"{x} {100 * v[d['models'][0]]:.1f} / {100 * v[d['models'][1]]:.1f}"
+                for x, v in d["lm"]["by_lang"].items()
+            )
+            + " (teacher / student)"
+        )
+    return [*lines, ""]
+
+
+def v3_gate_section(gate: dict) -> list[str]:
+    lines = [
+        "## The teachers' gates (dev split, never test)",
+        "",
+        "`python experiments/teacher_gate_v3.py`: on corpus v3's `dev` split, `unheard` tier, "
+        "the converged probe at 3 probe seeds; a teacher passes with a gain over log-mel of at "
+        "least 20 PER points (T-EN: 10), the hierarchical interval's lower end at least 10 (T-EN: "
+        "3), and a lower PER than log-mel on at least 4 of the 5 languages.",
+        "",
+    ]
+    if not gate:
+        return [*lines, "No gate measured yet.", ""]
+    lines += [
+        "| teacher | model | macro PER | log-mel | gain [95% CI] | languages beaten | passed |",
+        "| --- | --- | ---: | ---: | ---: | --- | --- |",
+    ]
+    for name, g in gate.items():
+        lines.append(
+            f"| {name} | `{Path(g['path']).name}` | {_pct(g['macro_per']['teacher'])} | "
+            f"{_pct(g['macro_per']['logmel'])} | {100 * g['gain']:+.1f} "
+            f"{_ci(g['gain_ci'], 100, '.1f', '+')} | {', '.join(g['languages_beaten']) or 'none'} "
+            f"| {'yes' if g['passed'] else 'no'} |"
+        )
+    return [*lines, ""]
+
+
+def write_report(
+    results: Path, docs: Path, teachers: dict[str, Path], command: str, design: Design = V2
+) -> dict:
     facts = {n: read_card(p) for n, p in teachers.items()}
     cards = results.parent / "teachers.json"  # the cards' facts, kept beside the results
     if all(f["heard"].startswith("unknown") for f in facts.values()) and cards.is_file():
@@ -1354,10 +1950,19 @@ def write_report(results: Path, docs: Path, teachers: dict[str, Path], command: 
         cards.write_text(json.dumps(facts, indent=1) + "\n")
     gate_file = results.parent / "gate.json"
     gate = json.loads(gate_file.read_text()) if gate_file.is_file() else {}
-    out = summary(results, facts)
+    out = summary(results, facts, design)
     (results.parent / "summary.json").write_text(json.dumps(out, indent=1) + "\n")
     docs.write_text(report(out, gate, command))
     return out
+
+
+def v3_gates(gate_file: Path, teachers: dict[str, Path]) -> dict:
+    """Each teacher's v3 gate (experiments/teacher_gate_v3.py), found by its model's path."""
+    if not gate_file.is_file():
+        return {}
+    stored = {k: v for k, v in json.loads(gate_file.read_text()).items() if "path" in v}
+    by_path = {Path(v["path"]).resolve(): v for v in stored.values()}
+    return {n: by_path[p.resolve()] for n, p in teachers.items() if p.resolve() in by_path}
 
 
 def main() -> None:
@@ -1365,24 +1970,33 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
+        "--design",
+        choices=sorted(REPLICATIONS),
+        default="v3",
+        help="v3 (corpus v3, converged probe, 8 seeds for the method and no shuffle) or v2 "
+        "(its records and report)",
+    )
+    parser.add_argument(
         "--seeds",
-        default="0,1,2",
-        help="comma-separated; each redraws English data, student and probe",
+        help="comma-separated; each redraws English data, student and probe (default: every "
+        "seed the design names)",
     )
     parser.add_argument(
         "--teachers", default=",".join(STUDENTS), help="comma-separated, of: %(default)s"
     )
-    parser.add_argument("--teachers-dir", default="runs/teachers", help="<dir>/<name>/model")
-    parser.add_argument("--data", default="runs/evidence/data", help="corpus v2")
     parser.add_argument(
-        "--work", default="runs/replication-v2", help="students, English data, evaluation state"
+        "--teachers-dir",
+        help="<dir>/<name>/model (default: runs/teachers_v3 for v3, runs/teachers for v2)",
     )
     parser.add_argument(
-        "--results", default="results/replication/runs", help="one record per model and seed"
+        "--gate",
+        default="results/teacher_gate_v3/dev/gate.json",
+        help="v3: the teachers' dev gates (experiments/teacher_gate_v3.py)",
     )
-    parser.add_argument(
-        "--report", default="docs/replication.md", help="the report written at the end"
-    )
+    parser.add_argument("--data", default="runs/evidence/data", help="corpus v3")
+    parser.add_argument("--work", help="students, English data, evaluation state")
+    parser.add_argument("--results", help="one record per model and seed")
+    parser.add_argument("--report", help="the report written at the end")
     parser.add_argument(
         "--steps", type=int, default=FULL.distill_steps, help="distillation steps per student"
     )
@@ -1394,7 +2008,8 @@ def main() -> None:
     )
     parser.add_argument("--jobs", type=int, default=2, help="evaluation and synthesis processes")
     parser.add_argument(
-        "--finetune-seeds", default="0", help="seeds whose models are fine-tuned on `unheard`"
+        "--finetune-seeds",
+        help="seeds whose models are fine-tuned on `unheard` (default: the design's)",
     )
     parser.add_argument(
         "--stage",
@@ -1413,31 +2028,41 @@ def main() -> None:
     parser.add_argument("--probe-steps", type=int, help="smoke runs only: every probe this short")
     parser.add_argument("--finetune-steps", type=int, help="smoke runs only: this fine-tuning")
     args = parser.parse_args()
+    design = REPLICATIONS[args.design]
     names = args.teachers.split(",")
     unknown = [n for n in names if n not in STUDENTS]
     if unknown:
         parser.error(f"unknown teacher {unknown[0]}; choose from {', '.join(STUDENTS)}")
-    root = Path(args.teachers_dir)
-    gate_file = root / "gate.json"
-    gated = json.loads(gate_file.read_text()) if gate_file.is_file() else {}
+    v3 = design.fixed_probe_seeds is not None
+    root = Path(args.teachers_dir or ("runs/teachers_v3" if v3 else "runs/teachers"))
+    gate_file = Path(args.gate) if v3 else root / "gate.json"
+    gated = json.loads(gate_file.read_text()) if gate_file.is_file() and not v3 else {}
     # Each teacher's finished model, as its gate names it (the fallback's lies deeper).
     teachers = {n: Path(gated[n]["model"]) if n in gated else root / n / "model" for n in names}
-    results, docs = Path(args.results), Path(args.report)
-    command = "python experiments/reproduce_mini.py"
-    seeds = [int(x) for x in args.seeds.split(",")]
-    finetune_seeds = [int(x) for x in args.finetune_seeds.split(",")]
+    if v3:
+        gated = v3_gates(gate_file, teachers)
+    results = Path(args.results or design.results)
+    docs = Path(args.report or design.report)
+    work = Path(args.work or design.work)
+    command = "python experiments/reproduce_mini.py" + ("" if v3 else " --design v2")
+    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else design.seeds()
+    finetune_seeds = (
+        [int(x) for x in args.finetune_seeds.split(",")]
+        if args.finetune_seeds
+        else list(range(design.finetune_seeds))
+    )
     if args.status:
-        print("\n".join(progress(Path(args.work), results, names, seeds, finetune_seeds)))
+        print("\n".join(progress(work, results, names, seeds, finetune_seeds, design)))
         return
     if args.report_only:
-        write_report(results, docs, teachers, command)
+        write_report(results, docs, teachers, command, design)
         print(f"report: {docs}")
         return
     missing = [n for n, p in teachers.items() if not (p / "model.safetensors").is_file()]
     if missing:
         raise SystemExit(
-            f"teacher(s) {', '.join(missing)} not made yet under {root}: run "
-            "`python experiments/label_free_teachers.py` first"
+            f"teacher(s) {', '.join(missing)} not made yet under {root}: make them first "
+            "(experiments/teacher_levers.py, experiments/label_free_teachers.py)"
         )
     if gated:  # the gates travel with the results (runs/ is not committed)
         results.parent.mkdir(parents=True, exist_ok=True)
@@ -1448,9 +2073,7 @@ def main() -> None:
         if failed and not args.allow_failed_gate:
             raise SystemExit(
                 f"{', '.join(failed)} failed the dev gate ({gate_file}): hours of students of "
-                "such a teacher would measure little; retrain it (experiments/"
-                "label_free_teachers.py, --label-ctc-steps for the fallback) or pass "
-                "--allow-failed-gate"
+                "such a teacher would measure little; retrain it or pass --allow-failed-gate"
             )
         if failed:
             print(f"note: {', '.join(failed)} failed the dev gate; the report says so", flush=True)
@@ -1460,7 +2083,7 @@ def main() -> None:
         finetune.full.steps = args.finetune_steps
     plan = Plan(
         data=Path(args.data),
-        work=Path(args.work),
+        work=work,
         results=results,
         teachers=teachers,
         seeds=seeds,
@@ -1472,21 +2095,30 @@ def main() -> None:
         floor_probe=short or FLOOR_PROBE,
         finetune=finetune,
         finetune_seeds=finetune_seeds,
+        design=design,
+        finetune_steps=args.finetune_steps,
     )
     if args.langs is None:  # a smoke run brings its own small corpus
         synthesize_evidence_corpus(plan.data, jobs=plan.jobs)
     for seed in plan.seeds:  # seed-major: every claim has one seed's evidence early
         paths: dict[str, Path] = dict(teachers)
         for teacher in names:
-            for variant in STUDENTS[teacher]:
+            for variant in design.students_at(teacher, seed):
                 paths[f"{teacher}-{variant}"] = student(plan, teacher, variant, seed)
         if args.stage == "distill":
             continue
-        evaluate_seed(plan, seed, model_names(names), paths)
+        if v3:
+            evaluate_fixed(plan, [*names, "logmel"], paths)
+            evaluate_students(plan, seed, list(paths), paths)
+        else:
+            evaluate_seed(plan, seed, model_names(names), paths)
         if args.stage == "evaluate" or seed not in plan.finetune_seeds:
             continue
-        finetune_seed(plan, seed, paths)
-    write_report(results, docs, teachers, command)
+        if v3:
+            finetune_downstream(plan, seed, paths)
+        else:
+            finetune_seed(plan, seed, paths)
+    write_report(results, docs, teachers, command, design)
     print(f"report: {docs}")
 
 

@@ -188,16 +188,21 @@ def test_samples_refuses_records_of_other_languages(mini, tmp_path):
     write_runs(results, {"T1-method": 0.2}, seeds=(0,), langs=LANGS[:-1])
     records = mini.load_records(results)
     message = (
-        f"T1-method seed 0 was scored on {LANGS[:-1]}, not on T1 seed 0's {LANGS}: "
+        f"T1-method seed 0 was scored on {LANGS[:-1]}, not on all of T1 seed 0's {LANGS}: "
         "the results cannot be paired"
     )
     with pytest.raises(SystemExit) as err:
         mini.samples(records, ["T1", "T1-method"], [0])
     assert str(err.value) == message
-    # The same languages in another order do not pair either (the order is the records').
+    # More languages, or the same in another order, pair on the first record's languages.
+    langs, tiers, _ = mini.samples(records, ["T1-method", "T1"], [0])
+    assert langs == LANGS[:-1]
     write_runs(results, {"T1-method": 0.2}, seeds=(0,), langs=LANGS[::-1])
-    with pytest.raises(SystemExit, match="the results cannot be paired"):
-        mini.samples(mini.load_records(results), ["T1", "T1-method"], [0])
+    records = mini.load_records(results)
+    langs, _, per = mini.samples(records, ["T1", "T1-method"], [0])
+    assert langs == LANGS
+    for i, lang in enumerate(LANGS):  # each language's own edits, whatever the record's order
+        assert per.point[1, i] == pytest.approx(hand_per(records, "T1-method", lang, [0]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -499,6 +504,7 @@ def test_write_report(mini, replication):
     saved = json.loads((results.parent / "summary.json").read_text())
     assert saved == json.loads(json.dumps(out))
     assert set(saved) == {
+        "design",
         "teachers",
         "claims",
         "headline",
@@ -777,3 +783,228 @@ def test_power_estimates_need_voices_and_seeds(mini, tmp_path):
     unvoiced = write_runs(tmp_path / "b", rates, voices=False)
     power = mini.power_estimates(mini.load_records(unvoiced))
     assert power["rows"] == [] and power["notes"][0].startswith("T1: some language's records")
+
+
+# ---------------------------------------------------------------------------------------------
+# Replication v3's design: per-variant seeds, per-teacher languages, teachers probed once.
+
+
+def test_v3_design_names_its_seeds_and_students(mini):
+    v3 = mini.V3
+    assert v3.seeds() == list(range(8))
+    assert v3.students_at("T1", 2) == ["method", "no-shuffle", "first4"]
+    assert v3.students_at("T1", 3) == ["method", "no-shuffle"]  # first:N has 3 seeds
+    assert v3.students_at("T-EN", 7) == ["method", "no-shuffle"]
+    assert v3.students_at("T-EN", 8) == []
+    # v2's design is what v2 ran: every variant of STUDENTS at 3 seeds.
+    assert mini.V2.seeds() == [0, 1, 2]
+    assert mini.V2.students_at("T1", 2) == mini.STUDENTS["T1"]
+
+
+def _plan(mini, teachers, design=None, langs=None):
+    return mini.Plan(
+        data=Path("d"),
+        work=Path("w"),
+        results=Path("r"),
+        teachers={t: Path(t) for t in teachers},
+        seeds=[0],
+        langs=langs,
+        design=design or mini.V3,
+    )
+
+
+def test_scored_langs_follow_the_teacher_and_log_mel_covers_them_all(mini):
+    unheard = list(mini.TIERS["unheard"])
+    plan = _plan(mini, ["T1", "T2", "T-EN"])
+    assert mini.scored_langs(plan, "T1-method") is None  # all 15
+    assert mini.scored_langs(plan, "T2") == sorted(unheard)
+    assert mini.scored_langs(plan, "T-EN-no-shuffle") == sorted(unheard)
+    assert mini.scored_langs(plan, "logmel") is None
+    plan = _plan(mini, ["T2", "T-EN"])
+    assert mini.scored_langs(plan, "logmel") == sorted(unheard)
+    plan = _plan(mini, ["T2"], langs=["eu", "es"])  # a smoke run's languages cut them down
+    assert mini.scored_langs(plan, "T2") == ["eu"]
+
+
+def harness_results(name: str, seeds: list[int], edits: dict) -> dict:
+    """What evaluate() returns for one model, in the fields make_record reads; `edits`: per
+    language, per probe seed, the edits of each of its utterances."""
+    details = {}
+    for lang, by_seed in edits.items():
+        n = len(by_seed[0])
+        phones = PHONES[lang][:n]
+        details[lang] = {
+            "per": [sum(e) / sum(phones) for e in by_seed],
+            "seconds": [10.0] * len(seeds),
+            "feature_seconds": 2.0,
+            "utterances": [
+                {
+                    "id": f"{lang}-{i:03d}",
+                    "phones": phones[i],
+                    "edits": [by_seed[k][i] for k in range(len(seeds))],
+                    "speaker": f"{lang}+v{i % 2}-p0-r1",
+                }
+                for i in range(n)
+            ],
+        }
+    return {
+        "models": [{"name": name, "details": details, "params": 7}],
+        "seeds": seeds,
+        "tiers": {tier: [x for x in edits if TIER_OF[x] == tier] for tier in ("unheard",)},
+        "languages": list(edits),
+        "mode": "probe",
+        "split": "test",
+        "config": {"optimizer": "lbfgs"},
+    }
+
+
+def test_fixed_record_averages_the_probe_seeds_and_pairs_with_every_student_seed(mini, tmp_path):
+    edits = {"eu": [[2, 4, 6], [4, 4, 8]], "ka": [[1, 1, 1], [3, 1, 1]]}
+    results = harness_results("T1", [0, 1], edits)
+    record = mini.fixed_record(results, "T1", [0, 1], {"teacher": "T1", "variant": "teacher"})
+    assert record["seed"] is None and record["probe_seeds"] == [0, 1]
+    eu = record["languages"]["eu"]
+    assert eu["edits"] == [3.0, 4.0, 7.0]
+    assert eu["per_by_probe_seed"] == pytest.approx(
+        [12 / sum(PHONES["eu"][:3]), 16 / sum(PHONES["eu"][:3])]
+    )
+    assert eu["per"] == pytest.approx(14 / sum(PHONES["eu"][:3]))
+    assert eu["voices"] == ["eu+v0", "eu+v1", "eu+v0"]
+    assert eu["seconds"] == pytest.approx(24.0)  # both probes and the features, each time
+    assert record["per_mean"] == pytest.approx(
+        np.mean([eu["per"], record["languages"]["ka"]["per"]])
+    )
+    # Saved beside students of seeds 0 and 3, it is every seed's teacher record.
+    results_dir = tmp_path / "runs"
+    results_dir.mkdir()
+    mini.fixed_path(results_dir, "T1").write_text(json.dumps(record))
+    for seed in (0, 3):
+        student = mini.make_record(
+            harness_results("T1-method", [seed], {k: [v[0]] for k, v in edits.items()}),
+            "T1-method",
+            seed,
+            {},
+        )
+        mini.record_path(results_dir, "T1-method", seed).write_text(json.dumps(student))
+    records = mini.load_records(results_dir)
+    assert sorted(records) == [("T1", 0), ("T1", 3), ("T1-method", 0), ("T1-method", 3)]
+    assert records[("T1", 3)]["seed"] == 3
+    assert records[("T1", 3)]["languages"]["ka"]["edits"] == [2.0, 1.0, 1.0]
+    langs, _, per = mini.samples(records, ["T1", "T1-method"], [0, 3])
+    ka_phones = sum(PHONES["ka"][:3])
+    assert per.point[0, langs.index("ka")] == pytest.approx(4 / ka_phones)
+    assert per.point[1, langs.index("ka")] == pytest.approx(3 / ka_phones)
+
+
+def test_progress_of_a_v3_run(mini, tmp_path):
+    work, results = tmp_path / "work", tmp_path / "replication-v3" / "runs"
+    made = work / "students" / "T1-method-s3"
+    made.mkdir(parents=True)
+    (made / "config.json").write_text("{}")
+    (made / "distill_seconds.json").write_text(json.dumps({"seconds": 360}))
+    results.mkdir(parents=True)
+    mini.fixed_path(results, "logmel").write_text("{}")
+    mini.record_path(results, "T1-method", 3).write_text("{}")
+    (results.parent / "finetune").mkdir()
+    (results.parent / "finetune" / "T1-method-s0-eu.json").write_text("{}")
+    lines = mini.progress(work, results, ["T1"], [2, 3], [0], mini.V3)
+    assert lines == [
+        "teachers and log-mel: 1/2 records",
+        "seed 2: 0/3 students distilled; 0/15 languages of their evaluation stored; 0/3 records",
+        "seed 3: 1/2 students distilled; 0/15 languages of their evaluation stored; 1/2 records",
+        "fine-tuning, seed 0: 1/10 (model, language) records",
+        "distillation left: 4 students, about 0.4 h at the median of the 1 made so far "
+        "(6.0 min; each seed's evaluation comes on top)",
+    ]
+
+
+def fixed(name: str, rate: float) -> dict:
+    """A v3 teacher's or log-mel's record: averaged over probe seeds 0-2, paired with every seed."""
+    return fake_record(name, 0, rate) | {"seed": None, "probe_seeds": [0, 1, 2]}
+
+
+def downstream_record(name: str, seed: int, lang: str, rate: float) -> dict:
+    """A v3 fine-tuning record as experiments/downstream_asr.py `one` writes it."""
+    rng = np.random.default_rng([seed, *name.encode(), *lang.encode()])
+    lengths = [3 * p for p in PHONES[lang]]
+    test = {
+        "ids": [f"{lang}-{i:03d}" for i in range(UTTERANCES)],
+        "voices": voices_of(lang),
+        "cer_length": lengths,
+        "wer_length": [max(1, n // 5) for n in lengths],
+    }
+    for how, r in (("greedy", rate * 1.1), ("lm", rate)):
+        test[f"cer_{how}_edits"] = [int(r * n) + int(rng.integers(0, 2)) for n in lengths]
+        test[f"wer_{how}_edits"] = [n // 5 for n in lengths]
+    return {"model": name, "lang": lang, "seed": seed, "recipe": "C", "test": test}
+
+
+def test_write_report_v3(mini, tmp_path):
+    results = tmp_path / "replication-v3" / "runs"
+    results.mkdir(parents=True)
+    for name in ("T1", "logmel"):
+        mini.fixed_path(results, name).write_text(json.dumps(fixed(name, CLEAR[name])))
+    write_runs(results, {n: CLEAR[n] for n in ("T1-method", "T1-no-shuffle")}, seeds=(0, 1, 2))
+    write_runs(results, {"T1-first4": 0.3}, seeds=(0, 1))  # fewer seeds: compared on its own
+    finetune = results.parent / "finetune"
+    finetune.mkdir()
+    for name, rate in (("T1", 0.40), ("T1-method", 0.42)):
+        for seed in (0, 1):
+            for lang in UNHEARD:
+                record = downstream_record(name, seed, lang, rate)
+                (finetune / f"{name}-s{seed}-{lang}.json").write_text(json.dumps(record))
+    gate = {
+        "T1": {
+            "path": "runs/teachers_v3/cont/model",
+            "macro_per": {"teacher": 0.45, "logmel": 0.48},
+            "gain": 0.03,
+            "gain_ci": [-0.02, 0.08],
+            "languages_beaten": ["eu", "sw"],
+            "passed": False,
+        }
+    }
+    (results.parent / "gate.json").write_text(json.dumps(gate))
+    docs = tmp_path / "replication.md"
+    teachers = make_teachers(tmp_path / "teachers")
+    out = mini.write_report(results, docs, {"T1": teachers["T1"]}, "cmd", mini.V3)
+    text = docs.read_text()
+    lines = text.splitlines()
+    assert lines[0] == "# DistilXLSR in miniature, v3: label-free teachers"
+    assert out["design"] == "v3" and json.loads((results.parent / "summary.json").read_text())
+    # Claim 1 reads primary comparison (a) at 97.5%: log-mel 0.7, T1 and its students 0.2.
+    a = out["primary"]["results"]["a"]
+    assert a["gain_retained"] == pytest.approx(1.0, abs=0.05) and a["verdict"] == "holds"
+    assert out["claims"][0]["verdict"] == "holds"
+    assert "(97.5% intervals, primary comparison (a))" in out["claims"][0]["evidence"]
+    b = out["primary"]["results"]["b"]
+    assert b["languages"] == LANGS and b["largest_effect_allowed"] == max(map(abs, b["ci"]))
+    assert "- **(b) T1: no shuffle − method, macro PER over 6 languages**" in text
+    # first:N, with 2 seeds of the 3, is not in the main analysis but compared on its seeds.
+    analysis = out["analyses"]["T1"]
+    assert analysis["seeds"] == [0, 1, 2] and analysis["pending"] == ["T1-first4"]
+    assert analysis["fewer_seeds"]["seeds"] == [0, 1]
+    assert {r["a"] for r in analysis["fewer_seeds"]["comparisons"]} == {"T1-first4"}
+    assert "Arms with fewer seeds, against the method on their 2 seeds (0, 1)" in text
+    # The fine-tuned recognisers: CER with the LM, the student 5% behind by construction.
+    d = out["downstream"]["T1"]
+    assert d["seeds"] == [0, 1] and d["languages"] == UNHEARD
+    assert d["lm"]["rel_gap"] == pytest.approx(0.05, abs=0.03)
+    lo, hi = d["lm"]["rel_gap_ci"]
+    assert lo <= d["lm"]["rel_gap"] <= hi
+    row = _table(
+        lines,
+        "| teacher | seeds | teacher CER greedy / LM | student CER greedy / LM "
+        "| relative gap with the LM [95% CI] | target |",
+    )
+    assert row[0].startswith("| T1 | 2 |") and row[0].endswith("| **met** |")
+    # The v3 gate, and v2's verdicts beside (from results/replication/summary.json).
+    assert "| T1 | `model` | 45.00 | 48.00 | +3.0 [-2.0, +8.0] | eu, sw | no |" in lines
+    assert "## v2 beside v3" in lines
+
+
+def test_downstream_summary_waits_for_every_language_of_a_seed(mini):
+    records = {("T1", 0, lang): downstream_record("T1", 0, lang, 0.4) for lang in UNHEARD} | {
+        ("T1-method", 0, "eu"): downstream_record("T1-method", 0, "eu", 0.4)
+    }
+    out = mini.downstream_summary(records, mini.V3)
+    assert out["T1"] == {"pending": ["T1 s0 eu", "T1 s0 ka", "T1-method s0 eu"]}
