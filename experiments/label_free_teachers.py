@@ -256,6 +256,11 @@ def main() -> None:
     )
     parser.add_argument("--gate-only", action="store_true", help="gate the teachers made so far")
     parser.add_argument(
+        "--no-gate",
+        action="store_true",
+        help="train only (evidence v3 gates its teachers with experiments/teacher_gate_v3.py)",
+    )
+    parser.add_argument(
         "--probe-steps", type=int, help="smoke runs only: every probe this short (default: chosen)"
     )
     args = parser.parse_args()
@@ -275,7 +280,7 @@ def main() -> None:
                 name, data, out, args.steps1, args.steps2, args.units_layer, args.workers,
                 args.batch_seconds, args.label_ctc_steps,
             )  # fmt: skip
-        if not (model / "model.safetensors").is_file():
+        if args.no_gate or not (model / "model.safetensors").is_file():
             continue
         record[name] = gate(name, model, data, out, args.jobs, args.probe_steps)
         record[name]["seconds"] = time.perf_counter() - start

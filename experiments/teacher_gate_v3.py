@@ -62,6 +62,51 @@ def verdict(name: str, results: dict, bar: tuple[float, float]) -> dict:
     }
 
 
+CARD_SECTION = "## Gate v3 (dev split)"
+
+
+def card_section(g: dict, command: str) -> str:
+    """The gate in words, for the teacher's model card."""
+    per, rule = g["per_language"], g["rule"]
+    low, high = g["gain_ci"]
+    return "\n".join(
+        [
+            CARD_SECTION,
+            "",
+            f"Corpus v3 `dev`, `unheard` tier ({', '.join(per)}), the converged probe at probe "
+            f"seeds {', '.join(map(str, g['seeds']))}: macro PER "
+            f"{100 * g['macro_per']['teacher']:.1f}% against log-mel's "
+            f"{100 * g['macro_per']['logmel']:.1f}%, a gain of {100 * g['gain']:+.1f} points "
+            f"[{100 * low:+.1f}, {100 * high:+.1f}] (hierarchical: probe seeds, test voices, "
+            f"utterances); lower than log-mel on {len(g['languages_beaten'])} of {len(per)} "
+            f"({', '.join(g['languages_beaten']) or 'none'}). The gate asks a gain of at least "
+            f"{100 * rule['gain']:.0f} points, the interval's lower end at least "
+            f"{100 * rule['ci_low']:.0f}, {rule['languages']} of {len(per)} languages: "
+            f"**{'passed' if g['passed'] else 'failed'}**. (`{command}`)",
+            "",
+        ]
+    )
+
+
+def write_card(model: Path, g: dict, command: str) -> None:
+    """Put (or replace) the gate's section in the model card MODEL/README.md, where one exists."""
+    card = model / "README.md"
+    if not card.is_file():
+        return
+    text = card.read_text()
+    if CARD_SECTION in text:
+        head, rest = text.split(CARD_SECTION, 1)
+        tail = rest.split("\n## ", 1)
+        text = head + (("## " + tail[1]) if len(tail) > 1 else "")
+    section = card_section(g, command)
+    if "\n## Citation" in text:  # before the citation, which ends a card
+        head, tail = text.split("\n## Citation", 1)
+        text = head.rstrip("\n") + "\n\n" + section + "\n## Citation" + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    card.write_text(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -71,6 +116,9 @@ def main() -> None:
     parser.add_argument("--out", default="results/teacher_gate_v3/dev")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument(
+        "--no-card", action="store_true", help="leave the models' cards as they are"
+    )
     args = parser.parse_args()
     names = [t.split("=", 1)[0] for t in args.teachers]
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -97,8 +145,13 @@ def main() -> None:
             f"{len(g['per_language'])}: gate {'PASSED' if g['passed'] else 'FAILED'}",
             flush=True,
         )
+    command = "python experiments/teacher_gate_v3.py " + " ".join(args.teachers)
+    for name in names:
+        path = Path(record[name]["path"])
+        if path.is_dir() and not args.no_card:
+            write_card(path, record[name], command)
     record["_meta"] = {
-        "command": "python experiments/teacher_gate_v3.py " + " ".join(args.teachers),
+        "command": command,
         "seconds_this_call": round(time.perf_counter() - start, 1),
         "mean_seed_spread_logmel": float(
             np.mean(

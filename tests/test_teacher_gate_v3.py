@@ -1,0 +1,79 @@
+"""The v3 teacher gate's verdict and its model-card section (experiments/teacher_gate_v3.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "teacher_gate_v3.py"
+LANGS = ["eu", "ia", "ka", "sw", "tt"]
+
+
+@pytest.fixture(scope="module")
+def gate():
+    spec = importlib.util.spec_from_file_location("teacher_gate_v3", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def results(teacher: dict, logmel: dict, diff: float, ci: list[float]) -> dict:
+    """What evaluate() returns, in the fields the verdict reads."""
+    models = [
+        {"name": name, "path": f"/m/{name}", "per": per, "per_mean": sum(per.values()) / 5}
+        for name, per in (("T", teacher), ("logmel", logmel))
+    ]
+    return {
+        "models": models,
+        "comparisons": [{"a": "logmel", "b": "T", "diff": diff, "ci": ci}],
+        "languages": LANGS,
+        "split": "dev",
+        "seeds": [0, 1, 2],
+    }
+
+
+@pytest.mark.parametrize(
+    ("teacher_per", "diff", "ci", "passed"),
+    [
+        (0.2, 0.25, [0.12, 0.35], True),  # every bar met
+        (0.2, 0.25, [0.08, 0.35], False),  # the interval's lower end below 10 points
+        (0.2, 0.18, [0.12, 0.25], False),  # the gain below 20 points
+    ],
+)
+def test_verdict(gate, teacher_per, diff, ci, passed):
+    logmel = dict.fromkeys(LANGS, 0.45)
+    teacher = dict.fromkeys(LANGS, teacher_per)
+    g = gate.verdict("T", results(teacher, logmel, diff, ci), gate.DEFAULT_BAR)
+    assert g["passed"] is passed and g["languages_beaten"] == LANGS
+
+
+def test_verdict_needs_four_languages(gate):
+    logmel = dict.fromkeys(LANGS, 0.45)
+    teacher = dict.fromkeys(LANGS, 0.1) | {"ka": 0.5, "tt": 0.5}
+    g = gate.verdict("T", results(teacher, logmel, 0.25, [0.12, 0.35]), gate.DEFAULT_BAR)
+    assert g["languages_beaten"] == ["eu", "ia", "sw"] and not g["passed"]
+
+
+def test_the_card_records_the_gate_once(gate, tmp_path):
+    (tmp_path / "README.md").write_text("# T\n\n**Heard:** English\n\n## Use\n\ntext\n")
+    logmel = dict.fromkeys(LANGS, 0.48)
+    g = gate.verdict(
+        "T", results(dict.fromkeys(LANGS, 0.47), logmel, 0.01, [-0.05, 0.08]), gate.DEFAULT_BAR
+    )
+    gate.write_card(tmp_path, g, "cmd A")
+    gate.write_card(tmp_path, g | {"gain": 0.02}, "cmd B")  # a later gate replaces it
+    text = (tmp_path / "README.md").read_text()
+    assert text.count(gate.CARD_SECTION) == 1 and "## Use\n\ntext\n" in text
+    assert "a gain of +2.0 points [-5.0, +8.0]" in text and "(`cmd B`)" in text
+    assert "lower than log-mel on 5 of 5" in text and "**failed**" in text
+    gate.write_card(tmp_path / "none", g, "cmd")  # no card: nothing written, no error
+    # A card that ends with its citation keeps it last.
+    (tmp_path / "README.md").write_text("# T\n\n## Citation\n\ncite\n")
+    gate.write_card(tmp_path, g, "cmd C")
+    text = (tmp_path / "README.md").read_text()
+    assert text.index(gate.CARD_SECTION) < text.index("## Citation") and text.endswith("cite\n")
