@@ -16,7 +16,15 @@ The pair isolates the perturbation; each against T1 gives the continuation's eff
 resumes where it stopped (the same command); a candidate another process is training is
 skipped (its run lock), and the gate covers the candidates whose model exists.
 
-    python experiments/teacher_levers.py [--only NAME] [--gate-only] [--jobs 1]
+Then the other families of replication v3 (`--families T2,T-EN`): T2 and T-EN made by
+experiments/label_free_teachers.py (`--no-gate`, the v2 recipe) into runs/teachers_v3/<name>/.
+Every teacher is gated on dev (experiments/teacher_gate_v3.py), and T1 is chosen among the shipped
+teacher and the candidates: the lowest macro PER on the dev `unheard` tier (probe seeds
+averaged), whether or not any passes; runs/teachers_v3/T1/model points to it and
+results/teacher_gate_v3/chosen.json says why.
+
+    python experiments/teacher_levers.py [--only NAME] [--families T2,T-EN] [--gate-only]
+        [--jobs 1]
 
 Writes runs/teachers_v3/<name>/ (the runs) and results/teacher_gate_v3/dev/ (the gate).
 """
@@ -24,6 +32,7 @@ Writes runs/teachers_v3/<name>/ (the runs) and results/teacher_gate_v3/dev/ (the
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +63,34 @@ CANDIDATES = {
 }
 
 
+def choose_t1(gate: dict, runs: Path, out: Path) -> dict | None:
+    """T1 for replication v3: the gated T1 candidate (the shipped teacher or a lever) with the
+    lowest dev macro PER; runs/teachers_v3/T1/model links to it."""
+    candidates = {n: g for n, g in gate.items() if n == "T1" or n in CANDIDATES}
+    if not candidates:
+        return None
+    name = min(candidates, key=lambda n: candidates[n]["macro_per"]["teacher"])
+    chosen = candidates[name]
+    link = runs / "T1" / "model"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(Path(chosen["path"]).resolve())
+    record = {
+        "T1": {
+            "candidate": name,
+            "path": chosen["path"],
+            "macro_per_dev_unheard": {n: g["macro_per"]["teacher"] for n, g in candidates.items()},
+            "criterion": "the lowest macro PER on corpus v3's dev split, unheard tier, probe "
+            "seeds averaged (never test); chosen whether or not it passed its gate",
+            "passed": chosen["passed"],
+        }
+    }
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"T1 for replication v3: {name} ({chosen['path']})", flush=True)
+    return record
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -61,12 +98,18 @@ def main() -> None:
     parser.add_argument("--data", default="runs/evidence/data")
     parser.add_argument("--runs", default="runs/teachers_v3")
     parser.add_argument("--only", choices=sorted(CANDIDATES))
+    parser.add_argument(
+        "--families", default="", help="comma-separated, of T2,T-EN: also make and gate these"
+    )
     parser.add_argument("--gate-only", action="store_true")
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--gate", default="results/teacher_gate_v3/dev")
     args = parser.parse_args()
+    runs = Path(args.runs)
     names = [args.only] if args.only else list(CANDIDATES)
+    families = [f for f in args.families.split(",") if f]
     for name in names if not args.gate_only else []:
-        run = Path(args.runs) / name
+        run = runs / name
         if (run / "model" / "model.safetensors").is_file():
             continue
         overrides = [f"data={args.data}", f"out={run}", *CANDIDATES[name]]
@@ -77,13 +120,27 @@ def main() -> None:
             )
         except UserError as err:  # e.g. another process holds the run
             print(f"{name}: {err}", flush=True)
+    if families and not args.gate_only:
+        subprocess.run(
+            [
+                sys.executable,
+                "experiments/label_free_teachers.py",
+                f"--teachers={','.join(families)}",
+                f"--out={runs}",
+                f"--data={args.data}",
+                "--no-gate",
+            ],
+            check=True,
+        )
     done = [
-        f"{name}={Path(args.runs) / name / 'model'}"
-        for name in CANDIDATES
-        if (Path(args.runs) / name / "model" / "model.safetensors").is_file()
+        f"{name}={runs / name / 'model'}"
+        for name in [*CANDIDATES, *families]
+        if (runs / name / "model" / "model.safetensors").is_file()
     ]
     gate = [sys.executable, "experiments/teacher_gate_v3.py", "T1=shipped", *done]
-    subprocess.run([*gate, "--jobs", str(args.jobs)], check=True)
+    subprocess.run([*gate, "--jobs", str(args.jobs), "--out", args.gate], check=True)
+    record = json.loads((Path(args.gate) / "gate.json").read_text())
+    choose_t1(record, runs, Path(args.gate).parent / "chosen.json")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -77,3 +78,33 @@ def test_the_card_records_the_gate_once(gate, tmp_path):
     gate.write_card(tmp_path, g, "cmd C")
     text = (tmp_path / "README.md").read_text()
     assert text.index(gate.CARD_SECTION) < text.index("## Citation") and text.endswith("cite\n")
+
+
+def test_t1_is_the_candidate_with_the_lowest_dev_per(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "teacher_levers", SCRIPT.with_name("teacher_levers.py")
+    )
+    levers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(levers)
+    models = {}
+    for name in ("shipped", "cont-logmel", "T2"):
+        models[name] = tmp_path / name
+        models[name].mkdir()
+
+    def entry(name: str, per: float, passed: bool = False) -> dict:
+        return {"path": str(models[name]), "macro_per": {"teacher": per}, "passed": passed}
+
+    gate = {
+        "T1": entry("shipped", 0.47),
+        "cont-logmel": entry("cont-logmel", 0.44),
+        "T2": entry("T2", 0.30, passed=True),  # another family: never T1
+        "_meta": {"command": "c"},
+    }
+    runs, chosen = tmp_path / "runs", tmp_path / "chosen.json"
+    record = levers.choose_t1(gate, runs, chosen)
+    assert record["T1"]["candidate"] == "cont-logmel" and not record["T1"]["passed"]
+    assert (runs / "T1" / "model").resolve() == models["cont-logmel"].resolve()
+    assert json.loads(chosen.read_text()) == record
+    gate["T1"] = entry("shipped", 0.40)  # a later gate that turns the choice: the link follows
+    assert levers.choose_t1(gate, runs, chosen)["T1"]["candidate"] == "T1"
+    assert (runs / "T1" / "model").resolve() == models["shipped"].resolve()
