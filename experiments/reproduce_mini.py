@@ -4,7 +4,9 @@ teachers, with hierarchical confidence intervals. Two designs (`--design`):
 **v3** (the default): corpus v3, whose test voices no model heard, scored by the converged probe.
 Teachers (none read a label; each gated on `dev` by experiments/teacher_gate_v3.py): T1 (XLS-R's
 architecture, English + `label` + `heard` tiers), T2 (HuBERT's architecture, English + `label`)
-and T-EN (XLS-R's architecture, English only), at TEACHERS_DIR/<name>/model. For each seed s,
+and T-EN (XLS-R's architecture, English only), at TEACHERS_DIR/<name>/model (default
+runs/teachers_v3/chosen: experiments/teacher_levers.py's choice on dev among each family's
+candidates). For each seed s,
 English training speech is drawn anew (synthetic, seed s) and each student is distilled from it
 with student seed s and probed with probe seed s:
 
@@ -1986,7 +1988,8 @@ def main() -> None:
     )
     parser.add_argument(
         "--teachers-dir",
-        help="<dir>/<name>/model (default: runs/teachers_v3 for v3, runs/teachers for v2)",
+        help="<dir>/<name>/model (default: runs/teachers_v3/chosen for v3, the teachers "
+        "experiments/teacher_levers.py chose on dev; runs/teachers for v2)",
     )
     parser.add_argument(
         "--gate",
@@ -2034,7 +2037,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown teacher {unknown[0]}; choose from {', '.join(STUDENTS)}")
     v3 = design.fixed_probe_seeds is not None
-    root = Path(args.teachers_dir or ("runs/teachers_v3" if v3 else "runs/teachers"))
+    root = Path(args.teachers_dir or ("runs/teachers_v3/chosen" if v3 else "runs/teachers"))
     gate_file = Path(args.gate) if v3 else root / "gate.json"
     gated = json.loads(gate_file.read_text()) if gate_file.is_file() and not v3 else {}
     # Each teacher's finished model, as its gate names it (the fallback's lies deeper).

@@ -35,6 +35,12 @@ BARS = {"T-EN": (0.10, 0.03)}
 DEFAULT_BAR = (0.20, 0.10)
 
 
+def bar_of(name: str) -> tuple[float, float]:
+    """A candidate's bar: its family's (T-EN's candidates are named T-EN-<lever>)."""
+    family = next((f for f in BARS if name == f or name.startswith(f + "-")), None)
+    return BARS[family] if family else DEFAULT_BAR
+
+
 def verdict(name: str, results: dict, bar: tuple[float, float]) -> dict:
     """The gate of teacher `name` from an evaluation that holds it and `logmel`."""
     per = {m["name"]: m for m in results["models"]}
@@ -136,7 +142,7 @@ def main() -> None:
     record_path = Path(args.out) / "gate.json"
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
     for name in names:
-        record[name] = verdict(name, results, BARS.get(name, DEFAULT_BAR))
+        record[name] = verdict(name, results, bar_of(name))
         g = record[name]
         print(
             f"{name}: gain over log-mel {100 * g['gain']:+.1f} points "

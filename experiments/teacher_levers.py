@@ -22,9 +22,10 @@ skipped (its run lock), and the gate covers the candidates whose model exists.
 Then the other families of replication v3 (`--families T2,T-EN`): T2 and T-EN made by
 experiments/label_free_teachers.py (`--no-gate`, the v2 recipe) into runs/teachers_v3/<name>/.
 Every teacher is gated on dev (experiments/teacher_gate_v3.py), and T1 is chosen among the shipped
-teacher and the candidates: the lowest macro PER on the dev `unheard` tier (probe seeds
-averaged), whether or not any passes; runs/teachers_v3/T1/model points to it and
-results/teacher_gate_v3/chosen.json says why.
+teacher and the candidates, T2 and T-EN each among itself and its continuation
+(`FAMILY_LEVERS`): the lowest macro PER on the dev `unheard` tier (probe seeds averaged),
+whether or not any passes; runs/teachers_v3/chosen/<family>/model points to each (where
+experiments/reproduce_mini.py looks) and results/teacher_gate_v3/chosen.json says why.
 
     python experiments/teacher_levers.py [--only NAME] [--families T2,T-EN] [--gate-only]
         [--jobs 1]
@@ -60,6 +61,8 @@ BASE = [
     "loader.num_workers=1",
     "train.seed=0",
 ]
+CHOSEN = "chosen"
+"""Under the runs directory: <family>/model, links to the teachers replication v3 uses."""
 CANDIDATES = {
     "cont-logmel": BASE,
     # cont-logmel gained 7.8 points over T1 on dev (+8.8 over log-mel, 5 of 5 languages): the
@@ -70,6 +73,28 @@ CANDIDATES = {
         "train.seed=1",
     ],
 }
+FAMILY_LEVERS = {
+    # T2 and T-EN (experiments/label_free_teachers.py, the v2 recipe) continued as T1 was
+    # (cont-logmel), on their own data and, for T2, static shapes (its group-norm CNN).
+    "T2": {
+        "T2-cont": [
+            *(o for o in BASE if not o.startswith(("init_from=", "train.seed=", "languages="))),
+            "languages=[english,label]",
+            "init_from=runs/teachers_v3/T2/model",
+            "train.seed=1",
+            "loader.static_shapes=true",
+        ]
+    },
+    "T-EN": {
+        "T-EN-cont": [
+            *(o for o in BASE if not o.startswith(("init_from=", "train.seed=", "languages="))),
+            "languages=[english]",
+            "init_from=runs/teachers_v3/T-EN/model",
+            "train.seed=2",
+        ]
+    },
+}
+"""Per family, the levers applied to it after it is made (run in this order)."""
 STOPPED = {
     "cont-logmel-speed": (
         [*BASE, "stage1.speed_range=[0.85,1.15]"],
@@ -80,31 +105,52 @@ STOPPED = {
 """Levers tried and stopped, with why (kept so that the record says what ran)."""
 
 
-def choose_t1(gate: dict, runs: Path, out: Path) -> dict | None:
-    """T1 for replication v3: the gated T1 candidate (the shipped teacher or a lever) with the
-    lowest dev macro PER; runs/teachers_v3/T1/model links to it."""
-    candidates = {n: g for n, g in gate.items() if n == "T1" or n in CANDIDATES}
-    if not candidates:
+def train(runs: Path, name: str, overrides: list[str]) -> None:
+    """One lever's run into RUNS/NAME (resumed if stopped; skipped once its model exists or
+    while another process holds it)."""
+    run = runs / name
+    if (run / "model" / "model.safetensors").is_file():
+        return
+    try:
+        pretrain_teacher(
+            load_pretrain_config("pretrain-tiny-teacher", [*overrides, f"out={run}"]),
+            command_line=f"(experiments/teacher_levers.py {name})",
+        )
+    except UserError as err:  # e.g. another process holds the run
+        print(f"{name}: {err}", flush=True)
+
+
+def choose(gate: dict, family: str, candidates: list[str], runs: Path) -> dict | None:
+    """A family's teacher for replication v3: of its gated candidates, the one with the lowest
+    dev macro PER on `unheard` (probe seeds averaged), passed or not; CHOSEN/<family>/model (under
+    `runs`) links to it."""
+    gated = {n: gate[n] for n in candidates if n in gate}
+    if not gated:
         return None
-    name = min(candidates, key=lambda n: candidates[n]["macro_per"]["teacher"])
-    chosen = candidates[name]
-    link = runs / "T1" / "model"
+    name = min(gated, key=lambda n: gated[n]["macro_per"]["teacher"])
+    link = runs / CHOSEN / family / "model"
     link.parent.mkdir(parents=True, exist_ok=True)
     if link.is_symlink() or link.exists():
         link.unlink()
-    link.symlink_to(Path(chosen["path"]).resolve())
-    record = {
-        "T1": {
-            "candidate": name,
-            "path": chosen["path"],
-            "macro_per_dev_unheard": {n: g["macro_per"]["teacher"] for n, g in candidates.items()},
-            "criterion": "the lowest macro PER on corpus v3's dev split, unheard tier, probe "
-            "seeds averaged (never test); chosen whether or not it passed its gate",
-            "passed": chosen["passed"],
-        }
+    link.symlink_to(Path(gated[name]["path"]).resolve())
+    print(f"{family} for replication v3: {name} ({gated[name]['path']})", flush=True)
+    return {
+        "candidate": name,
+        "path": gated[name]["path"],
+        "macro_per_dev_unheard": {n: g["macro_per"]["teacher"] for n, g in gated.items()},
+        "criterion": "the lowest macro PER on corpus v3's dev split, unheard tier, probe seeds "
+        "averaged (never test); chosen whether or not it passed its gate",
+        "passed": gated[name]["passed"],
     }
+
+
+def choose_all(gate: dict, runs: Path, out: Path) -> dict:
+    """Every family's choice (T1 among the shipped teacher and CANDIDATES), written to OUT."""
+    families = {"T1": ["T1", *CANDIDATES]} | {
+        f: [f, *levers] for f, levers in FAMILY_LEVERS.items()
+    }
+    record = {f: c for f, names in families.items() if (c := choose(gate, f, names, runs))}
     out.write_text(json.dumps(record, indent=1) + "\n")
-    print(f"T1 for replication v3: {name} ({chosen['path']})", flush=True)
     return record
 
 
@@ -126,17 +172,7 @@ def main() -> None:
     names = [args.only] if args.only else list(CANDIDATES)
     families = [f for f in args.families.split(",") if f]
     for name in names if not args.gate_only else []:
-        run = runs / name
-        if (run / "model" / "model.safetensors").is_file():
-            continue
-        overrides = [f"data={args.data}", f"out={run}", *CANDIDATES[name]]
-        try:
-            pretrain_teacher(
-                load_pretrain_config("pretrain-tiny-teacher", overrides),
-                command_line=f"(experiments/teacher_levers.py {name})",
-            )
-        except UserError as err:  # e.g. another process holds the run
-            print(f"{name}: {err}", flush=True)
+        train(runs, name, [f"data={args.data}", *CANDIDATES[name]])
     if families and not args.gate_only:
         subprocess.run(
             [
@@ -149,15 +185,18 @@ def main() -> None:
             ],
             check=True,
         )
+    levers = {n: o for f in families for n, o in FAMILY_LEVERS.get(f, {}).items()}
+    for name, overrides in levers.items() if not args.gate_only else []:
+        train(runs, name, [f"data={args.data}", *overrides])
     done = [
         f"{name}={runs / name / 'model'}"
-        for name in [*CANDIDATES, *families]
+        for name in [*CANDIDATES, *families, *levers]
         if (runs / name / "model" / "model.safetensors").is_file()
     ]
     gate = [sys.executable, "experiments/teacher_gate_v3.py", "T1=shipped", *done]
     subprocess.run([*gate, "--jobs", str(args.jobs), "--out", args.gate], check=True)
     record = json.loads((Path(args.gate) / "gate.json").read_text())
-    choose_t1(record, runs, Path(args.gate).parent / "chosen.json")
+    choose_all(record, runs, Path(args.gate).parent / "chosen.json")
 
 
 if __name__ == "__main__":

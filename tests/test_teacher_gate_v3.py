@@ -80,14 +80,14 @@ def test_the_card_records_the_gate_once(gate, tmp_path):
     assert text.index(gate.CARD_SECTION) < text.index("## Citation") and text.endswith("cite\n")
 
 
-def test_t1_is_the_candidate_with_the_lowest_dev_per(tmp_path):
+def test_each_family_s_teacher_is_its_candidate_with_the_lowest_dev_per(tmp_path):
     spec = importlib.util.spec_from_file_location(
         "teacher_levers", SCRIPT.with_name("teacher_levers.py")
     )
     levers = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(levers)
     models = {}
-    for name in ("shipped", "cont-logmel", "T2"):
+    for name in ("shipped", "cont-logmel", "T2", "T-EN", "T-EN-cont"):
         models[name] = tmp_path / name
         models[name].mkdir()
 
@@ -98,13 +98,26 @@ def test_t1_is_the_candidate_with_the_lowest_dev_per(tmp_path):
         "T1": entry("shipped", 0.47),
         "cont-logmel": entry("cont-logmel", 0.44),
         "T2": entry("T2", 0.30, passed=True),  # another family: never T1
+        "T-EN": entry("T-EN", 0.50),
+        "T-EN-cont": entry("T-EN-cont", 0.52),  # worse than its start: not chosen
         "_meta": {"command": "c"},
     }
     runs, chosen = tmp_path / "runs", tmp_path / "chosen.json"
-    record = levers.choose_t1(gate, runs, chosen)
-    assert record["T1"]["candidate"] == "cont-logmel" and not record["T1"]["passed"]
-    assert (runs / "T1" / "model").resolve() == models["cont-logmel"].resolve()
+    record = levers.choose_all(gate, runs, chosen)
+    assert {f: c["candidate"] for f, c in record.items()} == {
+        "T1": "cont-logmel",
+        "T2": "T2",
+        "T-EN": "T-EN",
+    }
+    assert not record["T1"]["passed"] and record["T2"]["passed"]
+    link = runs / levers.CHOSEN / "T1" / "model"
+    assert link.resolve() == models["cont-logmel"].resolve()
     assert json.loads(chosen.read_text()) == record
     gate["T1"] = entry("shipped", 0.40)  # a later gate that turns the choice: the link follows
-    assert levers.choose_t1(gate, runs, chosen)["T1"]["candidate"] == "T1"
-    assert (runs / "T1" / "model").resolve() == models["shipped"].resolve()
+    assert levers.choose_all(gate, runs, chosen)["T1"]["candidate"] == "T1"
+    assert link.resolve() == models["shipped"].resolve()
+
+
+def test_t_en_s_candidates_keep_its_bar(gate):
+    assert gate.bar_of("T-EN") == gate.bar_of("T-EN-cont") == (0.10, 0.03)
+    assert gate.bar_of("T2-cont") == gate.bar_of("cont-logmel") == gate.DEFAULT_BAR
