@@ -864,6 +864,8 @@ def read_card(model: Path) -> dict:
     """What a teacher heard and which labels it saw, from its model card's lines."""
     card = model / "README.md"
     facts = {"heard": "unknown (no model card)", "labels": "unknown (no model card)"}
+    if not model.exists():
+        facts = {"heard": "not made yet.", "labels": "not made yet."}
     if card.is_file():
         for line in card.read_text().splitlines():
             if line.startswith("**Heard:**"):
@@ -1927,12 +1929,14 @@ def v3_gate_section(gate: dict) -> list[str]:
     if not gate:
         return [*lines, "No gate measured yet.", ""]
     lines += [
-        "| teacher | model | macro PER | log-mel | gain [95% CI] | languages beaten | passed |",
+        "| teacher | candidate chosen on dev | macro PER | log-mel | gain [95% CI] | languages "
+        "beaten | passed |",
         "| --- | --- | ---: | ---: | ---: | --- | --- |",
     ]
     for name, g in gate.items():
         lines.append(
-            f"| {name} | `{Path(g['path']).name}` | {_pct(g['macro_per']['teacher'])} | "
+            f"| {name} | {g.get('teacher', name)} (`{g['path']}`) | "
+            f"{_pct(g['macro_per']['teacher'])} | "
             f"{_pct(g['macro_per']['logmel'])} | {100 * g['gain']:+.1f} "
             f"{_ci(g['gain_ci'], 100, '.1f', '+')} | {', '.join(g['languages_beaten']) or 'none'} "
             f"| {'yes' if g['passed'] else 'no'} |"
@@ -1945,11 +1949,13 @@ def write_report(
 ) -> dict:
     facts = {n: read_card(p) for n, p in teachers.items()}
     cards = results.parent / "teachers.json"  # the cards' facts, kept beside the results
-    if all(f["heard"].startswith("unknown") for f in facts.values()) and cards.is_file():
-        facts = json.loads(cards.read_text())
-    else:
-        cards.parent.mkdir(parents=True, exist_ok=True)
-        cards.write_text(json.dumps(facts, indent=1) + "\n")
+    stored = json.loads(cards.read_text()) if cards.is_file() else {}
+    # A teacher whose card is not here (runs/ is not committed) keeps the facts stored earlier.
+    facts = {
+        n: stored[n] if n in stored and f["family"] == "unknown" else f for n, f in facts.items()
+    }
+    cards.parent.mkdir(parents=True, exist_ok=True)
+    cards.write_text(json.dumps(facts, indent=1) + "\n")
     gate_file = results.parent / "gate.json"
     gate = json.loads(gate_file.read_text()) if gate_file.is_file() else {}
     out = summary(results, facts, design)
@@ -2057,6 +2063,10 @@ def main() -> None:
     if args.status:
         print("\n".join(progress(work, results, names, seeds, finetune_seeds, design)))
         return
+    if gated:  # the gates travel with the results (runs/ is not committed)
+        results.parent.mkdir(parents=True, exist_ok=True)
+        kept = {n: gated[n] for n in names if n in gated}
+        (results.parent / "gate.json").write_text(json.dumps(kept, indent=1) + "\n")
     if args.report_only:
         write_report(results, docs, teachers, command, design)
         print(f"report: {docs}")
@@ -2065,13 +2075,10 @@ def main() -> None:
     if missing:
         raise SystemExit(
             f"teacher(s) {', '.join(missing)} not made yet under {root}: make them first "
-            "(experiments/teacher_levers.py, experiments/label_free_teachers.py)"
+            "(experiments/teacher_levers.py --families T2,T-EN)"
         )
-    if gated:  # the gates travel with the results (runs/ is not committed)
-        results.parent.mkdir(parents=True, exist_ok=True)
+    if gated:
         gate = gated
-        kept = {n: gate[n] for n in names if n in gate}
-        (results.parent / "gate.json").write_text(json.dumps(kept, indent=1) + "\n")
         failed = [n for n in names if n in gate and not gate[n]["passed"]]
         if failed and not args.allow_failed_gate:
             raise SystemExit(

@@ -998,7 +998,8 @@ def test_write_report_v3(mini, tmp_path):
     )
     assert row[0].startswith("| T1 | 2 |") and row[0].endswith("| **met** |")
     # The v3 gate, and v2's verdicts beside (from results/replication/summary.json).
-    assert "| T1 | `model` | 45.00 | 48.00 | +3.0 [-2.0, +8.0] | eu, sw | no |" in lines
+    row = "| T1 | T1 (`runs/teachers_v3/cont/model`) | 45.00 | 48.00 | +3.0 [-2.0, +8.0] | eu, sw | no |"
+    assert row in lines
     assert "## v2 beside v3" in lines
 
 
