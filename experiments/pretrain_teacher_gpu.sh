@@ -20,6 +20,14 @@
 #   labelled upper bound): the `train` split of English and all 15 evaluation languages,
 #   stage 1 then multilingual phone CTC on every language's labels (`tier_protocol=false`,
 #   which its card states); stage 1 gets $STAGE1_SHARE (default 0.4) of the budget.
+# RECIPE=continue: evidence v3's lever (experiments/teacher_levers.py, `cont-logmel`): the weights
+#   of $INIT (default the shipped teacher, src/distilxlsr/assets/teacher) trained further on
+#   k-means units of log-mel frames, masked frames weighing twice the unmasked (unmasked weight
+#   0.5), lr 3e-4 after a 5% warm-up, on the same `pretrain` split as label-free; the whole
+#   budget is one stage.
+#
+# STEPS="N1 [N2]" skips the calibration and the sizing: the step counts a card printed, to rerun
+# a teacher on another machine (N2, iteration 2's or stage 2's, defaults to 0).
 #
 # RESERVE_SECONDS (default 60) is kept back for start-up, the loader's restarts, k-means, export
 # and the card. The step counts are the only thing the budget decides; they are recorded on the
@@ -48,6 +56,13 @@ case "$RECIPE" in
     COMMON=(split=pretrain "languages=[english,label,heard]" stage2.steps=0 stage1.lr=5e-4
       stage1.unmasked_weight=1.0)
     ;;
+  continue)
+    SPLIT=pretrain
+    SHARE=1
+    LANGS=$($PY -c "from distilxlsr.data.synthetic import TIERS as T; print(','.join(T['label'] + T['heard']))")
+    COMMON=(split=pretrain "languages=[english,label,heard]" stage2.steps=0 stage1.lr=3e-4
+      stage1.unmasked_weight=0.5 units.source=logmel "init_from=${INIT:-src/distilxlsr/assets/teacher}")
+    ;;
   labelled)
     SPLIT=train
     SHARE=${STAGE1_SHARE:-0.4}
@@ -55,7 +70,7 @@ case "$RECIPE" in
     COMMON=(split=train tier_protocol=false)
     ;;
   *)
-    echo "RECIPE=$RECIPE: must be label-free or labelled" >&2
+    echo "RECIPE=$RECIPE: must be label-free, continue or labelled" >&2
     exit 2
     ;;
 esac
@@ -67,6 +82,10 @@ $PY -m distilxlsr synth --langs "$LANGS" --minutes "${LANG_MINUTES:-30}" --split
 SCRATCH_ROOT=$(mktemp -d)
 trap 'rm -rf "$SCRATCH_ROOT"' EXIT
 SCRATCH=$SCRATCH_ROOT/calibration
+if [ -n "${STEPS:-}" ]; then
+  read -r STEPS1 STEPS2 <<<"$STEPS"
+  STEPS2=${STEPS2:-0}
+else
 $PY -m distilxlsr pretrain-teacher --config "$CONFIG" data="$DATA" out="$SCRATCH" "${COMMON[@]}" \
   stage1.steps=40 stage2.steps=0 train.log_every=10 loader.num_workers="$WORKERS" "$@"
 
@@ -86,14 +105,22 @@ print(int(steps * share), int(steps * (1 - share)))
 EOF
 )
 read -r STEPS1 STEPS2 <<<"$STEPS"
+fi
+copy_units() {  # the calibration's units, where it ran (else the run clusters its own)
+  mkdir -p "$1"
+  if [ -f "$SCRATCH/units.safetensors" ]; then cp "$SCRATCH/units.safetensors" "$1/"; fi
+}
 if [ "$RECIPE" = labelled ]; then
-  mkdir -p "$RUN"
-  cp "$SCRATCH/units.safetensors" "$RUN/"
+  copy_units "$RUN"
   $PY -m distilxlsr pretrain-teacher --config "$CONFIG" data="$DATA" out="$RUN" "${COMMON[@]}" \
     stage1.steps="$STEPS1" stage2.steps="$STEPS2" loader.num_workers="$WORKERS" "$@"
+elif [ "$RECIPE" = continue ]; then
+  copy_units "$RUN"
+  $PY -m distilxlsr pretrain-teacher --config "$CONFIG" data="$DATA" out="$RUN" "${COMMON[@]}" \
+    stage1.steps="$STEPS1" stage1.warmup_steps=$((STEPS1 / 20 + 1)) \
+    loader.num_workers="$WORKERS" "$@"
 else
-  mkdir -p "$RUN/iteration1"
-  cp "$SCRATCH/units.safetensors" "$RUN/iteration1/"
+  copy_units "$RUN/iteration1"
   $PY -m distilxlsr pretrain-teacher --config "$CONFIG" data="$DATA" out="$RUN/iteration1" \
     "${COMMON[@]}" stage1.steps="$STEPS1" stage1.warmup_steps=$((STEPS1 / 10 + 1)) \
     loader.num_workers="$WORKERS" "$@"

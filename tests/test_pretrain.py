@@ -255,15 +255,19 @@ def test_init_from_continues_an_existing_teacher(first_run, corpus, tmp_path):
         )
 
 
-def _run_gpu_script(tmp_path: Path, name: str, budget: int):
-    env = os.environ | {
-        "PYTHON": sys.executable,
-        "DATA": str(tmp_path / "data"),
-        "ENGLISH_MINUTES": "0.3",
-        "LANG_MINUTES": "0.1",
-        "RESERVE_SECONDS": "0",
-        "UNITS_LAYER": "1",
-    }
+def _run_gpu_script(tmp_path: Path, name: str, budget: int, **extra_env: str):
+    env = (
+        os.environ
+        | extra_env
+        | {
+            "PYTHON": sys.executable,
+            "DATA": str(tmp_path / "data"),
+            "ENGLISH_MINUTES": "0.3",
+            "LANG_MINUTES": "0.1",
+            "RESERVE_SECONDS": "0",
+            "UNITS_LAYER": "1",
+        }
+    )
     tiny = [o for o in TINY if not o.startswith(("loader.num_workers", "train.checkpoint_every"))]
     script = REPO / "experiments" / "pretrain_teacher_gpu.sh"
     return subprocess.run(
@@ -328,6 +332,25 @@ def test_gpu_script_sizes_both_iterations_to_its_budget(tmp_path):
     assert "**Labels seen:** none" in card and "HuBERT's next iteration" in card
     # k-means: the calibration's (reused by iteration 1) and iteration 2's on the layer
     assert proc.stdout.count("k-means: ") == 2
+
+
+@pytest.mark.slow
+def test_gpu_script_continues_a_teacher_with_the_v3_lever(first_run, tmp_path):
+    """RECIPE=continue at toy size: the given teacher's weights trained further on log-mel
+    units with the lever's recipe (teacher_levers.py's cont-logmel); STEPS skips the
+    calibration and sizing (a card's step counts, rerun)."""
+    proc = _run_gpu_script(
+        tmp_path, "run", 1, RECIPE="continue", INIT=str(first_run / "model"), STEPS="3"
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "s/step measured" not in proc.stdout  # no calibration
+    config = load_pretrain_config(tmp_path / "run" / "config.yaml")
+    assert config.init_from == str(first_run / "model") and config.units.source == "logmel"
+    assert config.stage1.steps == 3 and config.stage1.warmup_steps == 1
+    assert config.stage1.lr == 3e-4 and config.stage1.unmasked_weight == 0.5
+    assert config.stage2.steps == 0 and config.split == "pretrain"
+    card = (tmp_path / "run" / "model" / "README.md").read_text()
+    assert "**Labels seen:** none" in card and "initialised from" in card
 
 
 def test_speed_perturbation_scales_pitch_and_length_and_stretches_the_units():
