@@ -910,6 +910,8 @@ def summary(results: Path, teachers: dict[str, dict], design: Design = V2) -> di
         }
     for teacher, a in analyses.items():  # first:N and other arms with fewer seeds
         a["fewer_seeds"] = fewer_seeds_analysis(records, teacher, a)
+    for claim, primary_of in zip(out["claims"], CLAIMS_PRIMARY, strict=True):
+        claim["primary_comparison"] = primary_of
     return out | {
         "primary": {
             "comparisons": PRIMARY,
@@ -920,6 +922,12 @@ def summary(results: Path, teachers: dict[str, dict], design: Design = V2) -> di
     }
 
 
+CLAIMS_PRIMARY = [
+    "(a) T1: the method's student against T1 on unheard",
+    "(a) for T1 and for T2 (their intersection)",
+    "none: secondary (T-EN's method student − T-EN on unheard, Holm over T-EN's comparisons)",
+]
+"""v3: the comparison each claim's verdict rests on."""
 PRIMARY_LEVEL = 1 - ALPHA / 2
 """v3's primary intervals: 97.5%, the level of Holm's first step over the two primary
 comparisons (the second's level is 95% only once the first is rejected; 97.5% for both is

@@ -975,6 +975,7 @@ def test_write_report_v3(mini, tmp_path):
     a = out["primary"]["results"]["a"]
     assert a["gain_retained"] == pytest.approx(1.0, abs=0.05) and a["verdict"] == "holds"
     assert out["claims"][0]["verdict"] == "holds"
+    assert [c["primary_comparison"][:3] for c in out["claims"]] == ["(a)", "(a)", "non"]
     assert "(97.5% intervals, primary comparison (a))" in out["claims"][0]["evidence"]
     b = out["primary"]["results"]["b"]
     assert b["languages"] == LANGS and b["largest_effect_allowed"] == max(map(abs, b["ci"]))
