@@ -1400,22 +1400,20 @@ def report(summary_: dict, gate: dict, command: str) -> str:
                 f"{_ci(row['rel_gap_ci'], 100, '.1f', '+')} |"
             )
     lines += ["", *targets(summary_), ""]
-    if version != "v2":
-        lines += primary_results_section(summary_["primary"])
-        lines += v2_beside_section(summary_)
-        for a in analyses.values():
-            lines += teacher_section(a)
-        lines += downstream_section(summary_["downstream"])
-        lines += ["## How it ran", "", *(f"- {note}" for note in V3_RUN_NOTES), ""]
-        lines += v3_gate_section(gate)
-        return "\n".join(lines) + "\n"
-    lines += rescored_section(summary_)
-    lines += primary_section(summary_["primary"])
+    v2 = version == "v2"
+    if v2:  # the previous bootstrap beside, and the next replication's design
+        lines += rescored_section(summary_) + primary_section(summary_["primary"])
+    else:  # the primary comparisons' results, and v2 beside
+        lines += primary_results_section(summary_["primary"]) + v2_beside_section(summary_)
     for a in analyses.values():
         lines += teacher_section(a)
-    lines += finetune_section(summary_["finetune"])
-    lines += ["## How it ran", "", *(f"- {note}" for note in RUN_NOTES), ""]
-    lines += gate_section(gate)
+    if v2:
+        lines += finetune_section(summary_["finetune"])
+    else:
+        lines += downstream_section(summary_["downstream"])
+    notes = RUN_NOTES if v2 else V3_RUN_NOTES
+    lines += ["## How it ran", "", *(f"- {note}" for note in notes), ""]
+    lines += gate_section(gate) if v2 else v3_gate_section(gate)
     return "\n".join(lines) + "\n"
 
 

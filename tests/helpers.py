@@ -1,9 +1,13 @@
 """Builders the tests share (imported as `tests.helpers`; fixtures live in conftest.py): tiny
-random models, the `distill` and `pretrain-teacher` arguments of a tiny run, audio files and a
-fairseq-style corpus."""
+random models, the `distill` and `pretrain-teacher` arguments of a tiny run, audio files, a
+fairseq-style corpus, and the experiment scripts loaded as modules."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +96,20 @@ def make_fairseq(directory: Path) -> Path:
     (directory / "valid.phn").write_text("b a b a |\n")
     (directory / "dict.phn.txt").write_text("a 10\nh 3\nm 5\nb 4\n")
     return directory
+
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+@contextlib.contextmanager
+def script_module(path: Path) -> Iterator:
+    """A script (experiments/, tools/) imported as a module under its file's name, registered in
+    `sys.modules` while in use (dataclasses resolve their annotations through it)."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules[spec.name]

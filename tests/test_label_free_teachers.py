@@ -3,23 +3,19 @@ puts on each teacher's card from the gate record."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import script_module
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "label_free_teachers.py"
 
 
 @pytest.fixture(scope="module")
 def teachers():
-    spec = importlib.util.spec_from_file_location("label_free_teachers", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    with script_module(SCRIPT) as module:
+        yield module
 
 
 def record(passed_unheard: bool) -> dict:

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import script_module
 
 SCRIPT = Path(__file__).parents[1] / "tools" / "mutation_report.py"
 
 
 @pytest.fixture
 def report():
-    spec = importlib.util.spec_from_file_location("mutation_report", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    with script_module(SCRIPT) as module:
+        yield module
 
 
 def _row(out: str) -> str:

@@ -4,14 +4,14 @@ pairing by seed and utterance, the per-teacher analyses, the claims' verdicts an
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.helpers import script_module
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "reproduce_mini.py"
 
@@ -52,12 +52,8 @@ FINETUNED = ("T1", "T1-method", "T1-no-shuffle")
 
 @pytest.fixture(scope="module")
 def mini():
-    spec = importlib.util.spec_from_file_location("reproduce_mini", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through it
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    with script_module(SCRIPT) as module:
+        yield module
 
 
 def _ids_sha256(lang: str) -> str:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import script_module
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "teacher_gate_v3.py"
 LANGS = ["eu", "ia", "ka", "sw", "tt"]
@@ -15,12 +15,8 @@ LANGS = ["eu", "ia", "ka", "sw", "tt"]
 
 @pytest.fixture(scope="module")
 def gate():
-    spec = importlib.util.spec_from_file_location("teacher_gate_v3", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    with script_module(SCRIPT) as module:
+        yield module
 
 
 def results(teacher: dict, logmel: dict, diff: float, ci: list[float]) -> dict:
@@ -81,11 +77,11 @@ def test_the_card_records_the_gate_once(gate, tmp_path):
 
 
 def test_each_family_s_teacher_is_its_candidate_with_the_lowest_dev_per(tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        "teacher_levers", SCRIPT.with_name("teacher_levers.py")
-    )
-    levers = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(levers)
+    with script_module(SCRIPT.with_name("teacher_levers.py")) as levers:
+        _choose_each_family(levers, tmp_path)
+
+
+def _choose_each_family(levers, tmp_path):
     models = {}
     for name in ("shipped", "cont-logmel", "T2", "T-EN", "T-EN-cont"):
         models[name] = tmp_path / name
