@@ -2067,6 +2067,9 @@ def main() -> None:
         else list(range(design.finetune_seeds))
     )
     if args.status:
+        for name, path in teachers.items():
+            made = (path / "model.safetensors").is_file()
+            print(f"{name}: {path.resolve() if made else f'not made yet ({path})'}")
         print("\n".join(progress(work, results, names, seeds, finetune_seeds, design)))
         return
     if gated:  # the gates travel with the results (runs/ is not committed)
