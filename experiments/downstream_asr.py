@@ -197,8 +197,9 @@ def one(args) -> None:
     record_path = Path(args.record)
     if record_path.is_file():
         return
-    if args.full_steps:
-        RECIPES[args.recipe] = RECIPES[args.recipe] | {"full.steps": args.full_steps}
+    for key, steps in (("full.steps", args.full_steps), ("frozen.steps", args.frozen_steps)):
+        if steps:  # smoke runs only
+            RECIPES[args.recipe] = RECIPES[args.recipe] | {key: steps}
     out = Path(args.runs) / f"{args.tag}-s{args.seed}-{args.lang}"
     facts = fine_tune(args.model, args.tag, args.lang, args.recipe, out, args.seed)
     record = {
@@ -417,6 +418,7 @@ def main() -> None:
     o.add_argument("--record", required=True, help="the scored record (JSON) written here")
     o.add_argument("--data", default=str(DATA), help="corpus (ROOT/<lang>)")
     o.add_argument("--full-steps", type=int, help="smoke runs only: the full stage this short")
+    o.add_argument("--frozen-steps", type=int, help="smoke runs only: the head-only stage")
     o.set_defaults(func=one)
     p = sub.add_parser("report")
     p.add_argument("--recipe", default="A")
