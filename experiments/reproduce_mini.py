@@ -1600,8 +1600,13 @@ def _power_format(unit: str):
     return fmt
 
 
+CLAIM3_HALF_WIDTH = 0.01
+"""v3's target for T-EN: claim 3's interval narrower than ±1 point."""
+
+
 def targets(summary_: dict) -> list[str]:
     lines = ["## Targets", ""]
+    v2 = summary_.get("design", "v2") == "v2"
     for teacher in ("T1", "T2"):
         a = summary_["analyses"].get(teacher)
         if a is None:
@@ -1632,13 +1637,31 @@ def targets(summary_: dict) -> list[str]:
             row = find_comparison(a, f"{teacher}-no-shuffle", method, tier)
             if row is None:
                 continue
-            excluded = "met" if direction_verdict(row) in ("lower", "higher") else "missed"
+            excluded = direction_verdict(row) in ("lower", "higher")
+            if v2:
+                target = f"an interval that excludes zero: **{'met' if excluded else 'missed'}**"
+            else:  # v3: excluded from zero, or a null bounded within ±SHUFFLE_BOUND
+                bounded = max(map(abs, row["ci_holm"])) <= SHUFFLE_BOUND
+                met = "met" if excluded or bounded else "missed"
+                target = (
+                    f"target: the interval excludes zero or lies within "
+                    f"±{100 * SHUFFLE_BOUND:.2f} points: **{met}**"
+                )
             lines.append(
                 f"  - shuffle effect on {tier} (no shuffle − method): {100 * row['diff']:+.2f} "
                 f"points, Holm-adjusted CI {_ci(row['ci_holm'], 100, '.2f', '+')}: "
-                f"{shuffle_effect(row)} "
-                f"(an interval that excludes zero: **{excluded}**)."
+                f"{shuffle_effect(row)} ({target})."
             )
+    en = summary_["analyses"].get("T-EN")
+    row = None if en is None else find_comparison(en, "T-EN-method", "T-EN", FINETUNE_TIER)
+    if not v2 and row is not None:
+        half = (row["ci_holm"][1] - row["ci_holm"][0]) / 2
+        met = "met" if half < CLAIM3_HALF_WIDTH else "missed"
+        lines.append(
+            f"- T-EN, claim 3 (method student − T-EN on {FINETUNE_TIER}): Holm-adjusted interval "
+            f"{_ci(row['ci_holm'], 100, '.2f', '+')}, ±{100 * half:.2f} points (target: narrower "
+            f"than ±{100 * CLAIM3_HALF_WIDTH:.0f} point: **{met}**)."
+        )
     return lines
 
 

@@ -998,6 +998,25 @@ def test_write_report_v3(mini, tmp_path):
     row = "| T1 | T1 (`runs/teachers_v3/cont/model`) | 45.00 | 48.00 | +3.0 [-2.0, +8.0] | eu, sw | no |"
     assert row in lines
     assert "## v2 beside v3" in lines
+    shuffle = next(x for x in lines if x.startswith("  - shuffle effect on all"))
+    assert "(target: the interval excludes zero or lies within ±0.30 points: **" in shuffle
+
+
+def test_v3_targets_name_claim_three_s_interval_width(mini, tmp_path):
+    results = tmp_path / "replication-v3" / "runs"
+    results.mkdir(parents=True)
+    for name, rate in (("T-EN", 0.5), ("logmel", LOGMEL)):
+        record = fixed(name, rate)
+        record["languages"] = {x: record["languages"][x] for x in UNHEARD}
+        mini.fixed_path(results, name).write_text(json.dumps(record))
+    rates = {"T-EN-method": 0.3, "T-EN-no-shuffle": 0.5}
+    write_runs(results, rates, seeds=(0, 1, 2), langs=UNHEARD)
+    out = mini.write_report(results, tmp_path / "r.md", {}, "cmd", mini.V3)
+    line = next(x for x in mini.targets(out) if x.startswith("- T-EN, claim 3"))
+    row = mini.find_comparison(out["analyses"]["T-EN"], "T-EN-method", "T-EN", "unheard")
+    half = (row["ci_holm"][1] - row["ci_holm"][0]) / 2
+    assert f"±{100 * half:.2f} points (target: narrower than ±1 point: **" in line
+    assert line.endswith("**met**).") == (half < 0.01)
 
 
 def test_downstream_summary_waits_for_every_language_of_a_seed(mini):
