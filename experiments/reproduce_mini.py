@@ -54,7 +54,12 @@ import numpy as np
 
 from distilxlsr import tune_malloc
 from distilxlsr.asr.recipe import FinetuneRecipe
-from distilxlsr.data.synthetic import TIERS, synthesize_corpus, synthesize_evidence_corpus
+from distilxlsr.data.synthetic import (
+    EVAL_LANGUAGES,
+    TIERS,
+    synthesize_corpus,
+    synthesize_evidence_corpus,
+)
 from distilxlsr.demo import FULL, demo_distill_config
 from distilxlsr.distill.train import distill
 from distilxlsr.evaluate.ctc import FLOOR_PROBE, ProbeConfig
@@ -346,8 +351,10 @@ def evaluate_fixed(plan: Plan, names: list[str], paths: dict[str, Path]) -> None
     seeds = list(plan.design.fixed_probe_seeds)
     for name in names:
         path = fixed_path(plan.results, name)
-        if path.is_file():
-            continue
+        wanted = scored_langs(plan, name) or plan.langs or list(EVAL_LANGUAGES)
+        if path.is_file() and set(wanted) <= set(json.loads(path.read_text())["languages"]):
+            continue  # (log-mel is scored again, from its stored languages, when a teacher
+            # needing more languages joins the run)
         results = evaluate(
             [f"{name}={paths[name]}" if name != "logmel" else "logmel"],
             str(plan.data),
@@ -1993,6 +2000,26 @@ def write_report(
     return out
 
 
+def check_teachers_unchanged(results: Path, teachers: dict[str, Path]) -> None:
+    """The records of a run belong to the teachers it started with: their weights' digests are
+    kept beside the records (teachers_used.json), and a run whose teacher has changed since (a
+    new choice on dev) stops with one error instead of pairing old students with a new teacher."""
+    used_file = results.parent / "teachers_used.json"
+    used = json.loads(used_file.read_text()) if used_file.is_file() else {}
+    for name, path in teachers.items():
+        weights = path / "model.safetensors"
+        digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+        if name in used and used[name]["sha256"] != digest:
+            raise SystemExit(
+                f"{name} is not the teacher this run's records were made with ({used[name]['path']}, "
+                f"now {path.resolve()}): start a new run (--work and --results elsewhere) or "
+                f"move {results.parent} and its work directory aside"
+            )
+        used[name] = {"path": str(path.resolve()), "sha256": digest}
+    used_file.parent.mkdir(parents=True, exist_ok=True)
+    used_file.write_text(json.dumps(used, indent=1) + "\n")
+
+
 def v3_gates(gate_file: Path, teachers: dict[str, Path]) -> dict:
     """Each teacher's v3 gate (experiments/teacher_gate_v3.py), found by its model's path."""
     if not gate_file.is_file():
@@ -2109,6 +2136,7 @@ def main() -> None:
             f"teacher(s) {', '.join(missing)} not made yet under {root}: make them first "
             "(experiments/teacher_levers.py --families T2,T-EN)"
         )
+    check_teachers_unchanged(results, teachers)
     if gated:
         gate = gated
         failed = [n for n in names if n in gate and not gate[n]["passed"]]

@@ -1025,3 +1025,36 @@ def test_downstream_summary_waits_for_every_language_of_a_seed(mini):
     }
     out = mini.downstream_summary(records, mini.V3)
     assert out["T1"] == {"pending": ["T1 s0 eu", "T1 s0 ka", "T1-method s0 eu"]}
+
+
+def test_a_run_stops_when_its_teacher_has_changed(mini, tmp_path):
+    results = tmp_path / "replication-v3" / "runs"
+    first, second = tmp_path / "a", tmp_path / "b"
+    for model, content in ((first, b"one"), (second, b"two")):
+        model.mkdir()
+        (model / "model.safetensors").write_bytes(content)
+    mini.check_teachers_unchanged(results, {"T1": first})
+    mini.check_teachers_unchanged(results, {"T1": first, "T-EN": second})  # same T1: goes on
+    with pytest.raises(SystemExit, match=r"^T1 is not the teacher this run's records"):
+        mini.check_teachers_unchanged(results, {"T1": second})
+    used = json.loads((results.parent / "teachers_used.json").read_text())
+    assert used["T1"]["path"] == str(first.resolve()) and set(used) == {"T1", "T-EN"}
+
+
+def test_log_mel_is_scored_again_when_a_teacher_needs_more_languages(mini, tmp_path, monkeypatch):
+    calls = []
+
+    def fake_evaluate(models, data, out, langs=None, seeds=(), **_):
+        calls.append(langs)
+        edits = {x: [[1] * 3 for _ in seeds] for x in langs}
+        return harness_results("logmel", list(seeds), edits)
+
+    monkeypatch.setattr(mini, "evaluate", fake_evaluate)
+    for teachers, langs in ((["T-EN"], ["eu", "ka"]), (["T1", "T-EN"], ["eu", "ka", "es"])):
+        plan = _plan(mini, teachers, langs=langs)
+        plan.results = tmp_path / "runs"
+        mini.evaluate_fixed(plan, ["logmel"], {})
+    mini.evaluate_fixed(plan, ["logmel"], {})  # all there: not scored again
+    assert calls == [["eu", "ka"], ["eu", "ka", "es"]]
+    record = json.loads(mini.fixed_path(tmp_path / "runs", "logmel").read_text())
+    assert list(record["languages"]) == ["eu", "ka", "es"]
