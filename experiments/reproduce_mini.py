@@ -123,6 +123,11 @@ class Design:
     results: str
     report: str
 
+    @property
+    def fixed_once(self) -> bool:
+        """Whether teachers and log-mel are one averaged record for every seed (v3)."""
+        return self.fixed_probe_seeds is not None
+
     def seeds(self) -> list[int]:
         return list(range(max(n for v in self.students.values() for n in v.values())))
 
@@ -287,28 +292,49 @@ def evaluate_seed(plan: Plan, seed: int, names: list[str], paths: dict[str, Path
     calls = [(fixed, "eval-teachers", plan.seeds), (students, f"eval-s{seed}", [seed])]
     for group, work, seeds in calls:
         missing = [n for n in group if not record_path(plan.results, n, seed).is_file()]
-        if not missing:
-            continue
-        results = evaluate(
-            [f"{n}={paths[n]}" if n != "logmel" else "logmel" for n in group],
-            str(plan.data),
-            str(plan.work / work),
-            split="test",
-            langs=plan.langs,
-            seeds=list(seeds),
-            probe=plan.probe,
-            floor_probe=plan.floor_probe,
-            jobs=plan.jobs,
-        )
-        plan.results.mkdir(parents=True, exist_ok=True)
-        for name in missing:
-            for s in seeds:
-                path = record_path(plan.results, name, s)
-                if path.is_file():
-                    continue
-                record = make_record(results, name, s, provenance(plan, name, paths))
-                path.write_text(json.dumps(record) + "\n")
-                print(f"{name} seed {s}: mean test PER {100 * record['per_mean']:.2f}%", flush=True)
+        if missing:
+            results = probe_test(plan, group, paths, work, seeds, plan.langs)
+            save_records(plan, results, missing, seeds, paths)
+
+
+def probe_test(
+    plan: Plan,
+    names: list[str],
+    paths: dict[str, Path],
+    work: str,
+    seeds: list[int],
+    langs: list[str] | None,
+) -> dict:
+    """`evaluate` on the test split with the plan's probes: `names` at probe `seeds` on `langs`,
+    in the work directory WORK (where a model already scored with the same settings is
+    reused)."""
+    return evaluate(
+        [f"{n}={paths[n]}" if n != "logmel" else "logmel" for n in names],
+        str(plan.data),
+        str(plan.work / work),
+        split="test",
+        langs=langs,
+        seeds=list(seeds),
+        probe=plan.probe,
+        floor_probe=plan.floor_probe,
+        jobs=plan.jobs,
+    )
+
+
+def save_records(
+    plan: Plan, results: dict, names: list[str], seeds: list[int], paths: dict[str, Path]
+) -> None:
+    """One record per model of `names` and seed of `seeds` from an evaluation's results (those
+    saved already kept)."""
+    plan.results.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        for s in seeds:
+            path = record_path(plan.results, name, s)
+            if path.is_file():
+                continue
+            record = make_record(results, name, s, provenance(plan, name, paths))
+            path.write_text(json.dumps(record) + "\n")
+            print(f"{name} seed {s}: mean test PER {100 * record['per_mean']:.2f}%", flush=True)
 
 
 def scored_langs(plan: Plan, name: str) -> list[str] | None:
@@ -351,21 +377,11 @@ def evaluate_fixed(plan: Plan, names: list[str], paths: dict[str, Path]) -> None
     seeds = list(plan.design.fixed_probe_seeds)
     for name in names:
         path = fixed_path(plan.results, name)
-        wanted = scored_langs(plan, name) or plan.langs or list(EVAL_LANGUAGES)
+        wanted = scored_langs(plan, name) or list(EVAL_LANGUAGES)
         if path.is_file() and set(wanted) <= set(json.loads(path.read_text())["languages"]):
             continue  # (log-mel is scored again, from its stored languages, when a teacher
             # needing more languages joins the run)
-        results = evaluate(
-            [f"{name}={paths[name]}" if name != "logmel" else "logmel"],
-            str(plan.data),
-            str(plan.work / "eval-fixed"),
-            split="test",
-            langs=scored_langs(plan, name),
-            seeds=seeds,
-            probe=plan.probe,
-            floor_probe=plan.floor_probe,
-            jobs=plan.jobs,
-        )
+        results = probe_test(plan, [name], paths, "eval-fixed", seeds, scored_langs(plan, name))
         record = fixed_record(results, name, seeds, provenance(plan, name, paths))
         plan.results.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record) + "\n")
@@ -380,24 +396,15 @@ def evaluate_students(plan: Plan, seed: int, names: list[str], paths: dict[str, 
         missing = [
             n for n in students if n in names and not record_path(plan.results, n, seed).is_file()
         ]
-        if not missing:
-            continue
-        results = evaluate(
-            [f"{n}={paths[n]}" for n in missing],
-            str(plan.data),
-            str(plan.work / f"eval-s{seed}"),
-            split="test",
-            langs=scored_langs(plan, teacher),
-            seeds=[seed],
-            probe=plan.probe,
-            floor_probe=plan.floor_probe,
-            jobs=plan.jobs,
-        )
-        plan.results.mkdir(parents=True, exist_ok=True)
-        for name in missing:
-            record = make_record(results, name, seed, provenance(plan, name, paths))
-            record_path(plan.results, name, seed).write_text(json.dumps(record) + "\n")
-            print(f"{name} seed {seed}: mean test PER {100 * record['per_mean']:.2f}%", flush=True)
+        if missing:
+            langs = scored_langs(plan, teacher)
+            results = probe_test(plan, missing, paths, f"eval-s{seed}", [seed], langs)
+            save_records(plan, results, missing, [seed], paths)
+
+
+def downstream_path(finetuned: Path, name: str, seed: int, lang: str) -> Path:
+    """v3's fine-tuning record of one (model, seed, language)."""
+    return finetuned / f"{name}-s{seed}-{lang}.json"
 
 
 def finetune_downstream(plan: Plan, seed: int, paths: dict[str, Path]) -> None:
@@ -410,7 +417,7 @@ def finetune_downstream(plan: Plan, seed: int, paths: dict[str, Path]) -> None:
     for teacher, names in plan.design.finetuned.items():
         for name in [n for n in names if n in paths and teacher in plan.teachers]:
             for lang in langs:
-                record = out / f"{name}-s{seed}-{lang}.json"
+                record = downstream_path(out, name, seed, lang)
                 if record.is_file():
                     continue
                 command = [
@@ -491,12 +498,12 @@ def progress(
     languages evaluated and the records saved; the fine-tuning; and the distillation time left
     at the median time of the students made so far."""
     lines, left, times = [], 0, []
-    if design.fixed_probe_seeds is not None:
+    if design.fixed_once:
         fixed = [n for n in [*teachers, "logmel"] if fixed_path(results, n).is_file()]
         lines.append(f"teachers and log-mel: {len(fixed)}/{len(teachers) + 1} records")
     for seed in seeds:
         students = [f"{t}-{v}" for t in teachers for v in design.students_at(t, seed)]
-        names = students if design.fixed_probe_seeds is not None else model_names(teachers)
+        names = students if design.fixed_once else model_names(teachers)
         made = [work / "students" / f"{n}-s{seed}" for n in students]
         done = [p for p in made if (p / "config.json").is_file()]
         left += len(made) - len(done)
@@ -515,7 +522,7 @@ def progress(
     finetuned = results.parent / "finetune"
     for seed in finetune_seeds:
         wanted = [n for t in teachers for n in design.finetuned.get(t, [])]
-        if design.fixed_probe_seeds is None:
+        if not design.fixed_once:
             done = [n for n in wanted if record_path(finetuned, n, seed).is_file()]
             lines.append(f"fine-tuning, seed {seed}: {len(done)}/{len(wanted)} records")
         else:
@@ -524,7 +531,7 @@ def progress(
                 (n, x)
                 for n in wanted
                 for x in langs
-                if (finetuned / f"{n}-s{seed}-{x}.json").is_file()
+                if downstream_path(finetuned, n, seed, x).is_file()
             ]
             lines.append(
                 f"fine-tuning, seed {seed}: {len(done)}/{len(wanted) * len(langs)} "
@@ -895,7 +902,7 @@ def summary(results: Path, teachers: dict[str, dict], design: Design = V2) -> di
         analysis = analyse_teacher(records, teacher, variants=variants)
         if analysis is not None:
             analyses[teacher] = analysis
-    v3 = design.fixed_probe_seeds is not None
+    v3 = design.fixed_once
     # v3 reads claims 1 and 2 from primary comparison (a), at its Holm level, for T1 and T2.
     primary = {t: primary_results(records, t) for t in ("T1", "T2")} if v3 else {}
     out = {
@@ -1016,6 +1023,14 @@ def load_downstream(finetuned: Path) -> dict[tuple[str, int, str], dict]:
     return out
 
 
+def macro_wer(tests: list[list[dict]], how: str) -> float:
+    """WER (total edits over total words) of each language's test record at each seed (per
+    language, per seed), the mean over both."""
+    return float(
+        np.mean([[sum(t[f"wer_{how}_edits"]) / sum(t["wer_length"]) for t in ts] for ts in tests])
+    )
+
+
 def downstream_summary(records: dict, design: Design) -> dict:
     """Per teacher, it and its method student fine-tuned into character recognisers on the
     `unheard` languages: macro CER greedy and with the LM over the seeds where both have every
@@ -1041,6 +1056,7 @@ def downstream_summary(records: dict, design: Design) -> dict:
                     if records[(n, s, x)]["test"]["ids"] != first[x]["ids"]:
                         raise SystemExit(f"{n} seed {s} scored other {x} test utterances")
         entry: dict = {"seeds": seeds, "languages": langs, "models": names}
+
         for how in ("greedy", "lm"):
             edits = [
                 np.array(
@@ -1068,24 +1084,11 @@ def downstream_summary(records: dict, design: Design) -> dict:
                     for i, x in enumerate(langs)
                 },
                 "wer": {
-                    n: float(
-                        np.mean(
-                            [
-                                np.mean(
-                                    [
-                                        sum(records[(n, s, x)]["test"][f"wer_{how}_edits"])
-                                        / sum(records[(n, s, x)]["test"]["wer_length"])
-                                        for s in seeds
-                                    ]
-                                )
-                                for x in langs
-                            ]
-                        )
-                    )
+                    n: macro_wer([[records[(n, s, x)]["test"] for s in seeds] for x in langs], how)
                     for n in names
                 },
             }
-            entry["resampling"] = per.resampling(langs)
+        entry["resampling"] = per.resampling(langs)
         out[teacher] = entry
     return out
 
@@ -2098,7 +2101,7 @@ def main() -> None:
     unknown = [n for n in names if n not in STUDENTS]
     if unknown:
         parser.error(f"unknown teacher {unknown[0]}; choose from {', '.join(STUDENTS)}")
-    v3 = design.fixed_probe_seeds is not None
+    v3 = design.fixed_once
     root = Path(args.teachers_dir or ("runs/teachers_v3/chosen" if v3 else "runs/teachers"))
     gate_file = Path(args.gate) if v3 else root / "gate.json"
     gated = json.loads(gate_file.read_text()) if gate_file.is_file() and not v3 else {}
