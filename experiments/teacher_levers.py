@@ -63,36 +63,36 @@ BASE = [
 ]
 CHOSEN = "chosen"
 """Under the runs directory: <family>/model, links to the teachers replication v3 uses."""
+
+
+def continuation(init: str, seed: int, languages: str = "", *extra: str) -> list[str]:
+    """BASE's recipe (cont-logmel's) from the weights of INIT, with another seed and, where
+    given, other data (LANGUAGES) and EXTRA overrides."""
+    replaced = ("init_from=", "train.seed=", *(("languages=",) if languages else ()))
+    return [
+        *(o for o in BASE if not o.startswith(replaced)),
+        *([f"languages={languages}"] if languages else []),
+        f"init_from={init}",
+        f"train.seed={seed}",
+        *extra,
+    ]
+
+
 CANDIDATES = {
     "cont-logmel": BASE,
     # cont-logmel gained 7.8 points over T1 on dev (+8.8 over log-mel, 5 of 5 languages): the
     # same again from its weights, another data order (results/teacher_gate_v3/dev).
-    "cont-logmel-2x": [
-        *(o for o in BASE if not o.startswith(("init_from=", "train.seed="))),
-        "init_from=runs/teachers_v3/cont-logmel/model",
-        "train.seed=1",
-    ],
+    "cont-logmel-2x": continuation("runs/teachers_v3/cont-logmel/model", 1),
 }
 FAMILY_LEVERS = {
     # T2 and T-EN (experiments/label_free_teachers.py, the v2 recipe) continued as T1 was
     # (cont-logmel), on their own data and, for T2, static shapes (its group-norm CNN).
     "T2": {
-        "T2-cont": [
-            *(o for o in BASE if not o.startswith(("init_from=", "train.seed=", "languages="))),
-            "languages=[english,label]",
-            "init_from=runs/teachers_v3/T2/model",
-            "train.seed=1",
-            "loader.static_shapes=true",
-        ]
+        "T2-cont": continuation(
+            "runs/teachers_v3/T2/model", 1, "[english,label]", "loader.static_shapes=true"
+        )
     },
-    "T-EN": {
-        "T-EN-cont": [
-            *(o for o in BASE if not o.startswith(("init_from=", "train.seed=", "languages="))),
-            "languages=[english]",
-            "init_from=runs/teachers_v3/T-EN/model",
-            "train.seed=2",
-        ]
-    },
+    "T-EN": {"T-EN-cont": continuation("runs/teachers_v3/T-EN/model", 2, "[english]")},
 }
 """Per family, the levers applied to it after it is made (run in this order)."""
 STOPPED = {
