@@ -75,9 +75,18 @@ def student_model() -> str:
     return str(run)
 
 
-def config_for(model: str, lang: str, recipe: str, out: Path, seed: int = 0) -> FinetuneConfig:
-    c = FinetuneConfig(model=model, data=str(DATA / lang), out=str(out))
-    for key, value in {**COMMON, **RECIPES[recipe]}.items():
+def config_for(
+    model: str,
+    lang: str,
+    recipe: str,
+    out: Path,
+    seed: int = 0,
+    data: Path = DATA,
+    changes: dict | None = None,
+) -> FinetuneConfig:
+    """Recipe RECIPE for one (model, language) of corpus DATA; CHANGES on top (smoke runs)."""
+    c = FinetuneConfig(model=model, data=str(data / lang), out=str(out))
+    for key, value in {**COMMON, **RECIPES[recipe], **(changes or {})}.items():
         section, name = key.split(".")
         setattr(getattr(c, section), name, value)
     c.train.seed = seed
@@ -85,12 +94,19 @@ def config_for(model: str, lang: str, recipe: str, out: Path, seed: int = 0) -> 
 
 
 def fine_tune(
-    model: str, tag: str, lang: str, recipe: str, out: Path | None = None, seed: int = 0
+    model: str,
+    tag: str,
+    lang: str,
+    recipe: str,
+    out: Path | None = None,
+    seed: int = 0,
+    data: Path = DATA,
+    changes: dict | None = None,
 ) -> dict:
     """Fine-tune (or resume) one (model, language); the job's results.json plus wall time."""
     out = out or RUNS / f"{recipe}-{tag}-{lang}"
     start = time.time()
-    config = config_for(model, lang, recipe, out, seed)
+    config = config_for(model, lang, recipe, out, seed, data, changes)
     finetune(config, command_line=f"downstream_asr {tag} {lang} seed {seed}")
     facts = json.loads((out / "results.json").read_text())
     facts["wall_seconds_this_call"] = round(time.time() - start, 1)
@@ -98,9 +114,9 @@ def fine_tune(
     return facts
 
 
-def score_split(model_dir: Path, lang: str, split: str) -> dict:
+def score_split(model_dir: Path, lang: str, split: str, data: Path = DATA) -> dict:
     """Per-utterance CER/WER edits of greedy and LM decoding on a split, with voices."""
-    cuts = [c for c in load_cuts(DATA / lang, split) if transcript(c, "chars")]
+    cuts = [c for c in load_cuts(data / lang, split) if transcript(c, "chars")]
     refs = [transcript(c, "chars") for c in cuts]
     waves = [load_mono(c, SAMPLE_RATE) for c in cuts]
     recogniser = Recogniser(model_dir)
@@ -192,16 +208,14 @@ def run(args) -> None:
 def one(args) -> None:
     """One (model, language, seed) for another experiment (the replication's fine-tuning):
     fine-tune under --runs (resumes), score test greedily and with the LM, write --record."""
-    global DATA  # noqa: PLW0603 (this call's corpus, read by config_for and score_split)
-    DATA = Path(args.data).resolve()
     record_path = Path(args.record)
     if record_path.is_file():
         return
-    for key, steps in (("full.steps", args.full_steps), ("frozen.steps", args.frozen_steps)):
-        if steps:  # smoke runs only
-            RECIPES[args.recipe] = RECIPES[args.recipe] | {key: steps}
+    data = Path(args.data).resolve()
+    steps = {"full.steps": args.full_steps, "frozen.steps": args.frozen_steps}
+    changes = {key: n for key, n in steps.items() if n}  # smoke runs only
     out = Path(args.runs) / f"{args.tag}-s{args.seed}-{args.lang}"
-    facts = fine_tune(args.model, args.tag, args.lang, args.recipe, out, args.seed)
+    facts = fine_tune(args.model, args.tag, args.lang, args.recipe, out, args.seed, data, changes)
     record = {
         "model": args.tag,
         "lang": args.lang,
@@ -210,7 +224,7 @@ def one(args) -> None:
         "dev": facts["eval"],
         "train_seconds": facts["train_seconds"],
         "wall_seconds": facts["wall_seconds_this_call"],
-        "test": score_split(out / "model", args.lang, "test"),
+        "test": score_split(out / "model", args.lang, "test", data),
     }
     record_path.parent.mkdir(parents=True, exist_ok=True)
     record_path.write_text(json.dumps(record) + "\n")
