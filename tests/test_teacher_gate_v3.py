@@ -76,12 +76,13 @@ def test_the_card_records_the_gate_once(gate, tmp_path):
     assert text.index(gate.CARD_SECTION) < text.index("## Citation") and text.endswith("cite\n")
 
 
-def test_each_family_s_teacher_is_its_candidate_with_the_lowest_dev_per(tmp_path):
-    with script_module(SCRIPT.with_name("teacher_levers.py")) as levers:
-        _choose_each_family(levers, tmp_path)
+@pytest.fixture(scope="module")
+def levers():
+    with script_module(SCRIPT.with_name("teacher_levers.py")) as module:
+        yield module
 
 
-def _choose_each_family(levers, tmp_path):
+def test_each_family_s_teacher_is_its_candidate_with_the_lowest_dev_per(levers, tmp_path):
     models = {}
     for name in ("shipped", "cont-logmel", "T2", "T-EN", "T-EN-cont"):
         models[name] = tmp_path / name
