@@ -21,7 +21,9 @@ Modules, in the order the data flows:
 - `render`: one utterance from text to 16 kHz FLAC and its alignment;
 - `workers`: the process pool (a fresh engine process for every chunk of utterances);
 - `files`, `cards`, `corpus`: the language directory's files and cache stamp, the dataset cards,
-  and `synthesize_corpus`, which writes the manifests.
+  and `synthesize_corpus`, which writes the manifests;
+- `festival`: the same layout from Festival's recorded voices (English, Italian, Russian), the
+  second synthesiser results are checked on (`synthesize_festival_corpus`).
 """
 
 from distilxlsr.conventions import SAMPLE_RATE, SILENCE, Segment

@@ -75,7 +75,7 @@ def write_cards(root: Path, langs: Iterable[str]) -> None:
             s = stamp["stats"]
             lines.append(
                 f"| {split} | {s['utterances']} | {s['hours']:.3f} | {s['speakers']} | "
-                f"{s['phones']} | {stamp['args']['seed']} | {s['espeak']} |"
+                f"{s['phones']} | {stamp['args']['seed']} | {s.get('engine', s.get('espeak'))} |"
             )
         lines += [
             "",

@@ -55,8 +55,10 @@ def synthesize_split(
     jobs: int,
     lang_dir: Path,
     progress: bool,
+    spec_of=utterance_spec,
 ) -> dict:
-    """Synthesise utterances 0, 1, 2, ... until `minutes` are reached; returns what was kept."""
+    """Synthesise utterances 0, 1, 2, ... (each `spec_of(lang, split, seed, index)`) until
+    `minutes` are reached; returns what was kept, the engine, and the ids the engine failed on."""
     from tqdm import tqdm
 
     audio_dir = clear_split(lang_dir, split)
@@ -65,12 +67,13 @@ def synthesize_split(
     total, durations = 0.0, []
     pending: collections.deque = collections.deque()
     next_chunk = 0
-    espeak_version = "?"
+    engine = "?"
+    failed: list[str] = []
 
     def submit() -> None:
         nonlocal next_chunk
         first = next_chunk * CHUNK
-        specs = [utterance_spec(lang, split, seed, i) for i in range(first, first + CHUNK)]
+        specs = [spec_of(lang, split, seed, i) for i in range(first, first + CHUNK)]
         pending.append((len(specs), pool.submit((specs, str(audio_dir)))))
         next_chunk += 1
 
@@ -92,7 +95,8 @@ def synthesize_split(
                 in_flight += CHUNK
             _, result = pending.popleft()
             chunk = result.result()
-            espeak_version = chunk["espeak"]
+            engine = chunk["engine"]
+            failed.extend(chunk.get("failed", ()))
             for utt in chunk["utterances"]:
                 seconds = utt["num_samples"] / SAMPLE_RATE
                 if total < target:
@@ -108,10 +112,18 @@ def synthesize_split(
                 for utt in result.result()["utterances"]:
                     Path(utt["path"]).unlink(missing_ok=True)
         bar.close()
-    return {"utterances": kept, "espeak": espeak_version}
+    return {"utterances": kept, "engine": engine, "failed": failed}
 
 
-def write_split(lang: str, split: str, lang_dir: Path, result: dict, key: str, args: dict) -> dict:
+def write_split(
+    lang: str,
+    split: str,
+    lang_dir: Path,
+    result: dict,
+    key: str,
+    args: dict,
+    phones_note: str = "phone -> count in custom['phones'] (IPA from eSpeak NG, stress removed)",
+) -> dict:
     """Write a synthesised split's manifests, phone inventory and cache stamp; returns its stats."""
     from lhotse import RecordingSet, SupervisionSet
     from lhotse.cut import CutSet
@@ -135,7 +147,7 @@ def write_split(lang: str, split: str, lang_dir: Path, result: dict, key: str, a
     write_jsonl_gz(rec_path, recording_set.to_dicts())
     write_jsonl_gz(sup_path, supervision_set.to_dicts())
     write_jsonl_gz(cut_path, cuts.to_dicts())
-    phone_table = _write_phones(phones_path, lang, split, inventory)
+    phone_table = _write_phones(phones_path, lang, split, inventory, phones_note)
     files = [Path(u["path"]) for u in result["utterances"]] + [
         rec_path,
         sup_path,
@@ -149,7 +161,8 @@ def write_split(lang: str, split: str, lang_dir: Path, result: dict, key: str, a
         "speakers": len(speaker_ids),
         "phones": len(phone_table),
         "tier": tier,
-        "espeak": result["espeak"],
+        "engine": result["engine"],
+        "skipped_by_engine": len(result.get("failed", ())),
     }
     stamp = {
         "key": key,
@@ -214,7 +227,9 @@ def _supervision(utt: dict, lang: str, phones: list[str]):
     )
 
 
-def _write_phones(path: Path, lang: str, split: str, inventory: collections.Counter) -> dict:
+def _write_phones(
+    path: Path, lang: str, split: str, inventory: collections.Counter, note: str
+) -> dict:
     """Write the split's phone inventory (most frequent first); returns phone -> count."""
     phone_table = dict(sorted(inventory.items(), key=lambda kv: (-kv[1], kv[0])))
     write_text(
@@ -224,7 +239,7 @@ def _write_phones(path: Path, lang: str, split: str, inventory: collections.Coun
                 "language": lang,
                 "split": split,
                 "silence": SILENCE,
-                "note": "phone -> count in custom['phones'] (IPA from eSpeak NG, stress removed)",
+                "note": note,
                 "phones": phone_table,
             },
             ensure_ascii=False,

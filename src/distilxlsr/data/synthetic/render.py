@@ -43,6 +43,6 @@ def render_chunk(specs: list[dict], audio_dir: str) -> dict:
     engine = Engine()
     directory = Path(audio_dir)
     return {
-        "espeak": engine.version,
+        "engine": engine.version,
         "utterances": [render_utterance(engine, s, directory) for s in specs],
     }
