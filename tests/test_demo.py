@@ -7,7 +7,14 @@ import transformers
 
 from distilxlsr.cli import main
 from distilxlsr.data.synthetic import TIERS
-from distilxlsr.demo import FULL, SHIPPED, _check_demo_run, demo_distill_config, shipped_teacher
+from distilxlsr.demo import (
+    FULL,
+    QUICK,
+    SHIPPED,
+    _check_demo_run,
+    demo_distill_config,
+    shipped_teacher,
+)
 from distilxlsr.errors import UserError
 
 
@@ -28,6 +35,13 @@ def test_quick_demo_end_to_end(tmp_path, capfd):
     # ... and a run left by another size or version is refused in the demo's own terms.
     with pytest.raises(UserError, match="delete '.*run' or pass another --out"):
         _check_demo_run(out / "run", full)
+    # ... and so is a run of the same settings distilled from another shipped teacher.
+    quick = demo_distill_config(SHIPPED, out / "data", out / "run", QUICK.distill_steps)
+    _check_demo_run(out / "run", quick)
+    facts = json.loads((out / "run" / "facts.json").read_text())
+    (out / "run" / "facts.json").write_text(json.dumps(facts | {"teacher_sha256": "0" * 64}))
+    with pytest.raises(UserError, match="another shipped teacher.*pass another --out"):
+        _check_demo_run(out / "run", quick)
     assert "| **mean** |" in printed and "points" in printed
     assert "| unheard (1) | teacher |" in printed and "gain retained [95% CI]" in printed
     results = json.loads((out / "results.json").read_text())

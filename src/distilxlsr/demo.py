@@ -107,17 +107,26 @@ TOY_NOTE = (
 
 def _check_demo_run(run_dir: Path, config: DistillConfig) -> None:
     """Refuse, in the demo's terms, a run directory left by another size or version of the
-    demo (distill's own message would point to `out=`, which the demo does not take)."""
+    demo, or distilled from another shipped teacher (distill's own messages would point to
+    `out=`, which the demo does not take)."""
     from distilxlsr.distill.train import RESUMABLE_CHANGES  # noqa: PLC0415
+    from distilxlsr.training.checkpoint import weights_sha256  # noqa: PLC0415
     from distilxlsr.training.rundir import RunDir  # noqa: PLC0415
 
+    run = RunDir(run_dir)
     try:
-        RunDir(run_dir).check_resumable(config, RESUMABLE_CHANGES)
+        run.check_resumable(config, RESUMABLE_CHANGES)
     except UserError:
         raise UserError(
             f"'{run_dir}' holds a distillation run with other settings (left by another "
             f"version of the demo); delete '{run_dir}' or pass another --out."
         ) from None
+    before = run.facts().get("teacher_sha256")
+    if before and before != weights_sha256(shipped_teacher()):
+        raise UserError(
+            f"'{run_dir}' holds a student of another shipped teacher (left by an earlier "
+            f"version of distilxlsr); delete '{run_dir}' or pass another --out."
+        )
 
 
 MIN_TEACHER_GAIN = 0.01
