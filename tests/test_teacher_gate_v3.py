@@ -118,3 +118,27 @@ def test_each_family_s_teacher_is_its_candidate_with_the_lowest_dev_per(levers, 
 def test_t_en_s_candidates_keep_its_bar(gate):
     assert gate.bar_of("T-EN") == gate.bar_of("T-EN-cont") == (0.10, 0.03)
     assert gate.bar_of("T2-cont") == gate.bar_of("cont-logmel") == gate.DEFAULT_BAR
+
+
+def test_shipping_copies_the_chosen_t1_into_the_package_with_a_note(levers, tmp_path):
+    chosen = tmp_path / "cand" / "model"
+    chosen.mkdir(parents=True)
+    for name in levers.SHIPPED_FILES:
+        (chosen / name).write_text(name)
+    (chosen / "README.md").write_text("# T\n\n**Heard:** en\n**Labels seen:** none.\n\n## More\n")
+    runs = tmp_path / "runs"
+    link = runs / levers.CHOSEN / "T1" / "model"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(chosen)
+    package = tmp_path / "package"
+    package.mkdir()
+    (package / "iteration1.md").write_text("the previous teacher's")
+    (package / "model.safetensors").write_text("old weights")
+    assert levers.ship(runs, package) == chosen.resolve()
+    assert sorted(p.name for p in package.iterdir()) == sorted(levers.SHIPPED_FILES)
+    assert (package / "model.safetensors").read_text() == "model.safetensors"
+    card = (package / "README.md").read_text()
+    assert card.startswith("# T\n\n**Heard:** en\n**Labels seen:** none.\n\n**Shipped** inside")
+    assert levers.PREVIOUS_T1 in card and card.endswith("## More\n")
+    with pytest.raises(levers.UserError, match="no chosen T1"):
+        levers.ship(tmp_path / "nothing", package)

@@ -22,14 +22,14 @@ def shipped_teacher_path() -> Path:
 
 
 def shipped_teacher() -> Path:
-    """The small label-free multilingual teacher shipped in the package, T1 of
-    experiments/label_free_teachers.py (see its README.md card)."""
+    """The small label-free multilingual teacher shipped in the package, replication v3's T1
+    (experiments/teacher_levers.py; see its README.md card)."""
     path = shipped_teacher_path()
     if not (path / "model.safetensors").is_file():
         raise UserError(
             f"the shipped teacher is missing from '{path}'; reinstall distilxlsr (the teacher "
             "ships inside the package; from a source checkout, `python "
-            "experiments/label_free_teachers.py --teachers T1` remakes it)."
+            "experiments/teacher_levers.py` remakes it and `--ship` puts it there)."
         )
     return path
 
