@@ -22,7 +22,9 @@ character recogniser on every `unheard` language (experiments/downstream_asr.py 
 shipped recipe, CER greedy and with the LM), seeds 0-2. Records are saved as soon as they exist
 (results/replication-v3/runs/<model>-s<seed>.json, <model>-fixed.json for teachers and log-mel,
 results/replication-v3/finetune/<model>-s<seed>-<lang>.json), so the run resumes where it stopped,
-in a later session too. The statistics pair models by seed and test utterance and resample
+in a later session too. After the seeds, the check on a second synthesiser (`FESTIVAL`): the
+teachers, log-mel and the seeds 0-2 method and no-shuffle students probed on Festival's recorded
+voices (results/replication-v3/festival/runs/; skipped where Festival is not installed). The statistics pair models by seed and test utterance and resample
 hierarchically: seeds once for every language, test voices within each language, utterances
 within each voice (evaluate/stats.py). Claims 1 and 2 are read from primary comparison (a), the
 shuffle from (b), both at 97.5% (Holm over the two; named before the data in
@@ -60,8 +62,11 @@ from distilxlsr.data.synthetic import (
     synthesize_corpus,
     synthesize_evidence_corpus,
 )
+from distilxlsr.data.synthetic.corpus import EVIDENCE_MINUTES
+from distilxlsr.data.synthetic.festival import FESTIVAL_VOICES, synthesize_festival_corpus
 from distilxlsr.demo import FULL, demo_distill_config
 from distilxlsr.distill.train import distill
+from distilxlsr.errors import UserError
 from distilxlsr.evaluate.ctc import FLOOR_PROBE, ProbeConfig
 from distilxlsr.evaluate.harness import evaluate
 from distilxlsr.evaluate.power import (
@@ -167,6 +172,20 @@ V3 = Design(
     report="docs/replication.md",
 )
 REPLICATIONS = {"v2": V2, "v3": V3}
+FESTIVAL_DATA = Path("runs/festival/data")
+FESTIVAL_LANGS = ["en", "it", "ru"]
+FESTIVAL = replace(
+    V3,
+    name="v3-festival",
+    students={t: {"method": 3, "no-shuffle": 3} for t in STUDENTS},
+    langs=dict.fromkeys(STUDENTS),
+    finetuned={},
+    finetune_seeds=0,
+)
+"""v3's check on a second synthesiser: each teacher, log-mel, and the method and no-shuffle
+students of seeds 0-2 (the same networks) probed on the `test` split of Festival's recorded
+voices (data/synthetic/festival.py: English, Italian, Russian, one recorded speaker per
+language's test, played as pseudo-voices), teachers and log-mel at probe seeds 0-2 averaged."""
 TIER_ORDER = ("label", "heard", "unheard", "all")
 
 # The verdict thresholds (the issue's targets for the method's student on the unheard tier).
@@ -437,6 +456,82 @@ def finetune_downstream(plan: Plan, seed: int, paths: dict[str, Path]) -> None:
                 subprocess.run(command, check=True)
 
 
+def festival_dir(results: Path) -> Path:
+    """Where the Festival check's records go, beside the run's."""
+    return results.parent / "festival" / "runs"
+
+
+def festival_check(plan: Plan, names: list[str], data: Path = FESTIVAL_DATA) -> None:
+    """The second synthesiser (`FESTIVAL`): the Festival corpus built where missing, then every
+    teacher, log-mel and each distilled method and no-shuffle student of seeds 0-2 probed on its
+    test split; records under `festival_dir`. Skipped, saying why, where Festival or a voice is
+    not installed (they come from apt, not pip)."""
+    try:
+        for split in ("train", "test"):
+            synthesize_festival_corpus(
+                data, FESTIVAL_LANGS, EVIDENCE_MINUTES[split], split, jobs=plan.jobs
+            )
+    except UserError as err:
+        print(f"Festival check skipped: {err}", flush=True)
+        return
+    festival = replace(
+        plan,
+        data=data,
+        work=plan.work / "festival",
+        results=festival_dir(plan.results),
+        langs=FESTIVAL_LANGS,
+        design=FESTIVAL,
+    )
+    check_teachers_unchanged(festival.results, plan.teachers)
+    evaluate_fixed(festival, [*names, "logmel"], dict(plan.teachers))
+    for seed in FESTIVAL.seeds():
+        paths = dict(plan.teachers)
+        for teacher in names:
+            for variant in FESTIVAL.students_at(teacher, seed):
+                exported = plan.work / "students" / f"{teacher}-{variant}-s{seed}"
+                if (exported / "config.json").is_file():
+                    paths[f"{teacher}-{variant}"] = exported
+        evaluate_students(festival, seed, list(paths), paths)
+
+
+def festival_summary(results: Path, analyses: dict) -> dict:
+    """Per teacher, the Festival check beside corpus v3 (its `all` tier): the teacher's gain
+    over log-mel, the gain its method student retains, and no shuffle minus the method, each
+    with its hierarchical interval (over the seeds and pseudo-voices the records hold)."""
+    records = load_records(festival_dir(results))
+    out = {}
+    for teacher in STUDENTS:
+        checked = analyse_teacher(records, teacher, variants=list(FESTIVAL.students[teacher]))
+        if checked is None:
+            continue
+        out[teacher] = {
+            corpus: _check_row(a, teacher)
+            for corpus, a in (("festival", checked), ("espeak", analyses.get(teacher)))
+            if a is not None
+        }
+        out[teacher]["festival"]["per"] = checked["per"]
+        out[teacher]["festival"]["recorded_speakers"] = {
+            lang: FESTIVAL_VOICES.get(lang, {}).get("test") for lang in checked["languages"]
+        }
+    return out
+
+
+def _check_row(a: dict, teacher: str) -> dict:
+    head = a["headline"]["all"]
+    shuffle = find_comparison(a, f"{teacher}-no-shuffle", f"{teacher}-method", "all")
+    return {
+        "languages": a["languages"],
+        "seeds": a["seeds"],
+        "teacher_gain": head["teacher_gain"],
+        "teacher_gain_ci": head["teacher_gain_ci"],
+        "gain_retained": head["gain_retained"],
+        "gain_retained_ci": head["ci"],
+        "no_shuffle_minus_method": None if shuffle is None else shuffle["diff"],
+        "no_shuffle_minus_method_ci": None if shuffle is None else shuffle["ci"],
+        "resampling": head["resampling"],
+    }
+
+
 def provenance(plan: Plan, name: str, paths: dict[str, Path]) -> dict:
     """Which teacher and variant a record is, and for a student its distillation."""
     extra = {"teacher": teacher_of(name), "variant": variant_of(name)}
@@ -537,6 +632,21 @@ def progress(
                 f"fine-tuning, seed {seed}: {len(done)}/{len(wanted) * len(langs)} "
                 "(model, language) records"
             )
+    if design.fixed_once:
+        festival = festival_dir(results)
+        wanted = [*teachers, "logmel"]
+        have = [n for n in wanted if fixed_path(festival, n).is_file()]
+        students = [
+            (f"{t}-{v}", s)
+            for s in FESTIVAL.seeds()
+            for t in teachers
+            for v in FESTIVAL.students_at(t, s)
+        ]
+        scored = [(n, s) for n, s in students if record_path(festival, n, s).is_file()]
+        lines.append(
+            f"Festival check: {len(have)}/{len(wanted)} teacher and log-mel records, "
+            f"{len(scored)}/{len(students)} student records"
+        )
     if left and times:
         median = float(np.median(times))
         lines.append(
@@ -933,6 +1043,7 @@ def summary(results: Path, teachers: dict[str, dict], design: Design = V2) -> di
             "T2_a": (primary["T2"] or {}).get("a"),
         },
         "downstream": downstream_summary(load_downstream(results.parent / "finetune"), design),
+        "festival": festival_summary(results, analyses),
     }
 
 
@@ -1421,6 +1532,7 @@ def report(summary_: dict, gate: dict, command: str) -> str:
         lines += finetune_section(summary_["finetune"])
     else:
         lines += downstream_section(summary_["downstream"])
+        lines += festival_section(summary_.get("festival") or {})
     notes = RUN_NOTES if v2 else V3_RUN_NOTES
     lines += ["## How it ran", "", *(f"- {note}" for note in notes), ""]
     lines += gate_section(gate) if v2 else v3_gate_section(gate)
@@ -1955,6 +2067,45 @@ def downstream_section(downstream: dict) -> list[str]:
     return [*lines, ""]
 
 
+def festival_section(festival: dict) -> list[str]:
+    """The second synthesiser's check beside corpus v3."""
+    lines = [
+        "## Checked on a second synthesiser (Festival)",
+        "",
+        "eSpeak NG's voices are one formant synthesiser; a result that holds on it alone may be "
+        "its artefact. The same teachers, log-mel and the method and no-shuffle students of seeds "
+        "0-2 are probed on the `test` split of Festival's voices, concatenated from recordings "
+        "of real speakers (English, Italian, Russian: the languages Festival speaks here, all "
+        "heard by T1, so this checks the synthesiser, not claim 1's `unheard` reading). Each "
+        "language's test has **one recorded speaker**, played as pseudo-voices (resampled and "
+        "time-stretched): the intervals resample seeds, pseudo-voices and utterances, and "
+        "understate the spread between real speakers. Corpus v3's rows are its `all` tier.",
+        "",
+    ]
+    if not festival:
+        return lines + ["Not run yet.", ""]
+    lines += [
+        "| teacher | corpus | languages | seeds | teacher's gain over log-mel [95% CI] | "
+        "gain retained by the method [95% CI] | no shuffle − method, PER points [95% CI] |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for teacher, rows in festival.items():
+        for corpus, r in rows.items():
+            kept = "n/a" if r["gain_retained"] is None else f"{r['gain_retained']:.3f}"
+            shuffle = (
+                "n/a"
+                if r["no_shuffle_minus_method"] is None
+                else f"{100 * r['no_shuffle_minus_method']:+.2f} "
+                f"{_ci(r['no_shuffle_minus_method_ci'], sign='+')}"
+            )
+            lines.append(
+                f"| {teacher} | {corpus} | {', '.join(r['languages'])} | {len(r['seeds'])} | "
+                f"{100 * r['teacher_gain']:+.2f} {_ci(r['teacher_gain_ci'], sign='+')} | "
+                f"{kept} {_ci(r['gain_retained_ci'], 1, '.3f')} | {shuffle} |"
+            )
+    return lines + [""]
+
+
 def v3_gate_section(gate: dict) -> list[str]:
     lines = [
         "## The teachers' gates (dev split, never test)",
@@ -2092,6 +2243,11 @@ def main() -> None:
     parser.add_argument(
         "--allow-failed-gate", action="store_true", help="run teachers that failed the dev gate"
     )
+    parser.add_argument(
+        "--no-festival",
+        action="store_true",
+        help="v3: skip the check on Festival's voices (run after the seeds, at the `all` stage)",
+    )
     parser.add_argument("--langs", help="smoke runs only: these languages (default: all 15)")
     parser.add_argument("--probe-steps", type=int, help="smoke runs only: every probe this short")
     parser.add_argument("--finetune-steps", type=int, help="smoke runs only: this fine-tuning")
@@ -2191,6 +2347,8 @@ def main() -> None:
             finetune_downstream(plan, seed, paths)
         else:
             finetune_seed(plan, seed, paths)
+    if v3 and args.stage == "all" and not args.no_festival:
+        festival_check(plan, names)
     write_report(results, docs, teachers, command, design)
     print(f"report: {docs}")
 

@@ -903,12 +903,17 @@ def test_progress_of_a_v3_run(mini, tmp_path):
     mini.record_path(results, "T1-method", 3).write_text("{}")
     (results.parent / "finetune").mkdir()
     (results.parent / "finetune" / "T1-method-s0-eu.json").write_text("{}")
+    festival = mini.festival_dir(results)
+    festival.mkdir(parents=True)
+    mini.fixed_path(festival, "T1").write_text("{}")
+    mini.record_path(festival, "T1-no-shuffle", 1).write_text("{}")
     lines = mini.progress(work, results, ["T1"], [2, 3], [0], mini.V3)
     assert lines == [
         "teachers and log-mel: 1/2 records",
         "seed 2: 0/3 students distilled; 0/15 languages of their evaluation stored; 0/3 records",
         "seed 3: 1/2 students distilled; 0/15 languages of their evaluation stored; 1/2 records",
         "fine-tuning, seed 0: 1/10 (model, language) records",
+        "Festival check: 1/2 teacher and log-mel records, 1/6 student records",
         "distillation left: 4 students, about 0.4 h at the median of the 1 made so far "
         "(6.0 min; each seed's evaluation comes on top)",
     ]
@@ -1058,3 +1063,42 @@ def test_log_mel_is_scored_again_when_a_teacher_needs_more_languages(mini, tmp_p
     assert calls == [["eu", "ka"], ["eu", "ka", "es"]]
     record = json.loads(mini.fixed_path(tmp_path / "runs", "logmel").read_text())
     assert list(record["languages"]) == ["eu", "ka", "es"]
+
+
+def test_festival_check_sits_beside_corpus_v3_in_the_report(mini, tmp_path):
+    results = tmp_path / "replication-v3" / "runs"
+    results.mkdir(parents=True)
+    for name in ("T1", "logmel"):
+        mini.fixed_path(results, name).write_text(json.dumps(fixed(name, CLEAR[name])))
+    write_runs(results, {n: CLEAR[n] for n in ("T1-method", "T1-no-shuffle")})
+    docs = tmp_path / "replication.md"
+    out = mini.write_report(results, docs, {}, "cmd", mini.V3)
+    assert out["festival"] == {} and "## Checked on a second synthesiser (Festival)" in (
+        docs.read_text()
+    )
+    assert "Not run yet." in docs.read_text()
+    # Festival's records (their own directory): the teacher's gain 30 points there, 50 on
+    # corpus v3; the method keeps 0.8 of it there, no shuffle 6 points worse than the method.
+    festival = mini.festival_dir(results)
+    festival.mkdir(parents=True)
+    rates = {"T1": 0.3, "logmel": 0.6}
+    for name, rate in rates.items():
+        mini.fixed_path(festival, name).write_text(json.dumps(fixed(name, rate)))
+    write_runs(festival, {"T1-method": 0.36, "T1-no-shuffle": 0.42})
+    out = mini.write_report(results, docs, {}, "cmd", mini.V3)
+    check = out["festival"]["T1"]
+    assert set(check) == {"festival", "espeak"}
+    f, e = check["festival"], check["espeak"]
+    assert f["seeds"] == [0, 1, 2] and f["languages"] == LANGS
+    assert f["teacher_gain"] == pytest.approx(0.30, abs=0.02)
+    assert e["teacher_gain"] == pytest.approx(0.50, abs=0.02)
+    assert f["gain_retained"] == pytest.approx(0.80, abs=0.05)
+    assert f["no_shuffle_minus_method"] == pytest.approx(0.06, abs=0.02)
+    lo, hi = f["no_shuffle_minus_method_ci"]
+    assert lo <= f["no_shuffle_minus_method"] <= hi
+    assert f["resampling"]["units"][0] == "seed"
+    lines = docs.read_text().splitlines()
+    row = next(x for x in lines if x.startswith("| T1 | festival |"))
+    assert row.startswith(f"| T1 | festival | {', '.join(LANGS)} | 3 | +")
+    assert any(x.startswith("| T1 | espeak |") for x in lines)
+    assert "one recorded speaker" in docs.read_text()
