@@ -72,7 +72,7 @@ def gains(results: dict, names: list[str]) -> dict:
 
 
 def pair_effects(results: dict, pairs: list[tuple[str, str]]) -> dict:
-    """B's macro PER minus A's, with its interval, for each requested pair (A, B)."""
+    """A's macro PER minus B's (the harness's sign), with its interval, for each pair (A, B)."""
     found = {(c["a"], c["b"]): c for c in results["comparisons"]}
     return {
         f"{a}:{b}": {"diff": found[(a, b)]["diff"], "ci": found[(a, b)]["ci"]} for a, b in pairs
@@ -90,7 +90,8 @@ def summary_markdown(summary: dict) -> str:
         + " on each corpus's `test` split. Festival's test has **one recorded speaker per "
         "language** ("
         + ", ".join(f"{k}: {v}" for k, v in summary["festival_test_voices"].items())
-        + "), played as pseudo-voices: its interval resamples those and utterances, so it "
+        + "), played as pseudo-voices: its interval resamples their resampling factors and the "
+        "utterances, so it "
         "understates the speaker-to-speaker spread.",
         "",
         "| network | corpus | languages | macro PER | gain over log-mel [95% CI] | per language |",
@@ -112,7 +113,7 @@ def summary_markdown(summary: dict) -> str:
             f"{100 * block['gains']['logmel']['macro_per']:.1f} | | |"
         )
     if any(block["pairs"] for block in summary["corpora"].values()):
-        lines += ["", "| pair (B minus A) | corpus | macro PER difference [95% CI] |"]
+        lines += ["", "| pair (A:B) | corpus | macro PER of A minus B [95% CI] |"]
         lines.append("| --- | --- | ---: |")
         for corpus, block in summary["corpora"].items():
             for pair, e in block["pairs"].items():

@@ -2078,8 +2078,11 @@ def festival_section(festival: dict) -> list[str]:
         "of real speakers (English, Italian, Russian: the languages Festival speaks here, all "
         "heard by T1, so this checks the synthesiser, not claim 1's `unheard` reading). Each "
         "language's test has **one recorded speaker**, played as pseudo-voices (resampled and "
-        "time-stretched): the intervals resample seeds, pseudo-voices and utterances, and "
-        "understate the spread between real speakers. Corpus v3's rows are its `all` tier.",
+        "time-stretched): the intervals resample seeds, the resampling factors (the pseudo-voices' "
+        "units) and utterances, and "
+        "understate the spread between real speakers. Corpus v3's rows are its `all` tier "
+        "with every seed the run holds (T1: 15 languages; T2 and T-EN: `unheard`): a check of "
+        "direction and size, not a like-for-like comparison.",
         "",
     ]
     if not festival:
@@ -2348,6 +2351,8 @@ def main() -> None:
         else:
             finetune_seed(plan, seed, paths)
     if v3 and args.stage == "all" and not args.no_festival:
+        # The seeds' report first: a failing check on the second synthesiser loses nothing.
+        write_report(results, docs, teachers, command, design)
         festival_check(plan, names)
     write_report(results, docs, teachers, command, design)
     print(f"report: {docs}")

@@ -178,13 +178,14 @@ def ship(runs: Path, package: Path = PACKAGE_TEACHER) -> Path:
     source = (runs / CHOSEN / "T1" / "model").resolve()
     if not (source / "model.safetensors").is_file():
         raise UserError(f"no chosen T1 under {runs / CHOSEN}: run the gate first (--gate-only)")
-    package.mkdir(parents=True, exist_ok=True)
-    for old in package.iterdir():
-        if old.is_file():
-            old.unlink()
+    if source == package.resolve():
+        raise UserError(f"the chosen T1 is the package's teacher already ({package})")
+    staged = package.with_name(f".{package.name}-new")  # filled first: no half-copied teacher
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir(parents=True)
     for name in SHIPPED_FILES:
-        shutil.copy2(source / name, package / name)
-    card = (package / "README.md").read_text()
+        shutil.copy2(source / name, staged / name)
+    card = (staged / "README.md").read_text()
     anchor = next(line for line in card.splitlines() if line.startswith("**Labels seen:**"))
     note = (
         f"\n\n**Shipped** inside distilxlsr (`teacher=shipped`): replication v3's T1, chosen by "
@@ -194,7 +195,9 @@ def ship(runs: Path, package: Path = PACKAGE_TEACHER) -> Path:
         f"was at `src/distilxlsr/assets/teacher` when those runs were made and is now "
         f"`{PREVIOUS_T1}`."
     )
-    (package / "README.md").write_text(card.replace(anchor, anchor + note, 1))
+    (staged / "README.md").write_text(card.replace(anchor, anchor + note, 1))
+    shutil.rmtree(package, ignore_errors=True)
+    staged.rename(package)
     print(f"shipped {source} as {package}", flush=True)
     return source
 
@@ -246,8 +249,12 @@ def main() -> None:
     ]
     record_path = Path(args.gate) / "gate.json"
     gated = json.loads(record_path.read_text()) if record_path.is_file() else {}
-    # The previous T1's gate is kept in gate.json; it is gated again only where it is missing.
-    reference = [] if "T1" in gated else [f"T1={PREVIOUS_T1}"]
+    # The previous T1's gate is kept in gate.json; it is gated again where it is missing or its
+    # record names another path (made when it was the package's teacher, whose directory now
+    # holds another model: a choice must never link there).
+    recorded = gated.get("T1", {}).get("path")
+    kept = recorded is not None and Path(recorded).resolve() == Path(PREVIOUS_T1).resolve()
+    reference = [] if kept else [f"T1={PREVIOUS_T1}"]
     gate = [sys.executable, "experiments/teacher_gate_v3.py", *reference, *done]
     subprocess.run([*gate, "--jobs", str(args.jobs), "--out", args.gate], check=True)
     record = json.loads(record_path.read_text())

@@ -136,9 +136,15 @@ def test_shipping_copies_the_chosen_t1_into_the_package_with_a_note(levers, tmp_
     (package / "model.safetensors").write_text("old weights")
     assert levers.ship(runs, package) == chosen.resolve()
     assert sorted(p.name for p in package.iterdir()) == sorted(levers.SHIPPED_FILES)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cand", "package", "runs"]
     assert (package / "model.safetensors").read_text() == "model.safetensors"
     card = (package / "README.md").read_text()
     assert card.startswith("# T\n\n**Heard:** en\n**Labels seen:** none.\n\n**Shipped** inside")
     assert levers.PREVIOUS_T1 in card and card.endswith("## More\n")
     with pytest.raises(levers.UserError, match="no chosen T1"):
         levers.ship(tmp_path / "nothing", package)
+    link.unlink()
+    link.symlink_to(package)  # the package's own teacher chosen: refused, nothing deleted
+    with pytest.raises(levers.UserError, match="is the package's teacher already"):
+        levers.ship(runs, package)
+    assert (package / "model.safetensors").read_text() == "model.safetensors"

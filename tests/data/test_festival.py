@@ -103,11 +103,26 @@ needs_festival = pytest.mark.skipif(
 def test_a_failed_utterance_is_skipped_and_counted(tmp_path):
     good = fest.festival_spec("en", "test", 0, 0)
     bad = dict(fest.festival_spec("en", "test", 0, 1))
-    bad["speaker"] = fest.Speaker("no_such_voice", "f100", 100, 100)
-    chunk = fest.render_festival_chunk([good, bad], str(tmp_path))
-    assert [u["id"] for u in chunk["utterances"]] == [good["id"]]
-    assert chunk["failed"] == [bad["id"]]
+    bad["speaker"] = fest.Speaker("no_such_voice", "f100", 100, 100)  # an error: caught
+    crash = dict(fest.festival_spec("en", "test", 0, 2), text=".")  # Festival 2.5 segfaults
+    after = fest.festival_spec("en", "test", 0, 3)  # ... and a fresh process goes on
+    chunk = fest.render_festival_chunk([good, bad, crash, after], str(tmp_path))
+    assert [u["id"] for u in chunk["utterances"]] == [good["id"], after["id"]]
+    assert chunk["failed"] == [bad["id"], crash["id"]]
     assert chunk["engine"].startswith("festival ")
+
+
+@needs_festival
+def test_phone_times_follow_the_audio_through_the_pseudo_voices_resampling(tmp_path):
+    """Festival's last phone ends shortly before the audio does (its trailing pause), whichever
+    way the audio was resampled: a factor applied the wrong way would move every boundary by
+    about 25% at 0.88 and 1.12."""
+    for index, factor in enumerate((88, 112)):
+        spec = dict(fest.festival_spec("en", "test", 0, index))
+        spec["speaker"] = fest.Speaker("ked_diphone", f"f{factor}", factor, 100)
+        (utt,) = fest.render_festival_chunk([spec], str(tmp_path))["utterances"]
+        last_boundary = utt["phones"][-1][1]  # where the final pause starts
+        assert 0.85 < last_boundary / utt["num_samples"] < 1.0
 
 
 @needs_festival
@@ -164,5 +179,57 @@ def test_festival_check_reads_gains_and_pairs_from_the_harness_results():
         }
         text = check.summary_markdown(summary)
     assert "| T1 | festival | it, ru | 30.0 | +10.0 [+5.0, +15.0] | it +5.0, ru +15.0 |" in text
+    assert "| pair (A:B) | corpus | macro PER of A minus B [95% CI] |" in text
     assert "| T1:S | festival | -2.0 [-4.0, +0.0] |" in text
     assert "one recorded speaker per language" in text
+
+
+class _FakePool:
+    """A pool whose chunks are made up: CHUNKS[i] is ({index in the chunk: seconds} of the
+    utterances made, [indices in the chunk that failed])."""
+
+    def __init__(self, chunks, audio_dir):
+        self.chunks, self.calls, self.audio_dir = chunks, 0, audio_dir
+
+    def submit(self, task):
+        from concurrent.futures import Future
+
+        specs, _ = task
+        made, failed = self.chunks[min(self.calls, len(self.chunks) - 1)]
+        self.calls += 1
+        utterances = []
+        for i, seconds in made.items():
+            path = self.audio_dir / f"{specs[i]['id']}.flac"
+            path.write_bytes(b"")
+            utterances.append(
+                {"id": specs[i]["id"], "path": str(path), "num_samples": seconds * 16000}
+            )
+        done = Future()
+        done.set_result(
+            {"engine": "fake", "utterances": utterances, "failed": [specs[i]["id"] for i in failed]}
+        )
+        return done
+
+
+def test_an_engine_that_speaks_nothing_stops_the_split_with_one_error(tmp_path):
+    from distilxlsr.data.synthetic.corpus import synthesize_split
+
+    pool = _FakePool([({}, [0, 1])], tmp_path)
+    with pytest.raises(UserError, match="no utterance of en/test in 3 chunks in a row"):
+        synthesize_split(pool, "en", "test", 1.0, 0, 1, tmp_path, False, fest.festival_spec)
+
+
+def test_only_failures_before_the_split_s_last_utterance_are_counted(tmp_path):
+    from distilxlsr.data.synthetic.corpus import synthesize_split
+
+    # Utterances 0 and 2 (10 s each) reach the 0.3 min target; 1 failed before them (a skip),
+    # 5 failed after them, and the next chunk's failure lies past the target: neither counts.
+    chunks = [({0: 10, 2: 10, 3: 10}, [1, 5]), ({0: 10}, [1])]
+    result = synthesize_split(
+        _FakePool(chunks, tmp_path), "en", "test", 0.3, 0, 1, tmp_path, False, fest.festival_spec
+    )
+    assert [u["id"] for u in result["utterances"]] == [
+        "festival-en-test-000000",
+        "festival-en-test-000002",
+    ]
+    assert result["failed"] == ["festival-en-test-000001"]

@@ -43,7 +43,8 @@ from distilxlsr.data.synthetic.voices import (
 from distilxlsr.data.synthetic.workers import Workers
 from distilxlsr.errors import UserError
 
-_TYPICAL_SECONDS = {"en": 5.0}  # first guess of an utterance's duration (others: 3.5 s)
+_TYPICAL_SECONDS = {"en": 5.0}
+_EMPTY_CHUNKS = 3  # chunks in a row without an utterance: the engine cannot speak the language  # first guess of an utterance's duration (others: 3.5 s)
 
 
 def synthesize_split(
@@ -69,6 +70,7 @@ def synthesize_split(
     next_chunk = 0
     engine = "?"
     failed: list[str] = []
+    empty = 0  # chunks in a row that gave no utterance
 
     def submit() -> None:
         nonlocal next_chunk
@@ -97,6 +99,12 @@ def synthesize_split(
             chunk = result.result()
             engine = chunk["engine"]
             failed.extend(chunk.get("failed", ()))
+            empty = 0 if chunk["utterances"] else empty + 1
+            if empty == _EMPTY_CHUNKS:
+                raise UserError(
+                    f"{engine} produced no utterance of {lang}/{split} in {empty} chunks in a "
+                    f"row (e.g. {failed[-1] if failed else '?'}): check its voice for {lang}"
+                )
             for utt in chunk["utterances"]:
                 seconds = utt["num_samples"] / SAMPLE_RATE
                 if total < target:
@@ -112,7 +120,10 @@ def synthesize_split(
                 for utt in result.result()["utterances"]:
                     Path(utt["path"]).unlink(missing_ok=True)
         bar.close()
-    return {"utterances": kept, "engine": engine, "failed": failed}
+    # Failures among the utterances the split reached (those past the target would have been
+    # dropped anyway); ids sort by their zero-padded index.
+    last = kept[-1]["id"] if kept else ""
+    return {"utterances": kept, "engine": engine, "failed": [f for f in failed if f < last]}
 
 
 def write_split(

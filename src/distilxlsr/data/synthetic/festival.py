@@ -186,16 +186,37 @@ def festival_version() -> str:
     return match.group(0) if match else out.stdout.strip()
 
 
+def _run_festival(specs: list[dict], tmp_dir: Path) -> set[str]:
+    """Festival over SPECS in as few processes as its crashes allow: an error inside an
+    utterance is caught by the script (the process goes on), but Festival 2.5 dies on some
+    texts (segfaults on an empty or punctuation-only one, checked); then the first utterance
+    without output is given up and a fresh process takes the rest. Returns the ids given up."""
+    given_up: set[str] = set()
+    pending = list(specs)
+    while pending:
+        script = tmp_dir / "chunk.scm"
+        script.write_bytes(chunk_script(pending, tmp_dir))
+        run = subprocess.run(["festival", "-b", str(script)], capture_output=True, timeout=600)
+        if run.returncode == 0:
+            return given_up
+        done = [(tmp_dir / f"{s['id']}.segs").is_file() for s in pending]
+        first = done.index(False) if False in done else len(done)
+        if first == len(done):  # every output written, then the exit failed: keep them
+            return given_up
+        given_up.add(pending[first]["id"])
+        pending = pending[first + 1 :]
+    return given_up
+
+
 def render_festival_chunk(specs: list[dict], audio_dir: str) -> dict:
-    """Synthesise a chunk with one Festival process; write each utterance's 16 kHz FLAC. Returns
-    the manifest data of each utterance and the ids Festival failed on."""
+    """Synthesise a chunk with Festival (`_run_festival`); write each utterance's 16 kHz FLAC.
+    Returns the manifest data of each utterance and the ids Festival failed on (an error, a
+    crash, no phone, or a text its voice's encoding cannot hold)."""
     directory = Path(audio_dir)
+    utterances, failed = [], []
     with tempfile.TemporaryDirectory(prefix="festival-") as tmp:
         tmp_dir = Path(tmp)
-        script = tmp_dir / "chunk.scm"
-        script.write_bytes(chunk_script(specs, tmp_dir))
-        run = subprocess.run(["festival", "-b", str(script)], capture_output=True, timeout=600)
-        utterances, failed = [], []
+        _run_festival(specs, tmp_dir)
         for spec in specs:
             wav, segs = tmp_dir / f"{spec['id']}.wav", tmp_dir / f"{spec['id']}.segs"
             if not (wav.is_file() and segs.is_file()):
@@ -222,9 +243,6 @@ def render_festival_chunk(specs: list[dict], audio_dir: str) -> dict:
                     "words": [],
                 }
             )
-    if not utterances and run.returncode != 0:
-        error = run.stderr.decode(errors="replace").strip()[-500:]
-        raise RuntimeError(f"festival failed: {error}")
     return {"engine": f"festival {festival_version()}", "utterances": utterances, "failed": failed}
 
 
@@ -259,6 +277,29 @@ def check_festival(langs: list[str]) -> None:
                 )
 
 
+def _version(package: str) -> str:
+    try:
+        from importlib.metadata import version
+
+        return version(package)
+    except Exception:  # noqa: BLE001 - unknown version: the key just changes
+        return "unknown"
+
+
+def _package_versions(voice: str) -> str:
+    """The Debian packages' versions of Festival and VOICE ("unknown" without dpkg)."""
+    packages = ["festival", DEBIAN_PACKAGES.get(voice, voice)]
+    try:
+        out = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Package} ${Version}\\n", *packages],
+            capture_output=True,
+            text=True,
+        )
+    except OSError:
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
 def festival_cache_key(lang: str, split: str, minutes: float, seed: int, lang_dir: Path) -> str:
     args = {
         "generator": _FESTIVAL_GENERATOR,
@@ -269,6 +310,10 @@ def festival_cache_key(lang: str, split: str, minutes: float, seed: int, lang_di
         "seed": int(seed),
         "festival": festival_version(),
         "voices": FESTIVAL_VOICES[lang][split],
+        "packages": _package_versions(FESTIVAL_VOICES[lang][split]),
+        "speakers": [s.id for s in festival_speakers(lang, split)],
+        "encoding": SCRIPT_ENCODINGS.get(FESTIVAL_VOICES[lang][split], "latin-1"),
+        "soxr": _version("soxr"),
         "text": hashlib.sha256(asset_path(lang).read_bytes()).hexdigest(),
         "dir": str(lang_dir.resolve()),
     }
@@ -316,7 +361,7 @@ def synthesize_festival_corpus(
                 if result["failed"]:
                     print(
                         f"festival {lang}/{split}: skipped {len(result['failed'])} utterances "
-                        f"Festival could not synthesise (e.g. {result['failed'][0]})"
+                        f"Festival could not synthesise or encode (e.g. {result['failed'][0]})"
                     )
                 args = {"lang": lang, "split": split, "minutes": minutes, "seed": seed}
                 write_split(lang, split, lang_dir, result, key, args, PHONES_NOTE)
