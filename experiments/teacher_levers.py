@@ -107,7 +107,11 @@ FAMILY_LEVERS = {
     # (cont-logmel), on their own data and, for T2, static shapes (its group-norm CNN).
     "T2": {
         "T2-cont": continuation(
-            "runs/teachers_v3/T2/model", 1, "[english,label]", "loader.static_shapes=true"
+            "runs/teachers_v3/T2/model",
+            1,
+            "[english,label]",
+            "model.family=hubert",  # T2's architecture (init_from must have model.*'s shape)
+            "loader.static_shapes=true",
         )
     },
     "T-EN": {"T-EN-cont": continuation("runs/teachers_v3/T-EN/model", 2, "[english]")},

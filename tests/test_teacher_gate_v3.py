@@ -148,3 +148,17 @@ def test_shipping_copies_the_chosen_t1_into_the_package_with_a_note(levers, tmp_
     with pytest.raises(levers.UserError, match="is the package's teacher already"):
         levers.ship(runs, package)
     assert (package / "model.safetensors").read_text() == "model.safetensors"
+
+
+def test_each_family_s_continuation_builds_its_family_s_architecture(levers, tmp_path):
+    """A continuation starts from its family's teacher (init_from must have model.*'s shape):
+    T2's is HuBERT's post-LN model, as label_free_teachers.py makes T2."""
+    from distilxlsr.pretraining.recipe import load_pretrain_config
+
+    with script_module(SCRIPT.with_name("label_free_teachers.py")) as made:
+        for family, levers_of in levers.FAMILY_LEVERS.items():
+            for name, overrides in levers_of.items():
+                config = load_pretrain_config(
+                    "pretrain-tiny-teacher", [*overrides, f"out={tmp_path / name}"]
+                )
+                assert config.model.family == made.TEACHERS[family]["family"], name
