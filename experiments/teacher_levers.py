@@ -206,6 +206,16 @@ def ship(runs: Path, package: Path = PACKAGE_TEACHER) -> Path:
     return source
 
 
+def previous_t1(gated: dict) -> list[str]:
+    """The previous T1 for the gate call: none while gate.json keeps its record at
+    `PREVIOUS_T1`; else it is gated (again) there: a record naming another path was made when
+    it was the package's teacher, whose directory now holds another model, and a choice must
+    never link there."""
+    recorded = gated.get("T1", {}).get("path")
+    kept = recorded is not None and Path(recorded).resolve() == Path(PREVIOUS_T1).resolve()
+    return [] if kept else [f"T1={PREVIOUS_T1}"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -253,13 +263,7 @@ def main() -> None:
     ]
     record_path = Path(args.gate) / "gate.json"
     gated = json.loads(record_path.read_text()) if record_path.is_file() else {}
-    # The previous T1's gate is kept in gate.json; it is gated again where it is missing or its
-    # record names another path (made when it was the package's teacher, whose directory now
-    # holds another model: a choice must never link there).
-    recorded = gated.get("T1", {}).get("path")
-    kept = recorded is not None and Path(recorded).resolve() == Path(PREVIOUS_T1).resolve()
-    reference = [] if kept else [f"T1={PREVIOUS_T1}"]
-    gate = [sys.executable, "experiments/teacher_gate_v3.py", *reference, *done]
+    gate = [sys.executable, "experiments/teacher_gate_v3.py", *previous_t1(gated), *done]
     subprocess.run([*gate, "--jobs", str(args.jobs), "--out", args.gate], check=True)
     record = json.loads(record_path.read_text())
     choose_all(record, runs, Path(args.gate).parent / "chosen.json")

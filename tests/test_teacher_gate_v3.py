@@ -162,3 +162,11 @@ def test_each_family_s_continuation_builds_its_family_s_architecture(levers, tmp
                     "pretrain-tiny-teacher", [*overrides, f"out={tmp_path / name}"]
                 )
                 assert config.model.family == made.TEACHERS[family]["family"], name
+
+
+def test_the_previous_t1_is_gated_only_where_its_record_is_missing_or_elsewhere(levers):
+    again = [f"T1={levers.PREVIOUS_T1}"]
+    assert levers.previous_t1({}) == again
+    assert levers.previous_t1({"T1": {"path": levers.PREVIOUS_T1}}) == []
+    # made when T1 was the package's teacher: that directory holds another model now
+    assert levers.previous_t1({"T1": {"path": str(levers.PACKAGE_TEACHER)}}) == again
