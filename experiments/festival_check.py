@@ -30,11 +30,10 @@ import time
 from pathlib import Path
 
 from distilxlsr import tune_malloc
-from distilxlsr.data.synthetic.corpus import EVIDENCE_MINUTES
 from distilxlsr.data.synthetic.festival import (
     FESTIVAL_VOICES,
     festival_speakers,
-    synthesize_festival_corpus,
+    synthesize_festival_check_corpus,
 )
 from distilxlsr.evaluate.harness import evaluate
 
@@ -44,12 +43,6 @@ CORPORA = {
     "espeak": (ROOT / "runs/evidence/data", ["it", "ru"]),
 }
 DEFAULT_MODELS = ["T1=runs/teachers_v3/chosen/T1/model"]
-
-
-def build_festival(data: Path, langs: list[str], jobs: int, minutes: dict[str, float]) -> None:
-    """The Festival corpus's `train` (the probes' training data) and `test` splits."""
-    for split in ("train", "test"):
-        synthesize_festival_corpus(data, langs, minutes[split], split, seed=0, jobs=jobs)
 
 
 def gains(results: dict, names: list[str]) -> dict:
@@ -161,7 +154,7 @@ def main() -> None:
     for corpus in args.corpora.split(","):
         langs = CORPORA[corpus][1]
         if corpus == "festival":
-            build_festival(data[corpus], langs, args.jobs, EVIDENCE_MINUTES)
+            synthesize_festival_check_corpus(data[corpus], langs, args.jobs)
         results = evaluate(
             [*args.models, "logmel"],
             str(data[corpus]),

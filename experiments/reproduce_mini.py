@@ -62,8 +62,7 @@ from distilxlsr.data.synthetic import (
     synthesize_corpus,
     synthesize_evidence_corpus,
 )
-from distilxlsr.data.synthetic.corpus import EVIDENCE_MINUTES
-from distilxlsr.data.synthetic.festival import FESTIVAL_VOICES, synthesize_festival_corpus
+from distilxlsr.data.synthetic.festival import FESTIVAL_VOICES, synthesize_festival_check_corpus
 from distilxlsr.demo import FULL, demo_distill_config
 from distilxlsr.distill.train import distill
 from distilxlsr.errors import UserError
@@ -467,10 +466,7 @@ def festival_check(plan: Plan, names: list[str], data: Path = FESTIVAL_DATA) -> 
     test split; records under `festival_dir`. Skipped, saying why, where Festival or a voice is
     not installed (they come from apt, not pip)."""
     try:
-        for split in ("train", "test"):
-            synthesize_festival_corpus(
-                data, FESTIVAL_LANGS, EVIDENCE_MINUTES[split], split, jobs=plan.jobs
-            )
+        synthesize_festival_check_corpus(data, FESTIVAL_LANGS, plan.jobs)
     except UserError as err:
         print(f"Festival check skipped: {err}", flush=True)
         return

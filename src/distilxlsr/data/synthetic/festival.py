@@ -44,7 +44,7 @@ import soundfile as sf
 import soxr
 
 from distilxlsr.conventions import SAMPLE_RATE, SILENCE
-from distilxlsr.data.synthetic.files import CHUNK, is_cached, split_files
+from distilxlsr.data.synthetic.files import CHUNK, is_cached, package_version, split_files
 from distilxlsr.data.synthetic.texts import asset_path, make_text
 from distilxlsr.data.synthetic.voices import Speaker
 from distilxlsr.errors import UserError
@@ -74,6 +74,12 @@ _STRETCHABLE = ("_diphone",)
 SCRIPT_ENCODINGS = {"msu_ru_nsh_clunits": "utf-8"}
 """How a voice's front end reads its text: the Russian voice UTF-8, the others Latin-1 (the
 Italian letter-to-sound rules fail on UTF-8's bytes, checked)."""
+
+
+def script_encoding(voice: str) -> str:
+    return SCRIPT_ENCODINGS.get(voice, "latin-1")
+
+
 _FESTIVAL_GENERATOR = 1  # part of the cache key: bump when the output's definition changes
 
 
@@ -126,7 +132,7 @@ def chunk_script(specs: list[dict], out_dir: Path) -> bytes:
     for spec in specs:
         speaker: Speaker = spec["speaker"]
         stem = out_dir / spec["id"]
-        encoding = SCRIPT_ENCODINGS.get(speaker.voice, "latin-1")
+        encoding = script_encoding(speaker.voice)
         try:
             spec["text"].encode(encoding)
         except UnicodeEncodeError:
@@ -277,15 +283,6 @@ def check_festival(langs: list[str]) -> None:
                 )
 
 
-def _version(package: str) -> str:
-    try:
-        from importlib.metadata import version
-
-        return version(package)
-    except Exception:  # noqa: BLE001 - unknown version: the key just changes
-        return "unknown"
-
-
 def _package_versions(voice: str) -> str:
     """The Debian packages' versions of Festival and VOICE ("unknown" without dpkg)."""
     packages = ["festival", DEBIAN_PACKAGES.get(voice, voice)]
@@ -312,8 +309,8 @@ def festival_cache_key(lang: str, split: str, minutes: float, seed: int, lang_di
         "voices": FESTIVAL_VOICES[lang][split],
         "packages": _package_versions(FESTIVAL_VOICES[lang][split]),
         "speakers": [s.id for s in festival_speakers(lang, split)],
-        "encoding": SCRIPT_ENCODINGS.get(FESTIVAL_VOICES[lang][split], "latin-1"),
-        "soxr": _version("soxr"),
+        "encoding": script_encoding(FESTIVAL_VOICES[lang][split]),
+        "soxr": package_version("soxr"),
         "text": hashlib.sha256(asset_path(lang).read_bytes()).hexdigest(),
         "dir": str(lang_dir.resolve()),
     }
@@ -370,3 +367,13 @@ def synthesize_festival_corpus(
         with contextlib.suppress(Exception):
             pool.close()
     return manifests
+
+
+def synthesize_festival_check_corpus(out: Path, langs: list[str], jobs: int = 1) -> None:
+    """The Festival check corpus as the experiments use it: `train` (the probes' training data)
+    and `test` of LANGS at corpus v3's evaluation minutes (`EVIDENCE_MINUTES`), seed 0; splits
+    already written with these arguments are reused."""
+    from distilxlsr.data.synthetic.corpus import EVIDENCE_MINUTES
+
+    for split in ("train", "test"):
+        synthesize_festival_corpus(out, langs, EVIDENCE_MINUTES[split], split, seed=0, jobs=jobs)

@@ -53,13 +53,18 @@ def split_files(lang_dir: Path, split: str) -> list[Path]:
     return [lang_dir / n for n in names] + [lang_dir / f"phones_{split}.json"]
 
 
-def cache_key(lang: str, split: str, minutes: float, seed: int, lang_dir: Path) -> str:
+def package_version(package: str) -> str:
+    """An installed Python package's version, "unknown" when it cannot be read (a cache key
+    holding it then just changes)."""
     try:
         from importlib.metadata import version
 
-        loader_version = version("espeakng-loader")
-    except Exception:  # noqa: BLE001 - unknown version: the key just changes
-        loader_version = "unknown"
+        return version(package)
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+def cache_key(lang: str, split: str, minutes: float, seed: int, lang_dir: Path) -> str:
     args = {
         "generator": GENERATOR_VERSION,
         "chunk": CHUNK,
@@ -67,7 +72,7 @@ def cache_key(lang: str, split: str, minutes: float, seed: int, lang_dir: Path) 
         "split": split,
         "minutes": float(minutes),
         "seed": int(seed),
-        "espeakng_loader": loader_version,
+        "espeakng_loader": package_version("espeakng-loader"),
         "text": hashlib.sha256(asset_path(lang).read_bytes()).hexdigest(),
         "dir": str(lang_dir.resolve()),
     }
