@@ -102,6 +102,9 @@ def test_a_backward_pass_whose_scaled_values_vanish_is_redone_in_log_space():
     kept["alpha"][:] = 0.0  # every occupation's mass is then zero
     redone = compiled._compiled()["backward"](*kept.values(), scales)
     assert np.allclose(redone, expected, rtol=0, atol=1e-12)
+    assert kept["exact"].all()  # alpha now holds log values, and a second backward reads them so
+    again = compiled._compiled()["backward"](*kept.values(), scales)
+    assert np.allclose(again, expected, rtol=0, atol=1e-12)
 
 
 def test_mismatched_sizes_are_one_clear_error():

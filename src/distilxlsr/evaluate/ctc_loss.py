@@ -183,6 +183,7 @@ def _build() -> dict:  # noqa: C901, PLR0915  (the kernels are one unit: they sh
                 continue
             if not exact[b]:  # the scaled backward underflowed: both passes in log space
                 forward_log(b, log_probs, frames, width, states, skips, alpha, base)
+                exact[b] = True  # alpha now holds log values (a second backward reads them so)
             backward_log(
                 b, log_probs, frames, width, states, skips, alpha, base, ll[b], scales[b], grad
             )
