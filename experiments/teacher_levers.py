@@ -13,7 +13,9 @@ more than in T1's recipe (unmasked weight 0.5, not 1.0), for 1,200 more steps:
   targets stop following the voice. Stopped at step 400, no better than `cont-logmel` there
   (`STOPPED`);
 - `cont-logmel-2x`: `cont-logmel` continued 1,200 steps more (another data order), since the
-  continuation alone had gained 7.8 points over T1 on dev.
+  continuation alone had gained 7.8 points over T1 on dev; then `cont-logmel-3x` by the rule
+  fixed before 2x's gate (another round while a round gains >= 3 dev points), which gained 0.8
+  and ended T1's levers.
 
 The pair isolates the perturbation; each against T1 gives the continuation's effect. Every run
 resumes where it stopped (the same command); a candidate another process is training is
@@ -29,7 +31,11 @@ whether or not any passes; runs/teachers_v3/chosen/<family>/model points to each
 experiments/reproduce_mini.py looks) and results/teacher_gate_v3/chosen.json says why.
 
     python experiments/teacher_levers.py [--only NAME] [--families T2,T-EN] [--gate-only]
-        [--jobs 1]
+        [--no-gate] [--jobs 1]
+
+`--only NAME` trains that lever alone (any of `LEVERS`), and `--no-gate` stops after training:
+two levers trained side by side, each `--only X --no-gate`, then one `--families T2,T-EN
+--gate-only` (two gates at once would write one gate directory).
     python experiments/teacher_levers.py --ship    # the chosen T1 becomes the package's teacher
 
 Writes runs/teachers_v3/<name>/ (the runs) and results/teacher_gate_v3/dev/ (the gate).
@@ -116,7 +122,21 @@ FAMILY_LEVERS = {
     },
     "T-EN": {"T-EN-cont": continuation("runs/teachers_v3/T-EN/model", 2, "[english]")},
 }
+# Each continuation gained >= 3 dev points over its family's teacher (T2-cont +6.2 over T2,
+# T-EN-cont +7.0 over T-EN; results/teacher_gate_v3/dev): another round each, by T1's rule.
+FAMILY_LEVERS["T2"]["T2-cont-2x"] = continuation(
+    "runs/teachers_v3/T2-cont/model",
+    2,
+    "[english,label]",
+    "model.family=hubert",
+    "loader.static_shapes=true",
+)
+FAMILY_LEVERS["T-EN"]["T-EN-cont-2x"] = continuation(
+    "runs/teachers_v3/T-EN-cont/model", 3, "[english]"
+)
 """Per family, the levers applied to it after it is made (run in this order)."""
+LEVERS = CANDIDATES | {n: o for levers in FAMILY_LEVERS.values() for n, o in levers.items()}
+"""Every lever by name (T1's candidates, then each family's)."""
 STOPPED = {
     "cont-logmel-speed": (
         [*BASE, "stage1.speed_range=[0.85,1.15]"],
@@ -222,7 +242,10 @@ def main() -> None:
     )
     parser.add_argument("--data", default="runs/evidence/data")
     parser.add_argument("--runs", default="runs/teachers_v3")
-    parser.add_argument("--only", choices=sorted(CANDIDATES))
+    parser.add_argument("--only", choices=sorted(LEVERS), help="train this lever alone")
+    parser.add_argument(
+        "--no-gate", action="store_true", help="train, then stop (gate later: --gate-only)"
+    )
     parser.add_argument(
         "--families", default="", help="comma-separated, of T2,T-EN: also make and gate these"
     )
@@ -240,7 +263,7 @@ def main() -> None:
     names = [args.only] if args.only else list(CANDIDATES)
     families = [f for f in args.families.split(",") if f]
     for name in names if not args.gate_only else []:
-        train(runs, name, [f"data={args.data}", *CANDIDATES[name]])
+        train(runs, name, [f"data={args.data}", *LEVERS[name]])
     if families and not args.gate_only:
         subprocess.run(
             [
@@ -254,8 +277,10 @@ def main() -> None:
             check=True,
         )
     levers = {n: o for f in families for n, o in FAMILY_LEVERS.get(f, {}).items()}
-    for name, overrides in levers.items() if not args.gate_only else []:
+    for name, overrides in levers.items() if not (args.gate_only or args.only) else []:
         train(runs, name, [f"data={args.data}", *overrides])
+    if args.no_gate:
+        return
     done = [
         f"{name}={runs / name / 'model'}"
         for name in [*CANDIDATES, *families, *levers]

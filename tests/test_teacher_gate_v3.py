@@ -170,3 +170,16 @@ def test_the_previous_t1_is_gated_only_where_its_record_is_missing_or_elsewhere(
     assert levers.previous_t1({"T1": {"path": levers.PREVIOUS_T1}}) == []
     # made when T1 was the package's teacher: that directory holds another model now
     assert levers.previous_t1({"T1": {"path": str(levers.PACKAGE_TEACHER)}}) == again
+
+
+def test_only_trains_any_lever_alone_and_no_gate_stops_before_the_gate(levers, monkeypatch):
+    trained, ran = [], []
+    monkeypatch.setattr(levers, "train", lambda runs, name, overrides: trained.append(name))
+    monkeypatch.setattr(levers.subprocess, "run", lambda *a, **k: ran.append(a))
+    monkeypatch.setattr(
+        levers.sys, "argv", ["teacher_levers.py", "--only", "T-EN-cont-2x", "--no-gate"]
+    )
+    levers.main()
+    assert trained == ["T-EN-cont-2x"] and ran == []  # no family made, no gate run
+    assert "init_from=runs/teachers_v3/T-EN-cont/model" in levers.LEVERS["T-EN-cont-2x"]
+    assert "model.family=hubert" in levers.LEVERS["T2-cont-2x"]  # T2's architecture
