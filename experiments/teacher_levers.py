@@ -35,7 +35,8 @@ experiments/reproduce_mini.py looks) and results/teacher_gate_v3/chosen.json say
 
 `--only NAME` trains that lever alone (any of `LEVERS`), and `--no-gate` stops after training:
 two levers trained side by side, each `--only X --no-gate`, then one `--families T2,T-EN
---gate-only` (two gates at once would write one gate directory).
+--gate-only` (two gates at once would write one gate directory, whose store merges on each
+save but through one temporary file name per language).
     python experiments/teacher_levers.py --ship    # the chosen T1 becomes the package's teacher
 
 Writes runs/teachers_v3/<name>/ (the runs) and results/teacher_gate_v3/dev/ (the gate).
