@@ -116,3 +116,24 @@ def test_mismatched_sizes_are_one_clear_error():
 
 def _forward(log_probs: np.ndarray, lengths: torch.Tensor, labels):
     return forward_pass(log_probs, lengths.numpy().astype(np.int64), labels)
+
+
+def test_kernels_compile_where_numba_cannot_cache_them(monkeypatch):
+    """A read-only install with no writable user cache: numba refuses `cache=True` when the
+    kernel is defined; the kernels are then compiled uncached, with the same results."""
+    import numba  # noqa: PLC0415
+
+    real_njit = numba.njit
+
+    def refusing(*args, **options):
+        if options.get("cache"):
+            raise RuntimeError("cannot cache function 'f': no locator available for file 'x'")
+        return real_njit(*args, **options)
+
+    logits, lengths, labels = _batch(4)
+    expected = _both(logits, lengths, labels)[1]
+    monkeypatch.setattr(numba, "njit", refusing)
+    monkeypatch.setattr(compiled, "_KERNELS", {})
+    (_, _), (loss, grad) = _both(logits, lengths, labels)
+    assert loss.item() == pytest.approx(expected[0].item(), rel=1e-12)
+    assert torch.allclose(grad, expected[1], rtol=0, atol=1e-12)

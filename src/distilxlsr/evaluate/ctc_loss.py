@@ -38,9 +38,17 @@ def _compiled() -> dict:
 def _build() -> dict:  # noqa: C901, PLR0915  (the kernels are one unit: they share helpers)
     import numba  # noqa: PLC0415
 
-    jit = numba.njit(cache=True)
+    def jit(func=None, **options):
+        """numba.njit, cached on disk where numba finds a writable place (beside this module or
+        in the user's cache); else compiled in each process."""
+        if func is None:
+            return lambda f: jit(f, **options)
+        try:
+            return numba.njit(cache=True, **options)(func)
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            return numba.njit(**options)(func)
 
-    @numba.njit(cache=True, inline="always")
+    @jit(inline="always")
     def log_add(x, y):
         if x == -np.inf:
             return y
