@@ -22,26 +22,15 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from distilxlsr import tune_malloc
 from distilxlsr.bench.common import emit, ratio_pairs
 from distilxlsr.evaluate import ctc
 from distilxlsr.evaluate.ctc import Probe, ProbeConfig, probe_decode, train_probe
-from distilxlsr.evaluate.ctc_loss import ctc_loss
+from distilxlsr.evaluate.ctc_loss import ctc_loss, torch_ctc_loss
 from distilxlsr.evaluate.per import phone_error_rate
 
-
-def torch_ctc(log_probs, lengths, labels):
-    """The reference: the probe's loss as it was, torch's CTC."""
-    targets = torch.tensor([t for seq in labels for t in seq], dtype=torch.long)
-    counts = torch.tensor([len(seq) for seq in labels])
-    return F.ctc_loss(
-        log_probs.transpose(0, 1), targets, lengths, counts, blank=0, zero_infinity=True
-    )
-
-
-LOSSES = {"compiled": ctc_loss, "torch": torch_ctc}
+LOSSES = {"compiled": ctc_loss, "torch": torch_ctc_loss}
 
 
 def load(model: str, data_dir: Path, split: str):

@@ -8,22 +8,14 @@ import torch
 import torch.nn.functional as F
 
 from distilxlsr.evaluate import ctc_loss as compiled
-from distilxlsr.evaluate.ctc_loss import ctc_loss, forward_pass, lattice
-
-
-def _torch_ctc(log_probs, lengths, labels):
-    targets = torch.tensor([t for seq in labels for t in seq], dtype=torch.long)
-    counts = torch.tensor([len(seq) for seq in labels])
-    return F.ctc_loss(
-        log_probs.transpose(0, 1), targets, lengths, counts, blank=0, zero_infinity=True
-    )
+from distilxlsr.evaluate.ctc_loss import ctc_loss, forward_pass, lattice, torch_ctc_loss
 
 
 def _both(logits, lengths, labels):
     """(loss, gradient on the logits) of torch's CTC and of ours, through log-softmax; the
     gradient on frames past each utterance's length is left out (torch leaves it undefined)."""
     out = []
-    for loss_fn in (_torch_ctc, ctc_loss):
+    for loss_fn in (torch_ctc_loss, ctc_loss):
         x = logits.detach().clone().requires_grad_(True)
         loss = loss_fn(F.log_softmax(x, -1), lengths, labels)
         loss.backward()
@@ -78,7 +70,7 @@ def test_an_impossible_utterance_counts_zero_with_no_gradient():
     labels = [[1, 1, 2], [3]]  # utterance 0 needs 4 frames: 1, blank, 1, 2
     x = logits.clone().requires_grad_(True)
     loss = ctc_loss(F.log_softmax(x, -1), lengths, labels)
-    alone = _torch_ctc(F.log_softmax(logits[1:], -1), lengths[1:], labels[1:])
+    alone = torch_ctc_loss(F.log_softmax(logits[1:], -1), lengths[1:], labels[1:])
     assert loss.item() == pytest.approx(alone.item() / 2, rel=1e-12)
     loss.backward()
     assert not x.grad[0].any() and x.grad[1].abs().sum() > 0

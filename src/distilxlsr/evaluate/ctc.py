@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from distilxlsr.evaluate.ctc_loss import ctc_loss
+from distilxlsr.evaluate.ctc_loss import ctc_loss, torch_ctc_loss
 from distilxlsr.evaluate.per import greedy_decode
 
 
@@ -142,11 +142,7 @@ def _ctc(log_probs: torch.Tensor, lengths: torch.Tensor, labels: list[list[int]]
     own on another device."""
     if log_probs.device.type == "cpu":
         return ctc_loss(log_probs, lengths, labels)
-    targets = torch.tensor([t for seq in labels for t in seq], dtype=torch.long)
-    target_lengths = torch.tensor([len(seq) for seq in labels])
-    return F.ctc_loss(
-        log_probs.transpose(0, 1), targets, lengths, target_lengths, blank=0, zero_infinity=True
-    )
+    return torch_ctc_loss(log_probs, lengths, labels)
 
 
 def train_probe(

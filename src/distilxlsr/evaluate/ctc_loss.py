@@ -24,6 +24,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 _KERNELS: dict = {}
 
@@ -279,3 +280,14 @@ def ctc_loss(
     per_utterance = torch.where(torch.isfinite(per_utterance), per_utterance, 0.0)
     counts = torch.tensor([max(1, len(seq)) for seq in labels], dtype=per_utterance.dtype)
     return (per_utterance / counts).mean()
+
+
+def torch_ctc_loss(
+    log_probs: torch.Tensor, lengths: torch.Tensor, labels: list[list[int]], blank: int = 0
+) -> torch.Tensor:
+    """`ctc_loss` by torch's `F.ctc_loss` (any device; the reference the compiled one equals)."""
+    targets = torch.tensor([t for seq in labels for t in seq], dtype=torch.long)
+    counts = torch.tensor([len(seq) for seq in labels])
+    return F.ctc_loss(
+        log_probs.transpose(0, 1), targets, lengths, counts, blank=blank, zero_infinity=True
+    )
